@@ -1,0 +1,463 @@
+/**
+ * Everything a call through the toolkit can fail with, as one tagged union split by what the caller
+ * should do about it.
+ *
+ * - Retryable provider errors: {@link RateLimited}, {@link Overloaded}, {@link ServerError},
+ *   {@link Timeout}, {@link ConnectionError}, {@link StreamTruncated}.
+ * - Fatal provider errors: {@link BadRequest}, {@link Authentication}, {@link PermissionDenied},
+ *   {@link ModelNotFound}, {@link ContextLengthExceeded}, {@link ContentFiltered}, {@link QuotaExhausted}.
+ * - Rejections by the toolkit itself: {@link CircuitOpen}, {@link AdmissionRejected},
+ *   {@link RetryBudgetExhausted}, {@link RetryAfterTooLong}, {@link DeadlineExceeded},
+ *   {@link BudgetExceeded}, {@link TurnLimitExceeded}, {@link LoopDetected}, {@link OutputInvalid}.
+ *
+ * Retryability is derived from the kind ({@link isRetryable}), never stored, so no error can claim to
+ * be retryable by accident. Every provider error carries the provider, model, HTTP status and provider
+ * request id where they are known.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
+
+const providerFields = {
+  /** Human-readable detail, taken from the provider's error body where there is one. */
+  message: Schema.String,
+  provider: Schema.optional(Schema.String),
+  model: Schema.optional(Schema.String),
+  status: Schema.optional(Schema.Number),
+  requestId: Schema.optional(Schema.String)
+}
+
+const retryHint = {
+  /** How long the provider asked us to wait (`retry-after` / `retry-after-ms`), in milliseconds. */
+  retryAfterMs: Schema.optional(Schema.Finite),
+  rateLimit: Schema.optional(RateLimitSnapshot)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// retryable
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Which limit a 429 was about, when the provider said so.
+ *
+ * @since 0.1.0
+ */
+export const RateLimitKind = Schema.Literals(["requests", "tokens", "unknown"])
+
+/**
+ * @since 0.1.0
+ */
+export type RateLimitKind = typeof RateLimitKind.Type
+
+/**
+ * A transient 429: the request- or token-per-minute limit was hit. Retry after `retryAfterMs`.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * const e = new LlmError.RateLimited({ message: "slow down", limit: "tokens", retryAfterMs: 2000, status: 429 })
+ * LlmError.isRetryable(e) // true
+ * ```
+ * @since 0.1.0
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  ...providerFields,
+  ...retryHint,
+  limit: RateLimitKind
+}) {}
+
+/**
+ * The provider is overloaded (Anthropic 529 `overloaded_error`, or a 503).
+ *
+ * @since 0.1.0
+ */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
+  ...providerFields,
+  ...retryHint
+}) {}
+
+/**
+ * A 5xx (or an unrecognised failure that the provider marked retryable).
+ *
+ * @since 0.1.0
+ */
+export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", {
+  ...providerFields,
+  ...retryHint
+}) {}
+
+/**
+ * The phase in which a timeout fired: the whole call, the wait for the first streamed token, or the
+ * silence between two chunks.
+ *
+ * @since 0.1.0
+ */
+export const TimeoutPhase = Schema.Literals(["total", "first-token", "idle"])
+
+/**
+ * @since 0.1.0
+ */
+export type TimeoutPhase = typeof TimeoutPhase.Type
+
+/**
+ * A timeout fired. `phase` says which one, `afterMs` how long it waited.
+ *
+ * @since 0.1.0
+ */
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
+  ...providerFields,
+  phase: TimeoutPhase,
+  afterMs: Schema.Finite
+}) {}
+
+/**
+ * The connection failed or was reset before a complete response arrived.
+ *
+ * @since 0.1.0
+ */
+export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
+  ...providerFields
+}) {}
+
+/**
+ * A stream ended without the provider's end marker (`[DONE]`, `message_stop`), or failed mid-way with an
+ * in-stream error event that was not itself classifiable. `receivedChunks` text chunks had arrived.
+ *
+ * @since 0.1.0
+ */
+export class StreamTruncated extends Schema.TaggedError<StreamTruncated>()("StreamTruncated", {
+  ...providerFields,
+  receivedChunks: Schema.Finite
+}) {}
+
+// ---------------------------------------------------------------------------------------------------------
+// fatal
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * The request is malformed (400, 413, 422 ...). Retrying the same request cannot help.
+ *
+ * @since 0.1.0
+ */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", { ...providerFields }) {}
+
+/**
+ * The API key is missing or invalid (401).
+ *
+ * @since 0.1.0
+ */
+export class Authentication extends Schema.TaggedError<Authentication>()("Authentication", {
+  ...providerFields
+}) {}
+
+/**
+ * The key is valid but may not do this (403).
+ *
+ * @since 0.1.0
+ */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", {
+  ...providerFields
+}) {}
+
+/**
+ * The model (or endpoint) does not exist for this key (404).
+ *
+ * @since 0.1.0
+ */
+export class ModelNotFound extends Schema.TaggedError<ModelNotFound>()("ModelNotFound", {
+  ...providerFields
+}) {}
+
+/**
+ * The prompt plus the output cap does not fit the model's context window. A fallback to a model with a
+ * larger window can help; a retry cannot.
+ *
+ * @since 0.1.0
+ */
+export class ContextLengthExceeded extends Schema.TaggedError<ContextLengthExceeded>()("ContextLengthExceeded", {
+  ...providerFields
+}) {}
+
+/**
+ * The provider refused the content (prompt or output) on policy grounds.
+ *
+ * @since 0.1.0
+ */
+export class ContentFiltered extends Schema.TaggedError<ContentFiltered>()("ContentFiltered", {
+  ...providerFields
+}) {}
+
+/**
+ * A 429 that is not a rate limit: credits, spend limit or quota exhausted. Never retried; another
+ * provider can help. `resetAt` (epoch ms) when the provider said when the quota comes back.
+ *
+ * @since 0.1.0
+ */
+export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>()("QuotaExhausted", {
+  ...providerFields,
+  resetAt: Schema.optional(Schema.Finite)
+}) {}
+
+/**
+ * The errors a provider itself can produce.
+ *
+ * @since 0.1.0
+ */
+export const ProviderError = Schema.Union([
+  RateLimited,
+  Overloaded,
+  ServerError,
+  Timeout,
+  ConnectionError,
+  StreamTruncated,
+  BadRequest,
+  Authentication,
+  PermissionDenied,
+  ModelNotFound,
+  ContextLengthExceeded,
+  ContentFiltered,
+  QuotaExhausted
+])
+
+/**
+ * @since 0.1.0
+ */
+export type ProviderError = typeof ProviderError.Type
+
+// ---------------------------------------------------------------------------------------------------------
+// rejections by the toolkit
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * The circuit for `key` is open: the call was rejected without reaching the provider.
+ *
+ * @since 0.1.0
+ */
+export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen", {
+  key: Schema.String,
+  retryAfterMs: Schema.Finite
+}) {
+  override get message(): string {
+    return `circuit ${this.key} is open; retry after ${Math.round(this.retryAfterMs)} ms`
+  }
+}
+
+/**
+ * Why admission control turned a request away.
+ *
+ * - `queue-full`: the wait queue for the key is at its bound.
+ * - `wait-too-long`: the request waited its path's maximum without being admitted.
+ * - `never-admissible`: its token estimate exceeds the whole per-minute budget.
+ * - `concurrency-queue-full`: the bulkhead's own queue is at its bound.
+ *
+ * @since 0.1.0
+ */
+export const AdmissionRejectionReason = Schema.Literals([
+  "queue-full",
+  "wait-too-long",
+  "never-admissible",
+  "concurrency-queue-full"
+])
+
+/**
+ * @since 0.1.0
+ */
+export type AdmissionRejectionReason = typeof AdmissionRejectionReason.Type
+
+/**
+ * Admission control rejected the request before it reached the provider.
+ *
+ * @since 0.1.0
+ */
+export class AdmissionRejected extends Schema.TaggedError<AdmissionRejected>()("AdmissionRejected", {
+  key: Schema.String,
+  reason: AdmissionRejectionReason,
+  retryAfterMs: Schema.optional(Schema.Finite)
+}) {
+  override get message(): string {
+    return `admission for ${this.key} rejected: ${this.reason}`
+  }
+}
+
+/**
+ * An error that ended a call after retries: a provider error or a fail-fast rejection.
+ *
+ * @since 0.1.0
+ */
+export const AttemptError = Schema.Union([ProviderError, CircuitOpen, AdmissionRejected])
+
+/**
+ * @since 0.1.0
+ */
+export type AttemptError = typeof AttemptError.Type
+
+/**
+ * The shared retry budget for `key` is spent: the retry was refused and `lastError` surfaced at once.
+ *
+ * @since 0.1.0
+ */
+export class RetryBudgetExhausted extends Schema.TaggedError<RetryBudgetExhausted>()("RetryBudgetExhausted", {
+  key: Schema.String,
+  lastError: AttemptError
+}) {
+  override get message(): string {
+    return `retry budget for ${this.key} exhausted after: ${this.lastError._tag}`
+  }
+}
+
+/**
+ * The provider asked for a wait longer than `maxRetryAfterMs`: we stop waiting on it now, so that a
+ * fallback can act, instead of sleeping.
+ *
+ * @since 0.1.0
+ */
+export class RetryAfterTooLong extends Schema.TaggedError<RetryAfterTooLong>()("RetryAfterTooLong", {
+  retryAfterMs: Schema.Finite,
+  maxRetryAfterMs: Schema.Finite,
+  lastError: AttemptError
+}) {
+  override get message(): string {
+    return `provider asked to wait ${this.retryAfterMs} ms, above the maximum of ${this.maxRetryAfterMs} ms`
+  }
+}
+
+/**
+ * The call's total time budget would be crossed by the next wait (or was crossed).
+ *
+ * @since 0.1.0
+ */
+export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("DeadlineExceeded", {
+  deadlineMs: Schema.Finite,
+  lastError: Schema.optional(AttemptError)
+}) {
+  override get message(): string {
+    return `deadline of ${this.deadlineMs} ms exceeded${this.lastError ? ` after ${this.lastError._tag}` : ""}`
+  }
+}
+
+/**
+ * A spend budget is used up. `scope` names it (e.g. `key:openai/gpt-4o`, `tenant:acme`,
+ * `conversation:c1`).
+ *
+ * @since 0.1.0
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
+  scope: Schema.String,
+  spentUsd: Schema.Finite,
+  limitUsd: Schema.Finite,
+  retryAfterMs: Schema.optional(Schema.Finite)
+}) {
+  override get message(): string {
+    return `spend budget ${this.scope} exceeded: $${this.spentUsd.toFixed(4)} of $${this.limitUsd.toFixed(4)}`
+  }
+}
+
+/**
+ * A conversation used more turns than allowed.
+ *
+ * @since 0.1.0
+ */
+export class TurnLimitExceeded extends Schema.TaggedError<TurnLimitExceeded>()("TurnLimitExceeded", {
+  conversationId: Schema.String,
+  turns: Schema.Finite,
+  limit: Schema.Finite
+}) {
+  override get message(): string {
+    return `conversation ${this.conversationId} reached turn ${this.turns}, limit ${this.limit}`
+  }
+}
+
+/**
+ * The same request was repeated `repeats` times within the detector's window: an agent stuck in a loop.
+ *
+ * @since 0.1.0
+ */
+export class LoopDetected extends Schema.TaggedError<LoopDetected>()("LoopDetected", {
+  conversationId: Schema.optional(Schema.String),
+  repeats: Schema.Finite
+}) {
+  override get message(): string {
+    return `the same request was repeated ${this.repeats} times`
+  }
+}
+
+/**
+ * The response did not match the request's output schema (after any repair attempt).
+ *
+ * @since 0.1.0
+ */
+export class OutputInvalid extends Schema.TaggedError<OutputInvalid>()("OutputInvalid", {
+  issue: Schema.String,
+  text: Schema.String
+}) {
+  override get message(): string {
+    return `output failed validation: ${this.issue}`
+  }
+}
+
+/**
+ * Every error a call through the toolkit can fail with.
+ *
+ * @since 0.1.0
+ */
+export const LlmError = Schema.Union([
+  ProviderError,
+  CircuitOpen,
+  AdmissionRejected,
+  RetryBudgetExhausted,
+  RetryAfterTooLong,
+  DeadlineExceeded,
+  BudgetExceeded,
+  TurnLimitExceeded,
+  LoopDetected,
+  OutputInvalid
+])
+
+/**
+ * @since 0.1.0
+ */
+export type LlmError = typeof LlmError.Type
+
+const retryableTags: ReadonlySet<string> = new Set([
+  "RateLimited",
+  "Overloaded",
+  "ServerError",
+  "Timeout",
+  "ConnectionError",
+  "StreamTruncated"
+])
+
+/**
+ * Whether retrying the same request against the same provider can succeed. True only for the transient
+ * provider errors; fatal errors and the toolkit's own rejections are never retried.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.isRetryable(new LlmError.QuotaExhausted({ message: "insufficient_quota", status: 429 })) // false
+ * LlmError.isRetryable(new LlmError.Overloaded({ message: "overloaded", status: 529 })) // true
+ * ```
+ * @since 0.1.0
+ */
+export const isRetryable = (error: { readonly _tag: string }): boolean => retryableTags.has(error._tag)
+
+/**
+ * The wait a provider asked for, if the error carries one.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.retryAfterMs(new LlmError.RateLimited({ message: "", limit: "requests", retryAfterMs: 1500 })) // 1500
+ * ```
+ * @since 0.1.0
+ */
+export const retryAfterMs = (error: LlmError): number | undefined =>
+  "retryAfterMs" in error ? error.retryAfterMs : undefined
+
+/**
+ * Whether an error is one a provider produced (as opposed to a toolkit rejection).
+ *
+ * @since 0.1.0
+ */
+export const isProviderError: (u: unknown) => u is ProviderError = Schema.is(ProviderError)

@@ -1,0 +1,116 @@
+/**
+ * The provider-neutral response, its usage, and the chunks of a streamed response.
+ *
+ * A stream is a sequence of `TextDelta` chunks closed by exactly one `Finish` chunk, which a provider emits
+ * only after it has seen the wire format's end marker (`[DONE]`, `message_stop`). A stream that ends
+ * without `Finish` was truncated.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
+
+/**
+ * Token usage as the provider reported it. `cachedInputTokens` is the part of `inputTokens` served from
+ * the provider's prompt cache (priced lower).
+ *
+ * @since 0.1.0
+ */
+export const Usage = Schema.Struct({
+  inputTokens: Schema.Finite,
+  outputTokens: Schema.Finite,
+  cachedInputTokens: Schema.optional(Schema.Finite)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Usage = typeof Usage.Type
+
+/**
+ * Why the model stopped: `stop` (natural end or stop sequence), `length` (hit the output cap),
+ * `content_filter`, `tool_calls`, or `unknown` for anything a provider adds later.
+ *
+ * @since 0.1.0
+ */
+export const FinishReason = Schema.Literals(["stop", "length", "content_filter", "tool_calls", "unknown"])
+
+/**
+ * @since 0.1.0
+ */
+export type FinishReason = typeof FinishReason.Type
+
+/**
+ * A completed, non-streamed response.
+ *
+ * @example
+ * ```ts
+ * import type { LlmResponse } from "@llm-resilience/core"
+ * const response: LlmResponse.LlmResponse = {
+ *   text: "Hello!",
+ *   finishReason: "stop",
+ *   usage: { inputTokens: 12, outputTokens: 3 },
+ *   provider: "openai",
+ *   model: "gpt-4o-mini-2024-07-18"
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export const LlmResponse = Schema.Struct({
+  text: Schema.String,
+  finishReason: FinishReason,
+  usage: Usage,
+  /** The provider that answered. */
+  provider: Schema.String,
+  /** The model that actually answered (providers may resolve aliases). */
+  model: Schema.String,
+  requestId: Schema.optional(Schema.String),
+  rateLimit: Schema.optional(RateLimitSnapshot)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type LlmResponse = typeof LlmResponse.Type
+
+/**
+ * A piece of generated text.
+ *
+ * @since 0.1.0
+ */
+export const TextDelta = Schema.TaggedStruct("TextDelta", { text: Schema.String })
+
+/**
+ * The last chunk of a complete stream: why it stopped, the final usage, and response metadata.
+ *
+ * @since 0.1.0
+ */
+export const Finish = Schema.TaggedStruct("Finish", {
+  finishReason: FinishReason,
+  usage: Usage,
+  provider: Schema.String,
+  model: Schema.String,
+  requestId: Schema.optional(Schema.String),
+  rateLimit: Schema.optional(RateLimitSnapshot)
+})
+
+/**
+ * One chunk of a streamed response.
+ *
+ * @example
+ * ```ts
+ * import type { LlmResponse } from "@llm-resilience/core"
+ * const chunks: Array<LlmResponse.StreamChunk> = [
+ *   { _tag: "TextDelta", text: "Hel" },
+ *   { _tag: "TextDelta", text: "lo" },
+ *   { _tag: "Finish", finishReason: "stop", usage: { inputTokens: 5, outputTokens: 2 }, provider: "fake", model: "m" }
+ * ]
+ * ```
+ * @since 0.1.0
+ */
+export const StreamChunk = Schema.Union([TextDelta, Finish])
+
+/**
+ * @since 0.1.0
+ */
+export type StreamChunk = typeof StreamChunk.Type
