@@ -1,0 +1,681 @@
+/**
+ * Keyed circuit breakers for LLM calls: one circuit per `provider/model`, Closed / Open / HalfOpen.
+ *
+ * - Trip policies combine: consecutive failures; failure rate over a rolling time window with a minimum
+ *   number of calls; slow-call rate over the same window. A call still running past the slow-call
+ *   threshold counts as slow from that moment, not only when it ends, so a provider that hangs opens the
+ *   circuit seconds after the hang starts instead of after the first 30 s timeout.
+ * - Which errors count is data (`failureTags`); by default timeouts, 5xx, overload, connection errors
+ *   and truncated streams count, fatal client errors count as answers (the provider is up), 429s do not
+ *   trip (admission control reacts to them) unless `countRateLimited` is set, and the toolkit's own
+ *   rejections and interruptions are ignored.
+ * - Open lasts the n-th delay of a `Schedule` (default exponential from 10 s) capped at
+ *   `maxOpenDuration`, lengthened by a provider's Retry-After (capped at `maxRetryAfter`).
+ * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens, other
+ *   callers fail fast. A probe that outlives `probeTimeout` is released and the circuit reopens, so a
+ *   hung probe cannot wedge the circuit.
+ * - A rejection is {@link LlmError.CircuitOpen} with the key and a `retryAfterMs`, decided synchronously.
+ * - `status` / `check` read a circuit without making a call (a fallback plan uses them to skip a step),
+ *   `transitions` streams every transition, and metrics report the state gauge, transitions and
+ *   rejections. `isolate`, `forceClosed` and `reset` are manual controls; `mode: "metrics-only"` runs
+ *   the whole state machine but never rejects, for rollout.
+ *
+ * The Closed happy path reads the clock once, compares two numbers and updates a counter when the call
+ * ends: no fiber, no timer, no Schedule. Time-driven transitions are evaluated whenever the circuit is
+ * consulted (admission, an outcome, a status query).
+ *
+ * Compared with Effect's `effect/persistence` CircuitBreaker (keyed, consecutive or count-ring rate
+ * policy, schedule-driven open duration, Retry-After hint, one probe, memory/Redis stores), this one adds
+ * the time window, slow calls counted while in flight, N probes with a probe timeout, metrics, manual
+ * controls and a metrics-only mode. It keeps state in process memory.
+ *
+ * @since 0.1.0
+ */
+import {
+  Cause,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  type Exit,
+  type Fiber,
+  Layer,
+  Metric,
+  Option,
+  PubSub,
+  Schedule,
+  Schema,
+  Stream
+} from "effect"
+import * as internal from "./internal/circuit.ts"
+import { CircuitOpen } from "./LlmError.ts"
+
+// -----------------------------------------------------------------------------------------------------
+// models
+// -----------------------------------------------------------------------------------------------------
+
+/**
+ * How one call (or one report from another stage) went, as far as the breaker is concerned.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const outcomes: Array<CircuitBreaker.Outcome> = [
+ *   CircuitBreaker.success,
+ *   CircuitBreaker.failure({ retryAfterMs: 30_000 }),
+ *   CircuitBreaker.ignored
+ * ]
+ * ```
+ * @since 0.1.0
+ */
+export type Outcome =
+  | { readonly _tag: "Success" }
+  | { readonly _tag: "Failure"; readonly retryAfterMs?: number | undefined }
+  | { readonly _tag: "Ignored" }
+
+/**
+ * The call succeeded (or the provider answered with a client error: it is up).
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * CircuitBreaker.success._tag // "Success"
+ * ```
+ * @since 0.1.0
+ */
+export const success: Outcome = { _tag: "Success" }
+
+/**
+ * The call counts neither way (interrupted, rejected by the toolkit). A slow ignored call still counts as
+ * slow.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * CircuitBreaker.ignored._tag // "Ignored"
+ * ```
+ * @since 0.1.0
+ */
+export const ignored: Outcome = { _tag: "Ignored" }
+
+/**
+ * The call failed. `retryAfterMs`, when the provider sent one, can lengthen the next opening.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * CircuitBreaker.failure({ retryAfterMs: 60_000 })
+ * ```
+ * @since 0.1.0
+ */
+export const failure = (options?: { readonly retryAfterMs?: number | undefined }): Outcome =>
+  options?.retryAfterMs === undefined ? failureOutcome : { _tag: "Failure", retryAfterMs: options.retryAfterMs }
+
+const failureOutcome: Outcome = { _tag: "Failure" }
+
+/**
+ * The state of one circuit as `status` reports it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const skipIfOpen = (breaker: CircuitBreaker.CircuitBreaker) =>
+ *   Effect.map(breaker.status("openai/gpt-4o"), (s) => s._tag === "Open" || s._tag === "Isolated")
+ * ```
+ * @since 0.1.0
+ */
+export type Status =
+  | {
+      readonly _tag: "Closed"
+      readonly key: string
+      /** Calls in the window, in-flight calls already slow included. */
+      readonly calls: number
+      readonly failures: number
+      readonly slowCalls: number
+      readonly consecutiveFailures: number
+    }
+  | { readonly _tag: "Open"; readonly key: string; readonly retryAfterMs: number; readonly openings: number }
+  | { readonly _tag: "HalfOpen"; readonly key: string; readonly probesInFlight: number; readonly openings: number }
+  | { readonly _tag: "Isolated"; readonly key: string }
+  | { readonly _tag: "ForcedClosed"; readonly key: string }
+
+/**
+ * One state change. `at` is the logical time (epoch ms from `Clock`) at which it happened, which for
+ * time-driven transitions can be earlier than the moment the breaker noticed it.
+ *
+ * @example
+ * ```ts
+ * import type { CircuitBreaker } from "@llm-resilience/core"
+ * const t: CircuitBreaker.Transition = {
+ *   key: "openai/gpt-4o", from: "Closed", to: "Open", at: 0, reason: "failure-rate", openForMs: 10_000, openings: 1
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export type Transition = internal.Transition
+
+/**
+ * Proof that a call was admitted; hand it back to `complete` exactly once (further calls are no-ops).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const manual = (breaker: CircuitBreaker.CircuitBreaker) =>
+ *   Effect.gen(function*() {
+ *     const permit = yield* breaker.admit("openai/gpt-4o")
+ *     yield* breaker.complete(permit, CircuitBreaker.success)
+ *   })
+ * ```
+ * @since 0.1.0
+ */
+export interface Permit {
+  readonly [PermitTypeId]: typeof PermitTypeId
+  readonly key: string
+  /** When the call was admitted (epoch ms). */
+  readonly startedAt: number
+  /** Whether this call is a HalfOpen probe. */
+  readonly probe: boolean
+}
+
+const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
+
+/**
+ * Error tags that count as failures by default: the provider is unhealthy.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * CircuitBreaker.defaultFailureTags.includes("Timeout") // true
+ * ```
+ * @since 0.1.0
+ */
+export const defaultFailureTags: ReadonlyArray<string> = [
+  "Timeout",
+  "ServerError",
+  "Overloaded",
+  "ConnectionError",
+  "StreamTruncated"
+]
+
+const rejectionTags: ReadonlySet<string> = new Set([
+  "CircuitOpen",
+  "AdmissionRejected",
+  "RetryBudgetExhausted",
+  "RetryAfterTooLong",
+  "DeadlineExceeded",
+  "BudgetExceeded",
+  "TurnLimitExceeded",
+  "LoopDetected"
+])
+
+// -----------------------------------------------------------------------------------------------------
+// options
+// -----------------------------------------------------------------------------------------------------
+
+const DurationInput = Schema.Unknown.check(
+  Schema.makeFilter(
+    (u) =>
+      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
+      "expected a duration such as \"30 seconds\" or a number of milliseconds"
+  )
+)
+const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+const OptionsSchema = Schema.Struct({
+  consecutiveFailures: Schema.optional(NonNegativeInt),
+  failureRateThreshold: Schema.optional(Fraction),
+  slowCallThreshold: Schema.optional(DurationInput),
+  slowCallRateThreshold: Schema.optional(Fraction),
+  window: Schema.optional(DurationInput),
+  windowBuckets: Schema.optional(PositiveInt.check(Schema.isLessThanOrEqualTo(3600))),
+  minimumCalls: Schema.optional(PositiveInt),
+  openDuration: Schema.optional(
+    Schema.Unknown.check(
+      Schema.makeFilter(
+        (u) =>
+          Schedule.isSchedule(u) ||
+          Option.isSome(Duration.fromInput(u as Duration.Input)) ||
+          "expected a duration or a Schedule of durations"
+      )
+    )
+  ),
+  maxOpenDuration: Schema.optional(DurationInput),
+  maxRetryAfter: Schema.optional(DurationInput),
+  halfOpenProbes: Schema.optional(PositiveInt),
+  probeTimeout: Schema.optional(DurationInput),
+  failureTags: Schema.optional(Schema.Array(Schema.String)),
+  countRateLimited: Schema.optional(Schema.Boolean),
+  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
+})
+
+/**
+ * Breaker configuration. Every field is optional; defaults in brackets.
+ *
+ * @example
+ * ```ts
+ * import { Schedule } from "effect"
+ * import type { CircuitBreaker } from "@llm-resilience/core"
+ * // the seeds' policy: more than 20% failures over 60 s, slow calls at 3 s
+ * const options: CircuitBreaker.Options = {
+ *   failureRateThreshold: 0.2,
+ *   window: "60 seconds",
+ *   minimumCalls: 10,
+ *   slowCallThreshold: "3 seconds",
+ *   openDuration: Schedule.exponential("15 seconds"),
+ *   maxOpenDuration: "60 seconds"
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Open after this many failed or slow calls in a row; 0 turns the policy off. [5] */
+  readonly consecutiveFailures?: number | undefined
+  /** Open when failures / calls in the window reach this fraction. [0.5] */
+  readonly failureRateThreshold?: number | undefined
+  /** A call running at least this long is slow (also while still in flight). [off] */
+  readonly slowCallThreshold?: Duration.Input | undefined
+  /** Open when slow calls / calls in the window reach this fraction. [0.5] */
+  readonly slowCallRateThreshold?: number | undefined
+  /** The rolling window of the rate policies. ["60 seconds"] */
+  readonly window?: Duration.Input | undefined
+  /** How many buckets the window is kept in (its time resolution). [60] */
+  readonly windowBuckets?: number | undefined
+  /** The rate policies wait for this many calls in the window. [10] */
+  readonly minimumCalls?: number | undefined
+  /** How long the n-th consecutive opening lasts: a duration or a Schedule of durations. [exponential 10 s] */
+  readonly openDuration?: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined
+  /** Cap on every delay of `openDuration`. ["60 seconds"] */
+  readonly maxOpenDuration?: Duration.Input | undefined
+  /** Cap on a provider's Retry-After when it lengthens an opening. ["5 minutes"] */
+  readonly maxRetryAfter?: Duration.Input | undefined
+  /** Probes admitted in HalfOpen; all must succeed to close. [1] */
+  readonly halfOpenProbes?: number | undefined
+  /** A probe running this long is released and the circuit reopens. [slowCallThreshold, else 30 s] */
+  readonly probeTimeout?: Duration.Input | undefined
+  /** Error `_tag`s that count as failures. [{@link defaultFailureTags}] */
+  readonly failureTags?: ReadonlyArray<string> | undefined
+  /** Whether a `RateLimited` (429) counts as a failure. [false] */
+  readonly countRateLimited?: boolean | undefined
+  /** `"metrics-only"` computes states, transitions and metrics but never rejects. ["enforce"] */
+  readonly mode?: "enforce" | "metrics-only" | undefined
+}
+
+// -----------------------------------------------------------------------------------------------------
+// service
+// -----------------------------------------------------------------------------------------------------
+
+/**
+ * A set of circuits, one per key, sharing one policy.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ failureRateThreshold: 0.2, slowCallThreshold: "3 seconds" })
+ *   const answer = yield* Effect.succeed("hi").pipe(breaker.protect("openai/gpt-4o"))
+ *   const status = yield* breaker.status("openai/gpt-4o")
+ *   return [answer, status._tag]
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export interface CircuitBreaker {
+  /**
+   * Runs `self` through the circuit for `key`: rejected with `CircuitOpen` when the circuit does not
+   * admit, otherwise its exit is classified and recorded. `classify` overrides the default classification.
+   */
+  readonly protect: (
+    key: string,
+    options?: { readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Outcome) | undefined }
+  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpen, R>
+  /** Admits one call by hand (streams, custom wrappers). Pair with `complete`. */
+  readonly admit: (key: string) => Effect.Effect<Permit, CircuitOpen>
+  /** Records the outcome of an admitted call; its latency is measured from the permit. */
+  readonly complete: (permit: Permit, outcome: Outcome) => Effect.Effect<void>
+  /**
+   * Records an outcome reported by another stage (cost above a threshold, a poor quality score) for
+   * `key`, with the call's latency when known. A failure reported while HalfOpen reopens the circuit.
+   */
+  readonly record: (key: string, outcome: Outcome, latency?: Duration.Input) => Effect.Effect<void>
+  /** Succeeds when a call to `key` would be admitted now, without admitting one. */
+  readonly check: (key: string) => Effect.Effect<void, CircuitOpen>
+  /** The state of the circuit for `key`. */
+  readonly status: (key: string) => Effect.Effect<Status>
+  /** Every transition of every circuit of this breaker, from the moment of subscription. */
+  readonly transitions: Stream.Stream<Transition>
+  /** Forces the circuit open until `reset`. */
+  readonly isolate: (key: string) => Effect.Effect<void>
+  /** Keeps the circuit closed (outcomes are still recorded) until `reset`. */
+  readonly forceClosed: (key: string) => Effect.Effect<void>
+  /** Back to automatic: Closed, with fresh counters and backoff. */
+  readonly reset: (key: string) => Effect.Effect<void>
+}
+
+/**
+ * The breaker as a service, for `withBreaker` and layers.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.CircuitBreaker
+ *   return yield* breaker.status("anthropic/claude-sonnet-4")
+ * }).pipe(Effect.provide(CircuitBreaker.layer({ minimumCalls: 20 })))
+ * ```
+ * @since 0.1.0
+ */
+export const CircuitBreaker: Context.Service<CircuitBreaker, CircuitBreaker> = Context.Service<CircuitBreaker>(
+  "@llm-resilience/core/CircuitBreaker"
+)
+
+/**
+ * Breaker metrics. State gauge per key: 0 Closed, 1 Open, 2 HalfOpen, 3 Isolated, 4 ForcedClosed.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const openNow = Metric.value(Metric.withAttributes(CircuitBreaker.metrics.state, { key: "openai/gpt-4o" }))
+ * ```
+ * @since 0.1.0
+ */
+export const metrics = {
+  state: Metric.gauge("llm_breaker_state", { description: "0 closed, 1 open, 2 half-open, 3 isolated, 4 forced closed" }),
+  transitions: Metric.counter("llm_breaker_transitions", {
+    description: "breaker state transitions by key, from and to",
+    incremental: true
+  }),
+  rejections: Metric.counter("llm_breaker_rejections", {
+    description: "calls rejected by an open breaker (or that would have been, in metrics-only mode)",
+    incremental: true
+  })
+}
+
+interface CircuitMetrics {
+  readonly state: Metric.Metric<number, unknown>
+  readonly rejections: Metric.Metric<number, unknown>
+}
+
+const durationMs = (input: unknown, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input as Duration.Input))
+
+/** Replays the open-duration schedule once, against a simulated clock, for the first 32 openings. */
+const openDurations = (
+  input: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined,
+  capMs: number
+): Effect.Effect<ReadonlyArray<number>> =>
+  Effect.gen(function* () {
+    if (input !== undefined && !Schedule.isSchedule(input)) return [Math.min(durationMs(input, 0), capMs)]
+    const schedule = (input ?? Schedule.exponential("10 seconds")) as Schedule.Schedule<unknown, unknown>
+    const step = yield* Schedule.toStep(schedule)
+    const out: Array<number> = []
+    let now = 0
+    for (let attempt = 1; attempt <= 32; attempt++) {
+      const result = yield* Effect.exit(step(now, attempt))
+      if (result._tag === "Failure") break
+      const ms = Math.min(Duration.toMillis(result.value[1]), capMs)
+      out.push(ms)
+      now += ms
+      if (ms >= capMs) break
+    }
+    return out.length === 0 ? [capMs] : out
+  })
+
+/**
+ * Builds a breaker. Fails with a `SchemaError` naming the field when an option is invalid.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schedule } from "effect"
+ * import { CircuitBreaker, LlmError } from "@llm-resilience/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({
+ *     consecutiveFailures: 3,
+ *     openDuration: Schedule.exponential("5 seconds"),
+ *     maxOpenDuration: "1 minute"
+ *   })
+ *   const down = Effect.fail(new LlmError.Overloaded({ message: "overloaded", status: 529 }))
+ *   for (let i = 0; i < 3; i++) yield* Effect.flip(down.pipe(breaker.protect("anthropic/claude")))
+ *   return yield* Effect.flip(down.pipe(breaker.protect("anthropic/claude"))) // CircuitOpen, no call made
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (options: Options = {}) {
+  yield* Schema.decodeUnknownEffect(OptionsSchema)(options, { errors: "all" })
+  const slowCallMs = durationMs(options.slowCallThreshold, Number.POSITIVE_INFINITY)
+  const maxOpenMs = durationMs(options.maxOpenDuration, 60_000)
+  const windowMs = durationMs(options.window, 60_000)
+  const policy: internal.Policy = {
+    consecutiveFailures:
+      options.consecutiveFailures === 0 ? Number.POSITIVE_INFINITY : (options.consecutiveFailures ?? 5),
+    failureRateThreshold: options.failureRateThreshold ?? 0.5,
+    slowCallRateThreshold: options.slowCallRateThreshold ?? 0.5,
+    slowCallMs,
+    windowMs: Math.max(1, windowMs),
+    buckets: options.windowBuckets ?? 60,
+    minimumCalls: options.minimumCalls ?? 10,
+    probes: options.halfOpenProbes ?? 1,
+    probeTimeoutMs: durationMs(options.probeTimeout, slowCallMs === Number.POSITIVE_INFINITY ? 30_000 : slowCallMs),
+    openDurationsMs: yield* openDurations(options.openDuration, maxOpenMs),
+    maxRetryAfterMs: durationMs(options.maxRetryAfter, 300_000),
+    isolateRetryAfterMs: maxOpenMs,
+    metricsOnly: options.mode === "metrics-only"
+  }
+  const failureTags = new Set(options.failureTags ?? defaultFailureTags)
+  if (options.countRateLimited) failureTags.add("RateLimited")
+
+  const pubsub = yield* PubSub.sliding<Transition>(1024)
+  const circuits = new Map<string, internal.Circuit>()
+  const circuitMetrics = new Map<internal.Circuit, CircuitMetrics>()
+  const outbox: Array<Transition> = []
+  const sink: internal.Sink = (t) => {
+    outbox.push(t)
+  }
+
+  const circuitFor = (key: string, now: number): internal.Circuit => {
+    let circuit = circuits.get(key)
+    if (circuit === undefined) {
+      circuit = new internal.Circuit(key, policy, sink, now)
+      circuits.set(key, circuit)
+      circuitMetrics.set(circuit, {
+        state: Metric.withAttributes(metrics.state, { key }),
+        rejections: Metric.withAttributes(metrics.rejections, { key })
+      })
+    }
+    return circuit
+  }
+
+  const flush = (fiber: Fiber.Fiber<unknown, unknown>): void => {
+    const context = fiber.context
+    for (let i = 0; i < outbox.length; i++) {
+      const t = outbox[i]
+      PubSub.publishUnsafe(pubsub, t)
+      const m = circuits.get(t.key)
+      if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
+      Metric.withAttributes(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+    }
+    outbox.length = 0
+  }
+
+  const rejectWith = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): void => {
+    circuitMetrics.get(circuit)?.rejections.updateUnsafe(1, fiber.context)
+  }
+
+  const classifyError = (error: unknown): Outcome => {
+    const tag = typeof error === "object" && error !== null && "_tag" in error ? (error as { _tag: unknown })._tag : undefined
+    if (typeof tag !== "string") return failureOutcome
+    if (failureTags.has(tag)) {
+      const ra = (error as { retryAfterMs?: unknown }).retryAfterMs
+      return typeof ra === "number" ? { _tag: "Failure", retryAfterMs: ra } : failureOutcome
+    }
+    return rejectionTags.has(tag) ? ignored : success
+  }
+
+  const classifyExit = (exit: Exit.Exit<unknown, unknown>): Outcome => {
+    if (exit._tag === "Success") return success
+    if (Cause.hasInterruptsOnly(exit.cause)) return ignored
+    const error = Cause.findErrorOption(exit.cause)
+    return error._tag === "None" ? failureOutcome : classifyError(error.value)
+  }
+
+  const outcomeCode = (o: Outcome): internal.OutcomeCode =>
+    o._tag === "Success" ? internal.SUCCESS : o._tag === "Failure" ? internal.FAILURE : internal.IGNORED
+
+  const finish = (call: internal.Call, outcome: Outcome, now: number, fiber: Fiber.Fiber<unknown, unknown>) => {
+    call.circuit.complete(
+      call,
+      outcomeCode(outcome),
+      now,
+      outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
+    )
+    if (outbox.length > 0) flush(fiber)
+  }
+
+  const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
+    const classify = protectOptions?.classify ?? classifyExit
+    return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiber<A, E | CircuitOpen, R>((fiber) => {
+          const clock = fiber.getRef(Clock.Clock)
+          const now = clock.currentTimeMillisUnsafe()
+          const circuit = circuits.get(key) ?? circuitFor(key, now)
+          const call = circuit.admit(now)
+          if (outbox.length > 0) flush(fiber)
+          if (call === undefined) {
+            rejectWith(circuit, fiber)
+            return Effect.fail(new CircuitOpen({ key, retryAfterMs: circuit.rejectRetryAfterMs }))
+          }
+          if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+          return Effect.onExit(restore(self), (exit) => {
+            finish(call, classify(exit), clock.currentTimeMillisUnsafe(), fiber)
+            return Effect.void
+          })
+        })
+      )
+  }
+
+  const permits = new WeakMap<Permit, internal.Call>()
+
+  const admit = (key: string): Effect.Effect<Permit, CircuitOpen> =>
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuitFor(key, now)
+      const call = circuit.admit(now)
+      if (outbox.length > 0) flush(fiber)
+      if (call === undefined) {
+        rejectWith(circuit, fiber)
+        return Effect.fail(new CircuitOpen({ key, retryAfterMs: circuit.rejectRetryAfterMs }))
+      }
+      if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+      const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
+      permits.set(permit, call)
+      return Effect.succeed(permit)
+    })
+
+  const complete = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
+    Effect.withFiber((fiber) => {
+      const call = permits.get(permit)
+      if (call !== undefined) finish(call, outcome, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return Effect.void
+    })
+
+  const withCircuit = <A>(key: string, f: (circuit: internal.Circuit, now: number) => A): Effect.Effect<A> =>
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const result = f(circuitFor(key, now), now)
+      if (outbox.length > 0) flush(fiber)
+      return Effect.succeed(result)
+    })
+
+  const record: CircuitBreaker["record"] = (key, outcome, latency) =>
+    withCircuit(key, (circuit, now) =>
+      circuit.report(
+        outcomeCode(outcome),
+        now,
+        latency === undefined ? undefined : durationMs(latency, 0),
+        outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
+      )
+    )
+
+  const check = (key: string): Effect.Effect<void, CircuitOpen> =>
+    Effect.flatMap(
+      withCircuit(key, (circuit, now) => (circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs)),
+      (retryAfterMs) =>
+        retryAfterMs === undefined || policy.metricsOnly ? Effect.void : Effect.fail(new CircuitOpen({ key, retryAfterMs }))
+    )
+
+  const status = (key: string): Effect.Effect<Status> =>
+    withCircuit(key, (c, now): Status => {
+      c.refresh(now)
+      switch (c.state) {
+        case internal.CLOSED:
+          return {
+            _tag: "Closed",
+            key,
+            calls: c.calls + c.pendingSlow,
+            failures: c.failures,
+            slowCalls: c.slowCalls + c.pendingSlow,
+            consecutiveFailures: c.streak
+          }
+        case internal.OPEN:
+          return { _tag: "Open", key, retryAfterMs: Math.max(0, c.openUntil - now), openings: c.openings }
+        case internal.HALF_OPEN:
+          return { _tag: "HalfOpen", key, probesInFlight: c.probes.length, openings: c.openings }
+        case internal.ISOLATED:
+          return { _tag: "Isolated", key }
+        default:
+          return { _tag: "ForcedClosed", key }
+      }
+    })
+
+  return CircuitBreaker.of({
+    protect,
+    admit,
+    complete,
+    record,
+    check,
+    status,
+    transitions: Stream.fromPubSub(pubsub),
+    isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
+    forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
+    reset: (key) => withCircuit(key, (c, now) => c.reset(now))
+  })
+})
+
+/**
+ * A layer providing {@link CircuitBreaker}. Fails at construction when an option is invalid.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const BreakerLive = CircuitBreaker.layer({ failureRateThreshold: 0.2, window: "60 seconds", slowCallThreshold: "3 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker, Schema.SchemaError> =>
+  Layer.effect(CircuitBreaker, make(options))
+
+/**
+ * Runs an effect through the circuit for `key` of the {@link CircuitBreaker} in context.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const call = Effect.succeed("answer").pipe(CircuitBreaker.withBreaker("openai/gpt-4o-mini"))
+ * ```
+ * @since 0.1.0
+ */
+export const withBreaker =
+  (key: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R | CircuitBreaker> =>
+    Effect.flatMap(CircuitBreaker, (breaker) => breaker.protect(key)(self))

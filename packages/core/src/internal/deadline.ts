@@ -1,0 +1,181 @@
+/**
+ * A shared deadline timer: the cheap way to put a time limit on many concurrent effects.
+ *
+ * `Effect.timeout` races the effect against `Clock.sleep` with `raceFirst`, which forks two fibers and
+ * arms one timer per call. Here each guarded effect runs on one fiber forked with `runForkWith` (needed:
+ * the caller must be able to move on while the effect is interrupted), and its deadline is pushed onto a
+ * min-heap shared by every call of a stage. One timer fiber sleeps (through the `Clock`, so `TestClock`
+ * drives it) until the earliest deadline that may still matter; calls that finish in time only clear their
+ * entry, and finished entries are dropped lazily when the timer next wakes. With a fixed timeout per path
+ * the deadlines arrive in order, so a push is O(1) and one timer serves every call in a window.
+ *
+ * An effect that completes synchronously never touches the heap.
+ *
+ * @internal
+ */
+import { Clock, type Context, Duration, Effect, type Exit, Fiber, type Scope } from "effect"
+
+/**
+ * A scheduled callback. Clear `fire` to cancel it (the entry is dropped lazily).
+ *
+ * @internal
+ */
+export interface Entry {
+  readonly deadline: number
+  fire: (() => void) | undefined
+}
+
+/** @internal */
+export interface DeadlineTimer {
+  /** Milliseconds on the timer's monotonic clock. */
+  readonly now: () => number
+  /** Calls `fire` at the absolute `deadline` unless the returned entry's `fire` is cleared first. */
+  readonly schedule: (deadline: number, fire: () => void) => Entry
+  /**
+   * Runs `self` but gives up at the absolute `deadline` (from {@link DeadlineTimer.now}): the effect is
+   * interrupted (its finalizers have run when this returns) and `onTimeout()` fails instead.
+   */
+  readonly within: <A, E, R, E2>(
+    self: Effect.Effect<A, E, R>,
+    deadline: number,
+    onTimeout: () => E2
+  ) => Effect.Effect<A, E | E2, R>
+}
+
+/**
+ * A timer bound to the `Clock` and context of the constructing fiber; its timer fibers are interrupted
+ * when the scope closes.
+ *
+ * @internal
+ */
+export const make: Effect.Effect<DeadlineTimer, never, Scope.Scope> = Effect.withFiber((fiber) => {
+  const timer = makeUnsafe(fiber.getRef(Clock.Clock), fiber.context)
+  return Effect.as(
+    Effect.addFinalizer(() => timer.close),
+    timer
+  )
+})
+
+/** @internal */
+export const makeUnsafe = (
+  clock: Clock.Clock,
+  context: Context.Context<never>
+): DeadlineTimer & { readonly close: Effect.Effect<void> } => {
+  const heap: Array<Entry> = []
+  /** Deadlines of armed timer fibers, ascending. */
+  const armed: Array<number> = []
+  const timerFibers = new Set<Fiber.Fiber<void>>()
+  let closed = false
+  const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
+  const fork = Effect.runForkWith(context)
+
+  const push = (entry: Entry) => {
+    let i = heap.push(entry) - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (heap[parent].deadline <= entry.deadline) break
+      heap[i] = heap[parent]
+      i = parent
+    }
+    heap[i] = entry
+  }
+
+  const pop = () => {
+    const top = heap[0]
+    const last = heap.pop()!
+    if (heap.length > 0) {
+      let i = 0
+      const n = heap.length
+      for (;;) {
+        const l = 2 * i + 1
+        if (l >= n) break
+        const r = l + 1
+        const c = r < n && heap[r].deadline < heap[l].deadline ? r : l
+        if (heap[c].deadline >= last.deadline) break
+        heap[i] = heap[c]
+        i = c
+      }
+      heap[i] = last
+    }
+    return top
+  }
+
+  const arm = (at: number) => {
+    if (closed) return
+    let i = armed.length
+    while (i > 0 && armed[i - 1] > at) i--
+    armed.splice(i, 0, at)
+    const fiber = fork(
+      Effect.andThen(
+        clock.sleep(Duration.millis(Math.max(0, at - now()))),
+        Effect.sync(() => tick(at))
+      )
+    )
+    if (fiber.pollUnsafe() === undefined) {
+      timerFibers.add(fiber)
+      fiber.addObserver(() => timerFibers.delete(fiber))
+    }
+  }
+
+  const tick = (at: number) => {
+    const i = armed.indexOf(at)
+    if (i !== -1) armed.splice(i, 1)
+    const t = now()
+    while (heap.length > 0 && (heap[0].fire === undefined || heap[0].deadline <= t)) {
+      const entry = pop()
+      const fire = entry.fire
+      if (fire !== undefined) {
+        entry.fire = undefined
+        fire()
+      }
+    }
+    if (heap.length > 0 && (armed.length === 0 || armed[0] > heap[0].deadline)) arm(heap[0].deadline)
+  }
+
+  const register = (entry: Entry) => {
+    push(entry)
+    if (armed.length === 0 || armed[0] > entry.deadline) arm(entry.deadline)
+  }
+
+  const schedule = (deadline: number, fire: () => void): Entry => {
+    const entry: Entry = { deadline, fire }
+    register(entry)
+    return entry
+  }
+
+  const within = <A, E, R, E2>(
+    self: Effect.Effect<A, E, R>,
+    deadline: number,
+    onTimeout: () => E2
+  ): Effect.Effect<A, E | E2, R> =>
+    Effect.withFiber((parent) => {
+      const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
+      const done = child.pollUnsafe()
+      if (done !== undefined) return done
+      return Effect.callback<A, E | E2>((resume) => {
+        const entry: Entry = {
+          deadline,
+          fire: () => {
+            resume(Effect.andThen(Fiber.interrupt(child), Effect.fail(onTimeout())))
+          }
+        }
+        child.addObserver((exit: Exit.Exit<A, E>) => {
+          if (entry.fire === undefined) return
+          entry.fire = undefined
+          resume(exit)
+        })
+        if (entry.fire !== undefined) register(entry)
+        return Effect.suspend(() => {
+          entry.fire = undefined
+          return Fiber.interrupt(child)
+        })
+      })
+    })
+
+  const close = Effect.suspend(() => {
+    closed = true
+    heap.length = 0
+    return Fiber.interruptAll(timerFibers)
+  })
+  return { now, schedule, within, close }
+}

@@ -1,0 +1,134 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Cause, Clock, Effect, Exit, Fiber, Random, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { LlmError, Retry, RetryBudget } from "@llm-resilience/core"
+
+/** mulberry32: a tiny seeded PRNG for the fake provider's failures (independent of Effect's Random). */
+const seeded = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = seed
+  t = Math.imul(t ^ (t >>> 15), t | 1)
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+const withdrawN = (budget: RetryBudget.RetryBudget, key: string, n: number) =>
+  Effect.gen(function*() {
+    const out: Array<boolean> = []
+    for (let i = 0; i < n; i++) out.push(yield* budget.withdraw(key))
+    return out
+  })
+
+describe("RetryBudget", () => {
+  it.effect("allows ratio * requests retries per key, and keys do not share", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
+      for (let i = 0; i < 25; i++) yield* budget.deposit("a/m")
+      // 25 requests * 10% = 2.5 retries
+      expect(yield* withdrawN(budget, "a/m", 3)).toEqual([true, true, false])
+      yield* budget.deposit("a/m")
+      expect(yield* withdrawN(budget, "a/m", 1)).toEqual([false]) // 0.6 credit
+      for (let i = 0; i < 4; i++) yield* budget.deposit("a/m")
+      expect(yield* withdrawN(budget, "a/m", 2)).toEqual([true, false]) // exactly 1.0 credit, no float drift
+      expect(yield* withdrawN(budget, "b/m", 1)).toEqual([false])
+    }))
+
+  it.effect("credit expires after the sliding window", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetriesPerSecond: 0 })
+      for (let i = 0; i < 4; i++) yield* budget.deposit("k") // 2 credits at t=0
+      yield* TestClock.adjust("9 seconds")
+      expect(yield* withdrawN(budget, "k", 1)).toEqual([true])
+      yield* TestClock.adjust("1 second") // t=10 s: the t=0 slice left the window
+      expect(yield* withdrawN(budget, "k", 1)).toEqual([false])
+      yield* budget.deposit("k")
+      yield* budget.deposit("k")
+      expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
+    }))
+
+  it.effect("the floor allows minRetriesPerSecond without traffic", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 2 })
+      expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
+      yield* TestClock.adjust("499 millis")
+      expect(yield* withdrawN(budget, "k", 1)).toEqual([false])
+      yield* TestClock.adjust("1 millis")
+      expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
+      yield* TestClock.adjust("1 hour") // capacity stays at 2
+      expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
+    }))
+
+  it.effect("invalid options fail with a SchemaError naming the field", () =>
+    Effect.gen(function*() {
+      const cases = [
+        [{ ratio: -0.1 }, "ratio"],
+        [{ window: 0 }, "window"],
+        [{ minRetriesPerSecond: Number.NaN }, "minRetriesPerSecond"]
+      ] as const
+      for (const [options, field] of cases) {
+        const exit = yield* Effect.exit(RetryBudget.make(options))
+        assert.isTrue(Exit.isFailure(exit))
+        const e = Exit.isFailure(exit) ? exit.cause.reasons.find(Cause.isFailReason)?.error : undefined
+        assert.isTrue(Schema.isSchemaError(e))
+        expect(String(e)).toContain(`["${field}"]`)
+      }
+    }))
+
+  it.effect(
+    "1,000 requests with 20% transient failures and a 10% budget: at most 100 retries plus the floor's allowance",
+    () =>
+      Effect.gen(function*() {
+        const floorPerSecond = 1
+        const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetriesPerSecond: floorPerSecond })
+        const profile = yield* Retry.profile({ name: "test", maxRetries: 3, base: "50 millis", cap: "1 second" })
+        const fails = seeded(2024)
+        let calls = 0
+        let lastCallAt = 0
+        const outcomes: Array<{ readonly tag: string; readonly sinceOwnLastCall: number }> = []
+        const request = Effect.gen(function*() {
+          let ownLastCall = -1
+          // one provider call: fails transiently with probability 0.2
+          const provider = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            calls++
+            lastCallAt = Math.max(lastCallAt, now)
+            ownLastCall = now
+            return fails() < 0.2
+              ? Effect.fail(new LlmError.ServerError({ message: "transient", status: 503 }))
+              : Effect.succeed("ok")
+          })
+          const exit = yield* provider.pipe(Retry.retry({ profile, budget, key: "fake/model" }), Effect.exit)
+          const end = yield* Clock.currentTimeMillis
+          const failure = Exit.isFailure(exit) ? exit.cause.reasons.find(Cause.isFailReason)?.error : undefined
+          outcomes.push({ tag: failure?._tag ?? "ok", sinceOwnLastCall: end - ownLastCall })
+        })
+        // one request every 10 ms: 1,000 requests over 10 s of virtual time
+        const driver = yield* Effect.forkChild(
+          Effect.gen(function*() {
+            const fibers: Array<Fiber.Fiber<void>> = []
+            for (let i = 0; i < 1000; i++) {
+              fibers.push(yield* Effect.forkChild(request))
+              yield* Effect.sleep("10 millis")
+            }
+            yield* Fiber.joinAll(fibers)
+          })
+        )
+        yield* TestClock.adjust("30 seconds")
+        yield* Fiber.join(driver)
+
+        expect(outcomes.length).toBe(1000)
+        const retries = calls - 1000
+        const durationSeconds = lastCallAt / 1000
+        // the floor: a bucket of max(1, rate) tokens refilled at `rate` per second
+        const floorAllowance = Math.max(1, floorPerSecond) + floorPerSecond * durationSeconds
+        expect(retries).toBeLessThanOrEqual(100 + floorAllowance)
+        const rejected = outcomes.filter((o) => o.tag === "RetryBudgetExhausted")
+        // 20% of ~1,000 first attempts failed: far more than the budget could retry
+        expect(rejected.length).toBeGreaterThan(50)
+        // rejected requests fail fast: no wait between their last provider call and the failure
+        for (const o of rejected) expect(o.sinceOwnLastCall).toBe(0)
+        // the rest succeeded, or (rarely) ran out of attempts
+        for (const o of outcomes) expect(["ok", "RetryBudgetExhausted", "ServerError"]).toContain(o.tag)
+        expect(outcomes.filter((o) => o.tag === "ok").length).toBeGreaterThan(850)
+      }).pipe(Random.withSeed("retry-budget"))
+  )
+})

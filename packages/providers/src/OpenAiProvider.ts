@@ -1,0 +1,158 @@
+/**
+ * An `LlmProvider` for OpenAI's Chat Completions API and every server that speaks it (vLLM, Ollama,
+ * LM Studio, Azure OpenAI, OpenRouter, Together, Groq ...), on `effect/http`'s `HttpClient`.
+ *
+ * - `complete` posts `/chat/completions`; `stream` adds `stream: true` and
+ *   `stream_options.include_usage`, so the final chunk carries usage.
+ * - Every failure becomes a typed `LlmError`: non-2xx responses through the core classifier (status,
+ *   body, headers), transport failures as `ConnectionError`, a stream that closes without `data: [DONE]`
+ *   as `StreamTruncated`, an in-stream `{"error": ...}` chunk through the classifier, malformed or
+ *   oversized bodies and wrong content types as `ServerError`.
+ * - Every response (success or failure) has its rate-limit headers read into a `RateLimitSnapshot`, and
+ *   its `x-request-id` kept.
+ * - No retries and no timeouts inside: those are toolkit stages.
+ *
+ * The API key is a `Redacted`; it never appears in errors, logs or spans.
+ *
+ * @since 0.1.0
+ */
+import { LlmProvider } from "@llm-resilience/core"
+import { Config, Effect, Layer, Redacted, Schema } from "effect"
+import { HttpClient } from "effect/http"
+import { makeEngine } from "./internal/engine.ts"
+import { openAiCodec } from "./internal/openai.ts"
+import { ByteCount, checkApiKey, defaultLimits, HttpUrl, joinUrl, redactHeader, scrubber } from "./internal/options.ts"
+
+/**
+ * The default base URL: `https://api.openai.com/v1`.
+ *
+ * @since 0.1.0
+ */
+export const defaultBaseUrl = "https://api.openai.com/v1"
+
+/**
+ * Provider options (all optional; the API key is passed apart, see {@link MakeOptions}):
+ *
+ * - `name` (default `openai`): the provider name in errors, metrics and breaker keys; give each
+ *   OpenAI-compatible endpoint its own (`vllm`, `openrouter` ...).
+ * - `baseUrl` (default `$OPENAI_BASE_URL`, else {@link defaultBaseUrl}): everything before
+ *   `/chat/completions`.
+ * - `organization`, `project`: sent as `OpenAI-Organization` / `OpenAI-Project`.
+ * - `headers`: extra request headers (e.g. OpenRouter's `HTTP-Referer`).
+ * - `urlParams`: query parameters on every call (e.g. Azure's `api-version`).
+ * - `authHeader` (default `bearer`): `bearer` sends `Authorization: Bearer <key>`; `api-key` sends
+ *   `api-key: <key>` (Azure OpenAI keys).
+ * - `maxTokensField` (default `max_completion_tokens`): the field that carries `maxOutputTokens`; older
+ *   OpenAI-compatible servers want `max_tokens`.
+ * - `includeUsage` (default `true`): ask streams for a final usage chunk.
+ * - `maxResponseBytes` (default 8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB): read caps.
+ *
+ * @since 0.1.0
+ */
+export const Options = Schema.Struct({
+  name: Schema.optional(Schema.NonEmptyString),
+  baseUrl: Schema.optional(HttpUrl),
+  organization: Schema.optional(Schema.String),
+  project: Schema.optional(Schema.String),
+  headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  urlParams: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  authHeader: Schema.optional(Schema.Literals(["bearer", "api-key"])),
+  maxTokensField: Schema.optional(Schema.Literals(["max_tokens", "max_completion_tokens"])),
+  includeUsage: Schema.optional(Schema.Boolean),
+  maxResponseBytes: Schema.optional(ByteCount),
+  maxErrorBodyBytes: Schema.optional(ByteCount),
+  maxEventBytes: Schema.optional(ByteCount)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Options = typeof Options.Type
+
+/**
+ * What {@link make} and {@link layer} accept: the {@link Options} plus the API key. Without `apiKey`, the
+ * key is read from the `OPENAI_API_KEY` config (environment) as a `Redacted`.
+ *
+ * @since 0.1.0
+ */
+export interface MakeOptions extends Partial<typeof Options.Encoded> {
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+}
+
+/**
+ * Builds the provider service on the `HttpClient` in context. Fails with a `SchemaError` naming the field
+ * for invalid options, or a `ConfigError` when no key is given and `OPENAI_API_KEY` is unset.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect, Redacted } from "effect"
+ * import { OpenAiProvider } from "@llm-resilience/providers"
+ *
+ * const program = Effect.gen(function*() {
+ *   const openai = yield* OpenAiProvider.make({ apiKey: Redacted.make("sk-..."), baseUrl: "http://localhost:8000/v1" })
+ *   return yield* openai.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * ```
+ * @since 0.1.0
+ */
+export const make: (
+  options?: MakeOptions
+) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
+  Effect.fnUntraced(function*(options?: MakeOptions) {
+    const { apiKey: givenKey, ...rest } = options ?? {}
+    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
+    const apiKey = yield* checkApiKey(givenKey ?? (yield* Config.Redacted("OPENAI_API_KEY")))
+    const baseUrl = o.baseUrl ?? (yield* Config.String("OPENAI_BASE_URL").pipe(Config.withDefault(defaultBaseUrl)))
+    yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
+    const authHeader = o.authHeader ?? "bearer"
+    const key = Redacted.value(apiKey)
+    const headers: Record<string, string> = {
+      ...o.headers,
+      ...(authHeader === "bearer" ? { authorization: `Bearer ${key}` } : { "api-key": key }),
+      ...(o.organization === undefined ? {} : { "openai-organization": o.organization }),
+      ...(o.project === undefined ? {} : { "openai-project": o.project })
+    }
+    const client = yield* HttpClient.HttpClient
+    return LlmProvider.LlmProvider.of(
+      makeEngine(authHeader === "api-key" ? redactHeader(client, "api-key") : client, {
+        name: o.name ?? "openai",
+        spanPrefix: "OpenAiProvider",
+        url: joinUrl(baseUrl, "chat/completions"),
+        headers,
+        urlParams: o.urlParams ?? {},
+        codec: openAiCodec({
+          maxTokensField: o.maxTokensField ?? "max_completion_tokens",
+          includeUsage: o.includeUsage ?? true
+        }),
+        limits: {
+          maxResponseBytes: o.maxResponseBytes ?? defaultLimits.maxResponseBytes,
+          maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
+          maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
+        },
+        scrub: scrubber(apiKey)
+      })
+    )
+  })
+
+/**
+ * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`
+ * (`NodeHttpClient.layerUndici` from `@effect/platform-node`).
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { OpenAiProvider } from "@llm-resilience/providers"
+ *
+ * // key from OPENAI_API_KEY; a local vLLM server
+ * const VllmLive = OpenAiProvider.layer({ name: "vllm", baseUrl: "http://localhost:8000/v1" }).pipe(
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (
+  options?: MakeOptions
+): Layer.Layer<LlmProvider.LlmProvider, Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =>
+  Layer.effect(LlmProvider.LlmProvider, make(options))

@@ -1,0 +1,154 @@
+/**
+ * The Anthropic Messages wire format: request encoding (system prompt apart, `max_tokens` required),
+ * `message` decoding and the event stream decoder (end marker `message_stop`).
+ *
+ * @internal
+ */
+import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
+import type { Codec, DecodedBody, FinishMeta, Problem, StreamDecoder } from "./codec.ts"
+import { count, excerpt, isObject, parseJson } from "./codec.ts"
+
+/** Encoding choices. */
+export interface AnthropicWireOptions {
+  readonly defaultMaxTokens: number
+}
+
+const finishReason = (u: unknown): LlmResponse.FinishReason => {
+  switch (u) {
+    case "end_turn":
+    case "stop_sequence":
+    case "pause_turn":
+      return "stop"
+    case "max_tokens":
+    case "model_context_window_exceeded":
+      return "length"
+    case "tool_use":
+      return "tool_calls"
+    case "refusal":
+      return "content_filter"
+    default:
+      return "unknown"
+  }
+}
+
+/** Anthropic's `input_tokens` excludes cache reads and writes; ours is the whole prompt. */
+const usageOf = (u: Record<string, unknown>, previous?: LlmResponse.Usage): LlmResponse.Usage => {
+  const hasInput = u.input_tokens !== undefined || u.cache_read_input_tokens !== undefined ||
+    u.cache_creation_input_tokens !== undefined
+  const cached = count(u.cache_read_input_tokens)
+  const input = hasInput
+    ? count(u.input_tokens) + cached + count(u.cache_creation_input_tokens)
+    : previous?.inputTokens ?? 0
+  const usage = {
+    inputTokens: input,
+    outputTokens: u.output_tokens === undefined ? previous?.outputTokens ?? 0 : count(u.output_tokens)
+  }
+  const cachedInputTokens = hasInput ? cached : previous?.cachedInputTokens
+  return cachedInputTokens === undefined ? usage : { ...usage, cachedInputTokens }
+}
+
+const encode = (options: AnthropicWireOptions) => (request: LlmRequest.LlmRequest, stream: boolean): unknown => {
+  const system: Array<string> = []
+  const messages: Array<{ role: "user" | "assistant"; content: string }> = []
+  for (const m of request.messages) {
+    if (m.role === "system") system.push(m.content)
+    else messages.push({ role: m.role === "assistant" ? "assistant" : "user", content: m.content })
+  }
+  const body: Record<string, unknown> = {
+    model: request.model,
+    max_tokens: request.maxOutputTokens ?? options.defaultMaxTokens,
+    messages
+  }
+  if (system.length > 0) body.system = system.join("\n\n")
+  if (request.temperature !== undefined) body.temperature = request.temperature
+  if (stream) body.stream = true
+  return body
+}
+
+const textOf = (content: unknown): string | undefined => {
+  if (!Array.isArray(content)) return undefined
+  let text = ""
+  for (const block of content) {
+    if (isObject(block) && block.type === "text" && typeof block.text === "string") text += block.text
+  }
+  return text
+}
+
+const decodeBody = (json: unknown): DecodedBody | Problem => {
+  if (!isObject(json)) return { _tag: "Malformed", detail: "response body is not a JSON object" }
+  if (json.type === "error") return { _tag: "ErrorReport", body: JSON.stringify(json) }
+  const text = textOf(json.content)
+  if (text === undefined) return { _tag: "Malformed", detail: "response has no content array" }
+  return {
+    text,
+    finishReason: finishReason(json.stop_reason),
+    usage: isObject(json.usage) ? usageOf(json.usage) : { inputTokens: 0, outputTokens: 0 },
+    model: typeof json.model === "string" ? json.model : undefined
+  }
+}
+
+const streamDecoder = (meta: FinishMeta): StreamDecoder => {
+  let ended = false
+  let finish: LlmResponse.FinishReason = "unknown"
+  let usage: LlmResponse.Usage = { inputTokens: 0, outputTokens: 0 }
+  let model = meta.model
+  return {
+    ended: () => ended,
+    feed: (event, out) => {
+      if (ended) return undefined
+      if (event.event === "error") return { _tag: "ErrorReport", body: event.data }
+      const parsed = parseJson(event.data)
+      if (!parsed.ok || !isObject(parsed.value)) {
+        return { _tag: "Malformed", detail: `stream event is not a JSON object: ${excerpt(event.data)}` }
+      }
+      const data = parsed.value
+      const type = event.event === "message" && typeof data.type === "string" ? data.type : event.event
+      switch (type) {
+        case "message_start": {
+          const message = data.message
+          if (isObject(message)) {
+            if (typeof message.model === "string" && message.model.length > 0) model = message.model
+            if (isObject(message.usage)) usage = usageOf(message.usage)
+          }
+          return undefined
+        }
+        case "content_block_delta": {
+          const delta = data.delta
+          if (isObject(delta) && delta.type === "text_delta" && typeof delta.text === "string" && delta.text.length > 0) {
+            out.push({ _tag: "TextDelta", text: delta.text })
+          }
+          return undefined
+        }
+        case "message_delta": {
+          if (isObject(data.delta) && data.delta.stop_reason != null) finish = finishReason(data.delta.stop_reason)
+          if (isObject(data.usage)) usage = usageOf(data.usage, usage)
+          return undefined
+        }
+        case "message_stop": {
+          ended = true
+          out.push({
+            _tag: "Finish",
+            finishReason: finish,
+            usage,
+            provider: meta.provider,
+            model,
+            ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
+            ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
+          })
+          return undefined
+        }
+        case "error":
+          return { _tag: "ErrorReport", body: event.data }
+        default:
+          return undefined
+      }
+    }
+  }
+}
+
+/** The Anthropic Messages codec. */
+export const anthropicCodec = (options: AnthropicWireOptions): Codec => ({
+  encode: encode(options),
+  decodeBody,
+  streamDecoder
+})

@@ -1,0 +1,69 @@
+/**
+ * What the HTTP engine needs from a wire format: how to encode a request, decode a whole response, and
+ * decode a stream of SSE events into chunks.
+ *
+ * @internal
+ */
+import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
+import type * as Sse from "effect/encoding/Sse"
+
+/** The parts of a whole response the wire format decodes. */
+export interface DecodedBody {
+  readonly text: string
+  readonly finishReason: LlmResponse.FinishReason
+  readonly usage: LlmResponse.Usage
+  readonly model: string | undefined
+}
+
+/** Why a body or event could not be used. */
+export type Problem =
+  /** The body / event is an error report from the provider (an error body in a 200, an `error` event). */
+  | { readonly _tag: "ErrorReport"; readonly body: string }
+  /** The body / event is not what the wire format promises. */
+  | { readonly _tag: "Malformed"; readonly detail: string }
+
+/** Response metadata a `Finish` chunk carries. */
+export interface FinishMeta {
+  readonly provider: string
+  readonly model: string
+  readonly requestId: string | undefined
+  readonly rateLimit: LlmResponse.LlmResponse["rateLimit"]
+}
+
+/** A stateful decoder of one stream. */
+export interface StreamDecoder {
+  /** Decodes one SSE event, pushing chunks to `out`; returns a problem to end the stream with. */
+  readonly feed: (event: Sse.Event, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
+  /** Whether the wire's end marker has been seen (and `Finish` pushed). */
+  readonly ended: () => boolean
+}
+
+/** A wire format. */
+export interface Codec {
+  readonly encode: (request: LlmRequest.LlmRequest, stream: boolean) => unknown
+  readonly decodeBody: (json: unknown) => DecodedBody | Problem
+  readonly streamDecoder: (meta: FinishMeta) => StreamDecoder
+}
+
+/** Whether a value is a plain object. */
+export const isObject = (u: unknown): u is Record<string, unknown> =>
+  u !== null && typeof u === "object" && !Array.isArray(u)
+
+/** A non-negative finite number, or `fallback`. */
+export const count = (u: unknown, fallback = 0): number =>
+  typeof u === "number" && Number.isFinite(u) && u >= 0 ? u : fallback
+
+/** Parses JSON without throwing. */
+export const parseJson = (text: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false } => {
+  try {
+    return { ok: true, value: JSON.parse(text) }
+  } catch {
+    return { ok: false }
+  }
+}
+
+/** A short, single-line excerpt of untrusted text for error messages. */
+export const excerpt = (text: string, max = 120): string => {
+  const flat = text.replace(/\s+/g, " ").trim()
+  return flat.length > max ? `${flat.slice(0, max)}...` : flat
+}

@@ -1,0 +1,350 @@
+/**
+ * The HTTP engine shared by the providers: sends one request, classifies every failure with the core
+ * classifier, reads the rate-limit snapshot from every response, caps what it reads, and turns an SSE body
+ * into chunks that end in `Finish` only after the wire's end marker.
+ *
+ * No retries and no timeouts here: those are stages of the toolkit.
+ *
+ * @internal
+ */
+import {
+  Classification,
+  LlmError,
+  type LlmProvider,
+  type LlmRequest,
+  type LlmResponse,
+  RateLimitSnapshot
+} from "@llm-resilience/core"
+import { Clock, Effect, Stream } from "effect"
+import * as Sse from "effect/encoding/Sse"
+import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
+import { excerpt, parseJson } from "./codec.ts"
+
+/** Byte caps on what the engine reads from a provider. */
+export interface Limits {
+  /** Largest whole (non-streamed) response body. */
+  readonly maxResponseBytes: number
+  /** Largest part of an error body that is read (the rest is dropped; classification uses the prefix). */
+  readonly maxErrorBodyBytes: number
+  /** Largest single SSE event. */
+  readonly maxEventBytes: number
+}
+
+/** Everything the engine needs to call one provider. */
+export interface EngineOptions {
+  readonly name: string
+  readonly spanPrefix: string
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly urlParams: Readonly<Record<string, string>>
+  readonly codec: Codec
+  readonly limits: Limits
+  /** Removes secrets from any text that ends up in an error message. */
+  readonly scrub: (text: string) => string
+}
+
+type ProviderError = LlmError.ProviderError
+
+interface CallContext {
+  readonly provider: string
+  readonly model: string
+  status?: number
+  requestId?: string
+}
+
+const fields = (c: CallContext) => ({
+  provider: c.provider,
+  model: c.model,
+  ...(c.status === undefined ? {} : { status: c.status }),
+  ...(c.requestId === undefined ? {} : { requestId: c.requestId })
+})
+
+const isJsonType = (contentType: string): boolean => /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType.trim())
+
+const isSseType = (contentType: string): boolean => /^text\/event-stream\b/i.test(contentType.trim())
+
+const causeMessage = (error: HttpClientError.HttpClientError): string => {
+  const reason = error.reason as { readonly _tag: string; readonly cause?: unknown }
+  const parts: Array<string> = [reason._tag]
+  let cause = reason.cause
+  for (let depth = 0; depth < 3 && cause instanceof Error; depth++) {
+    const code = (cause as { code?: unknown }).code
+    parts.push(typeof code === "string" ? `${cause.message} (${code})` : cause.message)
+    cause = cause.cause
+  }
+  return parts.join(": ")
+}
+
+const decodeUtf8 = (parts: ReadonlyArray<Uint8Array>): string => {
+  const decoder = new TextDecoder()
+  let text = ""
+  for (const part of parts) text += decoder.decode(part, { stream: true })
+  return text + decoder.decode()
+}
+
+/**
+ * Reads at most `max` bytes of a body. Stops reading (and so releases the connection) once the cap is
+ * crossed; `over` says whether it was.
+ */
+const readCapped = (
+  response: HttpClientResponse.HttpClientResponse,
+  max: number
+): Effect.Effect<{ readonly text: string; readonly over: boolean }, HttpClientError.HttpClientError> =>
+  Effect.suspend(() => {
+    const parts: Array<Uint8Array> = []
+    let size = 0
+    let over = false
+    return response.stream.pipe(
+      Stream.takeWhile((chunk) => {
+        if (size + chunk.length > max) {
+          over = true
+          return false
+        }
+        parts.push(chunk)
+        size += chunk.length
+        return true
+      }),
+      Stream.runDrain,
+      Effect.map(() => ({ text: decodeUtf8(parts), over }))
+    )
+  })
+
+/** Builds the provider service on an HTTP client. */
+export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): LlmProvider.LlmProvider["Service"] => {
+  const { codec, limits, name, scrub } = o
+  const base = HttpClientRequest.post(o.url, { headers: o.headers, urlParams: o.urlParams })
+  const jsonRequest = HttpClientRequest.setHeader(base, "accept", "application/json")
+  const sseRequest = HttpClientRequest.setHeader(base, "accept", "text/event-stream")
+
+  const send = (request: LlmRequest.LlmRequest, stream: boolean, c: CallContext) => {
+    let body: string
+    try {
+      body = JSON.stringify(codec.encode(request, stream))
+    } catch (cause) {
+      return Effect.fail(
+        new LlmError.BadRequest({
+          ...fields(c),
+          message: scrub(`the request could not be encoded as JSON: ${cause instanceof Error ? cause.message : ""}`)
+        })
+      )
+    }
+    return client.execute(HttpClientRequest.bodyText(stream ? sseRequest : jsonRequest, body, "application/json")).pipe(
+      Effect.mapError((error): ProviderError =>
+        new LlmError.ConnectionError({ ...fields(c), message: scrub(`request failed: ${causeMessage(error)}`) })
+      )
+    )
+  }
+
+  /** Observes a response: status, request id, span attributes. */
+  const observe = (response: HttpClientResponse.HttpClientResponse, c: CallContext) =>
+    Effect.flatMap(Clock.currentTimeMillis, (nowMillis) => {
+      c.status = response.status
+      const requestId = Classification.requestIdOf(response.headers)
+      if (requestId !== undefined) c.requestId = requestId
+      return Effect.as(
+        Effect.annotateCurrentSpan({
+          "http.response.status_code": response.status,
+          ...(requestId === undefined ? {} : { "llm.request_id": requestId })
+        }),
+        nowMillis
+      )
+    })
+
+  const classify = (response: HttpClientResponse.HttpClientResponse, body: string, c: CallContext, nowMillis: number) =>
+    Classification.classify({
+      status: response.status,
+      headers: response.headers,
+      body,
+      provider: c.provider,
+      model: c.model,
+      nowMillis
+    })
+
+  /** A non-2xx response: read (a capped prefix of) the body and classify. */
+  const failure = (response: HttpClientResponse.HttpClientResponse, c: CallContext, nowMillis: number) =>
+    readCapped(response, limits.maxErrorBodyBytes).pipe(
+      Effect.map((b) => b.text),
+      Effect.orElseSucceed(() => ""),
+      Effect.flatMap((body) => Effect.fail(classify(response, body, c, nowMillis)))
+    )
+
+  const discard = (response: HttpClientResponse.HttpClientResponse) =>
+    Effect.ignore(readCapped(response, 0))
+
+  const snapshotOf = (response: HttpClientResponse.HttpClientResponse, nowMillis: number) => {
+    const snapshot = RateLimitSnapshot.fromHeaders(response.headers, nowMillis)
+    return RateLimitSnapshot.isEmpty(snapshot) ? undefined : snapshot
+  }
+
+  const problemError = (
+    problem: Problem,
+    response: HttpClientResponse.HttpClientResponse,
+    c: CallContext,
+    nowMillis: number
+  ): ProviderError =>
+    problem._tag === "ErrorReport"
+      ? classify(response, problem.body, c, nowMillis)
+      : new LlmError.ServerError({ ...fields(c), message: scrub(problem.detail) })
+
+  const wrongType = (contentType: string, expected: string, c: CallContext) =>
+    new LlmError.ServerError({
+      ...fields(c),
+      message: `expected ${expected}, got ${contentType === "" ? "no content type" : excerpt(contentType, 60)}`
+    })
+
+  /** Reads and decodes a whole JSON body. */
+  const readWhole = (
+    response: HttpClientResponse.HttpClientResponse,
+    c: CallContext,
+    nowMillis: number
+  ): Effect.Effect<DecodedBody, ProviderError> =>
+    readCapped(response, limits.maxResponseBytes).pipe(
+      Effect.mapError((error): ProviderError =>
+        new LlmError.ConnectionError({
+          ...fields(c),
+          message: scrub(`connection lost while reading the response body: ${causeMessage(error)}`)
+        })
+      ),
+      Effect.flatMap((body) => {
+        if (body.over) {
+          return Effect.fail(
+            new LlmError.ServerError({
+              ...fields(c),
+              message: `response body exceeds ${limits.maxResponseBytes} bytes`
+            })
+          )
+        }
+        const parsed = parseJson(body.text)
+        if (!parsed.ok) {
+          return Effect.fail(
+            new LlmError.ServerError({
+              ...fields(c),
+              message: scrub(`malformed JSON in response body: ${excerpt(body.text)}`)
+            })
+          )
+        }
+        const decoded = codec.decodeBody(parsed.value)
+        return "_tag" in decoded
+          ? Effect.fail(problemError(decoded, response, c, nowMillis))
+          : Effect.succeed(decoded)
+      })
+    )
+
+  const complete = Effect.fn(`${o.spanPrefix}.complete`)(function*(request: LlmRequest.LlmRequest) {
+    const c: CallContext = { provider: name, model: request.model }
+    yield* Effect.annotateCurrentSpan({ "llm.provider": name, "llm.model": request.model })
+    const response = yield* send(request, false, c)
+    const nowMillis = yield* observe(response, c)
+    if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
+    const contentType = response.headers["content-type"] ?? ""
+    if (contentType !== "" && !isJsonType(contentType)) {
+      yield* discard(response)
+      return yield* Effect.fail(wrongType(contentType, "application/json", c))
+    }
+    const decoded = yield* readWhole(response, c, nowMillis)
+    const rateLimit = snapshotOf(response, nowMillis)
+    const out: LlmResponse.LlmResponse = {
+      text: decoded.text,
+      finishReason: decoded.finishReason,
+      usage: decoded.usage,
+      provider: name,
+      model: decoded.model ?? request.model,
+      ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
+      ...(rateLimit === undefined ? {} : { rateLimit })
+    }
+    return out
+  })
+
+  const sseChunks = (
+    response: HttpClientResponse.HttpClientResponse,
+    c: CallContext,
+    meta: FinishMeta,
+    nowMillis: number
+  ): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+    Stream.suspend(() => {
+      const decoder = codec.streamDecoder(meta)
+      const events: Array<Sse.Event> = []
+      const parser = Sse.makeParser((event) => {
+        // `retry:` directives are for EventSource reconnection; an LLM stream is never resumed.
+        if (event._tag === "Event") events.push(event)
+      }, { maxEventSize: limits.maxEventBytes })
+      let received = 0
+      const truncated = (message: string) =>
+        new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: received })
+
+      const feed = (text: string): Effect.Effect<ReadonlyArray<LlmResponse.StreamChunk>, ProviderError> => {
+        const tooLarge = parser.feed(text)
+        if (tooLarge !== undefined) {
+          return Effect.fail(
+            new LlmError.ServerError({ ...fields(c), message: `a stream event exceeds ${limits.maxEventBytes} bytes` })
+          )
+        }
+        if (events.length === 0) return Effect.succeed([])
+        const out: Array<LlmResponse.StreamChunk> = []
+        for (let i = 0; i < events.length; i++) {
+          const problem = decoder.feed(events[i], out)
+          if (problem !== undefined) {
+            events.length = 0
+            return Effect.fail(problemError(problem, response, c, nowMillis))
+          }
+        }
+        events.length = 0
+        for (const chunk of out) if (chunk._tag === "TextDelta") received++
+        return Effect.succeed(out)
+      }
+
+      return response.stream.pipe(
+        Stream.mapError((error): ProviderError =>
+          truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
+        ),
+        Stream.decodeText,
+        Stream.mapEffect(feed),
+        Stream.flattenIterable,
+        Stream.takeUntil((chunk) => chunk._tag === "Finish"),
+        Stream.concat(
+          Stream.suspend(() =>
+            decoder.ended()
+              ? Stream.empty
+              : Stream.fail(truncated(`stream ended without its end marker after ${received} chunks`))
+          )
+        )
+      )
+    })
+
+  const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const c: CallContext = { provider: name, model: request.model }
+        const response = yield* send(request, true, c)
+        const nowMillis = yield* observe(response, c)
+        if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
+        const rateLimit = snapshotOf(response, nowMillis)
+        const meta: FinishMeta = { provider: name, model: request.model, requestId: c.requestId, rateLimit }
+        const contentType = response.headers["content-type"] ?? ""
+        if (isSseType(contentType)) return sseChunks(response, c, meta, nowMillis)
+        if (isJsonType(contentType)) {
+          // Some OpenAI-compatible servers ignore `stream: true` and answer whole.
+          const decoded = yield* readWhole(response, c, nowMillis)
+          const finish: LlmResponse.StreamChunk = {
+            _tag: "Finish",
+            finishReason: decoded.finishReason,
+            usage: decoded.usage,
+            provider: name,
+            model: decoded.model ?? request.model,
+            ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
+            ...(rateLimit === undefined ? {} : { rateLimit })
+          }
+          return Stream.fromIterable<LlmResponse.StreamChunk>(
+            decoded.text.length > 0 ? [{ _tag: "TextDelta", text: decoded.text }, finish] : [finish]
+          )
+        }
+        yield* discard(response)
+        return yield* Effect.fail(wrongType(contentType, "text/event-stream", c))
+      })
+    ).pipe(
+      Stream.withSpan(`${o.spanPrefix}.stream`, { attributes: { "llm.provider": name, "llm.model": request.model } })
+    )
+
+  return { name, complete, stream }
+}

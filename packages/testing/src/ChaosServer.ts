@@ -1,0 +1,260 @@
+/**
+ * A real HTTP server that speaks the OpenAI Chat Completions and Anthropic Messages wire formats, and
+ * misbehaves on request.
+ *
+ * It answers `POST /v1/chat/completions` and `POST /v1/messages` faithfully enough for the official
+ * `openai` and `@anthropic-ai/sdk` clients (whole answers and SSE streams, usage, request ids, rate-limit
+ * headers), and injects a {@link Fault} chosen per request:
+ *
+ * 1. the `x-chaos-fault: <fault>` request header, else
+ * 2. a path prefix: `/fault/<fault>/v1/chat/completions`, `/fault/<fault>/v1/messages`, else
+ * 3. the next step of the server's scenario (`scenario` option or {@link ChaosServer.setScenario}), else
+ * 4. a normal answer (`ok`).
+ *
+ * `x-chaos-delay-ms: <ms>` overrides the delay of a stall / slow-headers fault for one request.
+ *
+ * The server runs on real time and real sockets; stalls are bounded by `stallMs` so tests stay short. The
+ * layer closes every connection, then the server, when its scope closes.
+ *
+ * @since 0.1.0
+ */
+import * as Http from "node:http"
+import type { Socket } from "node:net"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Clock, Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { HttpRouter, type HttpServerError } from "effect/http"
+import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
+import { makeHandler, type Recorded, type State } from "./internal/chaos/handler.ts"
+
+/**
+ * The faults the server can inject.
+ *
+ * @since 0.1.0
+ */
+export const Fault: Schema.Literals<ReadonlyArray<FaultName>> = Schema.Literals(allFaults)
+
+/**
+ * @since 0.1.0
+ */
+export type Fault = FaultName
+
+/**
+ * Every fault, in catalogue order.
+ *
+ * @example
+ * ```ts
+ * import { ChaosServer } from "@llm-resilience/testing"
+ * for (const fault of ChaosServer.faults) console.log(fault, ChaosServer.describeFault(fault))
+ * ```
+ * @since 0.1.0
+ */
+export const faults: ReadonlyArray<Fault> = allFaults
+
+/**
+ * One line saying what a fault does.
+ *
+ * @example
+ * ```ts
+ * import { ChaosServer } from "@llm-resilience/testing"
+ * ChaosServer.describeFault("rate-limit") // "429 transient rate limit with Retry-After and rate-limit headers"
+ * ```
+ * @since 0.1.0
+ */
+export const describeFault = (fault: Fault): string => faultDescriptions[fault]
+
+/**
+ * A scenario step: a fault or `ok`.
+ *
+ * @since 0.1.0
+ */
+export const Step = Schema.Literals(["ok", ...allFaults])
+
+/**
+ * @since 0.1.0
+ */
+export type Step = typeof Step.Type
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+/**
+ * Server options. Every field is optional:
+ *
+ * - `port` (default `0`: an ephemeral port), `host` (default `127.0.0.1`);
+ * - `stallMs` (default `30000`): how long stalls last before the connection drops, and how long a
+ *   keep-alive-only stream runs;
+ * - `slowHeadersMs` (default `2000`): the wait before headers for `slow-headers`;
+ * - `keepAliveIntervalMs` (default `1000`): the gap between keep-alive comments;
+ * - `retryAfterSeconds` (default `2`): the `retry-after` of a 429;
+ * - `text` (default a short sentence): the answer, streamed one word per chunk;
+ * - `cachedInputTokens` (default `0`): reported as prompt-cache hits;
+ * - `apiKey`: when set, any request with another key gets the provider's 401;
+ * - `hugeBodyBytes` (default 10 MB): the size of the `huge-body` body;
+ * - `scenario` / `loopScenario` (default none / `false`): steps taken by requests that name no fault.
+ *
+ * @since 0.1.0
+ */
+export const Options = Schema.Struct({
+  port: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))),
+  host: Schema.optional(Schema.String),
+  stallMs: Schema.optional(NonNegativeInt),
+  slowHeadersMs: Schema.optional(NonNegativeInt),
+  keepAliveIntervalMs: Schema.optional(PositiveInt),
+  retryAfterSeconds: Schema.optional(NonNegativeInt),
+  text: Schema.optional(Schema.NonEmptyString),
+  cachedInputTokens: Schema.optional(NonNegativeInt),
+  apiKey: Schema.optional(Schema.String),
+  hugeBodyBytes: Schema.optional(PositiveInt),
+  scenario: Schema.optional(Schema.Array(Step)),
+  loopScenario: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Options = typeof Options.Type
+
+/**
+ * One request as the server saw it: which wire format, which step it took, the model and whether it
+ * asked for a stream.
+ *
+ * @since 0.1.0
+ */
+export type RecordedRequest = Recorded
+
+/**
+ * A running chaos server.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChaosServer } from "@llm-resilience/testing"
+ *
+ * const program = Effect.gen(function*() {
+ *   const chaos = yield* ChaosServer.ChaosServer
+ *   chaos.openAiBaseUrl("rate-limit") // "http://127.0.0.1:PORT/fault/rate-limit/v1"
+ *   yield* chaos.setScenario(["overloaded", "ok"])
+ * }).pipe(Effect.provide(ChaosServer.layer({ stallMs: 200 })))
+ * ```
+ * @since 0.1.0
+ */
+export class ChaosServer extends Context.Service<
+  ChaosServer,
+  {
+    /** `http://host:port`, no trailing slash. */
+    readonly url: string
+    readonly port: number
+    /** A base URL for OpenAI clients (`.../v1`), with an optional fault in the path. */
+    readonly openAiBaseUrl: (fault?: Fault) => string
+    /** A base URL for Anthropic clients (the SDK appends `/v1/messages`), with an optional fault. */
+    readonly anthropicBaseUrl: (fault?: Fault) => string
+    /** Replaces the scenario: the next requests that name no fault take these steps in order. */
+    readonly setScenario: (steps: ReadonlyArray<Step>, options?: { readonly loop?: boolean }) => Effect.Effect<void>
+    /** The requests served so far. */
+    readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
+  }
+>()("@llm-resilience/testing/ChaosServer") {}
+
+/**
+ * Starts a chaos server in the current scope; it stops (connections first) when the scope closes.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChaosServer } from "@llm-resilience/testing"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const chaos = yield* ChaosServer.make({ port: 8787 })
+ *   console.log(chaos.url)
+ * }))
+ * ```
+ * @since 0.1.0
+ */
+export const make: (
+  options?: typeof Options.Encoded
+) => Effect.Effect<ChaosServer["Service"], Schema.SchemaError | HttpServerError.ServeError, Scope.Scope> = Effect
+  .fnUntraced(function*(options?: typeof Options.Encoded) {
+    const o = yield* Schema.decodeUnknownEffect(Options)(options ?? {})
+    const state: State = {
+      scenario: o.scenario ?? [],
+      cursor: 0,
+      loop: o.loopScenario ?? false,
+      sequence: 0,
+      recorded: []
+    }
+    const handler = makeHandler({
+      stallMs: o.stallMs ?? 30_000,
+      slowHeadersMs: o.slowHeadersMs ?? 2_000,
+      keepAliveIntervalMs: o.keepAliveIntervalMs ?? 1_000,
+      retryAfterSeconds: o.retryAfterSeconds ?? 2,
+      text: o.text ?? "Hello from the chaos server. Every byte of this answer arrived.",
+      cachedInputTokens: o.cachedInputTokens ?? 0,
+      apiKey: o.apiKey,
+      hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024
+    }, state)
+
+    const sockets = new Set<Socket>()
+    const nodeServer = Http.createServer({ keepAliveTimeout: 1_000 })
+    nodeServer.on("connection", (socket: Socket) => {
+      sockets.add(socket)
+      socket.on("close", () => sockets.delete(socket))
+    })
+    const host = o.host ?? "127.0.0.1"
+    const server = yield* NodeHttpServer.make(() => nodeServer, {
+      port: o.port ?? 0,
+      host,
+      gracefulShutdownTimeout: Duration.millis(250)
+    })
+    const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
+    for (const path of ["/v1/chat/completions", "/v1/messages"] as const) {
+      yield* router.add("POST", path, handler)
+      yield* router.add("POST", `/fault/:fault${path}`, handler)
+    }
+    // Stalls are real waits even when the layer is built under a TestClock.
+    const realClock = Clock.Clock.defaultValue()
+    yield* server.serve(Effect.provideService(router.asHttpEffect(), Clock.Clock, realClock))
+    // Runs before the server's own shutdown: drop every connection so that close does not wait on them.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const socket of sockets) socket.destroy()
+        sockets.clear()
+      })
+    )
+
+    const address = server.address
+    const port = address._tag === "UnixPathAddress" ? 0 : address.port
+    const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`
+    return ChaosServer.of({
+      url,
+      port,
+      openAiBaseUrl: (fault) => (fault === undefined ? `${url}/v1` : `${url}/fault/${fault}/v1`),
+      anthropicBaseUrl: (fault) => (fault === undefined ? url : `${url}/fault/${fault}`),
+      setScenario: (steps, opts) =>
+        Effect.sync(() => {
+          state.scenario = [...steps]
+          state.cursor = 0
+          state.loop = opts?.loop ?? false
+        }),
+      requests: Effect.sync(() => [...state.recorded])
+    })
+  })
+
+/**
+ * The chaos server as a layer: started when the layer is built, stopped when it is released.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { ChaosServer } from "@llm-resilience/testing"
+ *
+ * const ChaosLive = ChaosServer.layer({ stallMs: 300, scenario: ["rate-limit", "ok"] })
+ * const program = Effect.gen(function*() {
+ *   const chaos = yield* ChaosServer.ChaosServer
+ *   return chaos.url
+ * }).pipe(Effect.provide(ChaosLive))
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (
+  options?: typeof Options.Encoded
+): Layer.Layer<ChaosServer, Schema.SchemaError | HttpServerError.ServeError> => Layer.effect(ChaosServer, make(options))

@@ -1,0 +1,2 @@
+export * as FakeProvider from "./FakeProvider.ts"
+export * as ChaosServer from "./ChaosServer.ts"
