@@ -114,7 +114,7 @@ type Step = (now: number, input: unknown) => Effect.Effect<[Duration.Duration, D
 
 /** One run: N clients, one row. Returns [calls at the server, completion time]. */
 const runOnce = (clients: number, schedule: Schedule.Schedule<Duration.Duration>) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const random = yield* Random.Random
     let spare: number | undefined
     // |Normal(mean, sd)| by Box-Muller, from the seeded Random
@@ -181,7 +181,7 @@ const runOnce = (clients: number, schedule: Schedule.Schedule<Duration.Duration>
 const awsIndexing = process.argv.includes("--aws-indexing")
 
 const runConfig = (clients: number, strategy: Strategy) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const base = awsIndexing && strategy !== "decorrelated" ? 2 * BASE_MS : BASE_MS
     const schedule = Backoff.make(strategy, { base, cap: CAP_MS })
     let calls = 0
@@ -226,14 +226,14 @@ const panel = (
   const logHi = Math.ceil(Math.log10(maxY))
   const sx = (n: number) => Math.round(x0 + left + ((n - 10) / 90) * pw)
   const sy = (v: number) =>
-    log
-      ? top + ph - ((Math.log10(v) - logLo) / (logHi - logLo)) * ph
-      : top + ph - (v / niceMax) * ph
+    log ? top + ph - ((Math.log10(v) - logLo) / (logHi - logLo)) * ph : top + ph - (v / niceMax) * ph
   const ticks = log
     ? Array.from({ length: logHi - logLo + 1 }, (_, i) => 10 ** (logLo + i))
     : Array.from({ length: 6 }, (_, i) => (niceMax / 5) * i)
   const out: Array<string> = []
-  out.push(`<text x="${x0 + left + pw / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${title}</text>`)
+  out.push(
+    `<text x="${x0 + left + pw / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${title}</text>`
+  )
   for (const v of ticks) {
     const y = Math.round(sy(v))
     out.push(`<line x1="${x0 + left}" y1="${y}" x2="${x0 + left + pw}" y2="${y}" stroke="#e5e5e5"/>`)
@@ -302,5 +302,7 @@ if (process.argv.includes("--chart-only")) {
   writeFileSync(resultsPath, `${JSON.stringify(output, null, 2)}\n`)
   writeChart(results)
   process.stdout.write(`${JSON.stringify(output)}\n`)
-  process.stderr.write(`jitter: ${results.length} configurations x ${RUNS} runs in ${Math.round(performance.now() - started)} ms\n`)
+  process.stderr.write(
+    `jitter: ${results.length} configurations x ${RUNS} runs in ${Math.round(performance.now() - started)} ms\n`
+  )
 }

@@ -233,7 +233,11 @@ interface KeyState {
   draining: boolean
   again: boolean
   timerAt: number
+  /** When the head of the queue can fit, as of the last drain (`-Infinity`: unknown). */
   blockedUntil: number
+  /** As of the last drain, while the head is blocked: what may be backfilled / what fits now. */
+  slack: AdmissionStore.Cost
+  free: AdmissionStore.Cost
   readonly metrics: KeyMetrics
 }
 
@@ -249,43 +253,62 @@ class Ticket {
   }
 }
 
-const admittedMetric = Metric.counter("llm_admission_admitted", {
-  description: "calls admitted by admission control",
-  incremental: true
-})
-const rejectedMetric = Metric.counter("llm_admission_rejected", {
-  description: "calls rejected by admission control, by reason",
-  incremental: true
-})
-const queueDepthMetric = Metric.gauge("llm_admission_queue_depth", { description: "calls waiting for rate budget" })
-const waitMsMetric = Metric.histogram("llm_admission_wait_ms", {
+const admittedOptions = { description: "calls admitted by admission control", incremental: true } as const
+const rejectedOptions = { description: "calls rejected by admission control, by reason", incremental: true } as const
+const queueDepthOptions = { description: "calls waiting for rate budget" } as const
+const waitMsOptions = {
   description: "time from arrival to admission, ms",
   boundaries: Metric.exponentialBoundaries({ start: 1, factor: 4, count: 12 })
-})
-const reservedMetric = Metric.counter("llm_admission_tokens_reserved", {
-  description: "tokens reserved at admission (estimates)",
-  incremental: true
-})
-const actualMetric = Metric.counter("llm_admission_tokens_actual", {
-  description: "tokens actually used, as reported by the provider",
-  incremental: true
-})
+} as const
+const reservedOptions = { description: "tokens reserved at admission (estimates)", incremental: true } as const
+const actualOptions = { description: "tokens actually used, as reported by the provider", incremental: true } as const
 
+const admittedMetric = Metric.counter("llm_admission_admitted", admittedOptions)
+const rejectedMetric = Metric.counter("llm_admission_rejected", rejectedOptions)
+const queueDepthMetric = Metric.gauge("llm_admission_queue_depth", queueDepthOptions)
+const waitMsMetric = Metric.histogram("llm_admission_wait_ms", waitMsOptions)
+const reservedMetric = Metric.counter("llm_admission_tokens_reserved", reservedOptions)
+const actualMetric = Metric.counter("llm_admission_tokens_actual", actualOptions)
+
+/**
+ * The metrics admission records, each with a `key` attribute (and `reason` for rejections). Read them with
+ * `Metric.value(Metric.withAttributes(metric, { key }))` or export them with `PrometheusMetrics`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { Admission } from "@llm-resilience/core"
+ * const depth = Metric.value(Metric.withAttributes(Admission.metrics.queueDepth, { key: "openai/gpt-4o" }))
+ * ```
+ * @since 0.1.0
+ */
+export const metrics = {
+  admitted: admittedMetric,
+  rejected: rejectedMetric,
+  queueDepth: queueDepthMetric,
+  waitMs: waitMsMetric,
+  tokensReserved: reservedMetric,
+  tokensActual: actualMetric
+} as const
+
+// Per-key metric objects carry their attributes from construction: `Metric.withAttributes` would rebuild
+// the context and the series key on every update (about a microsecond each), which the hot path cannot pay.
 const metricsFor = (key: string): KeyMetrics => {
-  const attrs = { key }
-  const rejected = (reason: AdmissionRejectionReason) => Metric.withAttributes(rejectedMetric, { key, reason })
+  const attributes = { key }
+  const rejected = (reason: AdmissionRejectionReason) =>
+    Metric.counter("llm_admission_rejected", { ...rejectedOptions, attributes: { key, reason } })
   return {
-    admitted: Metric.withAttributes(admittedMetric, attrs),
+    admitted: Metric.counter("llm_admission_admitted", { ...admittedOptions, attributes }),
     rejected: {
       "queue-full": rejected("queue-full"),
       "wait-too-long": rejected("wait-too-long"),
       "never-admissible": rejected("never-admissible"),
       "concurrency-queue-full": rejected("concurrency-queue-full")
     },
-    queueDepth: Metric.withAttributes(queueDepthMetric, attrs),
-    waitMs: Metric.withAttributes(waitMsMetric, attrs),
-    reserved: Metric.withAttributes(reservedMetric, attrs),
-    actual: Metric.withAttributes(actualMetric, attrs)
+    queueDepth: Metric.gauge("llm_admission_queue_depth", { ...queueDepthOptions, attributes }),
+    waitMs: Metric.histogram("llm_admission_wait_ms", { ...waitMsOptions, attributes }),
+    reserved: Metric.counter("llm_admission_tokens_reserved", { ...reservedOptions, attributes }),
+    actual: Metric.counter("llm_admission_tokens_actual", { ...actualOptions, attributes })
   }
 }
 
@@ -338,6 +361,7 @@ const snapshotCorrections = (snapshot: RateLimitSnapshot): Array<AdmissionStore.
 export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
   const opts = yield* Schema.decodeUnknownEffect(AdmissionOptions)(options)
   const store = yield* AdmissionStore.AdmissionStore
+  const syncStore = store.sync
   const scope = yield* Effect.scope
   const windowMs = opts.windowMs ?? 60_000
   const maxQueueLength = opts.maxQueueLength ?? 10_000
@@ -346,8 +370,6 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
   const backfillScan = opts.backfillScan ?? 16
   const paths = opts.paths ?? {}
   const perKey = opts.keys ?? {}
-  const scale = windowMs / 60_000
-  void scale
   const states = new Map<string, KeyState | null>()
 
   const stateFor = (key: string): KeyState | undefined => {
@@ -383,6 +405,8 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
         again: false,
         timerAt: Infinity,
         blockedUntil: -Infinity,
+        slack: ZERO,
+        free: ZERO,
         metrics: metricsFor(key)
       }
       states.set(key, ks)
@@ -411,11 +435,13 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
   // the scheduler: admits waiters in order, backfills, rejects expired ones, arms one timer per key
   // -------------------------------------------------------------------------------------------------------
 
+  // Waiters are resumed with `yieldNow`: they continue on the scheduler, after the drain loop, instead of
+  // running their call (and its settlement) inside it.
   const admitWaiter = (ks: KeyState, w: RateWaiter, reservation: AdmissionStore.Reservation) => {
     w.state = ADMITTED
     w.reservation = reservation
     ks.queue.removed()
-    if (w.resume !== undefined) w.resume(Effect.void)
+    if (w.resume !== undefined) w.resume(Effect.yieldNow)
   }
 
   const rejectWaiter = (ks: KeyState, w: RateWaiter, now: number) => {
@@ -427,7 +453,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
         : { key: ks.key, reason: "wait-too-long", retryAfterMs }
     )
     ks.queue.removed()
-    if (w.resume !== undefined) w.resume(Effect.void)
+    if (w.resume !== undefined) w.resume(Effect.yieldNow)
   }
 
   const drainLoop = Effect.fnUntraced(function*(ks: KeyState) {
@@ -444,22 +470,26 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
           continue
         }
         blockedAt = d.availableAtMs
+        let slack = d.slack
+        let free = d.free
         if (backfillScan > 0) {
           const candidates: Array<RateWaiter> = []
           ks.queue.forEach(now, backfillScan + 1, (w) => {
-            if (w !== head) candidates.push(w)
+            if (w !== head && fitsIn(w.cost, slack) && fitsIn(w.cost, free)) candidates.push(w)
             return true
           })
-          let slack = d.slack
           for (const w of candidates) {
-            if (w.state !== WAITING || !fitsIn(w.cost, slack)) continue
+            if (w.state !== WAITING || !fitsIn(w.cost, slack) || !fitsIn(w.cost, free)) continue
             const r = yield* store.tryReserve(ks.key, ks.limits, w.cost, now, slack)
             if (r._tag === "Reserved") {
               admitWaiter(ks, w, r.reservation)
               slack = minus(slack, w.cost)
+              free = minus(free, w.cost)
             }
           }
         }
+        ks.slack = slack
+        ks.free = free
         break
       }
       ks.blockedUntil = blockedAt
@@ -474,19 +504,40 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
         ks.deadlines = new MinHeap()
         continue
       }
-      const next = Math.min(blockedAt, deadlines.peekKey())
-      if (next < ks.timerAt) {
-        ks.timerAt = next
-        yield* Effect.forkIn(
-          Effect.flatMap(Effect.sleep(Math.max(0, next - now)), () => {
-            if (ks.timerAt === next) ks.timerAt = Infinity
-            return drain(ks)
-          }),
-          scope
-        )
-      }
+      yield* armTimer(ks, Math.min(blockedAt, deadlines.peekKey()), now)
     } while (ks.again)
   })
+
+  const armTimer = (ks: KeyState, at: number, now: number): Effect.Effect<void> => {
+    if (at >= ks.timerAt) return Effect.void
+    ks.timerAt = at
+    return Effect.asVoid(
+      Effect.forkIn(
+        Effect.flatMap(Effect.sleep(Math.max(0, at - now)), () => {
+          if (ks.timerAt === at) ks.timerAt = Infinity
+          return drain(ks)
+        }),
+        scope
+      )
+    )
+  }
+
+  const backfillArrival = (ks: KeyState, w: RateWaiter, now: number): Effect.Effect<void> => {
+    if (backfillScan > 0 && fitsIn(w.cost, ks.slack) && fitsIn(w.cost, ks.free)) {
+      const slack = ks.slack
+      const onDecision = (r: AdmissionStore.Decision): Effect.Effect<void> => {
+        if (r._tag !== "Reserved") return armTimer(ks, w.deadline, now)
+        ks.slack = minus(slack, w.cost)
+        ks.free = minus(ks.free, w.cost)
+        admitWaiter(ks, w, r.reservation)
+        return Effect.void
+      }
+      return syncStore !== undefined
+        ? onDecision(syncStore.tryReserve(ks.key, ks.limits, w.cost, now, slack))
+        : Effect.flatMap(store.tryReserve(ks.key, ks.limits, w.cost, now, slack), onDecision)
+    }
+    return armTimer(ks, w.deadline, now)
+  }
 
   const drain = (ks: KeyState): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -531,9 +582,18 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
       reservation: undefined,
       error: undefined
     }
+    const wasEmpty = ks.queue.size === 0
     ks.queue.push(w)
     ks.deadlines.push(w.deadline, w)
     ks.metrics.queueDepth.updateUnsafe(ks.queue.size, fiber.context)
+    // Behind a head that is known to be blocked until `blockedUntil`, a new arrival changes nothing for the
+    // waiters ahead of it: it may only backfill from the slack left by the last drain (the store re-checks
+    // atomically). This keeps an arrival O(1) however long the queue is; a full drain runs only when the
+    // arrival becomes the head or the head's status is unknown.
+    const settleArrival =
+      !wasEmpty && now < ks.blockedUntil && ks.queue.head(now) !== w
+        ? backfillArrival(ks, w, now)
+        : drain(ks)
     const wait = restore(
       Effect.callback<void>((resume) => {
         if (w.state !== WAITING) return resume(Effect.void)
@@ -546,7 +606,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
         })
       })
     )
-    return drain(ks).pipe(
+    return settleArrival.pipe(
       Effect.andThen(Effect.suspend(() => (w.state === WAITING ? wait : Effect.void))),
       Effect.onInterrupt(() =>
         Effect.suspend(() => {
@@ -588,7 +648,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
       return Effect.succeed(ticket)
     }
     if (ks.queue.size > 0) return enqueue(ks, ticket, request, lane, now, fiber, restore)
-    return Effect.flatMap(store.tryReserve(ks.key, ks.limits, ticket.cost, now), (d) => {
+    const onDecision = (d: AdmissionStore.Decision): Effect.Effect<Ticket, AdmissionRejected> => {
       if (d._tag === "Reserved") {
         ticket.reservation = d.reservation
         ks.metrics.admitted.updateUnsafe(1, fiber.context)
@@ -598,7 +658,10 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
       }
       ks.blockedUntil = d.availableAtMs
       return enqueue(ks, ticket, request, lane, now, fiber, restore)
-    })
+    }
+    return syncStore !== undefined
+      ? onDecision(syncStore.tryReserve(ks.key, ks.limits, ticket.cost, now))
+      : Effect.flatMap(store.tryReserve(ks.key, ks.limits, ticket.cost, now), onDecision)
   }
 
   const acquire = (
@@ -653,7 +716,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
     for (const d of named) {
       out.push({
         dimension: d,
-        remaining: 0,
+        drain: true,
         resetAfterMs: snapshot?.[d]?.resetAfterMs ?? e.retryAfterMs ?? snapshot?.retryAfterMs ?? ks.limits.windowMs
       })
     }
@@ -672,13 +735,14 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const effects: Array<Effect.Effect<void>> = []
       if (ticket.reservation !== undefined && actual !== undefined) {
-        effects.push(store.reconcile(ticket.reservation, actual, now))
+        if (syncStore !== undefined) syncStore.reconcile(ticket.reservation, actual, now)
+        else effects.push(store.reconcile(ticket.reservation, actual, now))
         if (actual !== ZERO) ks.metrics.actual.updateUnsafe(actual.tokens, fiber.context)
       } else if (ticket.reservation !== undefined) {
         ks.metrics.actual.updateUnsafe(ticket.cost.tokens, fiber.context)
       }
       if (corrections !== undefined && corrections.length > 0 && ks.rateLimited) {
-        effects.push(store.correct(ks.key, ks.limits, corrections, now))
+        effects.push(store.correct(ks.key, ks.limits, corrections, now, ticket.reservation))
       }
       if (ticket.permit) {
         ticket.permit = false

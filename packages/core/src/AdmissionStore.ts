@@ -66,17 +66,18 @@ export interface Reservation {
  * - `Reserved`: every budget allowed the cost and it is recorded.
  * - `Wait`: some budget does not allow it now. `availableAtMs` is the earliest time the window frees
  *   enough (computed from the log, not polled); `slack` is what other requests may still reserve now
- *   without moving that time later (used for backfilling behind a blocked head of line).
+ *   without moving that time later (used for backfilling behind a blocked head of line); `free` is what
+ *   fits right now. For a call with `within` (a backfill attempt) these three are not computed.
  *
  * @since 0.1.0
  */
 export type Decision =
   | { readonly _tag: "Reserved"; readonly reservation: Reservation }
-  | { readonly _tag: "Wait"; readonly availableAtMs: number; readonly slack: Cost }
+  | { readonly _tag: "Wait"; readonly availableAtMs: number; readonly slack: Cost; readonly free: Cost }
 
 /**
  * Feedback from the provider about one budget: its real limit, what remains, and when it resets. A 429
- * naming a budget arrives as `remaining: 0` until the reset.
+ * naming a budget arrives as `drain: true`: nothing more is admitted on that budget until the reset.
  *
  * @since 0.1.0
  */
@@ -85,6 +86,7 @@ export interface Correction {
   readonly limit?: number | undefined
   readonly remaining?: number | undefined
   readonly resetAfterMs?: number | undefined
+  readonly drain?: boolean | undefined
 }
 
 /**
@@ -111,10 +113,30 @@ export interface AdmissionStoreShape {
    * `remaining` below the local view adds a debit (usage we cannot see, e.g. other clients on the same key)
    * until `resetAfterMs` (default: one window). A `remaining` at or above the local view clears the debit.
    * The budget never rises above the configured limit, and never above what the local log allows.
+   * When the feedback came with the response to `basis`, the provider counted at the moment that request
+   * was sent, so it is compared with the local usage recorded at that reservation, not with the usage now
+   * (which a window slide or later admissions have moved since).
    */
-  readonly correct: (key: string, limits: Limits, corrections: ReadonlyArray<Correction>, nowMs: number) => Effect.Effect<void>
+  readonly correct: (
+    key: string,
+    limits: Limits,
+    corrections: ReadonlyArray<Correction>,
+    nowMs: number,
+    basis?: Reservation | undefined
+  ) => Effect.Effect<void>
   /** What is reserved in the current window (without debits). */
   readonly usage: (key: string, limits: Limits, nowMs: number) => Effect.Effect<Cost>
+  /**
+   * Optional synchronous forms of `tryReserve` and `reconcile` for stores in the same process. Admission
+   * uses them, when present, on its hot path (they save two effect steps per call); a remote store leaves
+   * them out.
+   */
+  readonly sync?:
+    | {
+      readonly tryReserve: (key: string, limits: Limits, cost: Cost, nowMs: number, within?: Cost | undefined) => Decision
+      readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void
+    }
+    | undefined
 }
 
 /**
@@ -158,12 +180,16 @@ class Entry implements Reservation {
   readonly reserved: Cost
   readonly owner: KeyLog
   readonly c: Array<number>
+  /** The key's usage right after this reservation (per budget, without debits). */
+  readonly usedAfter: Array<number>
   constructor(key: string, atMs: number, reserved: Cost, owner: KeyLog) {
     this.key = key
     this.atMs = atMs
     this.reserved = reserved
     this.owner = owner
     this.c = toArray(reserved)
+    const u = owner.used
+    this.usedAfter = [u[R] + this.c[R], u[T] + this.c[T], u[I] + this.c[I], u[O] + this.c[O]]
   }
 }
 
@@ -252,13 +278,18 @@ export const makeMemory = (): AdmissionStoreShape => {
         break
       }
     }
-    if (fits) {
+    if (within !== undefined) {
       if (
-        within !== undefined &&
-        (c[R] > within.requests || c[T] > within.tokens || c[I] > within.inputTokens || c[O] > within.outputTokens)
+        !fits ||
+        c[R] > within.requests ||
+        c[T] > within.tokens ||
+        c[I] > within.inputTokens ||
+        c[O] > within.outputTokens
       ) {
-        return { _tag: "Wait", availableAtMs: now, slack: within }
+        return { _tag: "Wait", availableAtMs: Number.NaN, slack: within, free: within }
       }
+    }
+    if (fits) {
       const entry = new Entry(key, now, cost, k)
       k.log.push(entry)
       used[R] += c[R]
@@ -300,7 +331,9 @@ export const makeMemory = (): AdmissionStoreShape => {
     for (let d = 0; d < 4; d++) {
       slack[d] = k.limit(limits, d) - c[d] - (used[d] - freed[d]) - k.debitAt(d, at)
     }
-    return { _tag: "Wait", availableAtMs: at, slack: toCost(slack) }
+    const free = [0, 0, 0, 0]
+    for (let d = 0; d < 4; d++) free[d] = k.limit(limits, d) - used[d] - k.debitAt(d, now)
+    return { _tag: "Wait", availableAtMs: at, slack: toCost(slack), free: toCost(free) }
   }
 
   const reconcileUnsafe = (reservation: Reservation, actual: Cost): void => {
@@ -313,16 +346,29 @@ export const makeMemory = (): AdmissionStoreShape => {
     }
   }
 
-  const correctUnsafe = (key: string, limits: Limits, corrections: ReadonlyArray<Correction>, now: number): void => {
+  const correctUnsafe = (
+    key: string,
+    limits: Limits,
+    corrections: ReadonlyArray<Correction>,
+    now: number,
+    basis: Reservation | undefined
+  ): void => {
     const k = get(key)
     k.expire(limits.windowMs, now)
+    const usedThen = basis instanceof Entry && basis.owner === k ? basis.usedAfter : k.used
     for (const correction of corrections) {
       const d = dimIndex[correction.dimension]
       if (correction.limit !== undefined && correction.limit > 0) k.cap[d] = correction.limit
+      if (correction.drain === true) {
+        // a 429 naming this budget: nothing more until the reset
+        k.debit[d] = Infinity
+        k.debitUntil[d] = Math.max(k.debitUntil[d], now + (correction.resetAfterMs ?? limits.windowMs))
+        continue
+      }
       if (correction.remaining === undefined) continue
-      const available = k.limit(limits, d) - k.used[d]
+      const available = k.limit(limits, d) - usedThen[d]
       if (correction.remaining < available) {
-        k.debit[d] = available - Math.max(0, correction.remaining)
+        k.debit[d] = available - correction.remaining
         k.debitUntil[d] = now + (correction.resetAfterMs ?? limits.windowMs)
       } else {
         k.debit[d] = 0
@@ -332,9 +378,11 @@ export const makeMemory = (): AdmissionStoreShape => {
   }
 
   return {
+    sync: { tryReserve: tryReserveUnsafe, reconcile: reconcileUnsafe },
     tryReserve: (key, limits, cost, nowMs, within) => Effect.sync(() => tryReserveUnsafe(key, limits, cost, nowMs, within)),
     reconcile: (reservation, actual) => Effect.sync(() => reconcileUnsafe(reservation, actual)),
-    correct: (key, limits, corrections, nowMs) => Effect.sync(() => correctUnsafe(key, limits, corrections, nowMs)),
+    correct: (key, limits, corrections, nowMs, basis) =>
+      Effect.sync(() => correctUnsafe(key, limits, corrections, nowMs, basis)),
     usage: (key, limits, nowMs) =>
       Effect.sync(() => {
         const k = get(key)

@@ -222,13 +222,11 @@ export const defaultMaxRetryAfter: Duration.Duration = Duration.millis(defaultMa
  * ```
  * @since 0.1.0
  */
-export const withRetryAfter: {
-  (options?: {
-    readonly maxRetryAfter?: Duration.Input | undefined
-  }): <E, R>(
-    self: Schedule.Schedule<Duration.Duration, unknown, E, R>
-  ) => Schedule.Schedule<Duration.Duration, AttemptError, E | RetryAfterTooLong, R>
-} = (options) => {
+export const withRetryAfter: (options?: {
+  readonly maxRetryAfter?: Duration.Input | undefined
+}) => <E, R>(
+  self: Schedule.Schedule<Duration.Duration, unknown, E, R>
+) => Schedule.Schedule<Duration.Duration, AttemptError, E | RetryAfterTooLong, R> = (options) => {
   const maxMs = millisOf("Backoff.maxRetryAfter", options?.maxRetryAfter, defaultMaxRetryAfterMs)
   return <E, R>(self: Schedule.Schedule<Duration.Duration, unknown, E, R>) =>
     Schedule.fromStep(
@@ -239,7 +237,11 @@ export const withRetryAfter: {
             const decision = floorRetryAfter(Duration.toMillis(jittered), retryAfterOf(input), maxMs)
             return decision === undefined
               ? Effect.fail(
-                  new RetryAfterTooLong({ retryAfterMs: retryAfterOf(input)!, maxRetryAfterMs: maxMs, lastError: input })
+                  new RetryAfterTooLong({
+                    retryAfterMs: retryAfterOf(input)!,
+                    maxRetryAfterMs: maxMs,
+                    lastError: input
+                  })
                 )
               : Effect.succeed(pair(decision))
           })

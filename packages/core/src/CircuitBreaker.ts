@@ -343,6 +343,13 @@ export interface CircuitBreaker {
    * `key`, with the call's latency when known. A failure reported while HalfOpen reopens the circuit.
    */
   readonly record: (key: string, outcome: Outcome, latency?: Duration.Input) => Effect.Effect<void>
+  /**
+   * A later stage (cost above a threshold, a poor quality score) judged a call that the breaker recorded
+   * as a success to be a failure: the latest such success for `key` counts as a failure instead (in the
+   * window and in the consecutive streak). If the breaker has not recorded that success yet (the stage
+   * runs inside `protect`), the next success for `key` is counted as a failure. While HalfOpen, it reopens.
+   */
+  readonly downgrade: (key: string) => Effect.Effect<void>
   /** Succeeds when a call to `key` would be admitted now, without admitting one. */
   readonly check: (key: string) => Effect.Effect<void, CircuitOpen>
   /** The state of the circuit for `key`. */
@@ -401,6 +408,26 @@ export const metrics = {
 interface CircuitMetrics {
   readonly state: Metric.Metric<number, unknown>
   readonly rejections: Metric.Metric<number, unknown>
+}
+
+const stackTraceLimitWritable = (() => {
+  const descriptor = Object.getOwnPropertyDescriptor(Error, "stackTraceLimit")
+  return descriptor === undefined || descriptor.writable === true || descriptor.set !== undefined
+})()
+
+/**
+ * Builds a rejection without capturing a stack trace: it would only point into the breaker, and capturing
+ * it costs several microseconds, the bulk of a rejection (as Effect does for its own internal errors).
+ */
+const withoutStackTrace = <A>(f: () => A): A => {
+  if (!stackTraceLimitWritable) return f()
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return f()
+  } finally {
+    Error.stackTraceLimit = limit
+  }
 }
 
 const durationMs = (input: unknown, fallback: number): number =>
@@ -540,27 +567,36 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     if (outbox.length > 0) flush(fiber)
   }
 
+  const rejection = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): CircuitOpen => {
+    rejectWith(circuit, fiber)
+    return withoutStackTrace(() => new CircuitOpen({ key: circuit.key, retryAfterMs: circuit.rejectRetryAfterMs }))
+  }
+
   const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
     const classify = protectOptions?.classify ?? classifyExit
     return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber<A, E | CircuitOpen, R>((fiber) => {
-          const clock = fiber.getRef(Clock.Clock)
+      Effect.withFiber((fiber) => {
+        // The exit handler is on the fiber's stack before the call is admitted, so an interruption at any
+        // point after admission still completes the call (as Ignored): no mask needed, no permit leaked.
+        const clock = fiber.getRef(Clock.Clock)
+        let call: internal.Call | undefined
+        const admitted = Effect.withFiber<A, E | CircuitOpen, R>(() => {
           const now = clock.currentTimeMillisUnsafe()
           const circuit = circuits.get(key) ?? circuitFor(key, now)
-          const call = circuit.admit(now)
+          const admission = circuit.admit(now)
           if (outbox.length > 0) flush(fiber)
-          if (call === undefined) {
-            rejectWith(circuit, fiber)
-            return Effect.fail(new CircuitOpen({ key, retryAfterMs: circuit.rejectRetryAfterMs }))
-          }
-          if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
-          return Effect.onExit(restore(self), (exit) => {
-            finish(call, classify(exit), clock.currentTimeMillisUnsafe(), fiber)
-            return Effect.void
-          })
+          if (admission === undefined) return Effect.fail(rejection(circuit, fiber))
+          if (admission.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+          call = admission
+          return self
         })
-      )
+        // Returning `undefined` from the handler is what `Effect.onExit`'s primitive supports: it skips
+        // allocating a `flatMap(Effect.void, ...)` per call.
+        return Effect.onExit(admitted, ((exit: Exit.Exit<A, E | CircuitOpen>) => {
+          if (call !== undefined) finish(call, classify(exit), clock.currentTimeMillisUnsafe(), fiber)
+          return undefined
+        }) as unknown as (exit: Exit.Exit<A, E | CircuitOpen>) => Effect.Effect<void>)
+      })
   }
 
   const permits = new WeakMap<Permit, internal.Call>()
@@ -571,10 +607,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       const circuit = circuitFor(key, now)
       const call = circuit.admit(now)
       if (outbox.length > 0) flush(fiber)
-      if (call === undefined) {
-        rejectWith(circuit, fiber)
-        return Effect.fail(new CircuitOpen({ key, retryAfterMs: circuit.rejectRetryAfterMs }))
-      }
+      if (call === undefined) return Effect.fail(rejection(circuit, fiber))
       if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
       const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
       permits.set(permit, call)
@@ -606,11 +639,15 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       )
     )
 
+  const downgrade = (key: string): Effect.Effect<void> => withCircuit(key, (circuit, now) => circuit.downgrade(now))
+
   const check = (key: string): Effect.Effect<void, CircuitOpen> =>
     Effect.flatMap(
       withCircuit(key, (circuit, now) => (circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs)),
       (retryAfterMs) =>
-        retryAfterMs === undefined || policy.metricsOnly ? Effect.void : Effect.fail(new CircuitOpen({ key, retryAfterMs }))
+        retryAfterMs === undefined || policy.metricsOnly
+          ? Effect.void
+          : Effect.fail(withoutStackTrace(() => new CircuitOpen({ key, retryAfterMs })))
     )
 
   const status = (key: string): Effect.Effect<Status> =>
@@ -642,6 +679,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     admit,
     complete,
     record,
+    downgrade,
     check,
     status,
     transitions: Stream.fromPubSub(pubsub),

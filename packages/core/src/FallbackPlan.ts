@@ -21,7 +21,7 @@
  * degraded for weeks without noticing.
  *
  * "Accepted for later" is not an answer, and the caller must not mistake it for one: the plan fails with
- * {@link AcceptedForLater} (outside the `LlmError` union, carrying the queue ticket), the analogue of an
+ * {@link AcceptedForLater} (a member of the `LlmError` union that is not a failure of the model, carrying the queue ticket), the analogue of an
  * HTTP 202. Static and cached answers are ordinary `LlmResponse`s whose `provider` is `fallback:static` or
  * `fallback:cache`.
  *
@@ -36,6 +36,7 @@
  */
 import { Context, Effect, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
 import type { Hedge } from "./Hedge.ts"
+import * as LlmErrors from "./LlmError.ts"
 import type { LlmError } from "./LlmError.ts"
 import type { CircuitOpen } from "./LlmError.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
@@ -159,29 +160,17 @@ export const layerLaterQueueMemory = (
   )
 
 /**
- * The plan's answer when it ended in the {@link acceptForLater} step: the request is queued, not answered.
- * `from` and `reason` say which step failed, and how, before the request was accepted.
+ * The plan's answer when it ended in the {@link acceptForLater} step (defined with the rest of the union in
+ * `LlmError`, re-exported here).
  *
- * @example
- * ```ts
- * import { Effect } from "effect"
- * import type { FallbackPlan } from "@llm-resilience/core"
- *
- * const reply = (answer: Effect.Effect<string, FallbackPlan.AcceptedForLater>) =>
- *   answer.pipe(Effect.catchTag("AcceptedForLater", (a) => Effect.succeed(`We'll get back to you (${a.ticketId})`)))
- * ```
  * @since 0.1.0
  */
-export class AcceptedForLater extends Schema.TaggedError<AcceptedForLater>()("AcceptedForLater", {
-  ticketId: Schema.String,
-  acceptedAt: Schema.Finite,
-  from: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `request accepted for later as ${this.ticketId} after ${this.from} failed with ${this.reason}`
-  }
-}
+export const AcceptedForLater = LlmErrors.AcceptedForLater
+
+/**
+ * @since 0.1.0
+ */
+export type AcceptedForLater = LlmErrors.AcceptedForLater
 
 // ---------------------------------------------------------------------------------------------------------
 // steps

@@ -8,7 +8,8 @@
  *   {@link ModelNotFound}, {@link ContextLengthExceeded}, {@link ContentFiltered}, {@link QuotaExhausted}.
  * - Rejections by the toolkit itself: {@link CircuitOpen}, {@link AdmissionRejected},
  *   {@link RetryBudgetExhausted}, {@link RetryAfterTooLong}, {@link DeadlineExceeded},
- *   {@link BudgetExceeded}, {@link TurnLimitExceeded}, {@link LoopDetected}, {@link OutputInvalid}.
+ *   {@link BudgetExceeded}, {@link TurnLimitExceeded}, {@link LoopDetected}, {@link OutputInvalid}, and the
+ *   degraded outcome {@link AcceptedForLater} (queued, not answered).
  *
  * Retryability is derived from the kind ({@link isRetryable}), never stored, so no error can claim to
  * be retryable by accident. Every provider error carries the provider, model, HTTP status and provider
@@ -397,6 +398,32 @@ export class OutputInvalid extends Schema.TaggedError<OutputInvalid>()("OutputIn
 }
 
 /**
+ * The plan's answer when it ended in the accept-for-later step: the request is queued, not answered,
+ * the analogue of an HTTP 202.
+ * `from` and `reason` say which step failed, and how, before the request was accepted.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { LlmError } from "@llm-resilience/core"
+ *
+ * const reply = (answer: Effect.Effect<string, LlmError.AcceptedForLater>) =>
+ *   answer.pipe(Effect.catchTag("AcceptedForLater", (a) => Effect.succeed(`We'll get back to you (${a.ticketId})`)))
+ * ```
+ * @since 0.1.0
+ */
+export class AcceptedForLater extends Schema.TaggedError<AcceptedForLater>()("AcceptedForLater", {
+  ticketId: Schema.String,
+  acceptedAt: Schema.Finite,
+  from: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `request accepted for later as ${this.ticketId} after ${this.from} failed with ${this.reason}`
+  }
+}
+
+/**
  * Every error a call through the toolkit can fail with.
  *
  * @since 0.1.0
@@ -411,7 +438,8 @@ export const LlmError = Schema.Union([
   BudgetExceeded,
   TurnLimitExceeded,
   LoopDetected,
-  OutputInvalid
+  OutputInvalid,
+  AcceptedForLater
 ])
 
 /**

@@ -175,7 +175,7 @@ const namedProfile = (p: Profile | "interactive" | "background" | undefined): Pr
  * ```
  * @since 0.1.0
  */
-export const profile = Effect.fnUntraced(function*(options: ProfileOptions) {
+export const profile = Effect.fnUntraced(function* (options: ProfileOptions) {
   const from = namedProfile(options.extends)
   const decoded = yield* Schema.decodeUnknownEffect(ProfileOptionsSchema)({
     name: options.name ?? from.name,
@@ -275,7 +275,14 @@ export const budgetRejectionsTotal = Metric.counter("llm_retry_budget_rejections
 })
 
 /** Why a wait was chosen, or why the stage gave up. */
-type Reason = "backoff" | "retry-after" | "not-retryable" | "max-retries" | "retry-after-too-long" | "deadline" | "budget"
+type Reason =
+  | "backoff"
+  | "retry-after"
+  | "not-retryable"
+  | "max-retries"
+  | "retry-after-too-long"
+  | "deadline"
+  | "budget"
 
 const spanEvent = (attributes: Record<string, unknown>): Effect.Effect<void> =>
   Effect.withFiber((fiber) => {
@@ -342,6 +349,22 @@ const configOf = (options: Options | undefined): Config => {
   }
 }
 
+/**
+ * Adds the {@link InsideRetry} mark to a context. Contexts are immutable and a stage usually runs under the
+ * same parent context call after call, so the last marked context is reused instead of allocating one per call.
+ */
+const mark: <R>(context: Context.Context<R>) => Context.Context<R> = (() => {
+  let parent: Context.Context<never> | undefined
+  let child: Context.Context<never> | undefined
+  return <R>(context: Context.Context<R>): Context.Context<R> => {
+    if (context !== parent || child === undefined) {
+      parent = context as Context.Context<never>
+      child = Context.add(context, InsideRetry, true) as Context.Context<never>
+    }
+    return child as Context.Context<R>
+  }
+})()
+
 type Step = (now: number, input: unknown) => Effect.Effect<[Duration.Duration, Duration.Duration], unknown>
 
 /**
@@ -367,7 +390,7 @@ const makeRetrier = (config: Config, startMs: number) => {
       ),
       Effect.fail(error)
     )
-  return Effect.fnUntraced(function*<E>(error: E) {
+  return Effect.fnUntraced(function* <E>(error: E) {
     if (!retryable(error)) return yield* giveUp(error, "not-retryable", undefined, error)
     if (attempt > p.maxRetries) return yield* giveUp(error, "max-retries", undefined, error)
     const lastError = error as unknown as AttemptError
@@ -378,7 +401,11 @@ const makeRetrier = (config: Config, startMs: number) => {
     const retryAfterMs = retryAfterOf(error)
     const delayMs = floorRetryAfter(jitteredMs, retryAfterMs, p.maxRetryAfterMs)
     if (delayMs === undefined) {
-      const tooLong = new RetryAfterTooLong({ retryAfterMs: retryAfterMs!, maxRetryAfterMs: p.maxRetryAfterMs, lastError })
+      const tooLong = new RetryAfterTooLong({
+        retryAfterMs: retryAfterMs!,
+        maxRetryAfterMs: p.maxRetryAfterMs,
+        lastError
+      })
       return yield* giveUp(tooLong, "retry-after-too-long", retryAfterMs, error)
     }
     if (now - startMs + delayMs > p.deadlineMs) {
@@ -428,17 +455,22 @@ export const retry = (
 ): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => {
   const config = configOf(options)
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Rejection, R> => {
-    const marked = Effect.provideService(self, InsideRetry, true)
+    const marked = Effect.updateContext(self, mark<R>)
     return Effect.withFiber((fiber) => {
       if (fiber.getRef(InsideRetry)) return self
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const first = Effect.catch(marked, (error) => {
         const next = makeRetrier(config, startMs)
-        const loop = (e: E): Effect.Effect<A, E | Rejection, R> =>
-          Effect.andThen(next(e), Effect.catch(marked, loop))
+        const loop = (e: E): Effect.Effect<A, E | Rejection, R> => Effect.andThen(next(e), Effect.catch(marked, loop))
         return loop(error)
       })
-      return config.budget === undefined ? first : Effect.andThen(config.budget.deposit(config.key), first)
+      const budget = config.budget
+      if (budget === undefined) return first
+      if (budget.depositUnsafe !== undefined) {
+        budget.depositUnsafe(config.key, startMs)
+        return first
+      }
+      return Effect.andThen(budget.deposit(config.key), first)
     })
   }
 }
@@ -488,9 +520,7 @@ export const retryStream = (
           })
         const marked = attempt().pipe(Stream.provideService(InsideRetry, true))
         return Effect.succeed(
-          config.budget === undefined
-            ? marked
-            : Stream.unwrap(Effect.as(config.budget.deposit(config.key), marked))
+          config.budget === undefined ? marked : Stream.unwrap(Effect.as(config.budget.deposit(config.key), marked))
         )
       })
     )

@@ -75,6 +75,11 @@ export type Policy = typeof Policy.Type
 export interface Store {
   readonly deposit: (key: string, nowMs: number, policy: Policy) => Effect.Effect<void>
   readonly withdraw: (key: string, nowMs: number, policy: Policy) => Effect.Effect<boolean>
+  /**
+   * Optional synchronous `deposit` for in-process stores, so that the retry stage records a request on the
+   * happy path without running an extra effect. Stores that do I/O leave it out.
+   */
+  readonly depositUnsafe?: ((key: string, nowMs: number, policy: Policy) => void) | undefined
 }
 
 /**
@@ -99,6 +104,8 @@ export interface RetryBudget {
   readonly deposit: (key: string) => Effect.Effect<void>
   /** Takes one retry for `key` if the budget allows it. */
   readonly withdraw: (key: string) => Effect.Effect<boolean>
+  /** Records one request for `key` at `nowMs` synchronously, when the store allows it (in-process stores). */
+  readonly depositUnsafe: ((key: string, nowMs: number) => void) | undefined
 }
 
 /**
@@ -117,7 +124,7 @@ export interface RetryBudget {
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function*(options?: Options) {
+export const make = Effect.fnUntraced(function* (options?: Options) {
   const decoded = yield* Schema.decodeUnknownEffect(OptionsSchema)({
     ratio: options?.ratio ?? 0.1,
     window: windowMillis(options?.window),
@@ -129,10 +136,12 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     minRetriesPerSecond: decoded.minRetriesPerSecond
   }
   const store = options?.store ?? memoryStore()
+  const depositUnsafe = store.depositUnsafe
   const budget: RetryBudget = {
     policy,
     deposit: (key) => Effect.clockWith((clock) => store.deposit(key, clock.currentTimeMillisUnsafe(), policy)),
-    withdraw: (key) => Effect.clockWith((clock) => store.withdraw(key, clock.currentTimeMillisUnsafe(), policy))
+    withdraw: (key) => Effect.clockWith((clock) => store.withdraw(key, clock.currentTimeMillisUnsafe(), policy)),
+    depositUnsafe: depositUnsafe === undefined ? undefined : (key, nowMs) => depositUnsafe(key, nowMs, policy)
   }
   return budget
 })
@@ -194,18 +203,19 @@ export const memoryStore = (): Store => {
     }
     return state
   }
+  const depositUnsafe = (key: string, now: number, policy: Policy): void => {
+    const state = stateOf(key, now, policy)
+    const current = Math.floor(now / (policy.windowMs / SLICES))
+    const i = ((current % SLICES) + SLICES) % SLICES
+    if (state.slice[i] !== current) {
+      state.slice[i] = current
+      state.credit[i] = 0
+    }
+    state.credit[i] += Math.round(policy.ratio * UNIT)
+  }
   return {
-    deposit: (key, now, policy) =>
-      Effect.sync(() => {
-        const state = stateOf(key, now, policy)
-        const current = Math.floor(now / (policy.windowMs / SLICES))
-        const i = ((current % SLICES) + SLICES) % SLICES
-        if (state.slice[i] !== current) {
-          state.slice[i] = current
-          state.credit[i] = 0
-        }
-        state.credit[i] += Math.round(policy.ratio * UNIT)
-      }),
+    depositUnsafe,
+    deposit: (key, now, policy) => Effect.sync(() => depositUnsafe(key, now, policy)),
     withdraw: (key, now, policy) => Effect.sync(() => withdrawUnsafe(stateOf(key, now, policy), now, policy))
   }
 }

@@ -19,7 +19,6 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
 import type { CircuitBreaker } from "./CircuitBreaker.ts"
-import { failure } from "./CircuitBreaker.ts"
 import { BudgetExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, Usage } from "./LlmResponse.ts"
@@ -329,7 +328,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       }
       Metric.withAttributes(metrics.costUsd, { key: payer.key }).updateUnsafe(costUsd, fiber.context)
       if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
-        return Effect.as(breaker.record(payer.key, failure()), costUsd)
+        return Effect.as(breaker.downgrade(payer.key), costUsd)
       }
       return Effect.succeed(costUsd)
     })

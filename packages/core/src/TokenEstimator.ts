@@ -64,6 +64,8 @@ export const EstimatorOptions = Schema.Struct({
   defaultMaxOutputTokens: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** Tokens added per message for role and framing. Default 4 (OpenAI's chat format uses 3-4). */
   perMessageTokens: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** Tokens added once per request (reply priming). Default 3. */
+  perRequestTokens: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
   /** Characters per token of the heuristic. Default 4. Lower it (e.g. 3) for JSON-heavy prompts. */
   charsPerToken: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0)))
 })
@@ -78,11 +80,12 @@ const decodeOptions = Schema.decodeUnknownEffect(EstimatorOptions)
 const build = (countText: (text: string) => number, options: EstimatorOptions): TokenEstimatorShape => {
   const defaultCap = options.defaultMaxOutputTokens ?? 1024
   const perMessage = options.perMessageTokens ?? 4
+  const perRequest = options.perRequestTokens ?? 3
   return {
     countText,
     estimate: (request) => {
       const messages = request.messages
-      let input = 3 // reply priming
+      let input = perRequest
       for (let i = 0; i < messages.length; i++) input += perMessage + countText(messages[i].content)
       return { inputTokens: input, outputTokens: request.maxOutputTokens ?? defaultCap }
     }

@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Metric, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
-import { CircuitBreaker, LlmError } from "@llm-resilience/core"
+import { CircuitBreaker, LlmError, type LlmRequest } from "@llm-resilience/core"
+import { FakeProvider } from "@llm-resilience/testing"
 
 const KEY = "openai/gpt-4o"
 const e503 = new LlmError.ServerError({ message: "service unavailable", status: 503 })
@@ -565,18 +566,20 @@ const outageDrill = (mode: "failing" | "hanging") =>
       maxOpenDuration: "60 seconds"
     })
     const transitions = yield* collectTransitions(breaker)
-    const providerCalls: Array<number> = []
-    const provider = Effect.gen(function* () {
-      const t = yield* now
-      providerCalls.push(t)
-      if (t >= OUTAGE_START && t < OUTAGE_END) {
-        if (mode === "failing") return yield* fail503
-        return yield* Effect.never
-      }
-      yield* Effect.sleep("200 millis")
-      return "ok"
+    // the FakeProvider answers in 200 ms, except during the outage window
+    const fake = yield* FakeProvider.make({
+      name: "openai",
+      default: { latency: "200 millis" },
+      windows: [
+        {
+          from: OUTAGE_START,
+          to: OUTAGE_END,
+          behavior: mode === "failing" ? FakeProvider.fail(FakeProvider.serverError(503)) : FakeProvider.stall
+        }
+      ]
     })
-    const call = provider.pipe(
+    const llmRequest: LlmRequest.LlmRequest = { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }
+    const call = fake.provider.complete(llmRequest).pipe(
       Effect.timeoutOrElse({
         duration: "30 seconds",
         orElse: () => Effect.fail(new LlmError.Timeout({ message: "timed out", phase: "total", afterMs: 30_000 }))
@@ -606,6 +609,7 @@ const outageDrill = (mode: "failing" | "hanging") =>
       yield* TestClock.adjust(TICK)
     }
     yield* TestClock.adjust("1 minute")
+    const providerCalls = (yield* fake.calls).map((c) => c.startedAt + fake.createdAt)
     const duringOutage = providerCalls.filter((t) => t >= OUTAGE_START && t < OUTAGE_END)
     const outageRequests = requests.filter((r) => r.at >= OUTAGE_START && r.at < OUTAGE_END)
     return { breaker, transitions, duringOutage, outageRequests, requests }

@@ -38,7 +38,7 @@ const finish: LlmResponse.StreamChunk = {
 
 describe("Retry", () => {
   it.effect("retries retryable errors at exact times under TestClock (full jitter, Random = 0.5)", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const { call, times } = scripted([overloaded, overloaded, overloaded])
       const profile = yield* profileOf({ maxRetries: 3 })
       const fiber = yield* call.pipe(Retry.retry({ profile }), Effect.forkChild)
@@ -46,10 +46,11 @@ describe("Retry", () => {
       expect(yield* Fiber.join(fiber)).toBe("ok")
       // delays 0.5*100, 0.5*200, 0.5*400
       expect(times).toEqual([0, 50, 150, 350])
-    }).pipe(Effect.provideService(Random.Random, HalfRandom)))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom))
+  )
 
   it.effect("a Retry-After longer than the jittered delay wins", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const limited = new LlmError.RateLimited({ message: "", limit: "requests", status: 429, retryAfterMs: 3_000 })
       const { call, times } = scripted([limited, overloaded])
       const profile = yield* profileOf({ maxRetries: 2 })
@@ -58,10 +59,11 @@ describe("Retry", () => {
       expect(yield* Fiber.join(fiber)).toBe("ok")
       // jitter would have been 50 ms: the 3 s Retry-After is the floor; then jitter 0.5*200 = 100
       expect(times).toEqual([0, 3_000, 3_100])
-    }).pipe(Effect.provideService(Random.Random, HalfRandom)))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom))
+  )
 
   it.effect("a Retry-After above maxRetryAfter fails at once with RetryAfterTooLong", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const limited = new LlmError.RateLimited({ message: "", limit: "tokens", status: 429, retryAfterMs: 120_000 })
       const { call, times } = scripted([limited])
       // background honours up to 60 s
@@ -73,10 +75,11 @@ describe("Retry", () => {
       expect(e.maxRetryAfterMs).toBe(60_000)
       expect(e.lastError).toBe(limited)
       expect(yield* Clock.currentTimeMillis).toBe(0)
-    }))
+    })
+  )
 
   it.effect("fatal errors and quota 429s are tried exactly once and surface unchanged", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const base = { message: "m", provider: "p", model: "x" }
       const fatal = [
         new LlmError.BadRequest({ ...base, status: 400 }),
@@ -94,10 +97,11 @@ describe("Retry", () => {
         expect(times).toEqual([0])
         expect(failureOf(exit)).toBe(error)
       }
-    }))
+    })
+  )
 
   it.effect("gives up after maxRetries with the last provider error", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const errors = [overloaded, new LlmError.ServerError({ message: "a", status: 500 }), overloaded]
       const { call, times } = scripted([...errors, overloaded])
       const fiber = yield* call.pipe(Retry.retry({ profile: "interactive" }), Effect.forkChild)
@@ -106,10 +110,11 @@ describe("Retry", () => {
       // interactive: 2 retries, full jitter base 250 => 125, 250
       expect(times).toEqual([0, 125, 375])
       expect(failureOf(exit)).toBe(errors[2])
-    }).pipe(Effect.provideService(Random.Random, HalfRandom)))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom))
+  )
 
   it.effect("fails with DeadlineExceeded carrying the last error when the next wait would cross the deadline", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const last = new LlmError.ServerError({ message: "second", status: 502 })
       const { call, times } = scripted([overloaded, last, overloaded])
       const profile = yield* profileOf({ maxRetries: 5, jitter: "none", base: "400 millis", deadline: "1 second" })
@@ -122,10 +127,11 @@ describe("Retry", () => {
       assert.instanceOf(e, LlmError.DeadlineExceeded)
       expect(e.deadlineMs).toBe(1000)
       expect(e.lastError).toBe(last)
-    }))
+    })
+  )
 
   it.effect("succeeds on the first attempt without sleeping or touching the schedule", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let draws = 0
       const counting: Random.Random = {
         nextDoubleUnsafe: () => {
@@ -135,14 +141,18 @@ describe("Retry", () => {
         nextIntUnsafe: () => 0
       }
       const { call, times } = scripted([])
-      const out = yield* call.pipe(Retry.retry({ profile: "interactive" }), Effect.provideService(Random.Random, counting))
+      const out = yield* call.pipe(
+        Retry.retry({ profile: "interactive" }),
+        Effect.provideService(Random.Random, counting)
+      )
       expect(out).toBe("ok")
       expect(times).toEqual([0])
       expect(draws).toBe(0)
-    }))
+    })
+  )
 
   it.effect("a stream that delivered a chunk is not retried", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let calls = 0
       const stream = Stream.suspend(() => {
         calls++
@@ -160,10 +170,11 @@ describe("Retry", () => {
       expect(calls).toBe(1)
       expect(seen).toEqual([{ _tag: "TextDelta", text: "Hel" }])
       expect(failureOf(exit)).toBe(overloaded)
-    }))
+    })
+  )
 
   it.effect("a stream that failed before its first chunk is retried", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const times: Array<number> = []
       const stream = Stream.unwrap(
         Effect.map(Clock.currentTimeMillis, (now) => {
@@ -173,15 +184,20 @@ describe("Retry", () => {
             : Stream.make<Array<LlmResponse.StreamChunk>>({ _tag: "TextDelta", text: "Hi" }, finish)
         })
       )
-      const fiber = yield* stream.pipe(Retry.retryStream({ profile: "interactive" }), Stream.runCollect, Effect.forkChild)
+      const fiber = yield* stream.pipe(
+        Retry.retryStream({ profile: "interactive" }),
+        Stream.runCollect,
+        Effect.forkChild
+      )
       yield* TestClock.adjust("1 minute")
       const chunks = yield* Fiber.join(fiber)
       expect(chunks.map((c) => c._tag)).toEqual(["TextDelta", "Finish"])
       expect(times).toEqual([0, 125, 375])
-    }).pipe(Effect.provideService(Random.Random, HalfRandom)))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom))
+  )
 
   it.effect("five nested retry stages of 3 retries each make at most 4 provider calls per request", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const profile = yield* profileOf({ maxRetries: 3 })
       let calls = 0
       const provider = Effect.suspend(() => {
@@ -210,16 +226,18 @@ describe("Retry", () => {
       yield* TestClock.adjust("1 minute")
       yield* Fiber.join(fiber)
       expect(streamCalls).toBe(4)
-    }).pipe(Effect.provideService(Random.Random, HalfRandom)))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom))
+  )
 
   it.effect("marks its attempts with InsideRetry", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       expect(yield* Retry.InsideRetry).toBe(false)
       expect(yield* Retry.InsideRetry.pipe(Retry.retry())).toBe(true)
-    }))
+    })
+  )
 
   it.effect("a refused retry fails fast with RetryBudgetExhausted carrying the error", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
       const { call, times } = scripted([overloaded, overloaded])
       const exit = yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "fake/m" }), Effect.exit)
@@ -228,14 +246,15 @@ describe("Retry", () => {
       assert.instanceOf(e, LlmError.RetryBudgetExhausted)
       expect(e.key).toBe("fake/m")
       expect(e.lastError).toBe(overloaded)
-    }))
+    })
+  )
 
   it.effect("records each attempt as a span event and counts retries and rejections", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const limited = new LlmError.RateLimited({ message: "", limit: "requests", retryAfterMs: 1_000 })
       const { call } = scripted([overloaded, limited, overloaded])
       const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 2 })
-      const span = yield* Effect.gen(function*() {
+      const span = yield* Effect.gen(function* () {
         const span = yield* Effect.currentSpan
         const fiber = yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "fake/m" }), Effect.forkChild)
         yield* TestClock.adjust("1 minute")
@@ -281,26 +300,27 @@ describe("Retry", () => {
       yield* scripted([overloaded]).call.pipe(Retry.retry({ budget: empty, key: "fake/m" }), Effect.exit)
       expect(yield* count(Retry.budgetRejectionsTotal, { key: "fake/m" })).toBe(1)
       expect(yield* count(Retry.giveUpsTotal, { reason: "budget", key: "fake/m" })).toBe(1)
-    }).pipe(
-      Effect.provideService(Random.Random, HalfRandom),
-      Effect.provideService(Metric.MetricRegistry, new Map())
-    ))
+    }).pipe(Effect.provideService(Random.Random, HalfRandom), Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 
-  it.effect("user-defined profiles: fields default to `extends`, invalid fields fail with a SchemaError naming them", () =>
-    Effect.gen(function*() {
-      const custom = yield* Retry.profile({ name: "agent", extends: "background", maxRetries: 3 })
-      expect(custom).toEqual({ ...Retry.background, name: "agent", maxRetries: 3 })
-      const bad = [
-        [{ maxRetries: -1 }, "maxRetries"],
-        [{ deadline: 0 }, "deadline"],
-        [{ base: "soon" as never }, "base"],
-        [{ jitter: "random" as never }, "jitter"]
-      ] as const
-      for (const [options, field] of bad) {
-        const exit = yield* Effect.exit(Retry.profile(options))
-        const e = failureOf(exit)
-        assert.isTrue(Schema.isSchemaError(e))
-        expect(String(e)).toContain(`["${field}"]`)
-      }
-    }))
+  it.effect(
+    "user-defined profiles: fields default to `extends`, invalid fields fail with a SchemaError naming them",
+    () =>
+      Effect.gen(function* () {
+        const custom = yield* Retry.profile({ name: "agent", extends: "background", maxRetries: 3 })
+        expect(custom).toEqual({ ...Retry.background, name: "agent", maxRetries: 3 })
+        const bad = [
+          [{ maxRetries: -1 }, "maxRetries"],
+          [{ deadline: 0 }, "deadline"],
+          [{ base: "soon" as never }, "base"],
+          [{ jitter: "random" as never }, "jitter"]
+        ] as const
+        for (const [options, field] of bad) {
+          const exit = yield* Effect.exit(Retry.profile(options))
+          const e = failureOf(exit)
+          assert.isTrue(Schema.isSchemaError(e))
+          expect(String(e)).toContain(`["${field}"]`)
+        }
+      })
+  )
 })

@@ -13,7 +13,7 @@ const seeded = (seed: number) => () => {
 }
 
 const withdrawN = (budget: RetryBudget.RetryBudget, key: string, n: number) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const out: Array<boolean> = []
     for (let i = 0; i < n; i++) out.push(yield* budget.withdraw(key))
     return out
@@ -21,7 +21,7 @@ const withdrawN = (budget: RetryBudget.RetryBudget, key: string, n: number) =>
 
 describe("RetryBudget", () => {
   it.effect("allows ratio * requests retries per key, and keys do not share", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
       for (let i = 0; i < 25; i++) yield* budget.deposit("a/m")
       // 25 requests * 10% = 2.5 retries
@@ -31,10 +31,11 @@ describe("RetryBudget", () => {
       for (let i = 0; i < 4; i++) yield* budget.deposit("a/m")
       expect(yield* withdrawN(budget, "a/m", 2)).toEqual([true, false]) // exactly 1.0 credit, no float drift
       expect(yield* withdrawN(budget, "b/m", 1)).toEqual([false])
-    }))
+    })
+  )
 
   it.effect("credit expires after the sliding window", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetriesPerSecond: 0 })
       for (let i = 0; i < 4; i++) yield* budget.deposit("k") // 2 credits at t=0
       yield* TestClock.adjust("9 seconds")
@@ -44,10 +45,11 @@ describe("RetryBudget", () => {
       yield* budget.deposit("k")
       yield* budget.deposit("k")
       expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
-    }))
+    })
+  )
 
   it.effect("the floor allows minRetriesPerSecond without traffic", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 2 })
       expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
       yield* TestClock.adjust("499 millis")
@@ -56,10 +58,42 @@ describe("RetryBudget", () => {
       expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
       yield* TestClock.adjust("1 hour") // capacity stays at 2
       expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
-    }))
+    })
+  )
+
+  it.effect("a custom store without a synchronous path is driven through its effects", () =>
+    Effect.gen(function* () {
+      const inner = RetryBudget.memoryStore()
+      const log: Array<string> = []
+      const store: RetryBudget.Store = {
+        deposit: (key, now, policy) =>
+          Effect.andThen(
+            Effect.sync(() => log.push(`deposit ${key}@${now}`)),
+            inner.deposit(key, now, policy)
+          ),
+        withdraw: (key, now, policy) =>
+          Effect.tap(inner.withdraw(key, now, policy), (ok) =>
+            Effect.sync(() => log.push(`withdraw ${key}@${now}=${ok}`))
+          )
+      }
+      const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, store })
+      expect(budget.depositUnsafe).toBeUndefined()
+      let calls = 0
+      const flaky = Effect.suspend(() =>
+        ++calls < 3 ? Effect.fail(new LlmError.ConnectionError({ message: "reset" })) : Effect.succeed(calls)
+      )
+      const stage = Retry.retry({ profile: "interactive", budget, key: "k" })
+      yield* Effect.exit(stage(flaky)) // deposit 0.5: the retry is refused
+      yield* TestClock.adjust("1 second")
+      const fiber = yield* Effect.forkChild(stage(flaky)) // deposit 0.5 more: one retry allowed
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe(3)
+      expect(log).toEqual(["deposit k@0", "withdraw k@0=false", "deposit k@1000", "withdraw k@1000=true"])
+    }).pipe(Random.withSeed("store"))
+  )
 
   it.effect("invalid options fail with a SchemaError naming the field", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const cases = [
         [{ ratio: -0.1 }, "ratio"],
         [{ window: 0 }, "window"],
@@ -72,20 +106,25 @@ describe("RetryBudget", () => {
         assert.isTrue(Schema.isSchemaError(e))
         expect(String(e)).toContain(`["${field}"]`)
       }
-    }))
+    })
+  )
 
   it.effect(
     "1,000 requests with 20% transient failures and a 10% budget: at most 100 retries plus the floor's allowance",
     () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const floorPerSecond = 1
-        const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetriesPerSecond: floorPerSecond })
+        const budget = yield* RetryBudget.make({
+          ratio: 0.1,
+          window: "10 seconds",
+          minRetriesPerSecond: floorPerSecond
+        })
         const profile = yield* Retry.profile({ name: "test", maxRetries: 3, base: "50 millis", cap: "1 second" })
         const fails = seeded(2024)
         let calls = 0
         let lastCallAt = 0
         const outcomes: Array<{ readonly tag: string; readonly sinceOwnLastCall: number }> = []
-        const request = Effect.gen(function*() {
+        const request = Effect.gen(function* () {
           let ownLastCall = -1
           // one provider call: fails transiently with probability 0.2
           const provider = Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -103,7 +142,7 @@ describe("RetryBudget", () => {
         })
         // one request every 10 ms: 1,000 requests over 10 s of virtual time
         const driver = yield* Effect.forkChild(
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             const fibers: Array<Fiber.Fiber<void>> = []
             for (let i = 0; i < 1000; i++) {
               fibers.push(yield* Effect.forkChild(request))

@@ -24,7 +24,7 @@ const finish: LlmResponse.StreamChunk = {
 
 describe("Timeouts", () => {
   it.effect("total timeout: a stalled call fails with Timeout{total} and is interrupted", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
       const timeouts = yield* Timeouts.make({ totalMs: 5_000 })
       const llm = timeouts.wrap(fake.provider)
@@ -38,11 +38,15 @@ describe("Timeouts", () => {
       assert.strictEqual((error as LlmError.Timeout).afterMs, 5_000)
       assert.strictEqual((error as LlmError.Timeout).provider, "fake")
       const calls = yield* fake.calls
-      assert.deepStrictEqual(calls.map((c) => c.outcome), ["interrupted"])
-    }))
+      assert.deepStrictEqual(
+        calls.map((c) => c.outcome),
+        ["interrupted"]
+      )
+    })
+  )
 
   it.effect("a call that answers in time is untouched, and its deadline never fires later", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { latency: "1 second", text: "ok" } })
       const timeouts = yield* Timeouts.make({ totalMs: 5_000 })
       const llm = timeouts.wrap(fake.provider)
@@ -55,16 +59,22 @@ describe("Timeouts", () => {
       const second = yield* Effect.forkChild(llm.complete(request))
       yield* TestClock.adjust(1_000)
       assert.strictEqual((yield* Fiber.join(second)).text, "ok")
-    }))
+    })
+  )
 
   it.effect("the interrupted call's reservation is released before the Timeout is seen", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const held = yield* Ref.make(0)
       const timeouts = yield* Timeouts.make({ totalMs: 1_000 })
-      const reserved = Effect.acquireRelease(Ref.update(held, (n) => n + 1), () => Ref.update(held, (n) => n - 1))
+      const reserved = Effect.acquireRelease(
+        Ref.update(held, (n) => n + 1),
+        () => Ref.update(held, (n) => n - 1)
+      )
       const call = Effect.scoped(Effect.andThen(reserved, Effect.never))
       const fiber = yield* Effect.forkChild(
-        Effect.exit(timeouts.complete(call, request)).pipe(Effect.flatMap((exit) => Effect.map(Ref.get(held), (n) => [exit, n] as const)))
+        Effect.exit(timeouts.complete(call, request)).pipe(
+          Effect.flatMap((exit) => Effect.map(Ref.get(held), (n) => [exit, n] as const))
+        )
       )
       yield* TestClock.adjust(10)
       assert.strictEqual(yield* Ref.get(held), 1)
@@ -72,10 +82,11 @@ describe("Timeouts", () => {
       const [exit, heldAtFailure] = yield* Fiber.join(fiber)
       assert.instanceOf(failureOf(exit), LlmError.Timeout)
       assert.strictEqual(heldAtFailure, 0)
-    }))
+    })
+  )
 
   it.effect("first-token timeout: a stream that never sends a chunk", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
       const timeouts = yield* Timeouts.make({ firstTokenMs: 2_000, idleMs: 500 })
       const llm = timeouts.wrap(fake.provider)
@@ -87,10 +98,11 @@ describe("Timeouts", () => {
       assert.instanceOf(error, LlmError.Timeout)
       assert.strictEqual(error.phase, "first-token")
       assert.strictEqual(error.afterMs, 2_000)
-    }))
+    })
+  )
 
   it.effect("idle timeout mid-stream: chunks arrive, then silence", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fake = yield* FakeProvider.make({
         default: {
           latency: "100 millis",
@@ -112,24 +124,31 @@ describe("Timeouts", () => {
       const error = failureOf(yield* Fiber.join(fiber)) as LlmError.Timeout
       assert.strictEqual(error.phase, "idle")
       assert.strictEqual(error.afterMs, 1_000)
-      assert.deepStrictEqual((yield* fake.calls).map((c) => c.outcome), ["interrupted"])
-    }))
+      assert.deepStrictEqual(
+        (yield* fake.calls).map((c) => c.outcome),
+        ["interrupted"]
+      )
+    })
+  )
 
   it.effect("slow but steady chunks pass the idle timeout and fail the stream's total timeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fake = yield* FakeProvider.make({
         default: { latency: "500 millis", stream: { chunks: 20, interval: "500 millis" } }
       })
       const timeouts = yield* Timeouts.make({ totalMs: 3_000, firstTokenMs: 1_000, idleMs: 1_000 })
-      const fiber = yield* Effect.forkChild(Effect.exit(Stream.runCollect(timeouts.wrap(fake.provider).stream(request))))
+      const fiber = yield* Effect.forkChild(
+        Effect.exit(Stream.runCollect(timeouts.wrap(fake.provider).stream(request)))
+      )
       yield* TestClock.adjust(3_000)
       const error = failureOf(yield* Fiber.join(fiber)) as LlmError.Timeout
       assert.strictEqual(error.phase, "total")
       assert.strictEqual(error.afterMs, 3_000)
-    }))
+    })
+  )
 
   it.effect("a complete stream passes; a stream that ends without Finish is StreamTruncated", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const timeouts = yield* Timeouts.make()
       const whole = yield* Stream.runCollect(
         timeouts.stream(Stream.make<Array<LlmResponse.StreamChunk>>({ _tag: "TextDelta", text: "a" }, finish), request)
@@ -138,7 +157,10 @@ describe("Timeouts", () => {
       const cut = yield* Effect.exit(
         Stream.runCollect(
           timeouts.stream(
-            Stream.make<Array<LlmResponse.StreamChunk>>({ _tag: "TextDelta", text: "a" }, { _tag: "TextDelta", text: "b" }),
+            Stream.make<Array<LlmResponse.StreamChunk>>(
+              { _tag: "TextDelta", text: "a" },
+              { _tag: "TextDelta", text: "b" }
+            ),
             request,
             "raw"
           )
@@ -150,10 +172,11 @@ describe("Timeouts", () => {
       assert.strictEqual(error.provider, "raw")
       const empty = failureOf(yield* Effect.exit(Stream.runCollect(timeouts.stream(Stream.empty, request))))
       assert.instanceOf(empty, LlmError.StreamTruncated)
-    }))
+    })
+  )
 
   it.effect("limits are chosen by request path", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const timeouts = yield* Timeouts.make({ totalMs: 60_000, paths: { autocomplete: { totalMs: 2_000 } } })
       assert.deepStrictEqual(timeouts.limitsFor({ ...request, metadata: { path: "autocomplete" } }), {
         totalMs: 2_000,
@@ -166,12 +189,14 @@ describe("Timeouts", () => {
       )
       yield* TestClock.adjust(2_000)
       assert.strictEqual((failureOf(yield* Fiber.join(fiber)) as LlmError.Timeout).afterMs, 2_000)
-    }))
+    })
+  )
 
   it.effect("invalid options fail construction with an error naming the field", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const exit = yield* Effect.exit(Timeouts.make({ paths: { chat: { idleMs: -1 } } }))
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(failureOf(exit)), "idleMs")
-    }))
+    })
+  )
 })

@@ -92,12 +92,11 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function*(options?: MakeOptions) {
+  Effect.fnUntraced(function* (options?: MakeOptions) {
     const { apiKey: givenKey, ...rest } = options ?? {}
     const o = yield* Schema.decodeUnknownEffect(Options)(rest)
     const apiKey = yield* checkApiKey(givenKey ?? (yield* Config.Redacted("ANTHROPIC_API_KEY")))
-    const baseUrl = o.baseUrl ??
-      (yield* Config.String("ANTHROPIC_BASE_URL").pipe(Config.withDefault(defaultBaseUrl)))
+    const baseUrl = o.baseUrl ?? (yield* Config.String("ANTHROPIC_BASE_URL").pipe(Config.withDefault(defaultBaseUrl)))
     yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
     const headers: Record<string, string> = {
       ...o.headers,

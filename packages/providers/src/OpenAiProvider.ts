@@ -99,7 +99,7 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function*(options?: MakeOptions) {
+  Effect.fnUntraced(function* (options?: MakeOptions) {
     const { apiKey: givenKey, ...rest } = options ?? {}
     const o = yield* Schema.decodeUnknownEffect(Options)(rest)
     const apiKey = yield* checkApiKey(givenKey ?? (yield* Config.Redacted("OPENAI_API_KEY")))

@@ -6,3 +6,4 @@
  */
 export * as AnthropicProvider from "./AnthropicProvider.ts"
 export * as OpenAiProvider from "./OpenAiProvider.ts"
+export * as SdkAdapter from "./SdkAdapter.ts"

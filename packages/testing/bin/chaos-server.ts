@@ -20,7 +20,7 @@ const options = {
   ...(num("CHAOS_KEEP_ALIVE_MS") === undefined ? {} : { keepAliveIntervalMs: num("CHAOS_KEEP_ALIVE_MS") })
 }
 
-const banner = Effect.gen(function*() {
+const banner = Effect.gen(function* () {
   const chaos = yield* ChaosServer.ChaosServer
   const width = Math.max(...ChaosServer.faults.map((f) => f.length))
   yield* Console.log(

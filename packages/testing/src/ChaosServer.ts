@@ -172,8 +172,8 @@ export class ChaosServer extends Context.Service<
  */
 export const make: (
   options?: typeof Options.Encoded
-) => Effect.Effect<ChaosServer["Service"], Schema.SchemaError | HttpServerError.ServeError, Scope.Scope> = Effect
-  .fnUntraced(function*(options?: typeof Options.Encoded) {
+) => Effect.Effect<ChaosServer["Service"], Schema.SchemaError | HttpServerError.ServeError, Scope.Scope> =
+  Effect.fnUntraced(function* (options?: typeof Options.Encoded) {
     const o = yield* Schema.decodeUnknownEffect(Options)(options ?? {})
     const state: State = {
       scenario: o.scenario ?? [],
@@ -182,16 +182,19 @@ export const make: (
       sequence: 0,
       recorded: []
     }
-    const handler = makeHandler({
-      stallMs: o.stallMs ?? 30_000,
-      slowHeadersMs: o.slowHeadersMs ?? 2_000,
-      keepAliveIntervalMs: o.keepAliveIntervalMs ?? 1_000,
-      retryAfterSeconds: o.retryAfterSeconds ?? 2,
-      text: o.text ?? "Hello from the chaos server. Every byte of this answer arrived.",
-      cachedInputTokens: o.cachedInputTokens ?? 0,
-      apiKey: o.apiKey,
-      hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024
-    }, state)
+    const handler = makeHandler(
+      {
+        stallMs: o.stallMs ?? 30_000,
+        slowHeadersMs: o.slowHeadersMs ?? 2_000,
+        keepAliveIntervalMs: o.keepAliveIntervalMs ?? 1_000,
+        retryAfterSeconds: o.retryAfterSeconds ?? 2,
+        text: o.text ?? "Hello from the chaos server. Every byte of this answer arrived.",
+        cachedInputTokens: o.cachedInputTokens ?? 0,
+        apiKey: o.apiKey,
+        hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024
+      },
+      state
+    )
 
     const sockets = new Set<Socket>()
     const nodeServer = Http.createServer({ keepAliveTimeout: 1_000 })

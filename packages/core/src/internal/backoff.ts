@@ -27,8 +27,7 @@ export const millisOf = (field: string, input: Duration.Input | undefined, fallb
 }
 
 /** `min(cap, base * 2^n)`, saturating at `cap` for large `n`. */
-export const capped = (base: number, cap: number, n: number): number =>
-  n >= 1024 ? cap : Math.min(cap, base * 2 ** n)
+export const capped = (base: number, cap: number, n: number): number => (n >= 1024 ? cap : Math.min(cap, base * 2 ** n))
 
 /** The Retry-After of an error, in milliseconds, if it carries one. */
 export const retryAfterOf = (error: unknown): number | undefined => {

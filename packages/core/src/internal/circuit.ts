@@ -151,6 +151,12 @@ export class Circuit {
   pendingSlow = 0
   /** A provider's Retry-After seen since the last close, as an absolute time. */
   hintUntil = 0
+  /** Recorded successes that a later stage may still turn into failures (see `downgrade`). */
+  downgradable = 0
+  /** Downgrades reported before the success they are about was recorded. */
+  pendingDowngrades = 0
+  /** The streak a success reset, so that a downgrade of that success can restore it. */
+  savedStreak = 0
 
   // open
   openedAt = 0
@@ -327,6 +333,35 @@ export class Circuit {
     }
   }
 
+  /**
+   * A later stage judged a call that was recorded as a success to be a failure (too expensive, poor
+   * quality): turn the latest such success into a failure, or, when that success has not been recorded
+   * yet, count the next success as a failure.
+   */
+  downgrade(now: number): void {
+    this.refresh(now)
+    switch (this.state) {
+      case CLOSED:
+      case FORCED_CLOSED: {
+        if (this.downgradable === 0) {
+          this.pendingDowngrades++
+          return
+        }
+        this.downgradable--
+        if (now >= this.nextBucketAt) this.advance(now)
+        this.bucketFailures[this.headEpoch % this.policy.buckets]++
+        this.failures++
+        this.streak = this.savedStreak + 1
+        this.savedStreak = this.streak
+        if (this.state === CLOSED) this.evaluate(now)
+        return
+      }
+      case HALF_OPEN:
+        this.open(now, "reported-failure")
+        return
+    }
+  }
+
   private sample(now: number, failed: boolean, slow: boolean, countedSlow: boolean, retryAfterMs?: number): void {
     if (now >= this.nextBucketAt) this.advance(now)
     const i = this.headEpoch % this.policy.buckets
@@ -340,10 +375,18 @@ export class Circuit {
       this.bucketSlow[i]++
       this.slowCalls++
     }
+    if (!failed && !slow && this.pendingDowngrades > 0) {
+      this.pendingDowngrades--
+      failed = true
+      this.bucketFailures[i]++
+      this.failures++
+    }
     if (failed || slow) {
       if (!countedSlow) this.streak++
     } else {
+      this.savedStreak = this.streak
       this.streak = 0
+      if (this.downgradable < 1024) this.downgradable++
     }
     this.noteHint(now, retryAfterMs)
     if (this.state === CLOSED) this.evaluate(now)
@@ -437,7 +480,7 @@ export class Circuit {
       found = true
     }
     if (this.pendingHead === this.pending.length && this.pendingHead > 0) {
-      this.pending = []
+      this.pending.length = 0
       this.pendingHead = 0
     }
     if (found) this.evaluate(now)
@@ -478,6 +521,9 @@ export class Circuit {
     this.probes = []
     this.probesAdmitted = 0
     this.probeSuccesses = 0
+    this.downgradable = 0
+    this.pendingDowngrades = 0
+    this.savedStreak = 0
   }
 
   private emit(from: StateCode, at: number, reason: TransitionReason, open?: boolean): void {

@@ -43,7 +43,9 @@ export class Permits {
     }
     w.state = GRANTED
     this.queue.removed()
-    w.resume!(Effect.void)
+    // resume through the scheduler: a synchronous hand-over would run the next holder inside this stack,
+    // and a chain of them would nest one frame per waiter (a stack overflow at a few thousand)
+    w.resume!(Effect.yieldNow)
   }
 }
 

@@ -33,37 +33,41 @@ const finishReason = (u: unknown): LlmResponse.FinishReason => {
 
 /** Anthropic's `input_tokens` excludes cache reads and writes; ours is the whole prompt. */
 const usageOf = (u: Record<string, unknown>, previous?: LlmResponse.Usage): LlmResponse.Usage => {
-  const hasInput = u.input_tokens !== undefined || u.cache_read_input_tokens !== undefined ||
+  const hasInput =
+    u.input_tokens !== undefined ||
+    u.cache_read_input_tokens !== undefined ||
     u.cache_creation_input_tokens !== undefined
   const cached = count(u.cache_read_input_tokens)
   const input = hasInput
     ? count(u.input_tokens) + cached + count(u.cache_creation_input_tokens)
-    : previous?.inputTokens ?? 0
+    : (previous?.inputTokens ?? 0)
   const usage = {
     inputTokens: input,
-    outputTokens: u.output_tokens === undefined ? previous?.outputTokens ?? 0 : count(u.output_tokens)
+    outputTokens: u.output_tokens === undefined ? (previous?.outputTokens ?? 0) : count(u.output_tokens)
   }
   const cachedInputTokens = hasInput ? cached : previous?.cachedInputTokens
   return cachedInputTokens === undefined ? usage : { ...usage, cachedInputTokens }
 }
 
-const encode = (options: AnthropicWireOptions) => (request: LlmRequest.LlmRequest, stream: boolean): unknown => {
-  const system: Array<string> = []
-  const messages: Array<{ role: "user" | "assistant"; content: string }> = []
-  for (const m of request.messages) {
-    if (m.role === "system") system.push(m.content)
-    else messages.push({ role: m.role === "assistant" ? "assistant" : "user", content: m.content })
+const encode =
+  (options: AnthropicWireOptions) =>
+  (request: LlmRequest.LlmRequest, stream: boolean): unknown => {
+    const system: Array<string> = []
+    const messages: Array<{ role: "user" | "assistant"; content: string }> = []
+    for (const m of request.messages) {
+      if (m.role === "system") system.push(m.content)
+      else messages.push({ role: m.role === "assistant" ? "assistant" : "user", content: m.content })
+    }
+    const body: Record<string, unknown> = {
+      model: request.model,
+      max_tokens: request.maxOutputTokens ?? options.defaultMaxTokens,
+      messages
+    }
+    if (system.length > 0) body.system = system.join("\n\n")
+    if (request.temperature !== undefined) body.temperature = request.temperature
+    if (stream) body.stream = true
+    return body
   }
-  const body: Record<string, unknown> = {
-    model: request.model,
-    max_tokens: request.maxOutputTokens ?? options.defaultMaxTokens,
-    messages
-  }
-  if (system.length > 0) body.system = system.join("\n\n")
-  if (request.temperature !== undefined) body.temperature = request.temperature
-  if (stream) body.stream = true
-  return body
-}
 
 const textOf = (content: unknown): string | undefined => {
   if (!Array.isArray(content)) return undefined
@@ -114,7 +118,12 @@ const streamDecoder = (meta: FinishMeta): StreamDecoder => {
         }
         case "content_block_delta": {
           const delta = data.delta
-          if (isObject(delta) && delta.type === "text_delta" && typeof delta.text === "string" && delta.text.length > 0) {
+          if (
+            isObject(delta) &&
+            delta.type === "text_delta" &&
+            typeof delta.text === "string" &&
+            delta.text.length > 0
+          ) {
             out.push({ _tag: "TextDelta", text: delta.text })
           }
           return undefined

@@ -129,11 +129,14 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         })
       )
     }
-    return client.execute(HttpClientRequest.bodyText(stream ? sseRequest : jsonRequest, body, "application/json")).pipe(
-      Effect.mapError((error): ProviderError =>
-        new LlmError.ConnectionError({ ...fields(c), message: scrub(`request failed: ${causeMessage(error)}`) })
+    return client
+      .execute(HttpClientRequest.bodyText(stream ? sseRequest : jsonRequest, body, "application/json"))
+      .pipe(
+        Effect.mapError(
+          (error): ProviderError =>
+            new LlmError.ConnectionError({ ...fields(c), message: scrub(`request failed: ${causeMessage(error)}`) })
+        )
       )
-    )
   }
 
   /** Observes a response: status, request id, span attributes. */
@@ -169,8 +172,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       Effect.flatMap((body) => Effect.fail(classify(response, body, c, nowMillis)))
     )
 
-  const discard = (response: HttpClientResponse.HttpClientResponse) =>
-    Effect.ignore(readCapped(response, 0))
+  const discard = (response: HttpClientResponse.HttpClientResponse) => Effect.ignore(readCapped(response, 0))
 
   const snapshotOf = (response: HttpClientResponse.HttpClientResponse, nowMillis: number) => {
     const snapshot = RateLimitSnapshot.fromHeaders(response.headers, nowMillis)
@@ -200,11 +202,12 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     nowMillis: number
   ): Effect.Effect<DecodedBody, ProviderError> =>
     readCapped(response, limits.maxResponseBytes).pipe(
-      Effect.mapError((error): ProviderError =>
-        new LlmError.ConnectionError({
-          ...fields(c),
-          message: scrub(`connection lost while reading the response body: ${causeMessage(error)}`)
-        })
+      Effect.mapError(
+        (error): ProviderError =>
+          new LlmError.ConnectionError({
+            ...fields(c),
+            message: scrub(`connection lost while reading the response body: ${causeMessage(error)}`)
+          })
       ),
       Effect.flatMap((body) => {
         if (body.over) {
@@ -225,13 +228,11 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
           )
         }
         const decoded = codec.decodeBody(parsed.value)
-        return "_tag" in decoded
-          ? Effect.fail(problemError(decoded, response, c, nowMillis))
-          : Effect.succeed(decoded)
+        return "_tag" in decoded ? Effect.fail(problemError(decoded, response, c, nowMillis)) : Effect.succeed(decoded)
       })
     )
 
-  const complete = Effect.fn(`${o.spanPrefix}.complete`)(function*(request: LlmRequest.LlmRequest) {
+  const complete = Effect.fn(`${o.spanPrefix}.complete`)(function* (request: LlmRequest.LlmRequest) {
     const c: CallContext = { provider: name, model: request.model }
     yield* Effect.annotateCurrentSpan({ "llm.provider": name, "llm.model": request.model })
     const response = yield* send(request, false, c)
@@ -265,10 +266,13 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     Stream.suspend(() => {
       const decoder = codec.streamDecoder(meta)
       const events: Array<Sse.Event> = []
-      const parser = Sse.makeParser((event) => {
-        // `retry:` directives are for EventSource reconnection; an LLM stream is never resumed.
-        if (event._tag === "Event") events.push(event)
-      }, { maxEventSize: limits.maxEventBytes })
+      const parser = Sse.makeParser(
+        (event) => {
+          // `retry:` directives are for EventSource reconnection; an LLM stream is never resumed.
+          if (event._tag === "Event") events.push(event)
+        },
+        { maxEventSize: limits.maxEventBytes }
+      )
       let received = 0
       const truncated = (message: string) =>
         new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: received })
@@ -295,8 +299,9 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       }
 
       return response.stream.pipe(
-        Stream.mapError((error): ProviderError =>
-          truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
+        Stream.mapError(
+          (error): ProviderError =>
+            truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
         ),
         Stream.decodeText,
         Stream.mapEffect(feed),
@@ -314,7 +319,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
 
   const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.unwrap(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const c: CallContext = { provider: name, model: request.model }
         const response = yield* send(request, true, c)
         const nowMillis = yield* observe(response, c)

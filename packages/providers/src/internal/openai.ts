@@ -40,25 +40,28 @@ const usageOf = (u: unknown): LlmResponse.Usage => {
     : usage
 }
 
-const encode = (options: OpenAiWireOptions) => (request: LlmRequest.LlmRequest, stream: boolean): unknown => {
-  const body: Record<string, unknown> = {
-    model: request.model,
-    messages: request.messages.map((m) => ({ role: m.role, content: m.content }))
+const encode =
+  (options: OpenAiWireOptions) =>
+  (request: LlmRequest.LlmRequest, stream: boolean): unknown => {
+    const body: Record<string, unknown> = {
+      model: request.model,
+      messages: request.messages.map((m) => ({ role: m.role, content: m.content }))
+    }
+    if (request.maxOutputTokens !== undefined) body[options.maxTokensField] = request.maxOutputTokens
+    if (request.temperature !== undefined) body.temperature = request.temperature
+    const format = request.responseFormat
+    if (format !== undefined && format.type !== "text") {
+      body.response_format =
+        format.type === "json_object"
+          ? { type: "json_object" }
+          : { type: "json_schema", json_schema: { name: format.name, schema: format.schema } }
+    }
+    if (stream) {
+      body.stream = true
+      if (options.includeUsage) body.stream_options = { include_usage: true }
+    }
+    return body
   }
-  if (request.maxOutputTokens !== undefined) body[options.maxTokensField] = request.maxOutputTokens
-  if (request.temperature !== undefined) body.temperature = request.temperature
-  const format = request.responseFormat
-  if (format !== undefined && format.type !== "text") {
-    body.response_format = format.type === "json_object"
-      ? { type: "json_object" }
-      : { type: "json_schema", json_schema: { name: format.name, schema: format.schema } }
-  }
-  if (stream) {
-    body.stream = true
-    if (options.includeUsage) body.stream_options = { include_usage: true }
-  }
-  return body
-}
 
 const decodeBody = (json: unknown): DecodedBody | Problem => {
   if (!isObject(json)) return { _tag: "Malformed", detail: "response body is not a JSON object" }

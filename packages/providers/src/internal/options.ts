@@ -55,5 +55,9 @@ export const checkApiKey = (u: unknown): Effect.Effect<Redacted.Redacted<string>
 export const redactHeader = (client: HttpClient.HttpClient, header: string): HttpClient.HttpClient =>
   HttpClient.transform(client, (effect) =>
     Effect.withFiber((fiber) =>
-      Effect.provideService(effect, Headers.CurrentRedactedNames, [...fiber.getRef(Headers.CurrentRedactedNames), header])
-    ))
+      Effect.provideService(effect, Headers.CurrentRedactedNames, [
+        ...fiber.getRef(Headers.CurrentRedactedNames),
+        header
+      ])
+    )
+  )

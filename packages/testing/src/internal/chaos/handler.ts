@@ -4,6 +4,8 @@
  *
  * @internal
  */
+import type * as Http from "node:http"
+import type * as Net from "node:net"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Clock, Duration, Effect, Stream } from "effect"
 import { type HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -72,11 +74,11 @@ const json = (status: number, body: unknown, headers: Record<string, string>) =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers })
 
 const nodeResponse = (request: HttpServerRequest.HttpServerRequest) =>
-  NodeHttpServerRequest.toServerResponse(request) as import("node:http").ServerResponse
+  NodeHttpServerRequest.toServerResponse(request) as Http.ServerResponse
 
 const destroySocket = (request: HttpServerRequest.HttpServerRequest, reset: boolean) =>
   Effect.sync(() => {
-    const socket = NodeHttpServerRequest.toIncomingMessage(request).socket as import("node:net").Socket
+    const socket = NodeHttpServerRequest.toIncomingMessage(request).socket as Net.Socket
     if (reset && typeof socket.resetAndDestroy === "function") socket.resetAndDestroy()
     else socket.destroy()
   })
@@ -120,10 +122,11 @@ const pickStep = (
   return "ok"
 }
 
+/** The key a request carries: `Authorization: Bearer`, or `x-api-key` (Anthropic), or `api-key` (Azure). */
 const apiKeyOf = (wire: Wire, request: HttpServerRequest.HttpServerRequest): string | undefined => {
-  if (wire.name === "anthropic") return request.headers["x-api-key"]
   const auth = request.headers.authorization
-  return auth?.startsWith("Bearer ") ? auth.slice(7) : request.headers["api-key"]
+  if (auth?.startsWith("Bearer ")) return auth.slice(7)
+  return wire.name === "anthropic" ? request.headers["x-api-key"] : request.headers["api-key"]
 }
 
 /**

@@ -1,0 +1,233 @@
+/**
+ * Agent-loop guard: stops an agent that keeps calling, before it burns its budget.
+ *
+ * Requests that carry `metadata.conversationId` are counted per conversation:
+ *
+ * - Turn limit: more than `maxTurns` turns (default 20) fails the next call with
+ *   {@link LlmError.TurnLimitExceeded}: turn 21 is refused, no call is made.
+ * - Loop detector: the same request `loopRepeats` times (default 3) within `loopWindow` (default 10
+ *   minutes) fails with {@link LlmError.LoopDetected}. "The same" is decided by `fingerprint`, by default
+ *   the model plus the last message (role and content): an agent stuck on one step re-sends the same
+ *   last message even while its transcript grows.
+ *
+ * Refused calls do not count as turns. Requests without a conversation id pass untouched. Put the guard
+ * outside retries (a retried call is one turn). Conversations idle for `idleTimeToLive` are forgotten.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
+import type { LlmRequest } from "./LlmRequest.ts"
+
+const DurationInput = Schema.Unknown.check(
+  Schema.makeFilter(
+    (u) =>
+      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
+      "expected a duration such as \"10 minutes\" or a number of milliseconds"
+  )
+)
+
+const OptionsSchema = Schema.Struct({
+  maxTurns: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  loopRepeats: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(2))),
+  loopWindow: Schema.optional(DurationInput),
+  idleTimeToLive: Schema.optional(DurationInput)
+})
+
+/**
+ * Agent guard configuration; defaults in brackets.
+ *
+ * @example
+ * ```ts
+ * import type { AgentGuard } from "@llm-resilience/core"
+ * const options: AgentGuard.Options = { maxTurns: 30, loopRepeats: 4, loopWindow: "5 minutes" }
+ * ```
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Turns allowed per conversation. [20] */
+  readonly maxTurns?: number | undefined
+  /** The same request this many times within `loopWindow` is a loop. [3] */
+  readonly loopRepeats?: number | undefined
+  /** ["10 minutes"] */
+  readonly loopWindow?: Duration.Input | undefined
+  /** What makes two requests "the same". [model + last message] */
+  readonly fingerprint?: ((request: LlmRequest) => string) | undefined
+  /** Conversations idle this long are forgotten. ["1 day"] */
+  readonly idleTimeToLive?: Duration.Input | undefined
+}
+
+/**
+ * The agent guard service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { AgentGuard } from "@llm-resilience/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const guard = yield* AgentGuard.make({ maxTurns: 2 })
+ *   const request = { model: "m", messages: [], metadata: { conversationId: "c1" } }
+ *   yield* guard.turn(request)
+ *   yield* guard.turn({ ...request, messages: [{ role: "user" as const, content: "next" }] })
+ *   return yield* Effect.flip(guard.turn({ ...request, messages: [{ role: "user" as const, content: "again" }] })) // TurnLimitExceeded
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export interface AgentGuard {
+  /** Counts one turn of the request's conversation, or refuses it. */
+  readonly turn: (request: LlmRequest) => Effect.Effect<void, TurnLimitExceeded | LoopDetected>
+  /** The stage: `turn(request)`, then the call. */
+  readonly protect: (
+    request: LlmRequest
+  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TurnLimitExceeded | LoopDetected, R>
+  /** Turns counted so far in a conversation. */
+  readonly turns: (conversationId: string) => Effect.Effect<number>
+  /** Forgets a conversation (its turns and loop history). */
+  readonly end: (conversationId: string) => Effect.Effect<void>
+}
+
+/**
+ * The agent guard as a service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const turnsSoFar = Effect.flatMap(AgentGuard.AgentGuard, (g) => g.turns("c1"))
+ * ```
+ * @since 0.1.0
+ */
+export const AgentGuard: Context.Service<AgentGuard, AgentGuard> = Context.Service<AgentGuard>(
+  "@llm-resilience/core/AgentGuard"
+)
+
+/**
+ * Agent guard metrics: refusals by reason (`turn-limit`, `loop`).
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const loops = Metric.value(Metric.withAttributes(AgentGuard.metrics.refused, { reason: "loop" }))
+ * ```
+ * @since 0.1.0
+ */
+export const metrics = {
+  refused: Metric.counter("llm_agent_guard_refused", {
+    description: "agent calls refused by the turn limit or loop detector",
+    incremental: true
+  })
+}
+
+/** FNV-1a over a string, with its length: a compact key for the loop detector. */
+const hash = (s: string): string => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return `${s.length}:${(h >>> 0).toString(36)}`
+}
+
+/**
+ * The default fingerprint: the model and the last message.
+ *
+ * @example
+ * ```ts
+ * import { AgentGuard } from "@llm-resilience/core"
+ * AgentGuard.defaultFingerprint({ model: "m", messages: [{ role: "user", content: "list files" }] })
+ * ```
+ * @since 0.1.0
+ */
+export const defaultFingerprint = (request: LlmRequest): string => {
+  const last = request.messages[request.messages.length - 1]
+  return hash(`${request.model}\u0000${last?.role ?? ""}\u0000${last?.content ?? ""}`)
+}
+
+interface Conversation {
+  turns: number
+  lastActivity: number
+  readonly seen: Map<string, Array<number>>
+}
+
+/**
+ * Builds an agent guard. Fails with a `SchemaError` naming the field when an option is invalid.
+ *
+ * @example
+ * ```ts
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const guard = AgentGuard.make({ maxTurns: 20, loopRepeats: 3, loopWindow: "10 minutes" })
+ * ```
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (options: Options = {}) {
+  const { fingerprint: customFingerprint, ...data } = options
+  yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
+  const maxTurns = options.maxTurns ?? 20
+  const loopRepeats = options.loopRepeats ?? 3
+  const loopWindowMs = Duration.toMillis(Duration.fromInputUnsafe(options.loopWindow ?? "10 minutes"))
+  const idleMs = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeToLive ?? "1 day"))
+  const fingerprint = customFingerprint ?? defaultFingerprint
+  const conversations = new Map<string, Conversation>()
+  let lastSweep = 0
+
+  const turn = (request: LlmRequest): Effect.Effect<void, TurnLimitExceeded | LoopDetected> => {
+    const conversationId = request.metadata?.conversationId
+    if (conversationId === undefined) return Effect.void
+    return Effect.withFiber<void, TurnLimitExceeded | LoopDetected>((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      if (now - lastSweep >= idleMs) {
+        lastSweep = now
+        for (const [id, c] of conversations) if (now - c.lastActivity >= idleMs) conversations.delete(id)
+      }
+      let conversation = conversations.get(conversationId)
+      if (conversation === undefined) {
+        conversation = { turns: 0, lastActivity: now, seen: new Map() }
+        conversations.set(conversationId, conversation)
+      }
+      conversation.lastActivity = now
+      if (conversation.turns >= maxTurns) {
+        Metric.withAttributes(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
+        return Effect.fail(new TurnLimitExceeded({ conversationId, turns: conversation.turns + 1, limit: maxTurns }))
+      }
+      const key = fingerprint(request)
+      const times = conversation.seen.get(key) ?? []
+      let keep = 0
+      while (keep < times.length && times[keep] <= now - loopWindowMs) keep++
+      if (keep > 0) times.splice(0, keep)
+      if (times.length + 1 >= loopRepeats) {
+        Metric.withAttributes(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
+        return Effect.fail(new LoopDetected({ conversationId, repeats: times.length + 1 }))
+      }
+      times.push(now)
+      conversation.seen.set(key, times)
+      conversation.turns++
+      return Effect.void
+    })
+  }
+
+  return AgentGuard.of({
+    turn,
+    protect: (request) => (self) => Effect.flatMap(turn(request), () => self),
+    turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
+    end: (conversationId) =>
+      Effect.sync(() => {
+        conversations.delete(conversationId)
+      })
+  })
+})
+
+/**
+ * A layer providing {@link AgentGuard}.
+ *
+ * @example
+ * ```ts
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const AgentGuardLive = AgentGuard.layer({ maxTurns: 20 })
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<AgentGuard, Schema.SchemaError> =>
+  Layer.effect(AgentGuard, make(options))
