@@ -42,8 +42,12 @@ const uncontended = Effect.gen(function*() {
     })
   yield* run(call, 20_000) // warm up
   yield* run(bare, 20_000)
-  const admitted = yield* run(call, 100_000)
-  const baseline = yield* run(bare, 100_000)
+  let admitted = Infinity
+  let baseline = Infinity
+  for (let r = 0; r < 5; r++) {
+    admitted = Math.min(admitted, yield* run(call, 50_000))
+    baseline = Math.min(baseline, yield* run(bare, 50_000))
+  }
   return { admitted, baseline }
 }).pipe(
   Effect.provide(Admission.layerMemory({ defaults: { requestsPerMinute: 10_000_000, tokensPerMinute: 1e12 } })),
@@ -125,21 +129,33 @@ const cockatielDrain = async (waiters: number) => {
 const main = async () => {
   const { admitted, baseline } = await Effect.runPromise(uncontended)
   const drains: Array<{ queued: number; nsPerRequest: number; enqueueNsPerRequest: number }> = []
-  for (const q of [1000, 10_000, 100_000]) {
-    await Effect.runPromise(drain(Math.min(q, 1000))) // warm up
-    drains.push(await Effect.runPromise(drain(q)))
+  // the machine is shared: take the best of a few runs for each size
+  await Effect.runPromise(drain(1000)) // warm up
+  for (const [q, runs] of [
+    [1000, 5],
+    [10_000, 3],
+    [100_000, 2]
+  ] as const) {
+    let best: { queued: number; nsPerRequest: number; enqueueNsPerRequest: number } | undefined
+    for (let r = 0; r < runs; r++) {
+      const d = await Effect.runPromise(drain(q))
+      if (best === undefined || d.nsPerRequest < best.nsPerRequest) best = d
+    }
+    drains.push(best!)
   }
   const waiterCounts = [100, 1000, 4000]
   const semaphore: Record<string, number> = {}
   const bulkhead: Record<string, number> = {}
   const cockatiel: Record<string, number> = {}
+  const best = async (f: () => Promise<number>) => {
+    let min = Infinity
+    for (let r = 0; r < 3; r++) min = Math.min(min, await f())
+    return min
+  }
   for (const n of waiterCounts) {
-    await Effect.runPromise(semaphoreDrain(n))
-    semaphore[n] = await Effect.runPromise(semaphoreDrain(n))
-    await Effect.runPromise(bulkheadDrain(n))
-    bulkhead[n] = await Effect.runPromise(bulkheadDrain(n))
-    await cockatielDrain(n)
-    cockatiel[n] = await cockatielDrain(n)
+    semaphore[n] = await best(() => Effect.runPromise(semaphoreDrain(n)))
+    bulkhead[n] = await best(() => Effect.runPromise(bulkheadDrain(n)))
+    cockatiel[n] = await best(() => cockatielDrain(n))
   }
   const result = {
     uncontendedNsPerCall: Math.round(admitted),

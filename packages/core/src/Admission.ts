@@ -464,7 +464,10 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
       while (true) {
         const head = ks.queue.head(now)
         if (head === undefined) break
-        const d = yield* store.tryReserve(ks.key, ks.limits, head.cost, now)
+        const d =
+          syncStore !== undefined
+            ? syncStore.tryReserve(ks.key, ks.limits, head.cost, now)
+            : yield* store.tryReserve(ks.key, ks.limits, head.cost, now)
         if (d._tag === "Reserved") {
           admitWaiter(ks, head, d.reservation)
           continue
@@ -480,7 +483,10 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
           })
           for (const w of candidates) {
             if (w.state !== WAITING || !fitsIn(w.cost, slack) || !fitsIn(w.cost, free)) continue
-            const r = yield* store.tryReserve(ks.key, ks.limits, w.cost, now, slack)
+            const r =
+              syncStore !== undefined
+                ? syncStore.tryReserve(ks.key, ks.limits, w.cost, now, slack)
+                : yield* store.tryReserve(ks.key, ks.limits, w.cost, now, slack)
             if (r._tag === "Reserved") {
               admitWaiter(ks, w, r.reservation)
               slack = minus(slack, w.cost)

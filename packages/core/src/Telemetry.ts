@@ -77,12 +77,16 @@ type Attributes = Readonly<Record<string, string>>
 
 /** Metrics with attributes are cached: building one per call would allocate on the hot path. */
 const cache = new Map<string, unknown>()
-const tagged = <M extends Metric.Metric<any, any>>(metric: M, id: string, attributes: Attributes): M => {
+const tagged = <In, Out>(
+  metric: Metric.Metric<In, Out>,
+  id: string,
+  attributes: Attributes
+): Metric.Metric<In, Out> => {
   const k = `${id}\u0000${Object.values(attributes).join("\u0000")}`
-  let m = cache.get(k) as M | undefined
+  let m = cache.get(k) as Metric.Metric<In, Out> | undefined
   if (m === undefined) {
     if (cache.size > 10_000) cache.clear()
-    m = Metric.withAttributes(metric, attributes) as M
+    m = Metric.withAttributes(metric, attributes)
     cache.set(k, m)
   }
   return m
