@@ -37,8 +37,18 @@ const makeProvider = () => {
     Effect.sync((): LlmResponse.LlmResponse => {
       n++
       const text =
-        n <= 5 ? `Here is a careful answer to: ${request.messages[0]?.content}` : n % 2 === 0 ? "" : "I'm sorry, I cannot help."
-      return { text, finishReason: "stop", usage: { inputTokens: 20, outputTokens: 12 }, provider: "example", model: "m" }
+        n <= 5
+          ? `Here is a careful answer to: ${request.messages[0]?.content}`
+          : n % 2 === 0
+            ? ""
+            : "I'm sorry, I cannot help."
+      return {
+        text,
+        finishReason: "stop",
+        usage: { inputTokens: 20, outputTokens: 12 },
+        provider: "example",
+        model: "m"
+      }
     })
 }
 
@@ -49,11 +59,7 @@ const program = Effect.gen(function* () {
 
   for (let i = 1; i <= 12; i++) {
     const request: LlmRequest.LlmRequest = { model: "m", messages: [{ role: "user", content: `question ${i}` }] }
-    const result = yield* complete(request).pipe(
-      quality.protect(KEY, request),
-      breaker.protect(KEY),
-      Effect.result
-    )
+    const result = yield* complete(request).pipe(quality.protect(KEY, request), breaker.protect(KEY), Effect.result)
     const status = yield* breaker.status(KEY)
     if (result._tag === "Success") {
       const response = result.success

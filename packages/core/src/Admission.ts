@@ -89,7 +89,7 @@ export const AdmissionOptions = Schema.Struct({
   keys: Schema.optional(Schema.Record(Schema.String, KeyLimits)),
   /** Limits for keys not listed in `keys`. Default: none (unlisted keys pass through). */
   defaults: Schema.optional(KeyLimits),
-  /** Length of the rate window. Default 60000 (per minute). */
+  /** Length of the rate window; the `...PerMinute` limits apply per window. Default 60000 (one minute). */
   windowMs: Schema.optional(Positive),
   /** Waiters allowed per key before `queue-full`. Default 10000. */
   maxQueueLength: Schema.optional(NonNegativeInt),
@@ -338,7 +338,8 @@ const snapshotCorrections = (snapshot: RateLimitSnapshot): Array<AdmissionStore.
   const out: Array<AdmissionStore.Correction> = []
   for (const d of DIMENSIONS) {
     const w = snapshot[d]
-    if (w !== undefined) out.push({ dimension: d, limit: w.limit, remaining: w.remaining, resetAfterMs: w.resetAfterMs })
+    if (w !== undefined)
+      out.push({ dimension: d, limit: w.limit, remaining: w.remaining, resetAfterMs: w.resetAfterMs })
   }
   return out
 }
@@ -358,7 +359,7 @@ const snapshotCorrections = (snapshot: RateLimitSnapshot): Array<AdmissionStore.
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
+export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
   const opts = yield* Schema.decodeUnknownEffect(AdmissionOptions)(options)
   const store = yield* AdmissionStore.AdmissionStore
   const syncStore = store.sync
@@ -456,7 +457,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
     if (w.resume !== undefined) w.resume(Effect.yieldNow)
   }
 
-  const drainLoop = Effect.fnUntraced(function*(ks: KeyState) {
+  const drainLoop = Effect.fnUntraced(function* (ks: KeyState) {
     do {
       ks.again = false
       const now = (yield* Clock.Clock).currentTimeMillisUnsafe()
@@ -597,9 +598,7 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
     // atomically). This keeps an arrival O(1) however long the queue is; a full drain runs only when the
     // arrival becomes the head or the head's status is unknown.
     const settleArrival =
-      !wasEmpty && now < ks.blockedUntil && ks.queue.head(now) !== w
-        ? backfillArrival(ks, w, now)
-        : drain(ks)
+      !wasEmpty && now < ks.blockedUntil && ks.queue.head(now) !== w ? backfillArrival(ks, w, now) : drain(ks)
     const wait = restore(
       Effect.callback<void>((resume) => {
         if (w.state !== WAITING) return resume(Effect.void)
@@ -693,7 +692,9 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
     const permits = ks.permits
     if (permits === undefined) return reserve(ks, ticket, request, lane, now, fiber, restore)
     return acquirePermit(permits, lane, now, restore).pipe(
-      Effect.tapError(() => Effect.sync(() => ks.metrics.rejected["concurrency-queue-full"].updateUnsafe(1, fiber.context))),
+      Effect.tapError(() =>
+        Effect.sync(() => ks.metrics.rejected["concurrency-queue-full"].updateUnsafe(1, fiber.context))
+      ),
       Effect.flatMap(() => {
         ticket.permit = true
         return Effect.onExit(reserve(ks, ticket, request, lane, now, fiber, restore), (exit) =>
@@ -713,8 +714,8 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
     const snapshot = "rateLimit" in e ? e.rateLimit : undefined
     const out = snapshot !== undefined ? snapshotCorrections(snapshot) : []
     if (e._tag !== "RateLimited") return out
-    const named: Array<AdmissionStore.Dimension> =
-      e.limit === "tokens" ? ["tokens"] : e.limit === "requests" ? ["requests"] : ["requests"]
+    // a 429 that does not say which limit it hit stops everything: drain the request budget
+    const named: Array<AdmissionStore.Dimension> = e.limit === "tokens" ? ["tokens"] : ["requests"]
     if (e.limit === "tokens") {
       if (snapshot?.inputTokens?.remaining === 0) named.push("inputTokens")
       if (snapshot?.outputTokens?.remaining === 0) named.push("outputTokens")
@@ -755,7 +756,11 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
         ks.permits!.release(now)
       }
       if (ks.queue.size > 0) effects.push(drain(ks))
-      return effects.length === 0 ? Effect.void : effects.length === 1 ? effects[0] : Effect.all(effects, { discard: true })
+      return effects.length === 0
+        ? Effect.void
+        : effects.length === 1
+          ? effects[0]
+          : Effect.all(effects, { discard: true })
     })
 
   const releasePermit = (ticket: Ticket): Effect.Effect<void> =>
@@ -883,8 +888,9 @@ export const make = Effect.fnUntraced(function*(options: AdmissionOptions) {
  * ```
  * @since 0.1.0
  */
-export const layer = (options: AdmissionOptions): Layer.Layer<Admission, Schema.SchemaError, AdmissionStore.AdmissionStore> =>
-  Layer.effect(Admission, make(options))
+export const layer = (
+  options: AdmissionOptions
+): Layer.Layer<Admission, Schema.SchemaError, AdmissionStore.AdmissionStore> => Layer.effect(Admission, make(options))
 
 /**
  * The admission layer with its own in-memory store.
@@ -932,21 +938,19 @@ const settleResponse = (r: LlmResponse): Settlement => r
  *
  * @example
  * ```ts
- * import { Stream } from "effect"
+ * import { Effect, Stream } from "effect"
  * import { Admission, LlmProvider } from "@llm-resilience/core"
  *
  * const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
- * const chunks = Stream.unwrap(
- *   LlmProvider.LlmProvider.use((llm) => llm.stream(request)).pipe((e) => e as never)
- * ).pipe(Admission.admitStream(request, "openai/gpt-4o-mini"))
+ * const chunks = Stream.unwrap(Effect.map(LlmProvider.LlmProvider, (llm) => llm.stream(request))).pipe(
+ *   Admission.admitStream(request, "openai/gpt-4o-mini")
+ * )
  * ```
  * @since 0.1.0
  */
 export const admitStream =
   (request: LlmRequest, key: string) =>
-  <E, R>(
-    self: Stream.Stream<StreamChunk, E, R>
-  ): Stream.Stream<StreamChunk, E | AdmissionRejected, R | Admission> =>
+  <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E | AdmissionRejected, R | Admission> =>
     Stream.unwrap(Effect.map(Admission, (a) => a.runStream(request, key, self)))
 
 /**
@@ -964,9 +968,12 @@ export const admitStream =
  * ```
  * @since 0.1.0
  */
-export const wrapProvider = (provider: LlmProvider["Service"]): Effect.Effect<LlmProvider["Service"], never, Admission> =>
+export const wrapProvider = (
+  provider: LlmProvider["Service"]
+): Effect.Effect<LlmProvider["Service"], never, Admission> =>
   Effect.map(Admission, (a) => ({
     name: provider.name,
-    complete: (request) => a.run(request, key(provider.name, request.model), provider.complete(request), settleResponse),
+    complete: (request) =>
+      a.run(request, key(provider.name, request.model), provider.complete(request), settleResponse),
     stream: (request) => a.runStream(request, key(provider.name, request.model), provider.stream(request))
   }))

@@ -133,9 +133,15 @@ export interface AdmissionStoreShape {
    */
   readonly sync?:
     | {
-      readonly tryReserve: (key: string, limits: Limits, cost: Cost, nowMs: number, within?: Cost | undefined) => Decision
-      readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void
-    }
+        readonly tryReserve: (
+          key: string,
+          limits: Limits,
+          cost: Cost,
+          nowMs: number,
+          within?: Cost | undefined
+        ) => Decision
+        readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void
+      }
     | undefined
 }
 
@@ -220,7 +226,8 @@ class KeyLog {
   }
 
   limit(limits: Limits, d: number): number {
-    const configured = d === R ? limits.requests : d === T ? limits.tokens : d === I ? limits.inputTokens : limits.outputTokens
+    const configured =
+      d === R ? limits.requests : d === T ? limits.tokens : d === I ? limits.inputTokens : limits.outputTokens
     return Math.min(configured, this.cap[d])
   }
 
@@ -379,7 +386,8 @@ export const makeMemory = (): AdmissionStoreShape => {
 
   return {
     sync: { tryReserve: tryReserveUnsafe, reconcile: reconcileUnsafe },
-    tryReserve: (key, limits, cost, nowMs, within) => Effect.sync(() => tryReserveUnsafe(key, limits, cost, nowMs, within)),
+    tryReserve: (key, limits, cost, nowMs, within) =>
+      Effect.sync(() => tryReserveUnsafe(key, limits, cost, nowMs, within)),
     reconcile: (reservation, actual) => Effect.sync(() => reconcileUnsafe(reservation, actual)),
     correct: (key, limits, corrections, nowMs, basis) =>
       Effect.sync(() => correctUnsafe(key, limits, corrections, nowMs, basis)),

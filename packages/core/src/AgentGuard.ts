@@ -23,7 +23,7 @@ const DurationInput = Schema.Unknown.check(
   Schema.makeFilter(
     (u) =>
       Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      "expected a duration such as \"10 minutes\" or a number of milliseconds"
+      'expected a duration such as "10 minutes" or a number of milliseconds'
   )
 )
 

@@ -218,7 +218,7 @@ const DurationInput = Schema.Unknown.check(
   Schema.makeFilter(
     (u) =>
       Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      "expected a duration such as \"30 seconds\" or a number of milliseconds"
+      'expected a duration such as "30 seconds" or a number of milliseconds'
   )
 )
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
@@ -394,7 +394,9 @@ export const CircuitBreaker: Context.Service<CircuitBreaker, CircuitBreaker> = C
  * @since 0.1.0
  */
 export const metrics = {
-  state: Metric.gauge("llm_breaker_state", { description: "0 closed, 1 open, 2 half-open, 3 isolated, 4 forced closed" }),
+  state: Metric.gauge("llm_breaker_state", {
+    description: "0 closed, 1 open, 2 half-open, 3 isolated, 4 forced closed"
+  }),
   transitions: Metric.counter("llm_breaker_transitions", {
     description: "breaker state transitions by key, from and to",
     incremental: true
@@ -538,7 +540,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   }
 
   const classifyError = (error: unknown): Outcome => {
-    const tag = typeof error === "object" && error !== null && "_tag" in error ? (error as { _tag: unknown })._tag : undefined
+    const tag =
+      typeof error === "object" && error !== null && "_tag" in error ? (error as { _tag: unknown })._tag : undefined
     if (typeof tag !== "string") return failureOutcome
     if (failureTags.has(tag)) {
       const ra = (error as { retryAfterMs?: unknown }).retryAfterMs

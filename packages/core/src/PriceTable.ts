@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Schema } from "effect"
+import { type Effect, Schema } from "effect"
 import type { Usage } from "./LlmResponse.ts"
 
 const UsdPerMillion = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))

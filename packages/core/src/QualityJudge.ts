@@ -56,7 +56,7 @@ export interface Options<R = never> {
   readonly threshold?: number | undefined
   /** Fraction of responses judged, in [0, 1]. [0.1] */
   readonly sampleRate?: number | undefined
-  /** Where failures are reported (as `record(key, failure)`). */
+  /** Where failing scores count as failures (`downgrade(key)`: the call's recorded success becomes a failure). */
   readonly breaker?: CircuitBreaker | undefined
 }
 
@@ -108,7 +108,9 @@ export interface QualityJudge {
  * ```ts
  * import { Effect } from "effect"
  * import { QualityJudge } from "@llm-resilience/core"
- * const judged = (key: string) => Effect.flatMap(QualityJudge.QualityJudge, (q) => Effect.succeed(q.protect))
+ * import type { LlmRequest } from "@llm-resilience/core"
+ * const stageFor = (key: string, request: LlmRequest.LlmRequest) =>
+ *   Effect.map(QualityJudge.QualityJudge, (quality) => quality.protect(key, request))
  * ```
  * @since 0.1.0
  */

@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Option, Schema, type Scope, Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Schedule, Schema, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
 import * as AdmissionStore from "./AdmissionStore.ts"
 import * as AgentGuard from "./AgentGuard.ts"
@@ -311,7 +311,8 @@ const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreake
     slowCallRateThreshold: b.slowCallRateThreshold,
     window: ms(b.windowMs),
     minimumCalls: b.minimumCalls,
-    openDuration: ms(b.openDurationMs),
+    // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+    openDuration: b.openDurationMs === undefined ? undefined : Schedule.exponential(Duration.millis(b.openDurationMs)),
     maxOpenDuration: ms(b.maxOpenDurationMs),
     halfOpenProbes: b.halfOpenProbes,
     probeTimeout: ms(b.probeTimeoutMs),
@@ -478,18 +479,25 @@ export const make = Effect.fnUntraced(function* (
             complete: (request) => spend.protect(`${raw.name}/${request.model}`, request)(timed.complete(request)),
             stream: (request) => chargeStream(spend, raw.name, request, timed.stream(request))
           }
-    const admitted: LlmProvider["Service"] = {
+    // The breaker is consulted before admission, so that an open circuit never queues, and records the attempt
+    // inside admission, so that time spent waiting in the admission queue never counts as a slow call.
+    const recorded: LlmProvider["Service"] = {
       name: raw.name,
       complete: (request) =>
-        admission.run(request, `${raw.name}/${request.model}`, charged.complete(request), settleResponse),
-      stream: (request) => admission.runStream(request, `${raw.name}/${request.model}`, charged.stream(request))
+        breaker.protect(`${raw.name}/${request.model}`, { classify: classifyExit })(charged.complete(request)),
+      stream: (request) =>
+        breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, charged.stream(request))
     }
     const broken: LlmProvider["Service"] = {
       name: raw.name,
-      complete: (request) =>
-        breaker.protect(`${raw.name}/${request.model}`, { classify: classifyExit })(admitted.complete(request)),
-      stream: (request) =>
-        breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, admitted.stream(request))
+      complete: (request) => {
+        const key = `${raw.name}/${request.model}`
+        return Effect.andThen(breaker.check(key), admission.run(request, key, recorded.complete(request), settleResponse))
+      },
+      stream: (request) => {
+        const key = `${raw.name}/${request.model}`
+        return Stream.unwrap(Effect.as(breaker.check(key), admission.runStream(request, key, recorded.stream(request))))
+      }
     }
     if (profile === undefined) return broken
     const retryOptions = (request: LlmRequest): Retry.Options => ({

@@ -12,8 +12,9 @@
  * - After a call, its cost is computed from the reported usage (cached input at its own price) and added
  *   to every scope it belongs to. A call in flight when the limit is crossed is still charged, so spend
  *   can overshoot a limit by at most the calls already in flight.
- * - A request costing more than `expensiveRequestUsd` is also reported to the circuit breaker as a
- *   failure for its key (a model that suddenly writes 10x longer answers is a fault too).
+ * - A request costing more than `expensiveRequestUsd` also counts as a circuit-breaker failure for its key
+ *   (`CircuitBreaker.downgrade`: the success the breaker recorded becomes a failure): a model that
+ *   suddenly writes 10x longer answers is a fault too.
  *
  * @since 0.1.0
  */
@@ -28,7 +29,7 @@ const DurationInput = Schema.Unknown.check(
   Schema.makeFilter(
     (u) =>
       Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      "expected a duration such as \"1 hour\" or a number of milliseconds"
+      'expected a duration such as "1 hour" or a number of milliseconds'
   )
 )
 
@@ -100,7 +101,7 @@ export interface Options {
   readonly prices: PriceTable.PriceTable
   /** [none: costs are only accounted] */
   readonly budgets?: ReadonlyArray<Budget> | undefined
-  /** A single request costing more than this is reported to `breaker` as a failure. [off] */
+  /** A single request costing more than this counts as a failure for `breaker` (`downgrade`). [off] */
   readonly expensiveRequestUsd?: number | undefined
   /** Where expensive requests are reported. */
   readonly breaker?: CircuitBreaker | undefined
@@ -284,9 +285,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
               scope: name,
               spentUsd: account.spent,
               limitUsd: budget.limitUsd,
-              ...(budget.windowMs === undefined
-                ? {}
-                : { retryAfterMs: account.windowStart + budget.windowMs - now })
+              ...(budget.windowMs === undefined ? {} : { retryAfterMs: account.windowStart + budget.windowMs - now })
             })
           )
         }

@@ -14,7 +14,8 @@
  * | `llm_tokens` | counter | provider, model, direction (`input` / `output` / `cached_input`) |
  *
  * The span is `llm.call` with `llm.path`, `llm.model` (requested), `llm.provider` and
- * `llm.response.model` (who answered), `llm.outcome`, and the usage; the retry stage adds one `llm.retry`
+ * `llm.response.model` (who answered), `llm.outcome`, `llm.duration_ms`, the usage and, for streams,
+ * `llm.ttft_ms` (time to first token, recorded when the stream ends, under the provider that answered); the retry stage adds one `llm.retry`
  * event per failed attempt. Nothing here ever records a request's content or an API key.
  *
  * Export with `effect/observability`: `PrometheusMetrics.format()` / `PrometheusMetrics.layerHttp()` for
@@ -22,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Exit, Metric, Option, Stream } from "effect"
+import { Clock, type Context, Effect, Exit, Metric, Option, Stream } from "effect"
 import type { LlmError } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
@@ -52,6 +53,7 @@ export const latency = Metric.histogram("llm_request_duration_ms", {
   description: "latency of whole calls in milliseconds",
   boundaries: Metric.exponentialBoundaries({ start: 50, factor: 2, count: 14 })
 })
+const latencyBoundaries = Metric.exponentialBoundaries({ start: 50, factor: 2, count: 14 })
 
 /**
  * Time to the first streamed text chunk, in milliseconds.
@@ -62,6 +64,7 @@ export const timeToFirstToken = Metric.histogram("llm_time_to_first_token_ms", {
   description: "time to the first streamed chunk in milliseconds",
   boundaries: Metric.exponentialBoundaries({ start: 25, factor: 2, count: 14 })
 })
+const timeToFirstTokenBoundaries = Metric.exponentialBoundaries({ start: 25, factor: 2, count: 14 })
 
 /**
  * Tokens reported by providers, by direction.
@@ -75,33 +78,68 @@ export const tokens = Metric.counter("llm_tokens", {
 
 type Attributes = Readonly<Record<string, string>>
 
-/** Metrics with attributes are cached: building one per call would allocate on the hot path. */
-const cache = new Map<string, unknown>()
+/**
+ * A metric's series with attributes, built the way `Metric.withAttributes` names it (same id, description
+ * and attributes, so the same series) but with the attributes fixed at construction: a `withAttributes`
+ * metric adds them to a copy of the fiber's context on every update (about a microsecond).
+ */
+const series = (metric: Metric.Metric<any, any>, attributes: Attributes): Metric.Metric<any, any> => {
+  const options = { description: metric.description, attributes }
+  switch (metric) {
+    case requests:
+    case tokens:
+      return Metric.counter(metric.id, { ...options, incremental: true })
+    case latency:
+      return Metric.histogram(metric.id, { ...options, boundaries: latencyBoundaries })
+    case timeToFirstToken:
+      return Metric.histogram(metric.id, { ...options, boundaries: timeToFirstTokenBoundaries })
+    default:
+      return Metric.withAttributes(metric, attributes)
+  }
+}
+
+/**
+ * Metrics with attributes are cached: building one per call would allocate on the hot path. The cache is a
+ * tree keyed by the metric's id and then by each attribute value in order, so a lookup builds no string.
+ */
+interface Node {
+  metric: unknown
+  readonly next: Map<string, Node>
+}
+const cache = new Map<string, Node>()
+let cached = 0
+const child = (next: Map<string, Node>, key: string): Node => {
+  let node = next.get(key)
+  if (node === undefined) {
+    node = { metric: undefined, next: new Map() }
+    next.set(key, node)
+  }
+  return node
+}
 const tagged = <In, Out>(
   metric: Metric.Metric<In, Out>,
   id: string,
   attributes: Attributes
 ): Metric.Metric<In, Out> => {
-  const k = `${id}\u0000${Object.values(attributes).join("\u0000")}`
-  let m = cache.get(k) as Metric.Metric<In, Out> | undefined
-  if (m === undefined) {
-    if (cache.size > 10_000) cache.clear()
-    m = Metric.withAttributes(metric, attributes)
-    cache.set(k, m)
+  let node = child(cache, id)
+  for (const name in attributes) node = child(node.next, attributes[name])
+  if (node.metric === undefined) {
+    if (++cached > 10_000) {
+      cache.clear()
+      cached = 0
+    }
+    node.metric = series(metric, attributes)
   }
-  return m
+  return node.metric as Metric.Metric<In, Out>
 }
 
-const recordUsage = (provider: string, model: string, usage: Usage) =>
-  Effect.andThen(
-    Metric.update(tagged(tokens, "ti", { provider, model, direction: "input" }), usage.inputTokens),
-    Effect.andThen(
-      Metric.update(tagged(tokens, "to", { provider, model, direction: "output" }), usage.outputTokens),
-      usage.cachedInputTokens === undefined || usage.cachedInputTokens === 0
-        ? Effect.void
-        : Metric.update(tagged(tokens, "tc", { provider, model, direction: "cached_input" }), usage.cachedInputTokens)
-    )
-  )
+const recordUsage = (provider: string, model: string, usage: Usage, context: Context.Context<never>): void => {
+  tagged(tokens, "ti", { provider, model, direction: "input" }).updateUnsafe(usage.inputTokens, context)
+  tagged(tokens, "to", { provider, model, direction: "output" }).updateUnsafe(usage.outputTokens, context)
+  if (usage.cachedInputTokens !== undefined && usage.cachedInputTokens !== 0) {
+    tagged(tokens, "tc", { provider, model, direction: "cached_input" }).updateUnsafe(usage.cachedInputTokens, context)
+  }
+}
 
 const errorOrigin = (error: unknown): { provider: string; model: string | undefined } => {
   const e = error as { readonly provider?: string; readonly model?: string }
@@ -112,9 +150,12 @@ const finish = (
   request: LlmRequest,
   path: string,
   startMs: number,
-  exit: Exit.Exit<{ readonly provider: string; readonly model: string; readonly usage: Usage } | undefined, unknown>
+  exit: Exit.Exit<{ readonly provider: string; readonly model: string; readonly usage: Usage } | undefined, unknown>,
+  ttftMs?: number
 ) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+  Effect.withFiber((fiber) => {
+    // One synchronous step: the span attributes and metric updates are applied directly, no effect per update.
+    const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
     let provider: string
     let model: string
     let outcome: string
@@ -136,29 +177,32 @@ const finish = (
       outcome = error === undefined ? (Exit.hasInterrupts(exit) ? "interrupted" : "defect") : (error as LlmError)._tag
     }
     const elapsed = now - startMs
-    return Effect.andThen(
-      Effect.annotateCurrentSpan({
-        "llm.provider": provider,
-        "llm.response.model": model,
-        "llm.outcome": outcome,
-        "llm.duration_ms": elapsed,
-        ...(usage === undefined
-          ? {}
-          : { "llm.usage.input_tokens": usage.inputTokens, "llm.usage.output_tokens": usage.outputTokens })
-      }),
-      Effect.andThen(
-        Metric.update(tagged(requests, "r", { provider, model, path, outcome }), 1),
-        Effect.andThen(
-          Metric.update(tagged(latency, "l", { provider, model, path }), elapsed),
-          usage === undefined ? Effect.void : recordUsage(provider, model, usage)
-        )
-      )
-    )
+    const span = fiber.cache.span
+    if (span !== undefined && span._tag === "Span" && span.status._tag !== "Ended") {
+      span.attribute("llm.provider", provider)
+      span.attribute("llm.response.model", model)
+      span.attribute("llm.outcome", outcome)
+      span.attribute("llm.duration_ms", elapsed)
+      if (usage !== undefined) {
+        span.attribute("llm.usage.input_tokens", usage.inputTokens)
+        span.attribute("llm.usage.output_tokens", usage.outputTokens)
+      }
+      if (ttftMs !== undefined) span.attribute("llm.ttft_ms", ttftMs)
+    }
+    const context = fiber.context
+    tagged(requests, "r", { provider, model, path, outcome }).updateUnsafe(1, context)
+    tagged(latency, "l", { provider, model, path }).updateUnsafe(elapsed, context)
+    if (usage !== undefined) recordUsage(provider, model, usage, context)
+    // recorded at the end, with the provider and model that answered (unknown at the first chunk)
+    if (ttftMs !== undefined) tagged(timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
+    return Effect.void
   })
 
+// No stack trace: `withSpan` would capture one per call (several microseconds), and it would only point here.
 const spanOptions = (request: LlmRequest, path: string) => ({
   kind: "client" as const,
-  attributes: { "llm.path": path, "llm.model": request.model }
+  attributes: { "llm.path": path, "llm.model": request.model },
+  captureStackTrace: false
 })
 
 /**
@@ -180,9 +224,10 @@ export const observeCall =
   (request: LlmRequest, path: string) =>
   <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
     Effect.withSpan(
-      Effect.flatMap(Clock.currentTimeMillis, (startMs) =>
-        Effect.onExit(self, (exit) => finish(request, path, startMs, exit))
-      ),
+      Effect.withFiber((fiber) => {
+        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+        return Effect.onExit(self, (exit) => finish(request, path, startMs, exit))
+      }),
       "llm.call",
       spanOptions(request, path)
     )
@@ -206,7 +251,7 @@ export const observeStream =
   <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E, R> =>
     Stream.unwrap(
       Effect.map(Clock.currentTimeMillis, (startMs) => {
-        let first = true
+        let ttftMs: number | undefined
         let finished: { provider: string; model: string; usage: Usage } | undefined
         return self.pipe(
           Stream.tap((chunk) => {
@@ -214,21 +259,18 @@ export const observeStream =
               finished = { provider: chunk.provider, model: chunk.model, usage: chunk.usage }
               return Effect.void
             }
-            if (!first) return Effect.void
-            first = false
-            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              Metric.update(
-                tagged(timeToFirstToken, "t", { provider: "stream", model: request.model, path }),
-                now - startMs
-              )
-            )
+            if (ttftMs !== undefined) return Effect.void
+            return Effect.map(Clock.currentTimeMillis, (now) => {
+              ttftMs ??= now - startMs
+            })
           }),
           Stream.onExit((exit) =>
             finish(
               request,
               path,
               startMs,
-              Exit.map(exit, () => finished)
+              Exit.map(exit, () => finished),
+              ttftMs
             )
           ),
           Stream.withSpan("llm.call", spanOptions(request, path))

@@ -17,7 +17,10 @@ const KEY = "fake/m"
 /** Every request is estimated at `input + output` tokens, whatever its text. */
 const fixed = (input: number, output: number): TokenEstimator.TokenEstimatorShape => ({
   countText: (s) => s.length,
-  estimate: (r) => ({ inputTokens: r.messages[0]?.content.startsWith("big") ? input * 10 : input, outputTokens: output })
+  estimate: (r) => ({
+    inputTokens: r.messages[0]?.content.startsWith("big") ? input * 10 : input,
+    outputTokens: output
+  })
 })
 
 const request = (
@@ -51,9 +54,13 @@ const call = (
   log: Array<Admitted>,
   id: string,
   tokens: number,
-  options: { durationMs?: number; usage?: readonly [number, number]; rateLimit?: RateLimitSnapshot.RateLimitSnapshot } = {}
+  options: {
+    durationMs?: number
+    usage?: readonly [number, number]
+    rateLimit?: RateLimitSnapshot.RateLimitSnapshot
+  } = {}
 ) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     log.push({ id, at: yield* Clock.currentTimeMillis, tokens })
     if (options.durationMs !== undefined) yield* Effect.sleep(options.durationMs)
     const [i, o] = options.usage ?? [tokens - 200, 200]
@@ -67,9 +74,13 @@ const admitted = (
   options: Parameters<typeof call>[3] & { path?: string } = {}
 ) => call(log, id, 500, options).pipe(Admission.admit(request(id, priority, options.path), KEY))
 
-const provide = (options: Admission.AdmissionOptions, estimator = fixed(300, 200)) =>
+const provide =
+  (options: Admission.AdmissionOptions, estimator = fixed(300, 200)) =>
   <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    self.pipe(Effect.provide(Admission.layerMemory(options)), Effect.provideService(TokenEstimator.TokenEstimator, estimator))
+    self.pipe(
+      Effect.provide(Admission.layerMemory(options)),
+      Effect.provideService(TokenEstimator.TokenEstimator, estimator)
+    )
 
 const stats = Effect.flatMap(Admission.Admission, (a) => a.stats(KEY))
 
@@ -88,12 +99,14 @@ const assertWindows = (log: ReadonlyArray<Admitted>, rpm: number, tpm: number) =
 
 describe("Admission", () => {
   it.effect("a burst of 200 x 500 tokens at 60 rpm / 10,000 tpm is admitted at the token rate, in priority order", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
       // background first, so that only the first 20 are admitted on arrival and the rest must queue
-      for (let i = 0; i < 100; i++) fibers.push(yield* Effect.forkChild(admitted(log, `b${i}`, "background", { durationMs: 1000 })))
-      for (let i = 0; i < 100; i++) fibers.push(yield* Effect.forkChild(admitted(log, `i${i}`, "interactive", { durationMs: 1000 })))
+      for (let i = 0; i < 100; i++)
+        fibers.push(yield* Effect.forkChild(admitted(log, `b${i}`, "background", { durationMs: 1000 })))
+      for (let i = 0; i < 100; i++)
+        fibers.push(yield* Effect.forkChild(admitted(log, `i${i}`, "interactive", { durationMs: 1000 })))
       yield* Effect.yieldNow
       assert.strictEqual(log.length, 20)
       assert.strictEqual((yield* stats).queued, 180)
@@ -116,19 +129,22 @@ describe("Admission", () => {
         expected
       )
       assertWindows(log, 60, 10_000)
-    }).pipe(provide({ defaults: { requestsPerMinute: 60, tokensPerMinute: 10_000 }, maxWaitMs: 3_600_000, agingMs: 3_600_000 })))
+    }).pipe(
+      provide({
+        defaults: { requestsPerMinute: 60, tokensPerMinute: 10_000 },
+        maxWaitMs: 3_600_000,
+        agingMs: 3_600_000
+      })
+    )
+  )
 
   it.effect("a token-heavy workload is held by the token limit while the request limit is far from full", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
       // "big" requests are estimated at 3000 + 200 = 3200 tokens: three fit in 10,000
       for (let i = 0; i < 9; i++) {
-        fibers.push(
-          yield* Effect.forkChild(
-            call(log, `big${i}`, 3200).pipe(Admission.admit(request(`big${i}`), KEY))
-          )
-        )
+        fibers.push(yield* Effect.forkChild(call(log, `big${i}`, 3200).pipe(Admission.admit(request(`big${i}`), KEY))))
       }
       yield* Effect.yieldNow
       const s = yield* stats
@@ -142,10 +158,11 @@ describe("Admission", () => {
         log.map((e) => e.at),
         [0, 0, 0, 60_000, 60_000, 60_000, 120_000, 120_000, 120_000]
       )
-    }).pipe(provide({ defaults: { requestsPerMinute: 60, tokensPerMinute: 10_000 }, maxWaitMs: 3_600_000 })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 60, tokensPerMinute: 10_000 }, maxWaitMs: 3_600_000 }))
+  )
 
   it.effect("a request-heavy workload is held by the request limit while the token limit is far from full", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
       for (let i = 0; i < 100; i++) fibers.push(yield* Effect.forkChild(admitted(log, `s${i}`)))
@@ -160,10 +177,11 @@ describe("Admission", () => {
       yield* TestClock.adjust("1 millis")
       assert.strictEqual(log.length, 100)
       yield* Fiber.joinAll(fibers)
-    }).pipe(provide({ defaults: { requestsPerMinute: 60, tokensPerMinute: 1_000_000 } }, fixed(10, 200))))
+    }).pipe(provide({ defaults: { requestsPerMinute: 60, tokensPerMinute: 1_000_000 } }, fixed(10, 200)))
+  )
 
   it.effect("a refund from actual usage admits the next waiting request at once", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       // A reserves 1000 (800 in + 200 out); B (1000) waits; A finishes at t=5s having used 300 in total
       const a = yield* Effect.forkChild(
@@ -186,10 +204,11 @@ describe("Admission", () => {
       )
       const s = yield* stats
       assert.strictEqual(s.reserved.tokens, 300 + 1000)
-    }).pipe(provide({ defaults: { tokensPerMinute: 1800 } }, fixed(800, 200))))
+    }).pipe(provide({ defaults: { tokensPerMinute: 1800 } }, fixed(800, 200)))
+  )
 
   it.effect("interrupting 1,000 waiting and running callers restores permits and reservations exactly", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const before = yield* stats
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
       let running = 0
@@ -223,20 +242,22 @@ describe("Admission", () => {
       provide({
         defaults: { requestsPerMinute: 200, tokensPerMinute: 1_000_000, maxConcurrency: 300, maxConcurrencyQueue: 1000 }
       })
-    ))
+    )
+  )
 
   it.effect("an estimate above the whole per-minute token budget fails at once as never-admissible", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       const error = yield* Effect.flip(call(log, "big", 0).pipe(Admission.admit(request("big"), KEY)))
       assert.instanceOf(error, LlmError.AdmissionRejected)
       assert.strictEqual(error.reason, "never-admissible")
       assert.strictEqual(error.key, KEY)
       assert.strictEqual(log.length, 0)
-    }).pipe(provide({ defaults: { tokensPerMinute: 2000 } })))
+    }).pipe(provide({ defaults: { tokensPerMinute: 2000 } }))
+  )
 
   it.effect("a full queue rejects with queue-full and a retry hint", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* admitted(log, "first")
       const waiters = [yield* Effect.forkChild(admitted(log, "w1")), yield* Effect.forkChild(admitted(log, "w2"))]
@@ -254,10 +275,11 @@ describe("Admission", () => {
           ["w2", 120_000]
         ]
       )
-    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxQueueLength: 2, maxWaitMs: 3_600_000 })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxQueueLength: 2, maxWaitMs: 3_600_000 }))
+  )
 
   it.effect("each path has its own maximum wait", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* admitted(log, "first")
       const fast = yield* Effect.forkChild(Effect.exit(admitted(log, "fast", "interactive", { path: "chat" })))
@@ -279,10 +301,11 @@ describe("Admission", () => {
           ["slow", 60_000]
         ]
       )
-    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 120_000, paths: { chat: { maxWaitMs: 1000 } } })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 120_000, paths: { chat: { maxWaitMs: 1000 } } }))
+  )
 
   it.effect("head-of-line reservation: small requests backfill only from slack, a large head is never delayed", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       // t=0: A takes 6000 of 10,000. t=10s: big B (3000*10 + ... see `fixed`) needs 8000; then small C1..C4 (1000 each)
       const est: TokenEstimator.TokenEstimatorShape = {
@@ -293,7 +316,10 @@ describe("Admission", () => {
         }
       }
       const run = (id: string, tokens: number) =>
-        call(log, id, tokens).pipe(Admission.admit(request(id), KEY), Effect.provideService(TokenEstimator.TokenEstimator, est))
+        call(log, id, tokens).pipe(
+          Admission.admit(request(id), KEY),
+          Effect.provideService(TokenEstimator.TokenEstimator, est)
+        )
       yield* run("A", 6000)
       yield* TestClock.adjust("10 seconds")
       const fibers = [yield* Effect.forkChild(run("B", 8000))]
@@ -322,10 +348,11 @@ describe("Admission", () => {
         ]
       )
       assertWindows(log, Infinity, 10_000)
-    }).pipe(provide({ defaults: { tokensPerMinute: 10_000 } })))
+    }).pipe(provide({ defaults: { tokensPerMinute: 10_000 } }))
+  )
 
   it.effect("with backfillScan 0 the queue is strict head-of-line", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* admitted(log, "A") // 500 of 1000
       const est: TokenEstimator.TokenEstimatorShape = {
@@ -333,11 +360,17 @@ describe("Admission", () => {
         estimate: (r) => ({ inputTokens: r.messages[0].content === "B" ? 700 : 0, outputTokens: 100 })
       }
       const b = yield* Effect.forkChild(
-        call(log, "B", 800).pipe(Admission.admit(request("B"), KEY), Effect.provideService(TokenEstimator.TokenEstimator, est))
+        call(log, "B", 800).pipe(
+          Admission.admit(request("B"), KEY),
+          Effect.provideService(TokenEstimator.TokenEstimator, est)
+        )
       )
       yield* Effect.yieldNow
       const c = yield* Effect.forkChild(
-        call(log, "C", 100).pipe(Admission.admit(request("C"), KEY), Effect.provideService(TokenEstimator.TokenEstimator, est))
+        call(log, "C", 100).pipe(
+          Admission.admit(request("C"), KEY),
+          Effect.provideService(TokenEstimator.TokenEstimator, est)
+        )
       )
       yield* Effect.yieldNow
       assert.strictEqual(log.length, 1) // C would fit (600 <= 1000) but may not pass B
@@ -347,10 +380,11 @@ describe("Admission", () => {
         log.map((e) => e.id),
         ["A", "B", "C"]
       )
-    }).pipe(provide({ defaults: { tokensPerMinute: 1000 }, backfillScan: 0 })))
+    }).pipe(provide({ defaults: { tokensPerMinute: 1000 }, backfillScan: 0 }))
+  )
 
   it.effect("a background waiter older than agingMs ranks by arrival against interactive ones", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* admitted(log, "first")
       const bg = yield* Effect.forkChild(admitted(log, "bg", "background"))
@@ -363,34 +397,38 @@ describe("Admission", () => {
         log.map((e) => e.id),
         ["first", "bg", "it1"]
       )
-    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 3_600_000 })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 3_600_000 }))
+  )
 
-  it.effect("a rate-limit snapshot moves the budget toward remaining until its reset, never above the configured limit", () =>
-    Effect.gen(function*() {
-      const log: Array<Admitted> = []
-      // the provider says only 400 tokens remain (another client uses the key) for the next 5 s, where the
-      // local log alone would leave 1500
-      yield* admitted(log, "a", "interactive", { rateLimit: { tokens: { remaining: 400, resetAfterMs: 5000 } } })
-      const b = yield* Effect.forkChild(admitted(log, "b"))
-      yield* Effect.yieldNow
-      assert.strictEqual(log.length, 1)
-      yield* TestClock.adjust("5 seconds")
-      yield* Fiber.join(b)
-      assert.deepStrictEqual(log[1], { id: "b", at: 5000, tokens: 500 })
-      // a generous snapshot (limit and remaining above the configuration) cannot raise the budget
-      yield* admitted(log, "c", "interactive", { rateLimit: { tokens: { limit: 1_000_000, remaining: 999_000 } } })
-      const d = yield* Effect.forkChild(admitted(log, "d"))
-      yield* Effect.yieldNow
-      assert.strictEqual(log.length, 4) // 1500 of 2000 used: d (500) fits ...
-      yield* Fiber.join(d)
-      const e = yield* Effect.forkChild(admitted(log, "e"))
-      yield* Effect.yieldNow
-      assert.strictEqual(log.length, 4) // ... e does not: still capped at the configured 2000
-      assert.strictEqual((yield* stats).queued, 1)
-      yield* TestClock.adjust("1 minute")
-      yield* Fiber.join(e)
-      assert.strictEqual(log[4].at, 60_000)
-    }).pipe(provide({ defaults: { tokensPerMinute: 2000 } })))
+  it.effect(
+    "a rate-limit snapshot moves the budget toward remaining until its reset, never above the configured limit",
+    () =>
+      Effect.gen(function* () {
+        const log: Array<Admitted> = []
+        // the provider says only 400 tokens remain (another client uses the key) for the next 5 s, where the
+        // local log alone would leave 1500
+        yield* admitted(log, "a", "interactive", { rateLimit: { tokens: { remaining: 400, resetAfterMs: 5000 } } })
+        const b = yield* Effect.forkChild(admitted(log, "b"))
+        yield* Effect.yieldNow
+        assert.strictEqual(log.length, 1)
+        yield* TestClock.adjust("5 seconds")
+        yield* Fiber.join(b)
+        assert.deepStrictEqual(log[1], { id: "b", at: 5000, tokens: 500 })
+        // a generous snapshot (limit and remaining above the configuration) cannot raise the budget
+        yield* admitted(log, "c", "interactive", { rateLimit: { tokens: { limit: 1_000_000, remaining: 999_000 } } })
+        const d = yield* Effect.forkChild(admitted(log, "d"))
+        yield* Effect.yieldNow
+        assert.strictEqual(log.length, 4) // 1500 of 2000 used: d (500) fits ...
+        yield* Fiber.join(d)
+        const e = yield* Effect.forkChild(admitted(log, "e"))
+        yield* Effect.yieldNow
+        assert.strictEqual(log.length, 4) // ... e does not: still capped at the configured 2000
+        assert.strictEqual((yield* stats).queued, 1)
+        yield* TestClock.adjust("1 minute")
+        yield* Fiber.join(e)
+        assert.strictEqual(log[4].at, 60_000)
+      }).pipe(provide({ defaults: { tokensPerMinute: 2000 } }))
+  )
 
   for (const [name, headers] of [
     ["OpenAI", { "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6s" }],
@@ -400,7 +438,7 @@ describe("Admission", () => {
     ]
   ] as const) {
     it.effect(`${name} rate-limit headers arrive as one snapshot and hold the budget until the reset`, () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const log: Array<Admitted> = []
         const snapshot = RateLimitSnapshot.fromHeaders(headers, yield* Clock.currentTimeMillis)
         yield* admitted(log, "a", "interactive", { rateLimit: snapshot })
@@ -413,11 +451,12 @@ describe("Admission", () => {
           log.map((e) => e.at),
           [0, 6000]
         )
-      }).pipe(provide({ defaults: { tokensPerMinute: 100_000 } })))
+      }).pipe(provide({ defaults: { tokensPerMinute: 100_000 } }))
+    )
   }
 
   it.effect("a 429 naming requests drains the request budget until its reset", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       const limited = new LlmError.RateLimited({ message: "slow down", limit: "requests", retryAfterMs: 3000 })
       const error = yield* Effect.flip(Effect.fail(limited).pipe(Admission.admit(request("a"), KEY)))
@@ -428,10 +467,11 @@ describe("Admission", () => {
       yield* TestClock.adjust("1 millis")
       yield* Fiber.join(b)
       assert.deepStrictEqual(log[0].at, 3000)
-    }).pipe(provide({ defaults: { requestsPerMinute: 100, tokensPerMinute: 100_000 } })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 100, tokensPerMinute: 100_000 } }))
+  )
 
   it.effect("a 429 naming tokens drains only the token budget", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const admission = yield* Admission.Admission
       yield* admission.observeError(
         KEY,
@@ -450,18 +490,33 @@ describe("Admission", () => {
       yield* TestClock.adjust("1 seconds")
       yield* Fiber.join(b)
       assert.strictEqual(log[0].at, 4000)
-    }).pipe(provide({ defaults: { requestsPerMinute: 100, tokensPerMinute: 100_000 } })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 100, tokensPerMinute: 100_000 } }))
+  )
 
-  it.effect("a call that fails before reaching the provider is refunded in full; a provider error keeps the estimate", () =>
-    Effect.gen(function*() {
-      yield* Effect.flip(Effect.fail(new LlmError.CircuitOpen({ key: KEY, retryAfterMs: 10 })).pipe(Admission.admit(request("x"), KEY)))
-      assert.deepStrictEqual((yield* stats).reserved, { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
-      yield* Effect.flip(Effect.fail(new LlmError.ServerError({ message: "500", status: 500 })).pipe(Admission.admit(request("y"), KEY)))
-      assert.deepStrictEqual((yield* stats).reserved, { requests: 1, tokens: 500, inputTokens: 300, outputTokens: 200 })
-    }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000 } })))
+  it.effect(
+    "a call that fails before reaching the provider is refunded in full; a provider error keeps the estimate",
+    () =>
+      Effect.gen(function* () {
+        yield* Effect.flip(
+          Effect.fail(new LlmError.CircuitOpen({ key: KEY, retryAfterMs: 10 })).pipe(Admission.admit(request("x"), KEY))
+        )
+        assert.deepStrictEqual((yield* stats).reserved, { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
+        yield* Effect.flip(
+          Effect.fail(new LlmError.ServerError({ message: "500", status: 500 })).pipe(
+            Admission.admit(request("y"), KEY)
+          )
+        )
+        assert.deepStrictEqual((yield* stats).reserved, {
+          requests: 1,
+          tokens: 500,
+          inputTokens: 300,
+          outputTokens: 200
+        })
+      }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000 } }))
+  )
 
   it.effect("streams reconcile from the Finish chunk and refund when interrupted", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const finish = {
         _tag: "Finish" as const,
         finishReason: "stop" as const,
@@ -484,14 +539,16 @@ describe("Admission", () => {
       const s = yield* stats
       assert.deepStrictEqual(s.reserved, { requests: 1, tokens: 50, inputTokens: 40, outputTokens: 10 })
       assert.strictEqual(s.availablePermits, 1)
-    }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000, maxConcurrency: 1 } })))
+    }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000, maxConcurrency: 1 } }))
+  )
 
   it.effect("separate input and output budgets are checked together with the others", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       // output cap 200 per request, 500 output tokens per minute: two fit although tokens and requests allow more
       const fibers = []
-      for (let i = 0; i < 3; i++) fibers.push(yield* Effect.forkChild(admitted(log, `o${i}`, "interactive", { usage: [300, 200] })))
+      for (let i = 0; i < 3; i++)
+        fibers.push(yield* Effect.forkChild(admitted(log, `o${i}`, "interactive", { usage: [300, 200] })))
       yield* Effect.yieldNow
       assert.strictEqual(log.length, 2)
       const s = yield* stats
@@ -501,21 +558,29 @@ describe("Admission", () => {
       assert.strictEqual(log[2].at, 60_000)
     }).pipe(
       provide({
-        defaults: { requestsPerMinute: 100, tokensPerMinute: 100_000, inputTokensPerMinute: 100_000, outputTokensPerMinute: 500 }
+        defaults: {
+          requestsPerMinute: 100,
+          tokensPerMinute: 100_000,
+          inputTokensPerMinute: 100_000,
+          outputTokensPerMinute: 500
+        }
       })
-    ))
+    )
+  )
 
   it("admission with budget available and an empty queue is synchronous", () => {
     const log: Array<Admitted> = []
     const result = Effect.runSync(
-      admitted(log, "sync").pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000, maxConcurrency: 2 } }))
+      admitted(log, "sync").pipe(
+        provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000, maxConcurrency: 2 } })
+      )
     )
     assert.strictEqual(result.text, "ok")
     assert.strictEqual(log.length, 1)
   })
 
   it.effect("keys without limits pass through; invalid options fail naming the field", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* call(log, "free", 1).pipe(Admission.admit(request("free"), "other/model"))
       assert.strictEqual(log.length, 1)
@@ -524,10 +589,11 @@ describe("Admission", () => {
       )
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "requestsPerMinute")
-    }).pipe(provide({ keys: { [KEY]: { requestsPerMinute: 1 } } })))
+    }).pipe(provide({ keys: { [KEY]: { requestsPerMinute: 1 } } }))
+  )
 
   it.effect("records admitted, rejected by reason, queue depth, wait time and tokens reserved vs actual", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const log: Array<Admitted> = []
       yield* admitted(log, "a", "interactive", { usage: [100, 50] })
       const b = yield* Effect.forkChild(admitted(log, "b"))
@@ -552,17 +618,18 @@ describe("Admission", () => {
     }).pipe(
       provide({ defaults: { requestsPerMinute: 1 }, maxQueueLength: 1 }),
       Effect.provideService(Metric.MetricRegistry, new Map())
-    ))
+    )
+  )
 
   describe("against FakeProvider with a real capacity (60 rpm, 12,000 tpm, 429 beyond)", () => {
     const capacity = { requestsPerMinute: 60, tokensPerMinute: 12_000 }
     // 400 chars -> 100 input tokens, 100 output tokens: 200 per call, so both limits allow exactly 60/min
     const overload = (estimator: TokenEstimator.TokenEstimatorShape, label: string, expectedPerMinute: number) =>
       it.effect(`a 5x overload through admission gets zero 429s and goodput equal to capacity (${label})`, () =>
-        Effect.gen(function*() {
+        Effect.gen(function* () {
           const llm = yield* Admission.wrapProvider(yield* LlmProvider.LlmProvider)
           const outcomes: Array<string> = []
-          const arrivals = Effect.gen(function*() {
+          const arrivals = Effect.gen(function* () {
             const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
             // 300 per minute (5x capacity) for 5 minutes
             for (let i = 0; i < 1500; i++) {
@@ -575,7 +642,10 @@ describe("Admission", () => {
               fibers.push(
                 yield* Effect.forkChild(
                   llm.complete(req).pipe(
-                    Effect.match({ onFailure: (e) => outcomes.push(e._tag === "AdmissionRejected" ? e.reason : e._tag), onSuccess: () => outcomes.push("ok") })
+                    Effect.match({
+                      onFailure: (e) => outcomes.push(e._tag === "AdmissionRejected" ? e.reason : e._tag),
+                      onSuccess: () => outcomes.push("ok")
+                    })
                   )
                 )
               )
@@ -591,9 +661,15 @@ describe("Admission", () => {
           assert.strictEqual(outcomes.filter((o) => o === "RateLimited").length, 0)
           // goodput: successful calls started in each minute of the overload equal the capacity
           const perMinute = [0, 1, 2, 3, 4].map(
-            (m) => calls.filter((c) => c.outcome === "success" && c.startedAt >= m * 60_000 && c.startedAt < (m + 1) * 60_000).length
+            (m) =>
+              calls.filter(
+                (c) => c.outcome === "success" && c.startedAt >= m * 60_000 && c.startedAt < (m + 1) * 60_000
+              ).length
           )
-          assert.deepStrictEqual(perMinute, [0, 1, 2, 3, 4].map(() => expectedPerMinute))
+          assert.deepStrictEqual(
+            perMinute,
+            [0, 1, 2, 3, 4].map(() => expectedPerMinute)
+          )
           // the excess was shed by admission (waited its bound), never sent
           assert.strictEqual(calls.length, outcomes.filter((o) => o === "ok").length)
           assert.isAbove(outcomes.filter((o) => o === "wait-too-long").length, 1000)
@@ -605,7 +681,8 @@ describe("Admission", () => {
             )
           ),
           Effect.provideService(TokenEstimator.TokenEstimator, estimator)
-        ))
+        )
+      )
     // an estimator that counts like the provider (chars / 4, no framing): the token limit binds exactly
     overload(TokenEstimator.heuristic({ perMessageTokens: 0, perRequestTokens: 0 }), "estimates match the provider", 60)
     // the default heuristic pads each estimate by 7 tokens (framing); while calls are in flight the padding

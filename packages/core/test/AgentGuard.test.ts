@@ -22,11 +22,10 @@ describe("AgentGuard", () => {
       const guard = yield* AgentGuard.make()
       for (let turn = 1; turn <= 20; turn++) yield* guard.turn(conversation("c1", `step ${turn}`))
       const error = yield* Effect.flip(guard.turn(conversation("c1", "step 21")))
-      assert.deepStrictEqual(error._tag === "TurnLimitExceeded" ? [error.conversationId, error.turns, error.limit] : error._tag, [
-        "c1",
-        21,
-        20
-      ])
+      assert.deepStrictEqual(
+        error._tag === "TurnLimitExceeded" ? [error.conversationId, error.turns, error.limit] : error._tag,
+        ["c1", 21, 20]
+      )
       assert.strictEqual(yield* guard.turns("c1"), 20)
       // other conversations and requests without a conversation are unaffected
       yield* guard.turn(conversation("c2", "step 1"))
@@ -34,7 +33,8 @@ describe("AgentGuard", () => {
       // ending a conversation forgets it
       yield* guard.end("c1")
       yield* guard.turn(conversation("c1", "fresh start"))
-    }))
+    })
+  )
 
   it.effect("the same request K times within the window is a loop; outside the window it is not", () =>
     Effect.gen(function* () {
@@ -45,14 +45,18 @@ describe("AgentGuard", () => {
       yield* guard.turn(conversation("c1", "something else"))
       yield* guard.turn(same)
       const error = yield* Effect.flip(guard.turn(same))
-      assert.deepStrictEqual(error._tag === "LoopDetected" ? [error.conversationId, error.repeats] : error._tag, ["c1", 3])
+      assert.deepStrictEqual(error._tag === "LoopDetected" ? [error.conversationId, error.repeats] : error._tag, [
+        "c1",
+        3
+      ])
       // the first occurrence leaves the window after a minute: two in the window again, allowed
       yield* TestClock.adjust("51 seconds")
       yield* guard.turn(same)
       assert.strictEqual(yield* guard.turns("c1"), 4)
       // the same text to another model is another request
       yield* guard.turn(conversation("c1", "list the files", "other-model"))
-    }))
+    })
+  )
 
   it.effect("a custom fingerprint decides what 'the same' means; refusals are counted", () =>
     Effect.gen(function* () {
@@ -62,14 +66,16 @@ describe("AgentGuard", () => {
       assert.strictEqual(error._tag, "LoopDetected")
       const refused = yield* Metric.value(Metric.withAttributes(AgentGuard.metrics.refused, { reason: "loop" }))
       assert.strictEqual(refused.count, 1)
-    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 
   it.effect("invalid options fail at construction, naming the field", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(AgentGuard.make({ maxTurns: 0, loopRepeats: 1 }))
       assert.include(error.message, "maxTurns")
       assert.include(error.message, "loopRepeats")
-    }))
+    })
+  )
 })
 
 // ---------------------------------------------------------------------------------------------------
@@ -99,7 +105,13 @@ const runawayAgent = (guardLimitUsd: number) =>
       Effect.sync((): LlmResponse.LlmResponse => {
         const usage = usageOfTurn(usages.length + 1)
         usages.push(usage)
-        return { text: `tool call ${usages.length}`, finishReason: "tool_calls", usage, provider: "openai", model: "gpt-4o-2024-08-06" }
+        return {
+          text: `tool call ${usages.length}`,
+          finishReason: "tool_calls",
+          usage,
+          provider: "openai",
+          model: "gpt-4o-2024-08-06"
+        }
       })
     const messages: Array<LlmRequest.Message> = []
     let stoppedBy: LlmError.LlmError | undefined
@@ -110,7 +122,11 @@ const runawayAgent = (guardLimitUsd: number) =>
         messages: [...messages],
         metadata: { conversationId: "runaway", tenant: "acme" }
       }
-      const result = yield* provider(request).pipe(spend.protect(KEY, request), agentGuard.protect(request), Effect.result)
+      const result = yield* provider(request).pipe(
+        spend.protect(KEY, request),
+        agentGuard.protect(request),
+        Effect.result
+      )
       if (result._tag === "Failure") stoppedBy = result.failure
       else messages.push({ role: "assistant", content: result.success.text })
       yield* TestClock.adjust("2 seconds")
@@ -135,7 +151,8 @@ describe("the runaway agent loop", () => {
       for (let n = 1; n <= 20; n++) byHand += ((500 * n + 500) * 2.5 + 500 * (n - 1) * 1.25 + 500 * 10) / 1e6
       assert.closeTo(spent, byHand, 1e-12)
       assert.closeTo(spent, 0.50625, 1e-12)
-    }))
+    })
+  )
 
   it.effect("is stopped at its budget by the spend guard when the budget comes first", () =>
     Effect.gen(function* () {
@@ -151,5 +168,6 @@ describe("the runaway agent loop", () => {
       assert.strictEqual(spent, expected)
       assert.isAtLeast(spent, 0.1)
       assert.isBelow(spent - PriceTable.cost(price, usageOfTurn(providerCalls)), 0.1)
-    }))
+    })
+  )
 })

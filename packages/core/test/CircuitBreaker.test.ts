@@ -34,7 +34,13 @@ const collectTransitions = (breaker: CircuitBreaker.CircuitBreaker) =>
 /** A call that counts how often it ran. */
 const counted = <A, E>(self: Effect.Effect<A, E>) => {
   const state = { runs: 0 }
-  return { state, call: Effect.suspend(() => (state.runs++, self)) }
+  return {
+    state,
+    call: Effect.suspend(() => {
+      state.runs++
+      return self
+    })
+  }
 }
 
 describe("CircuitBreaker", () => {
@@ -54,7 +60,8 @@ describe("CircuitBreaker", () => {
       yield* TestClock.adjust("4 seconds")
       const later = yield* Effect.flip(call.pipe(breaker.protect(KEY)))
       assert.strictEqual((later as LlmError.CircuitOpen).retryAfterMs, 6_000)
-    }))
+    })
+  )
 
   it.effect("a success resets the consecutive-failure streak", () =>
     Effect.gen(function* () {
@@ -65,7 +72,8 @@ describe("CircuitBreaker", () => {
       assert.strictEqual(yield* tagOf(breaker), "Closed")
       yield* repeat(breaker, fail503, 1)
       assert.strictEqual(yield* tagOf(breaker), "Open")
-    }))
+    })
+  )
 
   it.effect("the rate policy does not trip below its minimum number of calls", () =>
     Effect.gen(function* () {
@@ -84,7 +92,8 @@ describe("CircuitBreaker", () => {
       assert.strictEqual(yield* tagOf(breaker), "Open")
       yield* Effect.yieldNow
       assert.strictEqual(seen[0]?.reason, "failure-rate")
-    }))
+    })
+  )
 
   it.effect("the failure rate is over a rolling time window: old failures leave it", () =>
     Effect.gen(function* () {
@@ -102,11 +111,14 @@ describe("CircuitBreaker", () => {
       assert.strictEqual(yield* tagOf(breaker), "Closed")
       yield* repeat(breaker, fail503, 2) // 3 of 12 = 25%
       assert.strictEqual(yield* tagOf(breaker), "Open")
-    }))
+    })
+  )
 
   it.effect("fatal client errors and 429s do not count by default; 429s count when configured", () =>
     Effect.gen(function* () {
-      const rateLimited = Effect.fail(new LlmError.RateLimited({ message: "slow down", limit: "requests", status: 429 }))
+      const rateLimited = Effect.fail(
+        new LlmError.RateLimited({ message: "slow down", limit: "requests", status: 429 })
+      )
       const badRequest = Effect.fail(new LlmError.BadRequest({ message: "bad", status: 400 }))
       const lenient = yield* CircuitBreaker.make({ consecutiveFailures: 2, minimumCalls: 2 })
       yield* repeat(lenient, rateLimited, 5)
@@ -118,7 +130,8 @@ describe("CircuitBreaker", () => {
       const custom = yield* CircuitBreaker.make({ consecutiveFailures: 2, failureTags: ["BadRequest"] })
       yield* repeat(custom, badRequest, 2)
       assert.strictEqual(yield* tagOf(custom), "Open")
-    }))
+    })
+  )
 
   it.effect("slow calls trip while still in flight, at the moment they pass the threshold", () =>
     Effect.gen(function* () {
@@ -148,7 +161,8 @@ describe("CircuitBreaker", () => {
         seen.map((t) => [t.to, t.reason, t.at]),
         [["Open", "slow-call-rate", 4_500]]
       )
-    }))
+    })
+  )
 
   it.effect("completed slow calls count as slow; fast successes do not", () =>
     Effect.gen(function* () {
@@ -165,11 +179,16 @@ describe("CircuitBreaker", () => {
       }
       // three slow calls in a row trip the consecutive policy
       assert.strictEqual(yield* tagOf(breaker), "Open")
-    }))
+    })
+  )
 
   it.effect("half-open admits N probes, rejects the rest, and closes when all N succeed", () =>
     Effect.gen(function* () {
-      const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1, halfOpenProbes: 2, openDuration: "10 seconds" })
+      const breaker = yield* CircuitBreaker.make({
+        consecutiveFailures: 1,
+        halfOpenProbes: 2,
+        openDuration: "10 seconds"
+      })
       yield* repeat(breaker, fail503, 1)
       yield* TestClock.adjust("10 seconds")
       const { state, call } = counted(Effect.sleep("1 second").pipe(Effect.as("probe ok")))
@@ -183,7 +202,8 @@ describe("CircuitBreaker", () => {
       yield* Fiber.join(p1)
       yield* Fiber.join(p2)
       assert.strictEqual(yield* tagOf(breaker), "Closed")
-    }))
+    })
+  )
 
   it.effect("one failed probe of N reopens the circuit at once", () =>
     Effect.gen(function* () {
@@ -194,14 +214,18 @@ describe("CircuitBreaker", () => {
       })
       yield* repeat(breaker, fail503, 1)
       yield* TestClock.adjust("10 seconds")
-      const slow = yield* Effect.sleep("5 seconds").pipe(breaker.protect(KEY), Effect.forkChild({ startImmediately: true }))
+      const slow = yield* Effect.sleep("5 seconds").pipe(
+        breaker.protect(KEY),
+        Effect.forkChild({ startImmediately: true })
+      )
       yield* repeat(breaker, fail503, 1)
       assert.deepStrictEqual(yield* breaker.status(KEY), { _tag: "Open", key: KEY, retryAfterMs: 20_000, openings: 2 })
       // the other probe's late success belongs to the old half-open episode and changes nothing
       yield* TestClock.adjust("5 seconds")
       yield* Fiber.join(slow)
       assert.strictEqual(yield* tagOf(breaker), "Open")
-    }))
+    })
+  )
 
   it.effect("a hung probe is released after the probe timeout and the circuit reopens", () =>
     Effect.gen(function* () {
@@ -233,7 +257,8 @@ describe("CircuitBreaker", () => {
           ["HalfOpen", "Closed", "probes-succeeded", 35_000]
         ]
       )
-    }))
+    })
+  )
 
   it.effect("an interrupted probe frees its slot for the next caller", () =>
     Effect.gen(function* () {
@@ -245,7 +270,8 @@ describe("CircuitBreaker", () => {
       yield* Fiber.interrupt(probe)
       assert.strictEqual(yield* ok.pipe(breaker.protect(KEY)), "ok")
       assert.strictEqual(yield* tagOf(breaker), "Closed")
-    }))
+    })
+  )
 
   it.effect("the open duration grows on repeated trips up to its cap, and resets after a calm period", () =>
     Effect.gen(function* () {
@@ -270,7 +296,8 @@ describe("CircuitBreaker", () => {
       yield* TestClock.adjust("61 seconds")
       yield* repeat(breaker, fail503, 1)
       assert.deepStrictEqual(yield* breaker.status(KEY), { _tag: "Open", key: KEY, retryAfterMs: 10_000, openings: 1 })
-    }))
+    })
+  )
 
   it.effect("a provider's Retry-After lengthens the opening, up to maxRetryAfter", () =>
     Effect.gen(function* () {
@@ -292,7 +319,8 @@ describe("CircuitBreaker", () => {
       yield* TestClock.adjust("120 seconds")
       yield* repeat(breaker, overloaded(1_000), 1)
       assert.deepStrictEqual(yield* breaker.status(KEY), { _tag: "Open", key: KEY, retryAfterMs: 10_000, openings: 3 })
-    }))
+    })
+  )
 
   it.effect("isolate forces open, forceClosed never trips, reset returns to automatic", () =>
     Effect.gen(function* () {
@@ -300,7 +328,10 @@ describe("CircuitBreaker", () => {
       const { state, call } = counted(ok)
       yield* breaker.isolate(KEY)
       const rejected = yield* Effect.flip(call.pipe(breaker.protect(KEY)))
-      assert.deepStrictEqual([rejected._tag, (rejected as LlmError.CircuitOpen).retryAfterMs, state.runs], ["CircuitOpen", 30_000, 0])
+      assert.deepStrictEqual(
+        [rejected._tag, (rejected as LlmError.CircuitOpen).retryAfterMs, state.runs],
+        ["CircuitOpen", 30_000, 0]
+      )
       yield* TestClock.adjust("1 hour")
       assert.strictEqual(yield* tagOf(breaker), "Isolated")
       assert.strictEqual((yield* Effect.exit(breaker.check(KEY)))._tag, "Failure")
@@ -315,7 +346,8 @@ describe("CircuitBreaker", () => {
       assert.strictEqual(yield* tagOf(breaker), "Closed")
       yield* repeat(breaker, fail503, 1)
       assert.strictEqual(yield* tagOf(breaker), "Open")
-    }))
+    })
+  )
 
   it.effect("metrics-only mode computes states and counts rejections but never rejects", () =>
     Effect.gen(function* () {
@@ -327,7 +359,8 @@ describe("CircuitBreaker", () => {
       yield* Effect.exit(breaker.check(KEY)).pipe(Effect.map((e) => assert.isTrue(Exit.isSuccess(e))))
       const rejections = yield* Metric.value(Metric.withAttributes(CircuitBreaker.metrics.rejections, { key: KEY }))
       assert.strictEqual(rejections.count, 3)
-    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 
   it.effect("metrics: state gauge, transitions and rejections", () =>
     Effect.gen(function* () {
@@ -347,7 +380,8 @@ describe("CircuitBreaker", () => {
         to: "Closed"
       })
       assert.deepStrictEqual([(yield* Metric.value(toOpen)).count, (yield* Metric.value(toClosed)).count], [1, 1])
-    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 
   it.effect("check and status read a circuit without admitting a call", () =>
     Effect.gen(function* () {
@@ -362,7 +396,8 @@ describe("CircuitBreaker", () => {
       yield* breaker.check(KEY)
       assert.strictEqual(yield* ok.pipe(breaker.protect(KEY)), "ok")
       assert.strictEqual(yield* tagOf(breaker), "Closed")
-    }))
+    })
+  )
 
   it.effect("record: another stage's failure counts, and reopens a half-open circuit", () =>
     Effect.gen(function* () {
@@ -372,12 +407,16 @@ describe("CircuitBreaker", () => {
       yield* breaker.record(KEY, CircuitBreaker.failure())
       assert.strictEqual(yield* tagOf(breaker), "Open")
       yield* TestClock.adjust("10 seconds")
-      const probe = yield* Effect.sleep("1 second").pipe(breaker.protect(KEY), Effect.forkChild({ startImmediately: true }))
+      const probe = yield* Effect.sleep("1 second").pipe(
+        breaker.protect(KEY),
+        Effect.forkChild({ startImmediately: true })
+      )
       yield* breaker.record(KEY, CircuitBreaker.failure())
       assert.strictEqual(yield* tagOf(breaker), "Open")
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(probe)
-    }))
+    })
+  )
 
   it.effect("admit / complete by hand, for streams", () =>
     Effect.gen(function* () {
@@ -388,7 +427,8 @@ describe("CircuitBreaker", () => {
       yield* breaker.complete(permit, CircuitBreaker.failure()) // a second completion is a no-op
       assert.strictEqual(yield* tagOf(breaker), "Open")
       assert.strictEqual((yield* Effect.flip(breaker.admit(KEY)))._tag, "CircuitOpen")
-    }))
+    })
+  )
 
   it.effect("invalid options fail at construction with an error naming the field", () =>
     Effect.gen(function* () {
@@ -399,15 +439,23 @@ describe("CircuitBreaker", () => {
       assert.include(error.message, "failureRateThreshold")
       assert.include(error.message, "window")
       assert.include(error.message, "halfOpenProbes")
-    }))
+    })
+  )
 
   it.effect("keys are independent circuits", () =>
     Effect.gen(function* () {
       const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
       yield* repeat(breaker, fail503, 1)
       assert.strictEqual(yield* ok.pipe(breaker.protect("anthropic/claude-sonnet-4")), "ok")
-      assert.strictEqual(yield* ok.pipe(CircuitBreaker.withBreaker("x/y"), Effect.provideService(CircuitBreaker.CircuitBreaker, breaker)), "ok")
-    }))
+      assert.strictEqual(
+        yield* ok.pipe(
+          CircuitBreaker.withBreaker("x/y"),
+          Effect.provideService(CircuitBreaker.CircuitBreaker, breaker)
+        ),
+        "ok"
+      )
+    })
+  )
 })
 
 // ---------------------------------------------------------------------------------------------------
@@ -616,42 +664,48 @@ const outageDrill = (mode: "failing" | "hanging") =>
   })
 
 describe("the seeds' outage (100 req/min, 20% over 60 s, 30 s timeouts, 5-minute outage)", () => {
-  it.effect("failing outage (503 at once): <= 15 provider calls, the rest rejected at once, closes within one probe interval", () =>
-    Effect.gen(function* () {
-      const { transitions, duringOutage, outageRequests, requests } = yield* outageDrill("failing")
-      assert.isAtMost(duringOutage.length, 15)
-      assert.isAtLeast(duringOutage.length, 5)
-      const rejected = outageRequests.filter((r) => r.result === "rejected")
-      assert.strictEqual(rejected.length, outageRequests.length - duringOutage.length)
-      for (const r of rejected) assert.strictEqual(r.endedAt, r.at) // no waiting
-      // healthy before and after
-      assert.isTrue(requests.filter((r) => r.at < OUTAGE_START).every((r) => r.result === "ok"))
-      const lastOpen = transitions.filter((t) => t.to === "Open" && t.at < OUTAGE_END).at(-1)
-      const closed = transitions.find((t) => t.to === "Closed" && t.at >= OUTAGE_END)
-      assert.isDefined(lastOpen)
-      assert.isDefined(closed)
-      // the first probe after recovery closes it: within one probe interval (the last opening)
-      assert.isAtMost((closed?.at ?? 0) - OUTAGE_END, lastOpen?.openForMs ?? 0)
-      assert.isAtMost((closed?.at ?? 0) - OUTAGE_END, 60_000)
-      assert.isTrue(requests.filter((r) => r.at > (closed?.at ?? 0)).every((r) => r.result === "ok"))
-    }))
+  it.effect(
+    "failing outage (503 at once): <= 15 provider calls, the rest rejected at once, closes within one probe interval",
+    () =>
+      Effect.gen(function* () {
+        const { transitions, duringOutage, outageRequests, requests } = yield* outageDrill("failing")
+        assert.isAtMost(duringOutage.length, 15)
+        assert.isAtLeast(duringOutage.length, 5)
+        const rejected = outageRequests.filter((r) => r.result === "rejected")
+        assert.strictEqual(rejected.length, outageRequests.length - duringOutage.length)
+        for (const r of rejected) assert.strictEqual(r.endedAt, r.at) // no waiting
+        // healthy before and after
+        assert.isTrue(requests.filter((r) => r.at < OUTAGE_START).every((r) => r.result === "ok"))
+        const lastOpen = transitions.filter((t) => t.to === "Open" && t.at < OUTAGE_END).at(-1)
+        const closed = transitions.find((t) => t.to === "Closed" && t.at >= OUTAGE_END)
+        assert.isDefined(lastOpen)
+        assert.isDefined(closed)
+        // the first probe after recovery closes it: within one probe interval (the last opening)
+        assert.isAtMost((closed?.at ?? 0) - OUTAGE_END, lastOpen?.openForMs ?? 0)
+        assert.isAtMost((closed?.at ?? 0) - OUTAGE_END, 60_000)
+        assert.isTrue(requests.filter((r) => r.at > (closed?.at ?? 0)).every((r) => r.result === "ok"))
+      })
+  )
 
-  it.effect("hanging outage: opens ~3 s + minimum calls after the start, long before the 30 s timeout; <= 15 provider calls", () =>
-    Effect.gen(function* () {
-      const { transitions, duringOutage, outageRequests } = yield* outageDrill("hanging")
-      const opened = transitions.find((t) => t.to === "Open")
-      assert.isDefined(opened)
-      const openedAfter = (opened?.at ?? 0) - OUTAGE_START
-      assert.isAtLeast(openedAfter, 3_000)
-      assert.isAtMost(openedAfter, 3_000 + 10 * TICK)
-      assert.isBelow(openedAfter, 30_000)
-      assert.isAtMost(duringOutage.length, 15)
-      const rejected = outageRequests.filter((r) => r.result === "rejected")
-      assert.strictEqual(rejected.length, outageRequests.length - duringOutage.length)
-      for (const r of rejected) assert.strictEqual(r.endedAt, r.at)
-      // every probe during the outage was released at the probe timeout (3 s), none wedged the circuit
-      const probeTimeouts = transitions.filter((t) => t.reason === "probe-timeout" && t.at < OUTAGE_END)
-      assert.isAtLeast(probeTimeouts.length, 3)
-      assert.isDefined(transitions.find((t) => t.to === "Closed" && t.at >= OUTAGE_END))
-    }))
+  it.effect(
+    "hanging outage: opens ~3 s + minimum calls after the start, long before the 30 s timeout; <= 15 provider calls",
+    () =>
+      Effect.gen(function* () {
+        const { transitions, duringOutage, outageRequests } = yield* outageDrill("hanging")
+        const opened = transitions.find((t) => t.to === "Open")
+        assert.isDefined(opened)
+        const openedAfter = (opened?.at ?? 0) - OUTAGE_START
+        assert.isAtLeast(openedAfter, 3_000)
+        assert.isAtMost(openedAfter, 3_000 + 10 * TICK)
+        assert.isBelow(openedAfter, 30_000)
+        assert.isAtMost(duringOutage.length, 15)
+        const rejected = outageRequests.filter((r) => r.result === "rejected")
+        assert.strictEqual(rejected.length, outageRequests.length - duringOutage.length)
+        for (const r of rejected) assert.strictEqual(r.endedAt, r.at)
+        // every probe during the outage was released at the probe timeout (3 s), none wedged the circuit
+        const probeTimeouts = transitions.filter((t) => t.reason === "probe-timeout" && t.at < OUTAGE_END)
+        assert.isAtLeast(probeTimeouts.length, 3)
+        assert.isDefined(transitions.find((t) => t.to === "Closed" && t.at >= OUTAGE_END))
+      })
+  )
 })

@@ -25,19 +25,28 @@ describe("QualityJudge", () => {
     Effect.gen(function* () {
       let judged = 0
       const quality = yield* QualityJudge.make({
-        judge: (q, r) => Effect.suspend(() => (judged++, lengthJudge(q, r))),
+        judge: (q, r) =>
+          Effect.suspend(() => {
+            judged++
+            return lengthJudge(q, r)
+          }),
         sampleRate: 0.25
       })
       const verdicts: Array<string> = []
       for (let i = 0; i < 8; i++) verdicts.push((yield* quality.evaluate(KEY, request, answer("a fine answer")))._tag)
       assert.strictEqual(judged, 2)
       assert.deepStrictEqual(verdicts.slice(0, 4), ["Judged", "NotSampled", "NotSampled", "NotSampled"])
-    }).pipe(Effect.provideService(Random.Random, sequenceRandom([0.1, 0.25, 0.5, 0.9]))))
+    }).pipe(Effect.provideService(Random.Random, sequenceRandom([0.1, 0.25, 0.5, 0.9])))
+  )
 
   it.effect("a score below the threshold counts as a breaker failure (judge outside or inside the breaker)", () =>
     Effect.gen(function* () {
       const plain = yield* QualityJudge.make({ judge: lengthJudge, threshold: 0.5, sampleRate: 1 })
-      assert.deepStrictEqual(yield* plain.evaluate(KEY, request, answer("ok")), { _tag: "Judged", score: 0.2, passed: false })
+      assert.deepStrictEqual(yield* plain.evaluate(KEY, request, answer("ok")), {
+        _tag: "Judged",
+        score: 0.2,
+        passed: false
+      })
 
       const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 2 })
       const quality = yield* QualityJudge.make({ judge: lengthJudge, threshold: 0.5, sampleRate: 1, breaker })
@@ -50,7 +59,10 @@ describe("QualityJudge", () => {
       const returned = yield* empty.pipe(breaker.protect(KEY), quality.protect(KEY, request))
       assert.strictEqual(returned.text, "") // the response is returned unchanged
       const status = yield* breaker.status(KEY)
-      assert.deepStrictEqual(status._tag === "Closed" ? [status.calls, status.failures, status.consecutiveFailures] : status._tag, [3, 1, 1])
+      assert.deepStrictEqual(
+        status._tag === "Closed" ? [status.calls, status.failures, status.consecutiveFailures] : status._tag,
+        [3, 1, 1]
+      )
       // judged inside the breaker, before it records the call: the call counts as a failure
       yield* empty.pipe(quality.protect(KEY, request), breaker.protect(KEY))
       assert.strictEqual((yield* breaker.status(KEY))._tag, "Open")
@@ -59,7 +71,8 @@ describe("QualityJudge", () => {
     }).pipe(
       Effect.provideService(Random.Random, sequenceRandom([0.5])),
       Effect.provideService(Metric.MetricRegistry, new Map())
-    ))
+    )
+  )
 
   it.effect("a failing judge is logged and judged nothing: no breaker failure", () =>
     Effect.gen(function* () {
@@ -71,7 +84,8 @@ describe("QualityJudge", () => {
       })
       assert.deepStrictEqual(yield* quality.evaluate(KEY, request, answer("")), { _tag: "JudgeFailed" })
       assert.strictEqual((yield* breaker.status(KEY))._tag, "Closed")
-    }))
+    })
+  )
 
   it.effect("sampleRate 0 never judges; an invalid sampleRate fails at construction", () =>
     Effect.gen(function* () {
@@ -79,5 +93,6 @@ describe("QualityJudge", () => {
       assert.deepStrictEqual(yield* quality.evaluate(KEY, request, answer("")), { _tag: "NotSampled" })
       const error = yield* Effect.flip(QualityJudge.make({ judge: lengthJudge, sampleRate: 2 }))
       assert.include(error.message, "sampleRate")
-    }).pipe(Effect.provideService(Random.Random, sequenceRandom([0]))))
+    }).pipe(Effect.provideService(Random.Random, sequenceRandom([0])))
+  )
 })

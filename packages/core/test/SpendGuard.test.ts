@@ -29,10 +29,18 @@ describe("PriceTable", () => {
     assert.strictEqual(PriceTable.priceOf(prices, "o3", "openai"), prices["openai/o3"])
     assert.isUndefined(PriceTable.priceOf(prices, "gpt-4"))
     // 600k uncached * 2.5 + 400k cached * 1.25 + 100k output * 10, per million
-    const usd = PriceTable.cost(prices["gpt-4o"], { inputTokens: 1_000_000, cachedInputTokens: 400_000, outputTokens: 100_000 })
+    const usd = PriceTable.cost(prices["gpt-4o"], {
+      inputTokens: 1_000_000,
+      cachedInputTokens: 400_000,
+      outputTokens: 100_000
+    })
     assert.closeTo(usd, 1.5 + 0.5 + 1, 1e-12)
     // no cached price: cached tokens cost the input price
-    assert.closeTo(PriceTable.cost(prices["openai/o3"], { inputTokens: 1_000_000, cachedInputTokens: 1_000_000, outputTokens: 0 }), 2, 1e-12)
+    assert.closeTo(
+      PriceTable.cost(prices["openai/o3"], { inputTokens: 1_000_000, cachedInputTokens: 1_000_000, outputTokens: 0 }),
+      2,
+      1e-12
+    )
   })
 
   it("ships a dated example table", () => {
@@ -46,7 +54,8 @@ describe("PriceTable", () => {
       const error = yield* Effect.flip(PriceTable.make({ "gpt-x": { inputPerMillion: -1, outputPerMillion: 1 } }))
       assert.include(error.message, "gpt-x")
       assert.include(error.message, "inputPerMillion")
-    }))
+    })
+  )
 })
 
 describe("SpendGuard", () => {
@@ -62,7 +71,8 @@ describe("SpendGuard", () => {
         assert.strictEqual(yield* spend.spent(scope), a + b)
       }
       assert.strictEqual(yield* spend.spent("tenant:other"), 0)
-    }))
+    })
+  )
 
   it.effect("a windowed budget fails fast with BudgetExceeded until the window turns over", () =>
     Effect.gen(function* () {
@@ -94,7 +104,8 @@ describe("SpendGuard", () => {
       yield* TestClock.adjust("50 minutes")
       yield* provider.pipe(spend.protect("openai/gpt-4o", req))
       assert.strictEqual(calls, 4)
-    }))
+    })
+  )
 
   it.effect("budgets per key and per conversation; a lifetime budget never resets by itself", () =>
     Effect.gen(function* () {
@@ -108,15 +119,19 @@ describe("SpendGuard", () => {
       const provider = Effect.succeed(response({ inputTokens: 4_000, outputTokens: 0 }))
       yield* provider.pipe(spend.protect("openai/gpt-4o", request({ conversationId: "c1" })))
       const error = yield* Effect.flip(provider.pipe(spend.protect("openai/gpt-4o", request({ conversationId: "c1" }))))
-      assert.deepStrictEqual(
-        error._tag === "BudgetExceeded" ? [error.scope, error.retryAfterMs] : error._tag,
-        ["conversation:c1", undefined]
-      )
+      assert.deepStrictEqual(error._tag === "BudgetExceeded" ? [error.scope, error.retryAfterMs] : error._tag, [
+        "conversation:c1",
+        undefined
+      ])
       yield* TestClock.adjust("2 hours")
-      assert.strictEqual((yield* Effect.flip(spend.check({ key: "openai/gpt-4o", conversationId: "c1" })))._tag, "BudgetExceeded")
+      assert.strictEqual(
+        (yield* Effect.flip(spend.check({ key: "openai/gpt-4o", conversationId: "c1" })))._tag,
+        "BudgetExceeded"
+      )
       // requests outside the conversation are not affected
       yield* spend.check({ key: "openai/gpt-4o" })
-    }))
+    })
+  )
 
   it.effect("a request above the cost threshold counts as a breaker failure", () =>
     Effect.gen(function* () {
@@ -131,16 +146,21 @@ describe("SpendGuard", () => {
       assert.deepStrictEqual(status._tag === "Closed" ? [status.calls, status.failures] : status._tag, [2, 1])
       yield* expensive.pipe(breaker.protect(key), spend.protect(key, request()))
       assert.strictEqual((yield* breaker.status(key))._tag, "Open")
-    }))
+    })
+  )
 
   it.effect("an unknown model is charged $0 (with a warning), and the cost metric counts by key", () =>
     Effect.gen(function* () {
       const spend = yield* SpendGuard.make({ prices })
-      assert.strictEqual(yield* spend.charge({ key: "x/y" }, "mystery-model", { inputTokens: 1e6, outputTokens: 1e6 }), 0)
+      assert.strictEqual(
+        yield* spend.charge({ key: "x/y" }, "mystery-model", { inputTokens: 1e6, outputTokens: 1e6 }),
+        0
+      )
       yield* spend.charge({ key: "openai/gpt-4o" }, "gpt-4o", { inputTokens: 1e6, outputTokens: 0 })
       const cost = yield* Metric.value(Metric.withAttributes(SpendGuard.metrics.costUsd, { key: "openai/gpt-4o" }))
       assert.strictEqual(cost.count, 2.5)
-    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 
   it.effect("invalid budgets fail at construction, naming the field", () =>
     Effect.gen(function* () {
@@ -149,5 +169,6 @@ describe("SpendGuard", () => {
       )
       assert.include(error.message, "limitUsd")
       assert.include(error.message, "window")
-    }))
+    })
+  )
 })

@@ -162,6 +162,8 @@ export interface Window {
   readonly from: Duration.Input
   readonly to: Duration.Input
   readonly behavior: Behavior
+  /** Which calls the window applies to: `streamed`, `unary` (`complete`) or `all` (default). */
+  readonly calls?: "all" | "streamed" | "unary" | undefined
 }
 
 /**

@@ -398,6 +398,26 @@ describe("FakeProvider", () => {
     })
   )
 
+  it.effect("a window can apply to streamed calls only (or unary calls only)", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({
+        windows: [
+          { from: 0, to: "1 minute", calls: "streamed", behavior: FakeProvider.fail(FakeProvider.serverError(502)) },
+          { from: 0, to: "1 minute", calls: "unary", behavior: FakeProvider.fail(FakeProvider.overloaded()) }
+        ]
+      })
+      expect((yield* Effect.flip(fake.provider.complete(req())))._tag).toBe("Overloaded")
+      expect((yield* Effect.flip(Stream.runCollect(fake.provider.stream(req()))))._tag).toBe("ServerError")
+      yield* TestClock.adjust("1 minute")
+      yield* fake.provider.complete(req())
+      expect((yield* fake.calls).map((c) => [c.streamed, c.outcome])).toEqual([
+        [false, "Overloaded"],
+        [true, "ServerError"],
+        [false, "success"]
+      ])
+    })
+  )
+
   it.effect("with no scenario every model answers at once with the default text", () =>
     Effect.gen(function* () {
       const provider = yield* llm

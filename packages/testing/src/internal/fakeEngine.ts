@@ -61,6 +61,7 @@ interface CompiledWindow {
   readonly fromMs: number
   readonly toMs: number
   readonly behavior: CompiledBehavior
+  readonly calls: "all" | "streamed" | "unary"
 }
 
 interface CompiledModel {
@@ -146,6 +147,9 @@ const compileBehavior = (b: Behavior, base: Shape, path: string): CompiledBehavi
   }
 }
 
+const applies = (w: CompiledWindow, streamed: boolean): boolean =>
+  w.calls === "all" || (w.calls === "streamed") === streamed
+
 const compileWindows = (
   ws: ReadonlyArray<Window> | undefined,
   base: Shape,
@@ -156,7 +160,11 @@ const compileWindows = (
     const fromMs = toMillis(w.from, `${p}.from`, 0)
     const toMs = toMillis(w.to, `${p}.to`, 0)
     if (!(toMs > fromMs)) throw new ScenarioIssue(`${p}.to`, "must be after from")
-    return { fromMs, toMs, behavior: compileBehavior(w.behavior, base, `${p}.behavior`) }
+    const calls = w.calls ?? "all"
+    if (calls !== "all" && calls !== "streamed" && calls !== "unary") {
+      throw new ScenarioIssue(`${p}.calls`, "must be all, streamed or unary")
+    }
+    return { fromMs, toMs, behavior: compileBehavior(w.behavior, base, `${p}.behavior`), calls }
   })
 
 const compileModel = (m: ModelScript, path: string): CompiledModel => {
@@ -405,7 +413,7 @@ export const makeFake = (compiled: Compiled, createdAt: number): Fake => {
     let behavior = m.script[callIndex]
     if (behavior === undefined) {
       for (const w of m.windows) {
-        if (elapsed >= w.fromMs && elapsed < w.toMs) {
+        if (elapsed >= w.fromMs && elapsed < w.toMs && applies(w, streamed)) {
           behavior = w.behavior
           break
         }
@@ -413,7 +421,7 @@ export const makeFake = (compiled: Compiled, createdAt: number): Fake => {
     }
     if (behavior === undefined) {
       for (const w of state.providerWindows) {
-        if (elapsed >= w.fromMs && elapsed < w.toMs) {
+        if (elapsed >= w.fromMs && elapsed < w.toMs && applies(w, streamed)) {
           behavior = w.behavior
           break
         }

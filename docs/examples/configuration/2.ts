@@ -1,0 +1,62 @@
+// Generated from docs/configuration.md (block 2, line 43) by scripts/docs-examples.ts: do not edit.
+// Edit the guide and run `npx node scripts/docs-examples.ts`.
+import { NodeHttpClient } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { FallbackPlan, PriceTable, Resilience } from "@llm-resilience/core"
+import { AnthropicProvider, OpenAiProvider } from "@llm-resilience/providers"
+
+export const config: Resilience.Config = {
+  // limits per provider/model: admission keeps each key under them before the provider says 429
+  models: {
+    "openai/gpt-4o-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 },
+    "anthropic/claude-haiku-4-5": {
+      requestsPerMinute: 50,
+      inputTokensPerMinute: 50_000,
+      outputTokensPerMinute: 10_000,
+      maxConcurrency: 20,
+      contextWindow: 200_000
+    }
+  },
+  paths: {
+    chat: {
+      retry: "interactive",
+      timeouts: { totalMs: 8_000, firstTokenMs: 3_000, idleMs: 5_000 },
+      maxWaitMs: 2_000,
+      hedge: { percentile: 95, maxRatio: 0.05 },
+      fallback: [
+        { provider: "openai", model: "gpt-4o-mini" },
+        { provider: "anthropic", model: "claude-haiku-4-5" },
+        { staticAnswer: "The assistant is busy; please try again in a minute." }
+      ]
+    },
+    "nightly-summary": {
+      retry: { extends: "background", maxRetries: 8, deadlineMs: 30 * 60_000 },
+      maxWaitMs: 10 * 60_000,
+      fallback: [{ provider: "openai", model: "gpt-4o-mini" }, { acceptForLater: true }]
+    }
+  },
+  defaultPath: "chat",
+  breaker: { failureRateThreshold: 0.3, windowMs: 30_000, minimumCalls: 20, slowCallThresholdMs: 6_000 },
+  retryBudget: { ratio: 0.1, windowMs: 10_000, minRetriesPerSecond: 1 },
+  admission: { maxQueueLength: 1_000, agingMs: 30_000 },
+  prices: PriceTable.examplePrices, // check your provider's pricing page: these go stale
+  spend: {
+    budgets: [
+      { scope: "global", limitUsd: 200, windowMs: 24 * 3_600_000 },
+      { scope: "tenant", limitUsd: 5, windowMs: 3_600_000 },
+      { scope: "conversation", limitUsd: 0.5 }
+    ],
+    expensiveRequestUsd: 0.25
+  },
+  agent: { maxTurns: 30, loopRepeats: 3, loopWindowMs: 600_000 }
+}
+
+export const Live = Resilience.layer(config, OpenAiProvider.layer(), AnthropicProvider.layer()).pipe(
+  Layer.provide(Layer.mergeAll(NodeHttpClient.layerUndici, FallbackPlan.layerLaterQueueMemory({ capacity: 1_000 })))
+)
+
+export const answer = Resilience.call({
+  model: "gpt-4o-mini", // replaced by each fallback step's model
+  messages: [{ role: "user", content: "Where is my order?" }],
+  metadata: { path: "chat", tenant: "acme", conversationId: "c-42", priority: "interactive" }
+}).pipe(Effect.provide(Live))

@@ -1,0 +1,137 @@
+/**
+ * The drill's outputs: a side-by-side table for the terminal and `drill-report.html`, a self-contained page
+ * (inline SVG, no scripts, no network) with a timeline per run.
+ */
+import type { Minute, RunResult, Summary } from "./run.ts"
+import * as Day from "./scenario.ts"
+
+const rows: ReadonlyArray<readonly [keyof Summary, string]> = [
+  ["requests", "caller requests"],
+  ["providerCalls", "provider calls"],
+  ["amplification", "amplification (calls / request)"],
+  ["successRate", "success rate"],
+  ["interactiveSuccessRate", "interactive success rate"],
+  ["servedByFallback", "served by fallback"],
+  ["p50Ms", "p50 latency (ms)"],
+  ["p99Ms", "p99 latency (ms)"],
+  ["interactiveP99Ms", "interactive p99 (ms)"],
+  ["failFast", "failed fast (< 1 s)"],
+  ["rateLimited429", "429s received"],
+  ["outageCallsToPrimary", "calls into the outage"],
+  ["costUsd", "cost (USD)"]
+]
+
+/** The side-by-side table printed at the end of the drill. */
+export const table = (naive: Summary, resilient: Summary): string => {
+  const w0 = Math.max(...rows.map(([, label]) => label.length))
+  const fmt = (v: number) => (Number.isInteger(v) ? v.toLocaleString("en-US") : String(v))
+  const lines = [`${"".padEnd(w0)}  ${"naive".padStart(12)}  ${"resilient".padStart(12)}`]
+  for (const [key, label] of rows) {
+    lines.push(`${label.padEnd(w0)}  ${fmt(naive[key]).padStart(12)}  ${fmt(resilient[key]).padStart(12)}`)
+  }
+  return lines.join("\n")
+}
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+
+const chart = (title: string, timeline: ReadonlyArray<Minute>): string => {
+  const width = 960
+  const height = 260
+  const left = 48
+  const top = 16
+  const plotW = width - left - 16
+  const plotH = height - top - 36
+  const max = Math.max(10, ...timeline.map((m) => Math.max(m.requests, m.providerCalls)))
+  const x = (i: number) => left + (i / timeline.length) * plotW
+  const y = (v: number) => top + plotH - (v / max) * plotH
+  const line = (pick: (m: Minute) => number) =>
+    timeline.map((m, i) => `${i === 0 ? "M" : "L"}${x(i + 0.5).toFixed(1)},${y(pick(m)).toFixed(1)}`).join(" ")
+  const barW = plotW / timeline.length
+  const breaker = timeline
+    .map((m, i) =>
+      m.breakerOpen > 0
+        ? `<rect x="${x(i).toFixed(1)}" y="${top}" width="${(barW * m.breakerOpen).toFixed(1)}" height="${plotH}" fill="#f5b041" opacity="0.35"/>`
+        : ""
+    )
+    .join("")
+  const events = [
+    { at: Day.storm.at, label: "rate-limit storm" },
+    { at: Day.outage.from, label: "outage (hangs)" },
+    { at: Day.stalledStreams.from, label: "stalled streams" },
+    { at: Day.agentLoop.from, label: "agent loop" }
+  ]
+    .map((e) => {
+      const ex = x(e.at / Day.minute)
+      return `<line x1="${ex}" y1="${top}" x2="${ex}" y2="${top + plotH}" stroke="#888" stroke-dasharray="4 3"/><text x="${ex + 3}" y="${top + 12}" font-size="11" fill="#555">${esc(e.label)}</text>`
+    })
+    .join("")
+  const ticks = [0, 15, 30, 45, 60, 75, 90, 105, 120]
+    .map(
+      (m) => `<text x="${x(m)}" y="${top + plotH + 16}" font-size="11" text-anchor="middle" fill="#555">${m} min</text>`
+    )
+    .join("")
+  const yTicks = [0, 0.5, 1]
+    .map(
+      (f) =>
+        `<text x="${left - 6}" y="${y(max * f) + 4}" font-size="11" text-anchor="end" fill="#555">${Math.round(max * f)}</text>`
+    )
+    .join("")
+  const fallbackBars = timeline
+    .map((m, i) =>
+      m.fallbacks > 0
+        ? `<rect x="${x(i).toFixed(1)}" y="${y(m.fallbacks).toFixed(1)}" width="${Math.max(1, barW - 1).toFixed(1)}" height="${(top + plotH - y(m.fallbacks)).toFixed(1)}" fill="#5dade2" opacity="0.7"/>`
+        : ""
+    )
+    .join("")
+  return `<figure>
+<figcaption>${esc(title)}</figcaption>
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(title)} timeline">
+<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="#fafafa" stroke="#ddd"/>
+${breaker}${fallbackBars}${events}
+<path d="${line((m) => m.requests)}" fill="none" stroke="#2e86c1" stroke-width="1.5"/>
+<path d="${line((m) => m.providerCalls)}" fill="none" stroke="#7d3c98" stroke-width="1.5"/>
+<path d="${line((m) => m.failed)}" fill="none" stroke="#c0392b" stroke-width="2"/>
+<path d="${line((m) => m.rateLimited)}" fill="none" stroke="#e67e22" stroke-width="1.5" stroke-dasharray="3 2"/>
+${ticks}${yTicks}
+</svg>
+</figure>`
+}
+
+/** `drill-report.html`: the two timelines and the table, in one self-contained page. */
+export const html = (naive: RunResult, resilient: RunResult): string => `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>llm-resilience outage drill</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
+figure { margin: 16px 0 28px; } figcaption { font-weight: 600; margin-bottom: 4px; }
+table { border-collapse: collapse; margin: 12px 0; } td, th { padding: 3px 12px; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.legend span { display: inline-block; margin-right: 16px; } .sw { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 4px; }
+</style>
+</head>
+<body>
+<h1>Outage drill: a day of trouble, naive vs resilient</h1>
+<p>Two hours of virtual time at 100 requests/min (interactive streams and background completions) on a simulated
+provider, with a rate-limit storm, a 5-minute outage in which calls hang, two minutes of stalled streams and a
+runaway agent loop. Each chart bins per minute.</p>
+<p class="legend">
+<span><i class="sw" style="background:#2e86c1"></i>caller requests</span>
+<span><i class="sw" style="background:#7d3c98"></i>provider calls</span>
+<span><i class="sw" style="background:#c0392b"></i>failed requests</span>
+<span><i class="sw" style="background:#e67e22"></i>429s</span>
+<span><i class="sw" style="background:#5dade2;height:10px"></i>served by fallback</span>
+<span><i class="sw" style="background:#f5b041;height:10px;opacity:.5"></i>primary's circuit open</span>
+</p>
+${chart("Naive: 3 retries without jitter, no breaker, no budget, no admission, no fallback", naive.timeline)}
+${chart("Resilient: Resilience pipeline (admission, breaker, retry budget, timeouts, fallback, guards)", resilient.timeline)}
+<h2>Summary</h2>
+<table>
+<tr><th></th><th>naive</th><th>resilient</th></tr>
+${rows.map(([k, label]) => `<tr><td>${esc(label)}</td><td>${naive.summary[k]}</td><td>${resilient.summary[k]}</td></tr>`).join("\n")}
+<tr><td>agent turns before it was stopped</td><td>${naive.agentTurns}</td><td>${resilient.agentTurns}</td></tr>
+</table>
+</body>
+</html>
+`
