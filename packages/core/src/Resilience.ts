@@ -470,6 +470,30 @@ export const make = Effect.fnUntraced(function* (
 
   /** The stages of one provider step, innermost first. */
   const guarded = (raw: LlmProvider["Service"], profile: Retry.Profile | undefined): LlmProvider["Service"] => {
+    // What depends only on the model (the key, the breaker and retry stages of the key) is built once per model,
+    // not per call: `Retry.retry` builds its backoff schedule when it is configured.
+    type Recorder = ReturnType<CircuitBreaker.CircuitBreaker["protect"]>
+    type Retrier = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Retry.Rejection, R>
+    interface PerModel {
+      readonly key: string
+      readonly record: Recorder
+      readonly retry: Retrier | undefined
+    }
+    const perModel = new Map<string, PerModel>()
+    const of = (model: string): PerModel => {
+      let m = perModel.get(model)
+      if (m === undefined) {
+        if (perModel.size >= 1_000) perModel.clear()
+        const key = `${raw.name}/${model}`
+        m = {
+          key,
+          record: breaker.protect(key, { classify: classifyExit }),
+          retry: profile === undefined ? undefined : Retry.retry({ profile, budget, key })
+        }
+        perModel.set(model, m)
+      }
+      return m
+    }
     const timed = timeouts.wrap(raw)
     const charged: LlmProvider["Service"] =
       spend === undefined
@@ -483,15 +507,14 @@ export const make = Effect.fnUntraced(function* (
     // inside admission, so that time spent waiting in the admission queue never counts as a slow call.
     const recorded: LlmProvider["Service"] = {
       name: raw.name,
-      complete: (request) =>
-        breaker.protect(`${raw.name}/${request.model}`, { classify: classifyExit })(charged.complete(request)),
+      complete: (request) => of(request.model).record(charged.complete(request)),
       stream: (request) =>
         breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, charged.stream(request))
     }
     const broken: LlmProvider["Service"] = {
       name: raw.name,
       complete: (request) => {
-        const key = `${raw.name}/${request.model}`
+        const key = of(request.model).key
         return Effect.andThen(breaker.check(key), admission.run(request, key, recorded.complete(request), settleResponse))
       },
       stream: (request) => {
@@ -507,7 +530,7 @@ export const make = Effect.fnUntraced(function* (
     })
     return {
       name: raw.name,
-      complete: (request) => Retry.retry(retryOptions(request))(broken.complete(request)),
+      complete: (request) => of(request.model).retry!(broken.complete(request)),
       stream: (request) => Retry.retryStream(retryOptions(request))(broken.stream(request))
     }
   }
