@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config"
 
-// One Vitest project per package: `npm test` runs them all with `--config vitest.workspace.ts`.
+// One Vitest project per package, plus the examples (the outage drill's acceptance): `npm test` runs them all
+// with `--config vitest.workspace.ts`.
 export default defineConfig({
   test: {
-    projects: ["packages/*"]
+    projects: ["packages/*", "examples"]
   }
 })

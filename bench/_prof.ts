@@ -18,6 +18,6 @@ await Effect.runPromise(Effect.gen(function* () {
     const c0 = process.cpuUsage(); const t0 = performance.now()
     for (let i = 0; i < M; i++) yield* p.provider.complete(request as never)
     const c = process.cpuUsage(c0)
-    console.log(Math.round(((performance.now() - t0) * 1e6) / M), "cpu", Math.round((c.user + c.system) * 1e3 / M))
+    console.log(Math.round(((performance.now() - t0) * 1e6) / M), "user", Math.round((c.user) * 1e3 / M), "sys", Math.round(c.system * 1e3 / M), JSON.stringify(performance.eventLoopUtilization()))
   }
 }))

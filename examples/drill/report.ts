@@ -34,14 +34,17 @@ export const table = (naive: Summary, resilient: Summary): string => {
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
-const chart = (title: string, timeline: ReadonlyArray<Minute>): string => {
+/** The highest per-minute count of a timeline: both charts share one scale so that they compare. */
+const peak = (timeline: ReadonlyArray<Minute>) =>
+  Math.max(10, ...timeline.map((m) => Math.max(m.requests, m.providerCalls)))
+
+const chart = (title: string, timeline: ReadonlyArray<Minute>, max: number): string => {
   const width = 960
   const height = 260
   const left = 48
   const top = 16
-  const plotW = width - left - 16
+  const plotW = width - left - 40
   const plotH = height - top - 36
-  const max = Math.max(10, ...timeline.map((m) => Math.max(m.requests, m.providerCalls)))
   const x = (i: number) => left + (i / timeline.length) * plotW
   const y = (v: number) => top + plotH - (v / max) * plotH
   const line = (pick: (m: Minute) => number) =>
@@ -124,9 +127,16 @@ runaway agent loop. Each chart bins per minute.</p>
 <span><i class="sw" style="background:#5dade2;height:10px"></i>served by fallback</span>
 <span><i class="sw" style="background:#f5b041;height:10px;opacity:.5"></i>primary's circuit open</span>
 </p>
-${chart("Naive: 3 retries without jitter, no breaker, no budget, no admission, no fallback", naive.timeline)}
-${chart("Resilient: Resilience pipeline (admission, breaker, retry budget, timeouts, fallback, guards)", resilient.timeline)}
+${chart("Naive: 3 retries without jitter, no breaker, no budget, no admission, no fallback", naive.timeline, peak(naive.timeline))}
+${chart(
+  "Resilient: Resilience pipeline (admission, breaker, retry budget, timeouts, fallback, guards), same scale",
+  resilient.timeline,
+  peak(naive.timeline)
+)}
 <h2>Summary</h2>
+<p>Amplification is provider calls per caller request; "calls into the outage" counts calls that reached the
+primary while it was hanging; latency is measured per caller request, from the first attempt to the last answer
+or error (background work that waited in the admission queue during the storm is included).</p>
 <table>
 <tr><th></th><th>naive</th><th>resilient</th></tr>
 ${rows.map(([k, label]) => `<tr><td>${esc(label)}</td><td>${naive.summary[k]}</td><td>${resilient.summary[k]}</td></tr>`).join("\n")}

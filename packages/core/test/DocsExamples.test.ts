@@ -10,7 +10,31 @@ const root = fileURLToPath(new URL("../../..", import.meta.url))
 describe("DocsExamples", () => {
   it("the committed docs/examples match the guides' ```ts blocks (run `npx node scripts/docs-examples.ts`)", () => {
     const { missing, stale, extra } = diff(root)
-    assert.deepStrictEqual({ missing, stale, extra }, { missing: [], stale: [], extra: [] })
+    assert.deepStrictEqual(
+      { missing, stale, extra },
+      { missing: [], stale: [], extra: [] },
+      "run `npx biome check --write docs && npx node scripts/docs-examples.ts` and commit docs/examples"
+    )
+  })
+
+  it("each concern has a guide with checked examples", () => {
+    const { examples } = extract(root)
+    const concerns = [
+      "retries",
+      "admission",
+      "breakers",
+      "fallbacks",
+      "timeouts",
+      "validated-output",
+      "telemetry",
+      "testing",
+      "configuration"
+    ]
+    const guides = new Set(examples.map((e) => e.file.split("/")[2]))
+    assert.deepStrictEqual(
+      concerns.filter((c) => !guides.has(c)),
+      []
+    )
   })
 
   it("every guide with code has at least one checked example, and skipped blocks give a reason", () => {
