@@ -114,10 +114,12 @@ const runPromise = async (call: () => Promise<unknown>, n: number): Promise<numb
   return ((performance.now() - t0) * 1e6) / n
 }
 
-type Contender = { readonly kind: "effect"; readonly call: () => Effect.Effect<unknown, unknown> } | {
-  readonly kind: "promise"
-  readonly call: () => Promise<unknown>
-}
+type Contender =
+  | { readonly kind: "effect"; readonly call: () => Effect.Effect<unknown, unknown> }
+  | {
+      readonly kind: "promise"
+      readonly call: () => Promise<unknown>
+    }
 const runOne = (c: Contender, n: number) => (c.kind === "effect" ? runEffect(c.call, n) : runPromise(c.call, n))
 
 /**
@@ -214,6 +216,9 @@ const build = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> =>
   Effect.runPromise(Scope.provide(effect, scope))
 
 const pipeline = await build(Resilience.make(baseConfig, [rawProvider("bench")]))
+/** The same without rate limits: admission has no key to reserve on (for the breakdown only). */
+const { models: _, ...noLimitsConfig } = baseConfig
+const unlimited = await build(Resilience.make(noLimitsConfig, [rawProvider("bench")]))
 const planned = await build(Resilience.make(planConfig, [rawProvider("bench"), rawProvider("backup")]))
 
 /** The same stages built one by one, innermost first, for the breakdown. */
@@ -253,6 +258,7 @@ const stages = await build(
 const bareCall = () => effectCall
 const pipelineCall = () => pipeline.provider.complete(request)
 const plannedCall = () => planned.provider.complete(request)
+const unlimitedCall = () => unlimited.provider.complete(request)
 
 // ---------------------------------------------------------------------------------------------------------
 // run
@@ -263,7 +269,8 @@ const main = await timeAll({
   bare: effect(bareCall),
   cockatiel: { kind: "promise", call: cockatielCall },
   pipeline: effect(pipelineCall),
-  pipelinePlan: effect(plannedCall)
+  pipelinePlan: effect(plannedCall),
+  pipelineWithoutRateLimits: effect(unlimitedCall)
 })
 const { bare: bareNs, cockatiel: cockatielNs, pipeline: pipelineNs, pipelinePlan: pipelinePlanNs } = main
 const contenders: Record<string, Contender> = { bare: effect(bareCall) }
@@ -290,6 +297,7 @@ const out = {
   pipelinePlanVsCockatiel: ratio(pipelinePlanNs, cockatielNs),
   pipelinePlanBytesPerInFlight,
   bareBytesPerInFlight,
+  pipelineWithoutRateLimitsNs: main.pipelineWithoutRateLimits,
   perStageNs,
   calls: N,
   rounds: ROUNDS,

@@ -90,7 +90,7 @@ export const extract = (root: string): { readonly examples: Array<Example>; read
         return
       }
       const header =
-        `// Generated from docs/${file} (block ${n}, line ${block.line}) by scripts/docs-examples.ts: do not edit.\n` +
+        `// Generated from docs/${file} (block ${n}) by scripts/docs-examples.ts: do not edit.\n` +
         "// Edit the guide and run `npx node scripts/docs-examples.ts`.\n"
       examples.push({
         file: `docs/examples/${guide}/${n}.ts`,

@@ -1,4 +1,4 @@
-// Generated from docs/admission.md (block 1, line 13) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/admission.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, pipe } from "effect"
 import { Admission, LlmProvider } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/admission.md (block 2, line 55) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/admission.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { countTokens } from "gpt-tokenizer"
 import { TokenEstimator } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/admission.md (block 3, line 140) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/admission.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { Bulkhead } from "@llm-resilience/core"

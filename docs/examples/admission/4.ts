@@ -1,4 +1,4 @@
-// Generated from docs/admission.md (block 4, line 195) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/admission.md (block 4) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Layer } from "effect"
 import { Admission, AdmissionStore } from "@llm-resilience/core"
@@ -13,6 +13,4 @@ export const LoggingStore = Layer.sync(AdmissionStore.AdmissionStore, () => {
   }
 })
 
-export const AdmissionLogged = Admission.layer({ defaults: { requestsPerMinute: 60 } }).pipe(
-  Layer.provide(LoggingStore)
-)
+export const AdmissionLogged = Admission.layer({ defaults: { requestsPerMinute: 60 } }).pipe(Layer.provide(LoggingStore))

@@ -1,4 +1,4 @@
-// Generated from docs/admission.md (block 5, line 218) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/admission.md (block 5) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Clock, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"

@@ -1,9 +1,9 @@
-// Generated from docs/breakers.md (block 1, line 20) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/breakers.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Schedule } from "effect"
 import { CircuitBreaker, LlmProvider } from "@llm-resilience/core"
 
-export const program = Effect.gen(function*() {
+export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
   const breaker = yield* CircuitBreaker.make({
     failureRateThreshold: 0.2, // open at 20% failures ...

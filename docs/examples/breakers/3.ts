@@ -1,9 +1,9 @@
-// Generated from docs/breakers.md (block 3, line 145) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/breakers.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { CircuitBreaker, LlmProvider, PriceTable, SpendGuard } from "@llm-resilience/core"
 
-export const program = Effect.gen(function*() {
+export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
   const breaker = yield* CircuitBreaker.make()
   const spend = yield* SpendGuard.make({

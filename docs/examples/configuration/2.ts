@@ -1,4 +1,4 @@
-// Generated from docs/configuration.md (block 2, line 43) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/configuration.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"

@@ -1,4 +1,4 @@
-// Generated from docs/configuration.md (block 3, line 289) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/configuration.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Layer, Schedule } from "effect"
 import { AgentGuard, CircuitBreaker, LlmProvider, Resilience } from "@llm-resilience/core"

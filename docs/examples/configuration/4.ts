@@ -1,4 +1,4 @@
-// Generated from docs/configuration.md (block 4, line 311) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/configuration.md (block 4) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { Resilience } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/effect-ai-adapter.md (block 1, line 10) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/effect-ai-adapter.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Layer } from "effect"
 import type { LanguageModel } from "effect/ai"

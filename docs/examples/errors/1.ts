@@ -1,4 +1,4 @@
-// Generated from docs/errors.md (block 1, line 33) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/errors.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Classification, RateLimitSnapshot } from "@llm-resilience/core"
 import { Clock, Effect } from "effect"

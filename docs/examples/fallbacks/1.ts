@@ -1,4 +1,4 @@
-// Generated from docs/fallbacks.md (block 1, line 5) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/fallbacks.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { CircuitBreaker, FallbackPlan, Hedge, type LlmProvider } from "@llm-resilience/core"

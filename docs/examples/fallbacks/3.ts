@@ -1,4 +1,4 @@
-// Generated from docs/fallbacks.md (block 3, line 101) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/fallbacks.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { FallbackPlan, Hedge, type LlmProvider, SpendGuard } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/providers.md (block 1, line 36) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/providers.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { NodeHttpClient } from "@effect/platform-node"
 import { LlmProvider } from "@llm-resilience/core"

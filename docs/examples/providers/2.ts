@@ -1,4 +1,4 @@
-// Generated from docs/providers.md (block 2, line 98) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/providers.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Redacted } from "effect"
 import { OpenAiProvider } from "@llm-resilience/providers"

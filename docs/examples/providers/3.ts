@@ -1,4 +1,4 @@
-// Generated from docs/providers.md (block 3, line 160) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/providers.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import OpenAI from "openai"
 import Anthropic from "@anthropic-ai/sdk"

@@ -1,4 +1,4 @@
-// Generated from docs/retries.md (block 2, line 69) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/retries.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { LlmProvider, Retry, RetryBudget } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/retries.md (block 3, line 104) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/retries.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Schedule } from "effect"
 import { Backoff, LlmError } from "@llm-resilience/core"

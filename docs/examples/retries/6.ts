@@ -1,4 +1,4 @@
-// Generated from docs/retries.md (block 6, line 208) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/retries.md (block 6) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { assert, it } from "@effect/vitest"
 import { Effect, Fiber, Random } from "effect"

@@ -1,4 +1,4 @@
-// Generated from docs/telemetry.md (block 1, line 78) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/telemetry.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"

@@ -1,4 +1,4 @@
-// Generated from docs/telemetry.md (block 2, line 92) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/telemetry.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect } from "effect"
 import { PrometheusMetrics } from "effect/observability"

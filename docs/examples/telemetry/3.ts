@@ -1,4 +1,4 @@
-// Generated from docs/telemetry.md (block 3, line 110) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/telemetry.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { PrometheusMetrics } from "effect/observability"
 

@@ -1,4 +1,4 @@
-// Generated from docs/telemetry.md (block 4, line 124) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/telemetry.md (block 4) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Layer } from "effect"
 import { FetchHttpClient } from "effect/http"

@@ -1,4 +1,4 @@
-// Generated from docs/testing.md (block 3, line 107) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/testing.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { LlmError } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"

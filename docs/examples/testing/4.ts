@@ -1,4 +1,4 @@
-// Generated from docs/testing.md (block 4, line 133) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/testing.md (block 4) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { expect, it } from "@effect/vitest"
 import { Effect } from "effect"

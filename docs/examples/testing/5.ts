@@ -1,4 +1,4 @@
-// Generated from docs/testing.md (block 5, line 178) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/testing.md (block 5) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { FakeProvider } from "@llm-resilience/testing"
 

@@ -1,4 +1,4 @@
-// Generated from docs/testing.md (block 6, line 189) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/testing.md (block 6) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"

@@ -1,4 +1,4 @@
-// Generated from docs/timeouts.md (block 1, line 21) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/timeouts.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Layer, Stream } from "effect"
 import { LlmProvider, Timeouts } from "@llm-resilience/core"

@@ -1,4 +1,4 @@
-// Generated from docs/validated-output.md (block 1, line 15) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/validated-output.md (block 1) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { Effect, Schema } from "effect"
 import { FallbackPlan, LlmProvider, ValidatedOutput } from "@llm-resilience/core"

@@ -294,7 +294,13 @@ const issueAt =
   (error: Schema.SchemaError): InvalidConfig => {
     const text = error.message
     const at = /at \[(.*)\]\s*$/m.exec(text)
-    const path = at === null ? undefined : at[1].replace(/"/g, "").replace(/\]\[/g, ".")
+    const path =
+      at === null
+        ? undefined
+        : at[1]
+            .split("][")
+            .map((segment, i) => (/^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`))
+            .join("")
     const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
     return new InvalidConfig({ field, issue: text.split("\n")[0] })
   }
@@ -418,6 +424,9 @@ export const make = Effect.fnUntraced(function* (
       })
     )
   )
+  if (c.spend !== undefined && c.prices === undefined) {
+    return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")
+  }
   const spend = yield* Effect.serviceOption(SpendGuard.SpendGuard).pipe(
     Effect.flatMap(
       Option.match({
@@ -462,9 +471,19 @@ export const make = Effect.fnUntraced(function* (
   const pathConfigs: Record<string, PathDecoded> = { ...c.paths }
   if (pathConfigs[defaultPath] === undefined) pathConfigs[defaultPath] = {}
 
+  // A path without its own total timeout bounds each attempt by its retry profile's deadline: the deadline is
+  // checked between attempts, so without this a hung attempt would run for the stage default (120 s).
+  const profiles = new Map<string, Retry.Profile | undefined>()
   const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
-  for (const [name, p] of Object.entries(pathConfigs)) if (p.timeouts !== undefined) timeoutPaths[name] = p.timeouts
-  const timeouts = yield* Timeouts.make({ paths: timeoutPaths }).pipe(atField("paths"))
+  for (const [name, p] of Object.entries(pathConfigs)) {
+    const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
+    profiles.set(name, profile)
+    const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
+    const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
+    if (p.timeouts !== undefined || totalMs !== undefined) timeoutPaths[name] = { ...p.timeouts, totalMs }
+  }
+  // requests without a known path are served by the default path, so its limits are also the stage's base
+  const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
 
   const firstProvider = providers[0]
 
@@ -508,14 +527,16 @@ export const make = Effect.fnUntraced(function* (
     const recorded: LlmProvider["Service"] = {
       name: raw.name,
       complete: (request) => of(request.model).record(charged.complete(request)),
-      stream: (request) =>
-        breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, charged.stream(request))
+      stream: (request) => breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, charged.stream(request))
     }
     const broken: LlmProvider["Service"] = {
       name: raw.name,
       complete: (request) => {
         const key = of(request.model).key
-        return Effect.andThen(breaker.check(key), admission.run(request, key, recorded.complete(request), settleResponse))
+        return Effect.andThen(
+          breaker.check(key),
+          admission.run(request, key, recorded.complete(request), settleResponse)
+        )
       },
       stream: (request) => {
         const key = `${raw.name}/${request.model}`
@@ -537,8 +558,9 @@ export const make = Effect.fnUntraced(function* (
 
   const buildPath = Effect.fnUntraced(function* (name: string, p: PathDecoded) {
     const field = `paths.${name}`
-    const profile = yield* retryProfile(p.retry).pipe(atField(`${field}.retry`))
+    const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
+    const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
     if (steps === undefined) {
       // No plan: the request's own model on the first provider.
       const only = guarded(firstProvider, profile)
@@ -551,7 +573,7 @@ export const make = Effect.fnUntraced(function* (
       if ("provider" in s) {
         const raw = byName.get(s.provider)
         if (raw === undefined) {
-          return yield* invalid(`${field}.fallback[${i}].provider`, `no provider named ${s.provider}`)
+          return yield* invalid(`${stepsField}[${i}].provider`, `no provider named ${s.provider}`)
         }
         built.push(
           FallbackPlan.step(guarded(raw, profile), {
@@ -561,13 +583,26 @@ export const make = Effect.fnUntraced(function* (
           })
         )
       } else if ("staticAnswer" in s) built.push(FallbackPlan.staticAnswer(s.staticAnswer))
-      else if ("cached" in s) built.push(FallbackPlan.cached)
-      else built.push(FallbackPlan.acceptForLater)
+      else if ("cached" in s) {
+        if (Option.isNone(yield* Effect.serviceOption(FallbackPlan.ResponseCache))) {
+          return yield* invalid(`${stepsField}[${i}]`, "a cached step needs a FallbackPlan.ResponseCache in the context")
+        }
+        built.push(FallbackPlan.cached)
+      } else built.push(FallbackPlan.acceptForLater)
     }
     const plan = yield* FallbackPlan.make(built, { circuit: breaker }).pipe(
-      Effect.mapError((e) => new InvalidConfig({ field: `${field}.${e.field}`, issue: e.issue }))
+      Effect.mapError(
+        (e) => new InvalidConfig({ field: `${stepsField}${e.field.replace(/^steps/, "")}`, issue: e.issue })
+      )
     )
-    const services = yield* Effect.context<never>()
+    // an accept-for-later step uses the LaterQueue in the context, else an in-memory one
+    const laterQueue = yield* Effect.serviceOption(FallbackPlan.LaterQueue)
+    const services = Option.isSome(laterQueue)
+      ? yield* Effect.context<never>()
+      : Context.merge(
+          yield* Effect.context<never>(),
+          yield* Layer.build(FallbackPlan.layerLaterQueueMemory()).pipe(atField(stepsField))
+        )
     return {
       name,
       complete: (request: LlmRequest) => Effect.provideContext(plan.complete(request), services as never),
@@ -657,10 +692,16 @@ const breakerStream = (
  * ```
  * @since 0.1.0
  */
-export const layer = <E = never, R = never>(
-  config: Config = defaults,
-  ...providers: ReadonlyArray<Layer.Layer<LlmProvider, E, R>>
-): Layer.Layer<LlmProvider | Resilience, InvalidConfig | E, R | (never extends E ? LlmProvider : never)> =>
+export const layer: {
+  /** Wraps the `LlmProvider` already in context. */
+  (config?: Config): Layer.Layer<LlmProvider | Resilience, InvalidConfig, LlmProvider>
+  /** Builds each provider layer; fallback steps name them by `provider`. */
+  <E, R>(
+    config: Config,
+    first: Layer.Layer<LlmProvider, E, R>,
+    ...rest: ReadonlyArray<Layer.Layer<LlmProvider, E, R>>
+  ): Layer.Layer<LlmProvider | Resilience, InvalidConfig | E, R>
+} = (config: Config = defaults, ...providers: ReadonlyArray<Layer.Layer<LlmProvider, unknown, unknown>>) =>
   Layer.effectContext(
     Effect.gen(function* () {
       const raws: Array<LlmProvider["Service"]> = []

@@ -83,7 +83,7 @@ type Attributes = Readonly<Record<string, string>>
  * and attributes, so the same series) but with the attributes fixed at construction: a `withAttributes`
  * metric adds them to a copy of the fiber's context on every update (about a microsecond).
  */
-const series = (metric: Metric.Metric<any, any>, attributes: Attributes): Metric.Metric<any, any> => {
+const series = (metric: Metric.Metric<number, unknown>, attributes: Attributes): Metric.Metric<number, unknown> => {
   const options = { description: metric.description, attributes }
   switch (metric) {
     case requests:
@@ -128,7 +128,7 @@ const tagged = <In, Out>(
       cache.clear()
       cached = 0
     }
-    node.metric = series(metric, attributes)
+    node.metric = series(metric as unknown as Metric.Metric<number, unknown>, attributes)
   }
   return node.metric as Metric.Metric<In, Out>
 }

@@ -115,7 +115,10 @@ describe("Resilience", () => {
         [{ breaker: { failureRateThreshold: 2 } }, "breaker.failureRateThreshold"],
         [{ paths: { chat: { timeouts: { totalMs: -1 } } } }, "paths.chat.timeouts.totalMs"],
         [{ models: { "fake/m": { requestsPerMinute: 1.5 } } }, "models.fake/m.requestsPerMinute"],
-        [{ fallback: [{ provider: "nope", model: "x" }] }, "paths.default.fallback[0].provider"]
+        [{ fallback: [{ provider: "nope", model: "x" }] }, "fallback[0].provider"],
+        [{ spend: { budgets: [{ scope: "global", limitUsd: 1 }] } }, "spend"],
+        [{ prices: {}, spend: { budgets: [{ scope: "global", limitUsd: -1 }] } }, "spend.budgets[0].limitUsd"],
+        [{ fallback: [{ provider: "fake", model: "m" }, { cached: true }] }, "fallback[1]"]
       ] as const
       for (const [config, field] of bad) {
         const error = yield* Effect.flip(Resilience.make(config as Resilience.Config, [fake.provider]))
@@ -123,6 +126,24 @@ describe("Resilience", () => {
         assert.strictEqual(error.field, field)
       }
     }).pipe(Effect.scoped)
+  )
+
+  it.effect("a hung attempt on a path without timeouts is bounded by its retry profile's deadline", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
+      const { provider } = yield* Resilience.make({}, [fake.provider])
+      const fiber = yield* Effect.forkChild(Effect.flip(provider.complete(ask())))
+      yield* TestClock.adjust("9999 millis")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "DeadlineExceeded")
+      assert.strictEqual(error._tag === "DeadlineExceeded" && error.lastError?._tag, "Timeout")
+      assert.deepStrictEqual(
+        (yield* fake.calls).map((c) => [c.startedAt, c.endedAt, c.outcome]),
+        [[0, 10_000, "interrupted"]]
+      )
+    }).pipe(Effect.scoped, isolated)
   )
 
   it.effect("a fatal error is not retried and surfaces typed", () =>

@@ -17,7 +17,7 @@ const ChaosLive = ChaosServer.layer({ apiKey: key, text, cachedInputTokens: 2, s
 const messages = [{ role: "user" as const, content: "Please answer with the sentence you always say." }]
 
 /** An SDK error class (constructor arity differs between the SDKs). */
-// biome-ignore lint/suspicious/noExplicitAny: constructor parameters of foreign classes
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- constructor parameters of foreign classes
 type ErrorClass = new (...args: Array<any>) => unknown
 
 /** The rejection of a promise (fails the test if it resolves). */

@@ -23,7 +23,7 @@ const emptyBody: ErrorBody = { shape: "empty", tokens: [], message: undefined, r
 
 /** Collapses whitespace, drops control characters and caps the length (without splitting a surrogate pair). */
 export const cleanMessage = (s: string, max: number = MAX_MESSAGE_LENGTH): string => {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
+  // eslint-disable-next-line no-control-regex -- stripping control characters is the point
   const flat = s.replace(/[\u0000-\u001f\u007f-\u009f\s]+/g, " ").trim()
   if (flat.length <= max) return flat
   let cut = max - 1

@@ -1,0 +1,35 @@
+// Lint rules for the whole repository (`npm run lint` runs ESLint, then Prettier's format check).
+import js from "@eslint/js"
+import tseslint from "typescript-eslint"
+
+export default tseslint.config(
+  {
+    ignores: ["**/node_modules/**", "bench/results/**", "docs/examples/**", "drill-report.html"]
+  },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {
+      globals: { console: "readonly", process: "readonly", URL: "readonly", AbortController: "readonly" }
+    },
+    rules: {
+      "@typescript-eslint/no-explicit-any": "error",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/no-empty-object-type": "off",
+      "@typescript-eslint/no-namespace": "off",
+      "require-yield": "off",
+      "no-constant-condition": ["error", { checkLoops: false }],
+      // a skipped or focused test proves nothing
+      "no-restricted-properties": [
+        "error",
+        ...["it", "describe", "test"].flatMap((object) =>
+          ["only", "skip", "todo"].map((property) => ({
+            object,
+            property,
+            message: "no focused, skipped or todo tests: a skipped test proves nothing"
+          }))
+        )
+      ]
+    }
+  }
+)
