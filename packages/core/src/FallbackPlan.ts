@@ -420,8 +420,7 @@ interface Needs {
 }
 
 type Degraded =
-  | { readonly _tag: "Answer"; readonly response: LlmResponse }
-  | { readonly _tag: "Next"; readonly failure: Failure }
+  { readonly _tag: "Answer"; readonly response: LlmResponse } | { readonly _tag: "Next"; readonly failure: Failure }
 
 class StepFailed {
   readonly index: number
@@ -577,12 +576,10 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
         return Effect.succeed({ _tag: "Answer", response: staticResponse(s.text(request), request.model) })
       case "Cached":
         return Effect.flatMap(ResponseCache, (cache) =>
-          Effect.map(
-            cache.lookup(request),
-            (hit): Degraded =>
-              Option.isSome(hit)
-                ? { _tag: "Answer", response: { ...hit.value, provider: "fallback:cache" } }
-                : { _tag: "Next", failure: { from: s.label, reason: "CacheMiss", error: failure.error } }
+          Effect.map(cache.lookup(request), (hit): Degraded =>
+            Option.isSome(hit)
+              ? { _tag: "Answer", response: { ...hit.value, provider: "fallback:cache" } }
+              : { _tag: "Next", failure: { from: s.label, reason: "CacheMiss", error: failure.error } }
           )
         )
       case "Later":

@@ -299,7 +299,9 @@ const issueAt =
         ? undefined
         : at[1]
             .split("][")
-            .map((segment, i) => (/^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`))
+            .map((segment, i) =>
+              /^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`
+            )
             .join("")
     const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
     return new InvalidConfig({ field, issue: text.split("\n")[0] })
@@ -585,7 +587,10 @@ export const make = Effect.fnUntraced(function* (
       } else if ("staticAnswer" in s) built.push(FallbackPlan.staticAnswer(s.staticAnswer))
       else if ("cached" in s) {
         if (Option.isNone(yield* Effect.serviceOption(FallbackPlan.ResponseCache))) {
-          return yield* invalid(`${stepsField}[${i}]`, "a cached step needs a FallbackPlan.ResponseCache in the context")
+          return yield* invalid(
+            `${stepsField}[${i}]`,
+            "a cached step needs a FallbackPlan.ResponseCache in the context"
+          )
         }
         built.push(FallbackPlan.cached)
       } else built.push(FallbackPlan.acceptForLater)

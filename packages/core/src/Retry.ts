@@ -276,13 +276,7 @@ export const budgetRejectionsTotal = Metric.counter("llm_retry_budget_rejections
 
 /** Why a wait was chosen, or why the stage gave up. */
 type Reason =
-  | "backoff"
-  | "retry-after"
-  | "not-retryable"
-  | "max-retries"
-  | "retry-after-too-long"
-  | "deadline"
-  | "budget"
+  "backoff" | "retry-after" | "not-retryable" | "max-retries" | "retry-after-too-long" | "deadline" | "budget"
 
 const spanEvent = (attributes: Record<string, unknown>): Effect.Effect<void> =>
   Effect.withFiber((fiber) => {

@@ -219,17 +219,16 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
           let totalDeadline = Infinity
           let chunks = 0
           let finished = false
-          const truncated = Effect.suspend(
-            (): Effect.Effect<never, Cause.Done | StreamTruncated> =>
-              finished
-                ? Cause.done()
-                : Effect.fail(
-                    new StreamTruncated({
-                      ...origin(request, provider),
-                      message: `stream ended without its end marker after ${chunks} chunks`,
-                      receivedChunks: chunks
-                    })
-                  )
+          const truncated = Effect.suspend((): Effect.Effect<never, Cause.Done | StreamTruncated> =>
+            finished
+              ? Cause.done()
+              : Effect.fail(
+                  new StreamTruncated({
+                    ...origin(request, provider),
+                    message: `stream ended without its end marker after ${chunks} chunks`,
+                    receivedChunks: chunks
+                  })
+                )
           )
           const onChunks = <T extends ReadonlyArray<StreamChunk>>(arr: T): T => {
             for (const chunk of arr) {

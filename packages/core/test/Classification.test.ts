@@ -140,19 +140,17 @@ const openaiRows: ReadonlyArray<Row> = [
     "organization_spend_limit_exceeded",
     "project_spend_limit_exceeded",
     "organization_usage_limit_exceeded"
-  ].map(
-    (code): Row => ({
-      name: `429 insufficient_quota / ${code}`,
-      status: 429,
-      headers: { "retry-after": "1" },
-      body: openai(
-        "insufficient_quota",
-        code,
-        "You exceeded your current quota, please check your plan and billing details."
-      ),
-      tag: "QuotaExhausted"
-    })
-  ),
+  ].map((code): Row => ({
+    name: `429 insufficient_quota / ${code}`,
+    status: 429,
+    headers: { "retry-after": "1" },
+    body: openai(
+      "insufficient_quota",
+      code,
+      "You exceeded your current quota, please check your plan and billing details."
+    ),
+    tag: "QuotaExhausted"
+  })),
   {
     name: "429 insufficient_quota with no code",
     status: 429,

@@ -13,7 +13,7 @@ describe("DocsExamples", () => {
     assert.deepStrictEqual(
       { missing, stale, extra },
       { missing: [], stale: [], extra: [] },
-      "run `npx biome check --write docs && npx node scripts/docs-examples.ts` and commit docs/examples"
+      "run `npx node scripts/docs-examples.ts` and commit docs/examples"
     )
   })
 

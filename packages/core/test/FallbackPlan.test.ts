@@ -10,12 +10,10 @@ const request = { model: "ignored", messages: [{ role: "user" as const, content:
 const activations = Effect.map(Metric.snapshot, (snapshots) =>
   snapshots
     .filter((s) => s.id === "fallback_activations")
-    .map(
-      (s): Record<string, string | number> => ({
-        ...(s.attributes as Record<string, string>),
-        count: (s.state as { count: number }).count
-      })
-    )
+    .map((s): Record<string, string | number> => ({
+      ...(s.attributes as Record<string, string>),
+      count: (s.state as { count: number }).count
+    }))
 )
 
 const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) =>

@@ -299,9 +299,8 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       }
 
       return response.stream.pipe(
-        Stream.mapError(
-          (error): ProviderError =>
-            truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
+        Stream.mapError((error): ProviderError =>
+          truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
         ),
         Stream.decodeText,
         Stream.mapEffect(feed),
