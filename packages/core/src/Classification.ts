@@ -13,6 +13,7 @@
  */
 import * as LlmError from "./LlmError.ts"
 import * as errorBody from "./internal/errorBody.ts"
+import * as ProviderErrors from "./internal/providerError.ts"
 import * as headers from "./internal/headers.ts"
 import * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
 
@@ -284,38 +285,14 @@ const classifyUnsafe = (failure: HttpFailure): LlmError.ProviderError => {
   if (snap.retryAfterMs !== undefined) hint.retryAfterMs = snap.retryAfterMs
   if (!RateLimitSnapshot.isEmpty(snap)) hint.rateLimit = snap
 
-  switch (kind) {
-    case "RateLimited":
-      // retryAfterMs comes from Retry-After only: the `*-reset` headers say when a window is FULLY
-      // replenished, an upper bound that would over-wait; they stay available in `rateLimit`.
-      return new LlmError.RateLimited({ ...common, ...hint, limit: limitKind(body, snap) })
-    case "Overloaded":
-      return new LlmError.Overloaded({ ...common, ...hint })
-    case "ServerError":
-      return new LlmError.ServerError({ ...common, ...hint })
-    case "Timeout":
-      return new LlmError.Timeout({ ...common, phase: "total", afterMs: 0 })
-    case "ConnectionError":
-      return new LlmError.ConnectionError(common)
-    case "QuotaExhausted": {
-      const resetAt = snap.retryAfterMs === undefined ? undefined : nowMillis + snap.retryAfterMs
-      return resetAt !== undefined && Number.isFinite(resetAt)
-        ? new LlmError.QuotaExhausted({ ...common, resetAt })
-        : new LlmError.QuotaExhausted(common)
-    }
-    case "BadRequest":
-      return new LlmError.BadRequest(common)
-    case "Authentication":
-      return new LlmError.Authentication(common)
-    case "PermissionDenied":
-      return new LlmError.PermissionDenied(common)
-    case "ModelNotFound":
-      return new LlmError.ModelNotFound(common)
-    case "ContextLengthExceeded":
-      return new LlmError.ContextLengthExceeded(common)
-    case "ContentFiltered":
-      return new LlmError.ContentFiltered(common)
-  }
+  // retryAfterMs comes from Retry-After only: the `*-reset` headers say when a window is FULLY replenished, an
+  // upper bound that would over-wait; they stay available in `rateLimit`.
+  return ProviderErrors.make(kind, {
+    ...common,
+    ...hint,
+    limit: kind === "RateLimited" ? limitKind(body, snap) : undefined,
+    resetAt: kind === "QuotaExhausted" && snap.retryAfterMs !== undefined ? nowMillis + snap.retryAfterMs : undefined
+  })
 }
 
 /**

@@ -14,6 +14,7 @@ import * as LlmError from "../LlmError.ts"
 import type { Message } from "../LlmRequest.ts"
 import type { FinishReason, Usage } from "../LlmResponse.ts"
 import * as headersInternal from "./headers.ts"
+import * as ProviderErrors from "./providerError.ts"
 
 type ProviderError = LlmError.ProviderError
 
@@ -130,13 +131,7 @@ export interface ErrorContext {
   readonly nowMillis: number
 }
 
-interface Common {
-  message: string
-  provider?: string
-  model?: string
-  status?: number
-  requestId?: string
-}
+type Common = ProviderErrors.Common
 
 const commonOf = (e: ProviderError): Common => {
   const c: Common = { message: e.message }
@@ -310,9 +305,7 @@ const withHttp = (
           (classified._tag === "RateLimited" && classified.retryAfterMs !== undefined
             ? ctx.nowMillis + classified.retryAfterMs
             : undefined)
-        return resetAt === undefined || !Number.isFinite(resetAt)
-          ? new LlmError.QuotaExhausted(common)
-          : new LlmError.QuotaExhausted({ ...common, resetAt })
+        return ProviderErrors.make("QuotaExhausted", { ...common, resetAt })
       }
       break
     case "ContentPolicyError":
@@ -339,39 +332,7 @@ const withHttp = (
   return classified
 }
 
-const rebuild = (e: ProviderError, common: Common): ProviderError => {
-  const hint = hintOf(e)
-  switch (e._tag) {
-    case "RateLimited":
-      return new LlmError.RateLimited({ ...common, ...hint, limit: e.limit })
-    case "Overloaded":
-      return new LlmError.Overloaded({ ...common, ...hint })
-    case "ServerError":
-      return new LlmError.ServerError({ ...common, ...hint })
-    case "Timeout":
-      return new LlmError.Timeout({ ...common, phase: e.phase, afterMs: e.afterMs })
-    case "ConnectionError":
-      return new LlmError.ConnectionError(common)
-    case "StreamTruncated":
-      return new LlmError.StreamTruncated({ ...common, receivedChunks: e.receivedChunks })
-    case "BadRequest":
-      return new LlmError.BadRequest(common)
-    case "Authentication":
-      return new LlmError.Authentication(common)
-    case "PermissionDenied":
-      return new LlmError.PermissionDenied(common)
-    case "ModelNotFound":
-      return new LlmError.ModelNotFound(common)
-    case "ContextLengthExceeded":
-      return new LlmError.ContextLengthExceeded(common)
-    case "ContentFiltered":
-      return new LlmError.ContentFiltered(common)
-    case "QuotaExhausted":
-      return e.resetAt === undefined
-        ? new LlmError.QuotaExhausted(common)
-        : new LlmError.QuotaExhausted({ ...common, resetAt: e.resetAt })
-  }
-}
+const rebuild = (e: ProviderError, common: Common): ProviderError => ProviderErrors.make(e._tag, { ...e, ...common })
 
 /** Maps any `AiError` to one provider error. Total: never throws. */
 export const fromAiError = (error: AiError.AiError, ctx: ErrorContext): ProviderError => {
