@@ -11,7 +11,8 @@
  * - Memory: 10,000 calls started at once, each held at the provider (the provider parks its resumer until
  *   released); `heapUsed` after a forced GC, minus the baseline after a forced GC, divided by 10,000. The
  *   Effect calls are each a fiber started with `Effect.runFork`; the cockatiel calls each a promise chain.
- * - A per-stage breakdown builds the pipeline stage by stage from the same modules `Resilience` composes.
+ * - A per-stage breakdown builds the pipeline stage by stage from the same modules `Resilience` composes, in
+ *   time (`perStageNs`) and in heap bytes per in-flight call (`perStageBytesPerInFlight`).
  *
  * Prints one JSON object and writes bench/results/pipeline.json. Run: `npx node --expose-gc bench/pipeline.ts`.
  */
@@ -124,7 +125,8 @@ const runOne = (c: Contender, n: number) => (c.kind === "effect" ? runEffect(c.c
 
 /**
  * The contenders' rounds are interleaved (round 1 of each, then round 2 of each ...), so that load from other
- * processes on the machine falls on all of them alike; each figure is the median of its rounds.
+ * processes on the machine falls on all of them alike; each figure is the median of its rounds. (No forced GC
+ * between rounds: a full `gc()` makes the next round about three times slower, bare call included.)
  */
 const timeAll = async (contenders: Record<string, Contender>): Promise<Record<string, number>> => {
   const samples: Record<string, Array<number>> = {}
@@ -281,6 +283,12 @@ const bareBytesPerInFlight = await bytesEffect(bareCall)
 const cockatielBytesPerInFlight = await bytesPromise(cockatielCall)
 const pipelineBytesPerInFlight = await bytesEffect(pipelineCall)
 const pipelinePlanBytesPerInFlight = await bytesEffect(plannedCall)
+/** The same per stage: heap bytes per in-flight call of each cumulative stack and of each stage alone. */
+const perStageBytesPerInFlight: Record<string, number> = {}
+if (process.env.BENCH_STAGES !== "0") {
+  perStageBytesPerInFlight.bare = bareBytesPerInFlight
+  for (const [name, call] of Object.entries(stages)) perStageBytesPerInFlight[name] = await bytesEffect(call)
+}
 
 await Effect.runPromise(Scope.close(scope, Exit.void))
 
@@ -299,6 +307,7 @@ const out = {
   bareBytesPerInFlight,
   pipelineWithoutRateLimitsNs: main.pipelineWithoutRateLimits,
   perStageNs,
+  perStageBytesPerInFlight,
   calls: N,
   rounds: ROUNDS,
   inFlight: IN_FLIGHT,

@@ -1,6 +1,11 @@
 // Generated from docs/telemetry.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import { Effect } from "effect"
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Layer } from "effect"
+import { HttpRouter } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 
-export const exposition: Effect.Effect<string> = PrometheusMetrics.format()
+export const MetricsServer = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: "/metrics" }), {
+  disableLogger: true
+}).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: 9464 })))

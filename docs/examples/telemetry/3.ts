@@ -1,8 +1,6 @@
 // Generated from docs/telemetry.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
+import { Effect } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 
-export const counters = new Set(["llm_requests", "llm_tokens", "llm_cost_usd", "llm_retries", "fallback_activations"])
-export const layer = PrometheusMetrics.layerHttp({
-  metricNameMapper: (name) => (counters.has(name) ? `${name}_total` : name)
-})
+export const exposition: Effect.Effect<string> = PrometheusMetrics.format()

@@ -1,13 +1,11 @@
 // Generated from docs/telemetry.md (block 5) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import { Effect, Tracer } from "effect"
+import { Layer } from "effect"
+import { FetchHttpClient } from "effect/http"
+import { OtlpMetrics, OtlpSerialization, OtlpTracer } from "effect/observability"
 
-export const spans: Array<Tracer.NativeSpan> = []
-export const capturing = Tracer.make({
-  span(options) {
-    const span = new Tracer.NativeSpan(options)
-    spans.push(span)
-    return span
-  }
-})
-export const traced = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provideService(self, Tracer.Tracer, capturing)
+export const resource = { serviceName: "support-bot" }
+export const Telemetry = Layer.mergeAll(
+  OtlpTracer.layer({ url: "http://localhost:4318/v1/traces", resource }),
+  OtlpMetrics.layer({ url: "http://localhost:4318/v1/metrics", resource })
+).pipe(Layer.provide(OtlpSerialization.layerJson), Layer.provide(FetchHttpClient.layer))

@@ -735,33 +735,44 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     actual: AdmissionStore.Cost | undefined,
     corrections: Array<AdmissionStore.Correction> | undefined
   ): Effect.Effect<void> =>
-    Effect.withFiber((fiber) => {
-      if (ticket.settled) return Effect.void
-      ticket.settled = true
-      const ks = ticket.ks
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const effects: Array<Effect.Effect<void>> = []
-      if (ticket.reservation !== undefined && actual !== undefined) {
-        if (syncStore !== undefined) syncStore.reconcile(ticket.reservation, actual, now)
-        else effects.push(store.reconcile(ticket.reservation, actual, now))
-        if (actual !== ZERO) ks.metrics.actual.updateUnsafe(actual.tokens, fiber.context)
-      } else if (ticket.reservation !== undefined) {
-        ks.metrics.actual.updateUnsafe(ticket.cost.tokens, fiber.context)
-      }
-      if (corrections !== undefined && corrections.length > 0 && ks.rateLimited) {
-        effects.push(store.correct(ks.key, ks.limits, corrections, now, ticket.reservation))
-      }
-      if (ticket.permit) {
-        ticket.permit = false
-        ks.permits!.release(now)
-      }
-      if (ks.queue.size > 0) effects.push(drain(ks))
-      return effects.length === 0
-        ? Effect.void
-        : effects.length === 1
-          ? effects[0]
-          : Effect.all(effects, { discard: true })
-    })
+    Effect.withFiber((fiber) => settleTicketUnsafe(fiber, ticket, actual, corrections) ?? Effect.void)
+
+  /**
+   * Settles synchronously what an in-process store allows; returns the rest (a remote store's reconcile, a
+   * correction, a drain of the queue) as an effect, or `undefined` when nothing is left to run.
+   */
+  const settleTicketUnsafe = (
+    fiber: Fiber.Fiber<unknown, unknown>,
+    ticket: Ticket,
+    actual: AdmissionStore.Cost | undefined,
+    corrections: Array<AdmissionStore.Correction> | undefined
+  ): Effect.Effect<void> | undefined => {
+    if (ticket.settled) return undefined
+    ticket.settled = true
+    const ks = ticket.ks
+    const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    let effects: Array<Effect.Effect<void>> | undefined
+    if (ticket.reservation !== undefined && actual !== undefined) {
+      if (syncStore !== undefined) syncStore.reconcile(ticket.reservation, actual, now)
+      else (effects ??= []).push(store.reconcile(ticket.reservation, actual, now))
+      if (actual !== ZERO) ks.metrics.actual.updateUnsafe(actual.tokens, fiber.context)
+    } else if (ticket.reservation !== undefined) {
+      ks.metrics.actual.updateUnsafe(ticket.cost.tokens, fiber.context)
+    }
+    if (corrections !== undefined && corrections.length > 0 && ks.rateLimited) {
+      ;(effects ??= []).push(store.correct(ks.key, ks.limits, corrections, now, ticket.reservation))
+    }
+    if (ticket.permit) {
+      ticket.permit = false
+      ks.permits!.release(now)
+    }
+    if (ks.queue.size > 0) (effects ??= []).push(drain(ks))
+    return effects === undefined
+      ? undefined
+      : effects.length === 1
+        ? effects[0]
+        : Effect.all(effects, { discard: true })
+  }
 
   const releasePermit = (ticket: Ticket): Effect.Effect<void> =>
     Effect.withFiber((fiber) => {
@@ -772,21 +783,68 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       return Effect.void
     })
 
-  const settleExit = <A, E>(ticket: Ticket, exit: Exit.Exit<A, E>, settle: (a: A) => Settlement) => {
+  const settleExit = <A, E>(ticket: Ticket, exit: Exit.Exit<A, E>, settle: (a: A) => Settlement) =>
+    Effect.withFiber((fiber) => settleExitUnsafe(fiber, ticket, exit, settle) ?? Effect.void)
+
+  const settleExitUnsafe = <A, E>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    ticket: Ticket,
+    exit: Exit.Exit<A, E>,
+    settle: (a: A) => Settlement
+  ): Effect.Effect<void> | undefined => {
     if (Exit.isSuccess(exit)) {
       const s = settle(exit.value)
-      return settleTicket(
+      return settleTicketUnsafe(
+        fiber,
         ticket,
         s.usage === undefined ? undefined : usageCost(s.usage),
         s.rateLimit === undefined ? undefined : snapshotCorrections(s.rateLimit)
       )
     }
-    if (Cause.hasInterrupts(exit.cause)) return settleTicket(ticket, ZERO, undefined)
+    if (Cause.hasInterrupts(exit.cause)) return settleTicketUnsafe(fiber, ticket, ZERO, undefined)
     const found = Cause.findError(exit.cause)
     if (found._tag === "Success" && isProviderError(found.success)) {
-      return settleTicket(ticket, undefined, correctionsOfError(ticket.ks, found.success))
+      return settleTicketUnsafe(fiber, ticket, undefined, correctionsOfError(ticket.ks, found.success))
     }
-    return settleTicket(ticket, ZERO, undefined)
+    return settleTicketUnsafe(fiber, ticket, ZERO, undefined)
+  }
+
+  /**
+   * The happy path, synchronous: nobody waits, a permit (where capped) is free and the in-process store
+   * reserves at once. Takes the permit and the reservation and returns the ticket, or takes nothing and
+   * returns `undefined` when the call must take the general path (which decides again from scratch).
+   */
+  const admitNow = (ks: KeyState, request: LlmRequest, fiber: Fiber.Fiber<unknown, unknown>): Ticket | undefined => {
+    if (ks.queue.size > 0 || (ks.rateLimited && syncStore === undefined)) return undefined
+    const permits = ks.permits
+    if (permits !== undefined && (permits.available <= 0 || permits.queue.size > 0)) return undefined
+    const estimate = fiber.getRef(TokenEstimator).estimate(request)
+    const cost: AdmissionStore.Cost = {
+      requests: 1,
+      tokens: estimate.inputTokens + estimate.outputTokens,
+      inputTokens: estimate.inputTokens,
+      outputTokens: estimate.outputTokens
+    }
+    const l = ks.limits
+    if (cost.tokens > l.tokens || cost.inputTokens > l.inputTokens || cost.outputTokens > l.outputTokens) {
+      return undefined
+    }
+    const ticket = new Ticket(ks, cost)
+    const m = ks.metrics
+    if (ks.rateLimited) {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const d = syncStore!.tryReserve(ks.key, l, cost, now)
+      if (d._tag !== "Reserved") return undefined
+      ticket.reservation = d.reservation
+      m.reserved.updateUnsafe(cost.tokens, fiber.context)
+      m.waitMs.updateUnsafe(0, fiber.context)
+    }
+    if (permits !== undefined) {
+      permits.available--
+      ticket.permit = true
+    }
+    m.admitted.updateUnsafe(1, fiber.context)
+    return ticket
   }
 
   const run = <A, E, R>(
@@ -798,12 +856,38 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     Effect.withFiber((fiber) => {
       const ks = stateFor(key)
       if (ks === undefined) return self
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(acquire(ks, request, fiber, restore), (ticket) =>
-          Effect.onExit(restore(self), (exit) => settleExit(ticket, exit, settle))
-        )
+      // The happy path: the exit handler is in place before anything is taken (so an interruption at any
+      // point settles what was taken), and no mask, queue or permit pipeline is built. The handler runs on
+      // this same fiber and settles synchronously; returning `undefined` (nothing left to run) is what
+      // `Effect.onExit`'s primitive accepts.
+      let ticket: Ticket | undefined
+      return Effect.onExit(
+        Effect.withFiber((inner) => {
+          ticket = admitNow(ks, request, inner)
+          return ticket === undefined ? runQueued(ks, request, self, settle, inner) : self
+        }),
+        ((exit: Exit.Exit<A, E | AdmissionRejected>) =>
+          ticket === undefined
+            ? undefined
+            : settleExitUnsafe(fiber, ticket, exit as Exit.Exit<A, E>, settle)) as unknown as (
+          exit: Exit.Exit<A, E | AdmissionRejected>
+        ) => Effect.Effect<void>
       )
     })
+
+  /** The general path: waits for a permit and for rate budget (interruptibly), then runs and settles. */
+  const runQueued = <A, E, R>(
+    ks: KeyState,
+    request: LlmRequest,
+    self: Effect.Effect<A, E, R>,
+    settle: (a: A) => Settlement,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ): Effect.Effect<A, E | AdmissionRejected, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(acquire(ks, request, fiber, restore), (ticket) =>
+        Effect.onExit(restore(self), (exit) => settleExit(ticket, exit, settle))
+      )
+    )
 
   const runStream = <E, R>(
     request: LlmRequest,

@@ -1,16 +1,17 @@
 /**
  * Where admission control keeps its rate-limit state, behind one atomic operation.
  *
- * The store holds, per key (`provider/model`), a sliding log of reservations over the last window (60 s by
+ * The store holds, per key (`provider/model`), a bucketed sliding log of reservations over the last window (60 s by
  * default) and answers {@link AdmissionStoreShape.tryReserve}: check the request, token, input-token and
  * output-token budgets together and, only if all of them allow it, record the reservation, in one atomic
  * step. It never takes one budget and then fails on another. After the call,
  * {@link AdmissionStoreShape.reconcile} replaces the estimate with the actual usage (or zero for a refund).
  * Provider feedback (rate-limit headers, a 429) arrives through {@link AdmissionStoreShape.correct}.
  *
- * A sliding log is exact: no window of `windowMs` ever holds more than the limit, which a token bucket
- * cannot promise (it allows a full burst plus the refill within one window). The log holds at most one
- * entry per admitted request in the window, so its size is bounded by the requests-per-minute limit.
+ * The log is bucketed (see `Bucket` below): reservations close together share one bucket, which counts in
+ * full until its latest reservation leaves the window. That is conservative, so no window of `windowMs` ever
+ * holds more than the limit, which a token bucket cannot promise (it allows a full burst plus the refill
+ * within one window); and the log holds at most 61 buckets per key, whatever the request rate.
  *
  * The in-memory store ({@link layerMemory}) follows the `Clock` passed in as `nowMs`, so TestClock drives it.
  * A Redis store (later) implements the same three operations as Lua scripts, each one atomic.
@@ -179,28 +180,50 @@ const toArray = (c: Cost): Array<number> => [c.requests, c.tokens, c.inputTokens
 const toCost = (a: ArrayLike<number>): Cost => ({ requests: a[R], tokens: a[T], inputTokens: a[I], outputTokens: a[O] })
 const dimIndex: Record<Dimension, number> = { requests: R, tokens: T, inputTokens: I, outputTokens: O }
 
-class Entry implements Reservation {
+/**
+ * Reservations made close together share one bucket of the log: the bucket opened by a reservation at
+ * `startMs` takes every reservation until `startMs + windowMs / BUCKETS_PER_WINDOW`, and sums them. A
+ * bucket counts in full until its latest reservation (`lastMs`) leaves the window, so the sums are
+ * conservative: a reservation counts at least as long as it would in an exact log, never less, and no
+ * window ever holds more than a limit. The log holds at most `BUCKETS_PER_WINDOW + 1` buckets per key,
+ * however many calls are admitted: an admitted call retains nothing after it settles.
+ */
+const BUCKETS_PER_WINDOW = 60
+
+class Bucket {
   live = true
+  readonly startMs: number
+  lastMs: number
+  readonly c = [0, 0, 0, 0]
+  constructor(startMs: number) {
+    this.startMs = startMs
+    this.lastMs = startMs
+  }
+}
+
+class Entry implements Reservation {
   readonly key: string
   readonly atMs: number
   readonly reserved: Cost
   readonly owner: KeyLog
+  readonly bucket: Bucket
   readonly c: Array<number>
   /** The key's usage right after this reservation (per budget, without debits). */
   readonly usedAfter: Array<number>
-  constructor(key: string, atMs: number, reserved: Cost, owner: KeyLog) {
+  constructor(key: string, atMs: number, reserved: Cost, owner: KeyLog, bucket: Bucket, c: Array<number>) {
     this.key = key
     this.atMs = atMs
     this.reserved = reserved
     this.owner = owner
-    this.c = toArray(reserved)
+    this.bucket = bucket
+    this.c = c
     const u = owner.used
-    this.usedAfter = [u[R] + this.c[R], u[T] + this.c[T], u[I] + this.c[I], u[O] + this.c[O]]
+    this.usedAfter = [u[R], u[T], u[I], u[O]]
   }
 }
 
 class KeyLog {
-  readonly log = new Deque<Entry>(64)
+  readonly log = new Deque<Bucket>(64)
   readonly used = [0, 0, 0, 0]
   readonly debit = [0, 0, 0, 0]
   readonly debitUntil = [0, 0, 0, 0]
@@ -208,21 +231,38 @@ class KeyLog {
 
   expire(windowMs: number, now: number): void {
     const log = this.log
-    let e = log.peek()
-    while (e !== undefined && e.atMs + windowMs <= now) {
+    let b = log.peek()
+    while (b !== undefined && b.lastMs + windowMs <= now) {
       log.shift()
-      e.live = false
+      b.live = false
       const used = this.used
-      used[R] -= e.c[R]
-      used[T] -= e.c[T]
-      used[I] -= e.c[I]
-      used[O] -= e.c[O]
-      e = log.peek()
+      used[R] -= b.c[R]
+      used[T] -= b.c[T]
+      used[I] -= b.c[I]
+      used[O] -= b.c[O]
+      b = log.peek()
     }
     if (log.length === 0) {
       // drop float drift once the window is empty
       this.used[R] = this.used[T] = this.used[I] = this.used[O] = 0
     }
+  }
+
+  /** Records `c` at `now` in the open bucket (or a new one) and returns that bucket. */
+  add(c: Array<number>, windowMs: number, now: number): Bucket {
+    const log = this.log
+    let b = log.length === 0 ? undefined : log.at(log.length - 1)
+    if (b === undefined || now >= b.startMs + windowMs / BUCKETS_PER_WINDOW || now < b.lastMs) {
+      b = new Bucket(now)
+      log.push(b)
+    }
+    b.lastMs = now
+    const used = this.used
+    for (let d = 0; d < 4; d++) {
+      b.c[d] += c[d]
+      used[d] += c[d]
+    }
+    return b
   }
 
   limit(limits: Limits, d: number): number {
@@ -243,9 +283,9 @@ class KeyLog {
     let freed = 0
     const log = this.log
     for (let i = 0; i < log.length; i++) {
-      const e = log.at(i)
-      freed += e.c[d]
-      if (used - freed <= x) return e.atMs + windowMs
+      const b = log.at(i)
+      freed += b.c[d]
+      if (used - freed <= x) return b.lastMs + windowMs
     }
     return Infinity
   }
@@ -297,13 +337,8 @@ export const makeMemory = (): AdmissionStoreShape => {
       }
     }
     if (fits) {
-      const entry = new Entry(key, now, cost, k)
-      k.log.push(entry)
-      used[R] += c[R]
-      used[T] += c[T]
-      used[I] += c[I]
-      used[O] += c[O]
-      return { _tag: "Reserved", reservation: entry }
+      const bucket = k.add(c, windowMs, now)
+      return { _tag: "Reserved", reservation: new Entry(key, now, cost, k, bucket, c) }
     }
     // earliest time every budget allows the cost; each budget's condition is monotone in time
     let at = now
@@ -327,12 +362,12 @@ export const makeMemory = (): AdmissionStoreShape => {
     const freed = [0, 0, 0, 0]
     const log = k.log
     for (let i = 0; i < log.length; i++) {
-      const e = log.at(i)
-      if (e.atMs + windowMs > at) break
-      freed[R] += e.c[R]
-      freed[T] += e.c[T]
-      freed[I] += e.c[I]
-      freed[O] += e.c[O]
+      const b = log.at(i)
+      if (b.lastMs + windowMs > at) break
+      freed[R] += b.c[R]
+      freed[T] += b.c[T]
+      freed[I] += b.c[I]
+      freed[O] += b.c[O]
     }
     const slack = [0, 0, 0, 0]
     for (let d = 0; d < 4; d++) {
@@ -344,11 +379,14 @@ export const makeMemory = (): AdmissionStoreShape => {
   }
 
   const reconcileUnsafe = (reservation: Reservation, actual: Cost): void => {
-    if (!(reservation instanceof Entry) || !reservation.live) return
+    if (!(reservation instanceof Entry) || !reservation.bucket.live) return
     const a = toArray(actual)
     const used = reservation.owner.used
+    const bucket = reservation.bucket.c
     for (let d = 0; d < 4; d++) {
-      used[d] += a[d] - reservation.c[d]
+      const delta = a[d] - reservation.c[d]
+      used[d] += delta
+      bucket[d] += delta
       reservation.c[d] = a[d]
     }
   }

@@ -210,7 +210,9 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   return AgentGuard.of({
     turn,
-    protect: (request) => (self) => Effect.flatMap(turn(request), () => self),
+    // a request outside any conversation is not counted: the call runs as it is, with no step added
+    protect: (request) => (self) =>
+      request.metadata?.conversationId === undefined ? self : Effect.flatMap(turn(request), () => self),
     turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
     end: (conversationId) =>
       Effect.sync(() => {

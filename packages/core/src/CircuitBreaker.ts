@@ -644,14 +644,17 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   const downgrade = (key: string): Effect.Effect<void> => withCircuit(key, (circuit, now) => circuit.downgrade(now))
 
+  // one step (it runs before admission on every call): read the circuit, flush its transitions, answer
   const check = (key: string): Effect.Effect<void, CircuitOpen> =>
-    Effect.flatMap(
-      withCircuit(key, (circuit, now) => (circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs)),
-      (retryAfterMs) =>
-        retryAfterMs === undefined || policy.metricsOnly
-          ? Effect.void
-          : Effect.fail(withoutStackTrace(() => new CircuitOpen({ key, retryAfterMs })))
-    )
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuitFor(key, now)
+      const retryAfterMs = circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs
+      if (outbox.length > 0) flush(fiber)
+      return retryAfterMs === undefined || policy.metricsOnly
+        ? Effect.void
+        : Effect.fail(withoutStackTrace(() => new CircuitOpen({ key, retryAfterMs })))
+    })
 
   const status = (key: string): Effect.Effect<Status> =>
     withCircuit(key, (c, now): Status => {

@@ -449,15 +449,35 @@ export const retry = (
 ): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => {
   const config = configOf(options)
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Rejection, R> => {
-    const marked = Effect.updateContext(self, mark<R>)
     return Effect.withFiber((fiber) => {
       if (fiber.getRef(InsideRetry)) return self
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const first = Effect.catch(marked, (error) => {
+      const retrying = (error: E): Effect.Effect<A, E | Rejection, R> => {
+        const marked = Effect.updateContext(self, mark<R>)
         const next = makeRetrier(config, startMs)
         const loop = (e: E): Effect.Effect<A, E | Rejection, R> => Effect.andThen(next(e), Effect.catch(marked, loop))
         return loop(error)
-      })
+      }
+      // The first attempt: one frame that both restores the context and catches, where `Effect.updateContext`
+      // plus `Effect.catch` would push two (the happy path allocates no retry machinery). The frame is in
+      // place before the mark is set, so the context is restored however the attempt ends.
+      const prev = fiber.context as Context.Context<R>
+      const first = Effect.matchCauseEffect(
+        Effect.withFiber<A, E, R>((inner) => {
+          inner.setContext(mark(prev) as Context.Context<never>)
+          return self
+        }),
+        {
+          onSuccess: (a: A): Effect.Effect<A, E | Rejection, R> => {
+            fiber.setContext(prev as Context.Context<never>)
+            return Effect.succeed(a)
+          },
+          onFailure: (cause) => {
+            fiber.setContext(prev as Context.Context<never>)
+            return Effect.catch(Effect.failCause(cause), retrying)
+          }
+        }
+      )
       const budget = config.budget
       if (budget === undefined) return first
       if (budget.depositUnsafe !== undefined) {

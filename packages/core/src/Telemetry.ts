@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, type Context, Effect, Exit, Metric, Option, Stream } from "effect"
+import { Clock, type Context, Effect, Exit, type Fiber, Metric, Option, Stream, Tracer } from "effect"
 import type { LlmError } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
@@ -133,9 +133,63 @@ const tagged = <In, Out>(
   return node.metric as Metric.Metric<In, Out>
 }
 
-const recordUsage = (provider: string, model: string, usage: Usage, context: Context.Context<never>): void => {
-  tagged(tokens, "ti", { provider, model, direction: "input" }).updateUnsafe(usage.inputTokens, context)
-  tagged(tokens, "to", { provider, model, direction: "output" }).updateUnsafe(usage.outputTokens, context)
+/**
+ * The series of one provider, model and path, resolved once: the end of a call then does three map lookups
+ * and no attribute objects (the `requests` series per outcome are resolved on first use).
+ */
+interface Series {
+  readonly outcomes: Map<string, Metric.Metric<number, unknown>>
+  readonly latency: Metric.Metric<number, unknown>
+  readonly inputTokens: Metric.Metric<number, unknown>
+  readonly outputTokens: Metric.Metric<number, unknown>
+}
+const seriesCache = new Map<string, Map<string, Map<string, Series>>>()
+let seriesCached = 0
+const seriesOf = (provider: string, model: string, path: string): Series => {
+  let byModel = seriesCache.get(provider)
+  if (byModel === undefined) {
+    byModel = new Map()
+    seriesCache.set(provider, byModel)
+  }
+  let byPath = byModel.get(model)
+  if (byPath === undefined) {
+    byPath = new Map()
+    byModel.set(model, byPath)
+  }
+  let s = byPath.get(path)
+  if (s === undefined) {
+    if (++seriesCached > 10_000) {
+      seriesCache.clear()
+      seriesCached = 0
+    }
+    s = {
+      outcomes: new Map(),
+      latency: tagged(latency, "l", { provider, model, path }),
+      inputTokens: tagged(tokens, "ti", { provider, model, direction: "input" }),
+      outputTokens: tagged(tokens, "to", { provider, model, direction: "output" })
+    }
+    byPath.set(path, s)
+  }
+  return s
+}
+const requestsOf = (s: Series, provider: string, model: string, path: string, outcome: string) => {
+  let m = s.outcomes.get(outcome)
+  if (m === undefined) {
+    m = tagged(requests, "r", { provider, model, path, outcome })
+    s.outcomes.set(outcome, m)
+  }
+  return m
+}
+
+const recordUsage = (
+  s: Series,
+  provider: string,
+  model: string,
+  usage: Usage,
+  context: Context.Context<never>
+): void => {
+  s.inputTokens.updateUnsafe(usage.inputTokens, context)
+  s.outputTokens.updateUnsafe(usage.outputTokens, context)
   if (usage.cachedInputTokens !== undefined && usage.cachedInputTokens !== 0) {
     tagged(tokens, "tc", { provider, model, direction: "cached_input" }).updateUnsafe(usage.cachedInputTokens, context)
   }
@@ -146,57 +200,71 @@ const errorOrigin = (error: unknown): { provider: string; model: string | undefi
   return { provider: e.provider ?? "toolkit", model: e.model }
 }
 
+type Answered = { readonly provider: string; readonly model: string; readonly usage: Usage } | undefined
+
 const finish = (
   request: LlmRequest,
   path: string,
   startMs: number,
-  exit: Exit.Exit<{ readonly provider: string; readonly model: string; readonly usage: Usage } | undefined, unknown>,
+  exit: Exit.Exit<Answered, unknown>,
   ttftMs?: number
 ) =>
   Effect.withFiber((fiber) => {
-    // One synchronous step: the span attributes and metric updates are applied directly, no effect per update.
-    const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-    let provider: string
-    let model: string
-    let outcome: string
-    let usage: Usage | undefined
-    if (Exit.isSuccess(exit) && exit.value !== undefined) {
-      provider = exit.value.provider
-      model = exit.value.model
-      outcome = "success"
-      usage = exit.value.usage
-    } else if (Exit.isSuccess(exit)) {
-      provider = "unknown"
-      model = request.model
-      outcome = "success"
-    } else {
-      const error = Option.getOrUndefined(Exit.findErrorOption(exit))
-      const origin = errorOrigin(error)
-      provider = origin.provider
-      model = origin.model ?? request.model
-      outcome = error === undefined ? (Exit.hasInterrupts(exit) ? "interrupted" : "defect") : (error as LlmError)._tag
-    }
-    const elapsed = now - startMs
-    const span = fiber.cache.span
-    if (span !== undefined && span._tag === "Span" && span.status._tag !== "Ended") {
-      span.attribute("llm.provider", provider)
-      span.attribute("llm.response.model", model)
-      span.attribute("llm.outcome", outcome)
-      span.attribute("llm.duration_ms", elapsed)
-      if (usage !== undefined) {
-        span.attribute("llm.usage.input_tokens", usage.inputTokens)
-        span.attribute("llm.usage.output_tokens", usage.outputTokens)
-      }
-      if (ttftMs !== undefined) span.attribute("llm.ttft_ms", ttftMs)
-    }
-    const context = fiber.context
-    tagged(requests, "r", { provider, model, path, outcome }).updateUnsafe(1, context)
-    tagged(latency, "l", { provider, model, path }).updateUnsafe(elapsed, context)
-    if (usage !== undefined) recordUsage(provider, model, usage, context)
-    // recorded at the end, with the provider and model that answered (unknown at the first chunk)
-    if (ttftMs !== undefined) tagged(timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
+    finishUnsafe(fiber, request, path, startMs, exit, ttftMs)
     return Effect.void
   })
+
+/** The end of a call in one synchronous step: span attributes and metric updates applied directly. */
+const finishUnsafe = (
+  fiber: Fiber.Fiber<unknown, unknown>,
+  request: LlmRequest,
+  path: string,
+  startMs: number,
+  exit: Exit.Exit<Answered, unknown>,
+  ttftMs?: number
+): void => {
+  const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+  let provider: string
+  let model: string
+  let outcome: string
+  let usage: Usage | undefined
+  if (Exit.isSuccess(exit) && exit.value !== undefined) {
+    provider = exit.value.provider
+    model = exit.value.model
+    outcome = "success"
+    usage = exit.value.usage
+  } else if (Exit.isSuccess(exit)) {
+    provider = "unknown"
+    model = request.model
+    outcome = "success"
+  } else {
+    const error = Option.getOrUndefined(Exit.findErrorOption(exit))
+    const origin = errorOrigin(error)
+    provider = origin.provider
+    model = origin.model ?? request.model
+    outcome = error === undefined ? (Exit.hasInterrupts(exit) ? "interrupted" : "defect") : (error as LlmError)._tag
+  }
+  const elapsed = now - startMs
+  const span = fiber.cache.span
+  if (span !== undefined && span._tag === "Span" && span.status._tag !== "Ended") {
+    span.attribute("llm.provider", provider)
+    span.attribute("llm.response.model", model)
+    span.attribute("llm.outcome", outcome)
+    span.attribute("llm.duration_ms", elapsed)
+    if (usage !== undefined) {
+      span.attribute("llm.usage.input_tokens", usage.inputTokens)
+      span.attribute("llm.usage.output_tokens", usage.outputTokens)
+    }
+    if (ttftMs !== undefined) span.attribute("llm.ttft_ms", ttftMs)
+  }
+  const context = fiber.context
+  const s = seriesOf(provider, model, path)
+  requestsOf(s, provider, model, path, outcome).updateUnsafe(1, context)
+  s.latency.updateUnsafe(elapsed, context)
+  if (usage !== undefined) recordUsage(s, provider, model, usage, context)
+  // recorded at the end, with the provider and model that answered (unknown at the first chunk)
+  if (ttftMs !== undefined) tagged(timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
+}
 
 // No stack trace: `withSpan` would capture one per call (several microseconds), and it would only point here.
 const spanOptions = (request: LlmRequest, path: string) => ({
@@ -223,14 +291,30 @@ const spanOptions = (request: LlmRequest, path: string) => ({
 export const observeCall =
   (request: LlmRequest, path: string) =>
   <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
-    Effect.withSpan(
-      Effect.withFiber((fiber) => {
-        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-        return Effect.onExit(self, (exit) => finish(request, path, startMs, exit))
-      }),
-      "llm.call",
-      spanOptions(request, path)
-    )
+    Effect.withFiber((fiber) => {
+      const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      // The handler runs on this same fiber and returns `undefined`, which `Effect.onExit`'s primitive
+      // accepts: no effect is allocated to finish the call.
+      const observed = Effect.onExit(self, ((exit: Exit.Exit<LlmResponse, E>) => {
+        finishUnsafe(fiber, request, path, startMs, exit)
+        return undefined
+      }) as unknown as (exit: Exit.Exit<LlmResponse, E>) => Effect.Effect<void>)
+      return spanVisible(fiber) ? Effect.withSpan(observed, "llm.call", spanOptions(request, path)) : observed
+    })
+
+/**
+ * Whether a `llm.call` span could be seen by anyone: a tracer other than Effect's default native one is
+ * installed (an exporter, a test tracer), or the call runs under a parent span (whose tree it joins). With
+ * the default tracer and no parent, a span would be created, put in a copy of the fiber's context and
+ * dropped unseen (OpenTelemetry's API skips it the same way with its no-op tracer); the metrics are
+ * recorded either way.
+ */
+const spanVisible = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
+  const cache = fiber.cache
+  if (!cache.tracerEnabled) return false
+  if (cache.span !== undefined) return true
+  return cache.tracer !== undefined && cache.tracer !== Tracer.nativeTracer
+}
 
 /**
  * Observes a whole stream: a `llm.call` span, time to first token, and the request, latency and token
@@ -250,10 +334,12 @@ export const observeStream =
   (request: LlmRequest, path: string) =>
   <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E, R> =>
     Stream.unwrap(
-      Effect.map(Clock.currentTimeMillis, (startMs) => {
+      Effect.withFiber((fiber) => {
+        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+        const visible = spanVisible(fiber)
         let ttftMs: number | undefined
         let finished: { provider: string; model: string; usage: Usage } | undefined
-        return self.pipe(
+        const stream = self.pipe(
           Stream.tap((chunk) => {
             if (chunk._tag === "Finish") {
               finished = { provider: chunk.provider, model: chunk.model, usage: chunk.usage }
@@ -273,7 +359,8 @@ export const observeStream =
               ttftMs
             )
           ),
-          Stream.withSpan("llm.call", spanOptions(request, path))
+          (observed) => (visible ? Stream.withSpan(observed, "llm.call", spanOptions(request, path)) : observed)
         )
+        return Effect.succeed(stream)
       })
     )

@@ -193,18 +193,16 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
     ): Effect.Effect<A, E | Timeout, R> => {
       const totalMs = limitsFor(request).totalMs
       if (totalMs === Infinity) return self
-      return Effect.suspend(() =>
-        timer.within(
-          self,
-          timer.now() + totalMs,
-          () =>
-            new Timeout({
-              ...origin(request, provider),
-              message: `no response within ${totalMs} ms`,
-              phase: "total",
-              afterMs: totalMs
-            })
-        )
+      return timer.withinMs(
+        self,
+        totalMs,
+        () =>
+          new Timeout({
+            ...origin(request, provider),
+            message: `no response within ${totalMs} ms`,
+            phase: "total",
+            afterMs: totalMs
+          })
       )
     }
 

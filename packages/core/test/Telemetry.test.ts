@@ -3,7 +3,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, Random, Stream, Tracer } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
-import { type LlmRequest, Resilience } from "@llm-resilience/core"
+import { type LlmRequest, Resilience, Telemetry } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -321,3 +321,58 @@ const promtool = (text: string) => {
   }
   return { status: result.status, stderr: result.stderr }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// when the span is created
+// ---------------------------------------------------------------------------------------------------------
+
+describe("the llm.call span is created only where it can be seen", () => {
+  const request: LlmRequest.LlmRequest = { model: "m", messages: [{ role: "user", content: "Hi" }] }
+  /** A raw provider that answers with the name of the span it runs under (`none` without one). */
+  const probe = {
+    name: "probe",
+    complete: () =>
+      Effect.map(Effect.option(Effect.currentSpan), (span) => ({
+        text: span._tag === "Some" ? span.value.name : "none",
+        finishReason: "stop" as const,
+        usage: { inputTokens: 1, outputTokens: 1 },
+        provider: "probe",
+        model: "m"
+      })),
+    stream: () => Stream.empty
+  }
+
+  it.effect("no span under the default tracer without a parent; a span under a parent or another tracer", () =>
+    Effect.gen(function* () {
+      const { provider } = yield* Resilience.make({}, [probe]).pipe(Effect.orDie)
+      const quiet = yield* provider.complete(request)
+      assert.strictEqual(quiet.text, "none")
+      const nested = yield* provider.complete(request).pipe(Effect.withSpan("parent"))
+      assert.strictEqual(nested.text, "llm.call")
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span(options) {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        }
+      })
+      const traced = yield* provider.complete(request).pipe(Effect.provideService(Tracer.Tracer, tracer))
+      assert.strictEqual(traced.text, "llm.call")
+      assert.deepStrictEqual(
+        spans.map((s) => s.name),
+        ["llm.call"]
+      )
+      // the metrics are recorded either way
+      const served = yield* Metric.value(
+        Metric.withAttributes(Telemetry.requests, {
+          provider: "probe",
+          model: "m",
+          path: "default",
+          outcome: "success"
+        })
+      )
+      assert.strictEqual(served.count, 3)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+})

@@ -257,6 +257,16 @@ export class Circuit {
   private track(now: number): Call {
     const call = new Call(this, now, this.gen, NORMAL)
     if (this.policy.slowCallMs !== Number.POSITIVE_INFINITY) {
+      // Calls that already finished at the head are dropped now, not when the head turns slow: otherwise
+      // every call of the last `slowCallMs` would stay referenced (millions at high rates).
+      const pending = this.pending
+      let head = this.pendingHead
+      while (head < pending.length && pending[head].done) head++
+      if (head === pending.length && head > 0) {
+        pending.length = 0
+        head = 0
+      }
+      this.pendingHead = head
       if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
         this.pending = this.pending.slice(this.pendingHead)
         this.pendingHead = 0

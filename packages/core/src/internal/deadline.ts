@@ -6,7 +6,8 @@
  * the caller must be able to move on while the effect is interrupted), and its deadline is pushed onto a
  * min-heap shared by every call of a stage. One timer fiber sleeps (through the `Clock`, so `TestClock`
  * drives it) until the earliest deadline that may still matter; calls that finish in time only clear their
- * entry, and finished entries are dropped lazily when the timer next wakes. With a fixed timeout per path
+ * entry, and finished entries are dropped lazily, from the top of the heap when the next call registers or
+ * when the timer next wakes. With a fixed timeout per path
  * the deadlines arrive in order, so a push is O(1) and one timer serves every call in a window.
  *
  * An effect that completes synchronously never touches the heap.
@@ -40,6 +41,52 @@ export interface DeadlineTimer {
     deadline: number,
     onTimeout: () => E2
   ) => Effect.Effect<A, E | E2, R>
+  /** Like {@link DeadlineTimer.within}, with the deadline `ms` after the effect starts. */
+  readonly withinMs: <A, E, R, E2>(
+    self: Effect.Effect<A, E, R>,
+    ms: number,
+    onTimeout: () => E2
+  ) => Effect.Effect<A, E | E2, R>
+}
+
+/**
+ * One guarded call in flight: its heap entry, and what the deadline or the call's end needs. Everything
+ * per call lives in this one object (plus the child fiber, the callback and its observer); the references
+ * are dropped as soon as the race is decided, since a decided entry stays in the heap until its deadline.
+ */
+class Race<A, E, E2> implements Entry {
+  readonly deadline: number
+  fire: (() => void) | undefined = fireRace
+  child: Fiber.Fiber<A, E> | undefined
+  onTimeout: (() => E2) | undefined
+  resume: ((effect: Effect.Effect<A, E | E2>) => void) | undefined = undefined
+  constructor(deadline: number, child: Fiber.Fiber<A, E>, onTimeout: () => E2) {
+    this.deadline = deadline
+    this.child = child
+    this.onTimeout = onTimeout
+  }
+  /** The call ended first (the child's observer). */
+  done(exit: Exit.Exit<A, E>): void {
+    if (this.fire === undefined) return
+    const resume = this.resume!
+    this.clear()
+    resume(exit)
+  }
+  clear(): void {
+    this.fire = undefined
+    this.child = undefined
+    this.onTimeout = undefined
+    this.resume = undefined
+  }
+}
+
+/** The deadline came first: interrupt the call, then fail with the timeout error. */
+function fireRace(this: Race<unknown, unknown, unknown>): void {
+  const child = this.child!
+  const onTimeout = this.onTimeout!
+  const resume = this.resume!
+  this.clear()
+  resume(Effect.andThen(Fiber.interrupt(child), Effect.fail(onTimeout())))
 }
 
 /**
@@ -126,13 +173,17 @@ export const makeUnsafe = (
       const fire = entry.fire
       if (fire !== undefined) {
         entry.fire = undefined
-        fire()
+        fire.call(entry)
       }
     }
     if (heap.length > 0 && (armed.length === 0 || armed[0] > heap[0].deadline)) arm(heap[0].deadline)
   }
 
   const register = (entry: Entry) => {
+    // Entries of calls that already finished are dropped from the top now rather than when the timer wakes:
+    // with one timeout per path they finish roughly in deadline order, so this keeps the heap at about the
+    // calls in flight instead of every call of the last timeout period.
+    while (heap.length > 0 && heap[0].fire === undefined) pop()
     push(entry)
     if (armed.length === 0 || armed[0] > entry.deadline) arm(entry.deadline)
   }
@@ -143,39 +194,44 @@ export const makeUnsafe = (
     return entry
   }
 
+  const race = <A, E, R, E2>(
+    parent: Fiber.Fiber<unknown, unknown>,
+    self: Effect.Effect<A, E, R>,
+    deadline: number,
+    onTimeout: () => E2
+  ): Effect.Effect<A, E | E2, R> => {
+    const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
+    const done = child.pollUnsafe()
+    if (done !== undefined) return done
+    const entry = new Race<A, E, E2>(deadline, child, onTimeout)
+    return Effect.callback<A, E | E2>((resume) => {
+      entry.resume = resume
+      child.addObserver((exit: Exit.Exit<A, E>) => entry.done(exit))
+      if (entry.fire !== undefined) register(entry as Entry)
+      // the caller was interrupted: so is the call (the race is decided first, so nothing resumes)
+      return Effect.suspend(() => {
+        entry.clear()
+        return Fiber.interrupt(child)
+      })
+    })
+  }
+
   const within = <A, E, R, E2>(
     self: Effect.Effect<A, E, R>,
     deadline: number,
     onTimeout: () => E2
-  ): Effect.Effect<A, E | E2, R> =>
-    Effect.withFiber((parent) => {
-      const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
-      const done = child.pollUnsafe()
-      if (done !== undefined) return done
-      return Effect.callback<A, E | E2>((resume) => {
-        const entry: Entry = {
-          deadline,
-          fire: () => {
-            resume(Effect.andThen(Fiber.interrupt(child), Effect.fail(onTimeout())))
-          }
-        }
-        child.addObserver((exit: Exit.Exit<A, E>) => {
-          if (entry.fire === undefined) return
-          entry.fire = undefined
-          resume(exit)
-        })
-        if (entry.fire !== undefined) register(entry)
-        return Effect.suspend(() => {
-          entry.fire = undefined
-          return Fiber.interrupt(child)
-        })
-      })
-    })
+  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => race(parent, self, deadline, onTimeout))
+
+  const withinMs = <A, E, R, E2>(
+    self: Effect.Effect<A, E, R>,
+    ms: number,
+    onTimeout: () => E2
+  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => race(parent, self, now() + ms, onTimeout))
 
   const close = Effect.suspend(() => {
     closed = true
     heap.length = 0
     return Fiber.interruptAll(timerFibers)
   })
-  return { now, schedule, within, close }
+  return { now, schedule, within, withinMs, close }
 }
