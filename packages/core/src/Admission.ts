@@ -669,6 +669,21 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       : Effect.flatMap(store.tryReserve(ks.key, ks.limits, ticket.cost, now), onDecision)
   }
 
+  /** What `request` will reserve: one request and its estimated tokens. */
+  const costOf = (request: LlmRequest, fiber: Fiber.Fiber<unknown, unknown>): AdmissionStore.Cost => {
+    const estimate = fiber.getRef(TokenEstimator).estimate(request)
+    return {
+      requests: 1,
+      tokens: estimate.inputTokens + estimate.outputTokens,
+      inputTokens: estimate.inputTokens,
+      outputTokens: estimate.outputTokens
+    }
+  }
+
+  /** Whether `cost` could ever be admitted: no single budget smaller than it. */
+  const fits = (cost: AdmissionStore.Cost, l: AdmissionStore.Limits): boolean =>
+    cost.tokens <= l.tokens && cost.inputTokens <= l.inputTokens && cost.outputTokens <= l.outputTokens
+
   const acquire = (
     ks: KeyState,
     request: LlmRequest,
@@ -676,17 +691,8 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     restore: Restore
   ): Effect.Effect<Ticket, AdmissionRejected> => {
     const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-    const estimate = fiber.getRef(TokenEstimator).estimate(request)
-    const cost: AdmissionStore.Cost = {
-      requests: 1,
-      tokens: estimate.inputTokens + estimate.outputTokens,
-      inputTokens: estimate.inputTokens,
-      outputTokens: estimate.outputTokens
-    }
-    const l = ks.limits
-    if (cost.tokens > l.tokens || cost.inputTokens > l.inputTokens || cost.outputTokens > l.outputTokens) {
-      return reject(ks, fiber, "never-admissible", undefined)
-    }
+    const cost = costOf(request, fiber)
+    if (!fits(cost, ks.limits)) return reject(ks, fiber, "never-admissible", undefined)
     const lane = request.metadata?.priority === "background" ? 1 : 0
     const ticket = new Ticket(ks, cost)
     const permits = ks.permits
@@ -818,22 +824,13 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     if (ks.queue.size > 0 || (ks.rateLimited && syncStore === undefined)) return undefined
     const permits = ks.permits
     if (permits !== undefined && (permits.available <= 0 || permits.queue.size > 0)) return undefined
-    const estimate = fiber.getRef(TokenEstimator).estimate(request)
-    const cost: AdmissionStore.Cost = {
-      requests: 1,
-      tokens: estimate.inputTokens + estimate.outputTokens,
-      inputTokens: estimate.inputTokens,
-      outputTokens: estimate.outputTokens
-    }
-    const l = ks.limits
-    if (cost.tokens > l.tokens || cost.inputTokens > l.inputTokens || cost.outputTokens > l.outputTokens) {
-      return undefined
-    }
+    const cost = costOf(request, fiber)
+    if (!fits(cost, ks.limits)) return undefined
     const ticket = new Ticket(ks, cost)
     const m = ks.metrics
     if (ks.rateLimited) {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const d = syncStore!.tryReserve(ks.key, l, cost, now)
+      const d = syncStore!.tryReserve(ks.key, ks.limits, cost, now)
       if (d._tag !== "Reserved") return undefined
       ticket.reservation = d.reservation
       m.reserved.updateUnsafe(cost.tokens, fiber.context)
