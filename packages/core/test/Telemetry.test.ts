@@ -41,16 +41,22 @@ interface Day {
   readonly exits: ReadonlyArray<Exit.Exit<unknown, unknown>>
 }
 
+/** A tracer that keeps every span it creates. */
+const capturingTracer = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}
+
 const day = (): Effect.Effect<Day> =>
   Effect.gen(function* () {
-    const spans: Array<Tracer.NativeSpan> = []
-    const tracer = Tracer.make({
-      span(options) {
-        const span = new Tracer.NativeSpan(options)
-        spans.push(span)
-        return span
-      }
-    })
+    const { spans, tracer } = capturingTracer()
     const run = Effect.gen(function* () {
       const primary = yield* FakeProvider.make({
         name: "primary",
@@ -349,14 +355,7 @@ describe("the llm.call span is created only where it can be seen", () => {
       assert.strictEqual(quiet.text, "none")
       const nested = yield* provider.complete(request).pipe(Effect.withSpan("parent"))
       assert.strictEqual(nested.text, "llm.call")
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span(options) {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = capturingTracer()
       const traced = yield* provider.complete(request).pipe(Effect.provideService(Tracer.Tracer, tracer))
       assert.strictEqual(traced.text, "llm.call")
       assert.deepStrictEqual(
