@@ -86,7 +86,8 @@ const fields = (target: Target) => ({
  * ```ts
  * import { SdkAdapter } from "@llm-resilience/providers"
  * const sdkError = { status: 529, headers: new Headers({ "request-id": "req_1" }), error: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } } }
- * SdkAdapter.classifyError(sdkError, { provider: "anthropic" }, Date.now())?._tag // "Overloaded"
+ * declare const nowMillis: number // read from `Clock.currentTimeMillis`
+ * SdkAdapter.classifyError(sdkError, { provider: "anthropic" }, nowMillis)?._tag // "Overloaded"
  * ```
  * @since 0.1.0
  */
