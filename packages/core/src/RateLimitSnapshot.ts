@@ -140,49 +140,24 @@ export const fromHeaders = (input: HeaderInput, nowMillis: number): RateLimitSna
   if (retryAfterMs !== undefined) out.retryAfterMs = retryAfterMs
   const shouldRetry = headers.shouldRetry(get)
   if (shouldRetry !== undefined) out.shouldRetry = shouldRetry
-  const requests = merge(
+  // OpenAI: x-ratelimit-{limit,remaining,reset}-<kind>; Anthropic: anthropic-ratelimit-<kind>-{limit,remaining,reset}
+  const openAi = (kind: string) =>
+    window(get, `x-ratelimit-limit-${kind}`, `x-ratelimit-remaining-${kind}`, `x-ratelimit-reset-${kind}`, nowMillis)
+  const anthropic = (kind: string) =>
     window(
       get,
-      "x-ratelimit-limit-requests",
-      "x-ratelimit-remaining-requests",
-      "x-ratelimit-reset-requests",
-      nowMillis
-    ),
-    window(
-      get,
-      "anthropic-ratelimit-requests-limit",
-      "anthropic-ratelimit-requests-remaining",
-      "anthropic-ratelimit-requests-reset",
+      `anthropic-ratelimit-${kind}-limit`,
+      `anthropic-ratelimit-${kind}-remaining`,
+      `anthropic-ratelimit-${kind}-reset`,
       nowMillis
     )
-  )
+  const requests = merge(openAi("requests"), anthropic("requests"))
   if (requests !== undefined) out.requests = requests
-  const tokens = merge(
-    window(get, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", nowMillis),
-    window(
-      get,
-      "anthropic-ratelimit-tokens-limit",
-      "anthropic-ratelimit-tokens-remaining",
-      "anthropic-ratelimit-tokens-reset",
-      nowMillis
-    )
-  )
+  const tokens = merge(openAi("tokens"), anthropic("tokens"))
   if (tokens !== undefined) out.tokens = tokens
-  const inputTokens = window(
-    get,
-    "anthropic-ratelimit-input-tokens-limit",
-    "anthropic-ratelimit-input-tokens-remaining",
-    "anthropic-ratelimit-input-tokens-reset",
-    nowMillis
-  )
+  const inputTokens = anthropic("input-tokens")
   if (inputTokens !== undefined) out.inputTokens = inputTokens
-  const outputTokens = window(
-    get,
-    "anthropic-ratelimit-output-tokens-limit",
-    "anthropic-ratelimit-output-tokens-remaining",
-    "anthropic-ratelimit-output-tokens-reset",
-    nowMillis
-  )
+  const outputTokens = anthropic("output-tokens")
   if (outputTokens !== undefined) out.outputTokens = outputTokens
   return out
 }

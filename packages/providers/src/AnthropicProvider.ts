@@ -22,7 +22,7 @@ import { Config, Effect, Layer, Redacted, Schema } from "effect"
 import { HttpClient } from "effect/http"
 import { anthropicCodec } from "./internal/anthropic.ts"
 import { makeEngine } from "./internal/engine.ts"
-import { ByteCount, checkApiKey, defaultLimits, HttpUrl, joinUrl, scrubber } from "./internal/options.ts"
+import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, scrubber } from "./internal/options.ts"
 
 /**
  * The default base URL: `https://api.anthropic.com`.
@@ -95,9 +95,12 @@ export const make: (
   Effect.fnUntraced(function* (options?: MakeOptions) {
     const { apiKey: givenKey, ...rest } = options ?? {}
     const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const apiKey = yield* checkApiKey(givenKey ?? (yield* Config.Redacted("ANTHROPIC_API_KEY")))
-    const baseUrl = o.baseUrl ?? (yield* Config.String("ANTHROPIC_BASE_URL").pipe(Config.withDefault(defaultBaseUrl)))
-    yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
+    const { apiKey, baseUrl } = yield* connection({
+      apiKey: givenKey,
+      baseUrl: o.baseUrl,
+      envPrefix: "ANTHROPIC",
+      defaultBaseUrl
+    })
     const headers: Record<string, string> = {
       ...o.headers,
       "x-api-key": Redacted.value(apiKey),

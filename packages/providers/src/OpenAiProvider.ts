@@ -21,7 +21,7 @@ import { Config, Effect, Layer, Redacted, Schema } from "effect"
 import { HttpClient } from "effect/http"
 import { makeEngine } from "./internal/engine.ts"
 import { openAiCodec } from "./internal/openai.ts"
-import { ByteCount, checkApiKey, defaultLimits, HttpUrl, joinUrl, redactHeader, scrubber } from "./internal/options.ts"
+import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, redactHeader, scrubber } from "./internal/options.ts"
 
 /**
  * The default base URL: `https://api.openai.com/v1`.
@@ -102,9 +102,12 @@ export const make: (
   Effect.fnUntraced(function* (options?: MakeOptions) {
     const { apiKey: givenKey, ...rest } = options ?? {}
     const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const apiKey = yield* checkApiKey(givenKey ?? (yield* Config.Redacted("OPENAI_API_KEY")))
-    const baseUrl = o.baseUrl ?? (yield* Config.String("OPENAI_BASE_URL").pipe(Config.withDefault(defaultBaseUrl)))
-    yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
+    const { apiKey, baseUrl } = yield* connection({
+      apiKey: givenKey,
+      baseUrl: o.baseUrl,
+      envPrefix: "OPENAI",
+      defaultBaseUrl
+    })
     const authHeader = o.authHeader ?? "bearer"
     const key = Redacted.value(apiKey)
     const headers: Record<string, string> = {

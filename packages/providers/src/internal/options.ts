@@ -3,7 +3,7 @@
  *
  * @internal
  */
-import { Effect, Redacted, Schema } from "effect"
+import { Config, Effect, Redacted, Schema } from "effect"
 import { Headers, HttpClient } from "effect/http"
 
 /** An absolute http(s) URL. */
@@ -50,6 +50,24 @@ const ApiKey = Schema.Struct({
 /** Fails unless the value is a `Redacted` string, without ever printing the value. */
 export const checkApiKey = (u: unknown): Effect.Effect<Redacted.Redacted<string>, Schema.SchemaError> =>
   Effect.map(Schema.decodeUnknownEffect(ApiKey)({ apiKey: u }), (o) => o.apiKey as Redacted.Redacted<string>)
+
+/**
+ * The key and base URL of a provider: the given ones, else `<PREFIX>_API_KEY` / `<PREFIX>_BASE_URL` from the
+ * config (environment), the URL defaulting to `defaultBaseUrl`; both validated.
+ */
+export const connection = Effect.fnUntraced(function* (options: {
+  readonly apiKey: Redacted.Redacted<string> | undefined
+  readonly baseUrl: string | undefined
+  readonly envPrefix: string
+  readonly defaultBaseUrl: string
+}) {
+  const apiKey = yield* checkApiKey(options.apiKey ?? (yield* Config.Redacted(`${options.envPrefix}_API_KEY`)))
+  const baseUrl =
+    options.baseUrl ??
+    (yield* Config.String(`${options.envPrefix}_BASE_URL`).pipe(Config.withDefault(options.defaultBaseUrl)))
+  yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
+  return { apiKey, baseUrl }
+})
 
 /** Makes the HTTP client redact an extra header name wherever it renders request headers. */
 export const redactHeader = (client: HttpClient.HttpClient, header: string): HttpClient.HttpClient =>
