@@ -34,7 +34,9 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Effect, Exit, type Fiber, Layer, Metric, Schema, Scope, Stream } from "effect"
+import { identity } from "effect/Function"
 import * as AdmissionStore from "./AdmissionStore.ts"
+import { type AdmissionHooks, FastPath } from "./internal/fastPath.ts"
 import { acquire as acquirePermit, Permits } from "./internal/permits.ts"
 import { MinHeap } from "./internal/MinHeap.ts"
 import { WAITING, type Waiter, WaitQueue } from "./internal/WaitQueue.ts"
@@ -166,6 +168,8 @@ export interface AdmissionShape {
   /** Applies what a failure says about `key`'s limits (a 429 drains the budget it names). */
   readonly observeError: (key: string, error: unknown) => Effect.Effect<void>
   readonly stats: (key: string) => Effect.Effect<AdmissionStats>
+  /** @internal */
+  readonly [FastPath]?: AdmissionHooks
 }
 
 /**
@@ -953,7 +957,14 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       return Effect.map(store.usage(key, ks.limits, now), (reserved) => ({ ...base, reserved }))
     })
 
-  return Admission.of({ run, runStream, observe, observeError, stats })
+  const hooks: AdmissionHooks = {
+    admitNow: (key, request, fiber) => {
+      const ks = stateFor(key)
+      return ks === undefined ? null : admitNow(ks, request, fiber)
+    },
+    settle: (ticket, exit, fiber) => settleExitUnsafe(fiber, ticket as Ticket, exit, identity)
+  }
+  return Admission.of({ run, runStream, observe, observeError, stats, [FastPath]: hooks })
 })
 
 /**

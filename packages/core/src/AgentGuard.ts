@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { type AgentHooks, FastPath } from "./internal/fastPath.ts"
 import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 
@@ -86,6 +87,8 @@ export interface AgentGuard {
   readonly turns: (conversationId: string) => Effect.Effect<number>
   /** Forgets a conversation (its turns and loop history). */
   readonly end: (conversationId: string) => Effect.Effect<void>
+  /** @internal */
+  readonly [FastPath]?: AgentHooks
 }
 
 /**
@@ -208,16 +211,18 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     })
   }
 
+  const counts = (request: LlmRequest): boolean => request.metadata?.conversationId !== undefined
+
   return AgentGuard.of({
     turn,
     // a request outside any conversation is not counted: the call runs as it is, with no step added
-    protect: (request) => (self) =>
-      request.metadata?.conversationId === undefined ? self : Effect.flatMap(turn(request), () => self),
+    protect: (request) => (self) => (counts(request) ? Effect.flatMap(turn(request), () => self) : self),
     turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
     end: (conversationId) =>
       Effect.sync(() => {
         conversations.delete(conversationId)
-      })
+      }),
+    [FastPath]: { counts }
   })
 })
 

@@ -48,6 +48,7 @@ import {
   Stream
 } from "effect"
 import * as internal from "./internal/circuit.ts"
+import { type BreakerHooks, FastPath } from "./internal/fastPath.ts"
 import { CircuitOpen } from "./LlmError.ts"
 
 // -----------------------------------------------------------------------------------------------------
@@ -362,6 +363,8 @@ export interface CircuitBreaker {
   readonly forceClosed: (key: string) => Effect.Effect<void>
   /** Back to automatic: Closed, with fresh counters and backoff. */
   readonly reset: (key: string) => Effect.Effect<void>
+  /** @internal */
+  readonly [FastPath]?: BreakerHooks
 }
 
 /**
@@ -575,6 +578,15 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     return withoutStackTrace(() => new CircuitOpen({ key: circuit.key, retryAfterMs: circuit.rejectRetryAfterMs }))
   }
 
+  const admitUnsafe = (key: string, now: number, fiber: Fiber.Fiber<unknown, unknown>): internal.Call | CircuitOpen => {
+    const circuit = circuits.get(key) ?? circuitFor(key, now)
+    const call = circuit.admit(now)
+    if (outbox.length > 0) flush(fiber)
+    if (call === undefined) return rejection(circuit, fiber)
+    if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+    return call
+  }
+
   const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
     const classify = protectOptions?.classify ?? classifyExit
     return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> =>
@@ -584,12 +596,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
         const clock = fiber.getRef(Clock.Clock)
         let call: internal.Call | undefined
         const admitted = Effect.withFiber<A, E | CircuitOpen, R>(() => {
-          const now = clock.currentTimeMillisUnsafe()
-          const circuit = circuits.get(key) ?? circuitFor(key, now)
-          const admission = circuit.admit(now)
-          if (outbox.length > 0) flush(fiber)
-          if (admission === undefined) return Effect.fail(rejection(circuit, fiber))
-          if (admission.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+          const admission = admitUnsafe(key, clock.currentTimeMillisUnsafe(), fiber)
+          if (!(admission instanceof internal.Call)) return Effect.fail(admission)
           call = admission
           return self
         })
@@ -607,11 +615,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const admit = (key: string): Effect.Effect<Permit, CircuitOpen> =>
     Effect.withFiber((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = circuitFor(key, now)
-      const call = circuit.admit(now)
-      if (outbox.length > 0) flush(fiber)
-      if (call === undefined) return Effect.fail(rejection(circuit, fiber))
-      if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+      const call = admitUnsafe(key, now, fiber)
+      if (!(call instanceof internal.Call)) return Effect.fail(call)
       const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
       permits.set(permit, call)
       return Effect.succeed(permit)
@@ -691,7 +696,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     transitions: Stream.fromPubSub(pubsub),
     isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
     forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
-    reset: (key) => withCircuit(key, (c, now) => c.reset(now))
+    reset: (key) => withCircuit(key, (c, now) => c.reset(now)),
+    [FastPath]: { admit: admitUnsafe, finish }
   })
 })
 

@@ -43,6 +43,8 @@ import * as RetryBudget from "./RetryBudget.ts"
 import * as SpendGuard from "./SpendGuard.ts"
 import * as Telemetry from "./Telemetry.ts"
 import * as Timeouts from "./Timeouts.ts"
+import { FastPath } from "./internal/fastPath.ts"
+import * as Step from "./internal/step.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // configuration
@@ -348,6 +350,8 @@ const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | un
 /** What one path resolves to at construction. */
 interface PathPlan {
   readonly name: string
+  /** The call as one step (a path without a fallback plan, stages built here): observed by the step itself. */
+  readonly step: Step.Step | undefined
   readonly complete: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError | FallbackPlan.AcceptedForLater>
   readonly stream: (request: LlmRequest) => Stream.Stream<StreamChunk, LlmError | FallbackPlan.AcceptedForLater>
 }
@@ -489,16 +493,31 @@ export const make = Effect.fnUntraced(function* (
 
   const firstProvider = providers[0]
 
+  // The stages built here offer their synchronous hooks, and a provider step then runs as one frame per
+  // call (internal/step.ts); a stage provided by the user (or a spend guard) is composed as an Effect.
+  const breakerHooks = breaker[FastPath]
+  const admissionHooks = admission[FastPath]
+  const timeoutHooks = timeouts[FastPath]
+  const agentHooks = agent[FastPath]
+  const fast =
+    breakerHooks !== undefined &&
+    admissionHooks !== undefined &&
+    timeoutHooks.forkFree &&
+    spend === undefined &&
+    budget.depositUnsafe !== undefined
+
   /** The stages of one provider step, innermost first. */
-  const guarded = (raw: LlmProvider["Service"], profile: Retry.Profile | undefined): LlmProvider["Service"] => {
+  const guarded = (
+    raw: LlmProvider["Service"],
+    profile: Retry.Profile | undefined
+  ): LlmProvider["Service"] & { readonly step: Step.Step | undefined } => {
     // What depends only on the model (the key, the breaker and retry stages of the key) is built once per model,
     // not per call: `Retry.retry` builds its backoff schedule when it is configured.
     type Recorder = ReturnType<CircuitBreaker.CircuitBreaker["protect"]>
     type Retrier = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Retry.Rejection, R>
-    interface PerModel {
-      readonly key: string
+    interface PerModel extends Step.Model {
       readonly record: Recorder
-      readonly retry: Retrier | undefined
+      readonly retrier: Retrier | undefined
     }
     const perModel = new Map<string, PerModel>()
     const of = (model: string): PerModel => {
@@ -509,7 +528,8 @@ export const make = Effect.fnUntraced(function* (
         m = {
           key,
           record: breaker.protect(key, { classify: classifyExit }),
-          retry: profile === undefined ? undefined : Retry.retry({ profile, budget, key })
+          retrier: profile === undefined ? undefined : Retry.retry({ profile, budget, key }),
+          retry: profile === undefined ? undefined : Retry.stage({ profile, budget, key })
         }
         perModel.set(model, m)
       }
@@ -545,7 +565,17 @@ export const make = Effect.fnUntraced(function* (
         return Stream.unwrap(Effect.as(breaker.check(key), admission.runStream(request, key, recorded.stream(request))))
       }
     }
-    if (profile === undefined) return broken
+    const step = fast
+      ? Step.make({
+          provider: raw,
+          model: of,
+          breaker: breakerHooks,
+          classify: classifyExit,
+          admission: admissionHooks,
+          timeouts: timeoutHooks,
+          attempt: broken.complete
+        })
+      : undefined
     const retryOptions = (request: LlmRequest): Retry.Options => ({
       profile,
       budget,
@@ -553,8 +583,17 @@ export const make = Effect.fnUntraced(function* (
     })
     return {
       name: raw.name,
-      complete: (request) => of(request.model).retry!(broken.complete(request)),
-      stream: (request) => Retry.retryStream(retryOptions(request))(broken.stream(request))
+      complete:
+        step !== undefined
+          ? (request) => step(request, undefined)
+          : profile === undefined
+            ? broken.complete
+            : (request) => of(request.model).retrier!(broken.complete(request)),
+      stream:
+        profile === undefined
+          ? broken.stream
+          : (request) => Retry.retryStream(retryOptions(request))(broken.stream(request)),
+      step
     }
   }
 
@@ -566,7 +605,7 @@ export const make = Effect.fnUntraced(function* (
     if (steps === undefined) {
       // No plan: the request's own model on the first provider.
       const only = guarded(firstProvider, profile)
-      return { name, complete: only.complete, stream: only.stream } satisfies PathPlan
+      return { name, complete: only.complete, stream: only.stream, step: only.step } satisfies PathPlan
     }
     const hedge = p.hedge === undefined ? undefined : yield* Hedge.make(p.hedge).pipe(atField(`${field}.hedge`))
     const built: Array<FallbackPlan.Step> = []
@@ -610,6 +649,7 @@ export const make = Effect.fnUntraced(function* (
         )
     return {
       name,
+      step: undefined,
       complete: (request: LlmRequest) => Effect.provideContext(plan.complete(request), services as never),
       stream: (request: LlmRequest) => Stream.provideContext(plan.stream(request), services as never)
     } satisfies PathPlan
@@ -627,6 +667,7 @@ export const make = Effect.fnUntraced(function* (
     name: providers.map((p) => p.name).join("+"),
     complete: (request) => {
       const path = pathOf(request)
+      if (path.step !== undefined && agentHooks?.counts(request) === false) return path.step(request, path.name)
       return Telemetry.observeCall(
         request,
         path.name

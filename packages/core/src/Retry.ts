@@ -448,16 +448,12 @@ export const retry = (
   options?: Options
 ): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => {
   const config = configOf(options)
+  const after = retryAfter(config)
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Rejection, R> => {
     return Effect.withFiber((fiber) => {
       if (fiber.getRef(InsideRetry)) return self
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const retrying = (error: E): Effect.Effect<A, E | Rejection, R> => {
-        const marked = Effect.updateContext(self, mark<R>)
-        const next = makeRetrier(config, startMs)
-        const loop = (e: E): Effect.Effect<A, E | Rejection, R> => Effect.andThen(next(e), Effect.catch(marked, loop))
-        return loop(error)
-      }
+      const retrying = (error: E): Effect.Effect<A, E | Rejection, R> => after(self, startMs, error)
       // The first attempt: one frame that both restores the context and catches, where `Effect.updateContext`
       // plus `Effect.catch` would push two (the happy path allocates no retry machinery). The frame is in
       // place before the mark is set, so the context is restored however the attempt ends.
@@ -487,6 +483,28 @@ export const retry = (
       return Effect.andThen(budget.deposit(config.key), first)
     })
   }
+}
+
+/** What follows a failed first attempt: decide, sleep, run `self` again (marked), until it succeeds or gives up. */
+const retryAfter =
+  (config: Config) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>, startMs: number, error: E): Effect.Effect<A, E | Rejection, R> => {
+    const marked = Effect.updateContext(self, mark<R>)
+    const next = makeRetrier(config, startMs)
+    const loop = (e: E): Effect.Effect<A, E | Rejection, R> => Effect.andThen(next(e), Effect.catch(marked, loop))
+    return loop(error)
+  }
+
+/**
+ * The parts of {@link retry} for a caller that runs the first attempt itself (the composed pipeline's one
+ * step per call): the budget to deposit into, the mark for the attempt's context, and what follows a failed
+ * first attempt that started at `startMs`.
+ *
+ * @internal
+ */
+export const stage = (options?: Options) => {
+  const config = configOf(options)
+  return { budget: config.budget, key: config.key, mark, after: retryAfter(config) }
 }
 
 /**

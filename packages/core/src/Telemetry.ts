@@ -214,8 +214,12 @@ const finish = (
     return Effect.void
   })
 
-/** The end of a call in one synchronous step: span attributes and metric updates applied directly. */
-const finishUnsafe = (
+/**
+ * The end of a call in one synchronous step: span attributes and metric updates applied directly.
+ *
+ * @internal
+ */
+export const finishUnsafe = (
   fiber: Fiber.Fiber<unknown, unknown>,
   request: LlmRequest,
   path: string,
@@ -308,8 +312,10 @@ export const observeCall =
  * the default tracer and no parent, a span would be created, put in a copy of the fiber's context and
  * dropped unseen (OpenTelemetry's API skips it the same way with its no-op tracer); the metrics are
  * recorded either way.
+ *
+ * @internal
  */
-const spanVisible = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
+export const spanVisible = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
   const cache = fiber.cache
   if (!cache.tracerEnabled) return false
   if (cache.span !== undefined) return true

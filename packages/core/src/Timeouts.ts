@@ -27,6 +27,7 @@ import { StreamTruncated, Timeout } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { StreamChunk } from "./LlmResponse.ts"
 import * as Deadline from "./internal/deadline.ts"
+import { FastPath, type TimeoutHooks } from "./internal/fastPath.ts"
 
 const Millis = Schema.Number.check(Schema.isGreaterThan(0))
 
@@ -141,6 +142,8 @@ export interface Timeouts {
   ) => Stream.Stream<StreamChunk, E | Timeout | StreamTruncated, R>
   /** The provider with both `complete` and `stream` guarded. */
   readonly wrap: (provider: LlmProvider["Service"]) => LlmProvider["Service"]
+  /** @internal */
+  readonly [FastPath]: TimeoutHooks
 }
 
 const resolve = (base: Resolved, over: Limits | undefined): Resolved =>
@@ -186,6 +189,14 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
       return path === undefined ? base : (paths.get(path) ?? base)
     }
 
+    const totalTimeout = (request: LlmRequest, provider: string | undefined, totalMs: number) =>
+      new Timeout({
+        ...origin(request, provider),
+        message: `no response within ${totalMs} ms`,
+        phase: "total",
+        afterMs: totalMs
+      })
+
     const complete = <A, E, R>(
       self: Effect.Effect<A, E, R>,
       request: LlmRequest,
@@ -193,17 +204,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
     ): Effect.Effect<A, E | Timeout, R> => {
       const totalMs = limitsFor(request).totalMs
       if (totalMs === Infinity) return self
-      return timer.withinMs(
-        self,
-        totalMs,
-        () =>
-          new Timeout({
-            ...origin(request, provider),
-            message: `no response within ${totalMs} ms`,
-            phase: "total",
-            afterMs: totalMs
-          })
-      )
+      return timer.withinMs(self, totalMs, () => totalTimeout(request, provider, totalMs))
     }
 
     const stream = <E, R>(
@@ -279,7 +280,13 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
         stream(provider.stream(request), request, provider.name)
     })
 
-    return { limitsFor, complete, stream, wrap }
+    const hooks: TimeoutHooks = {
+      totalMs: (request) => limitsFor(request).totalMs,
+      forkFree: timer.forkFree,
+      guard: (fiber, totalMs) => timer.guard(fiber, timer.now() + totalMs),
+      error: totalTimeout
+    }
+    return { limitsFor, complete, stream, wrap, [FastPath]: hooks }
   })
 
 /**

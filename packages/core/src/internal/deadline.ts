@@ -2,19 +2,29 @@
  * A shared deadline timer: the cheap way to put a time limit on many concurrent effects.
  *
  * `Effect.timeout` races the effect against `Clock.sleep` with `raceFirst`, which forks two fibers and
- * arms one timer per call. Here each guarded effect runs on one fiber forked with `runForkWith` (needed:
- * the caller must be able to move on while the effect is interrupted), and its deadline is pushed onto a
- * min-heap shared by every call of a stage. One timer fiber sleeps (through the `Clock`, so `TestClock`
- * drives it) until the earliest deadline that may still matter; calls that finish in time only clear their
- * entry, and finished entries are dropped lazily, from the top of the heap when the next call registers or
- * when the timer next wakes. With a fixed timeout per path
- * the deadlines arrive in order, so a push is O(1) and one timer serves every call in a window.
+ * arms one timer per call. Here a guarded effect runs on the caller's own fiber, and its deadline is pushed
+ * onto a min-heap shared by every call of a stage. One timer fiber sleeps (through the `Clock`, so
+ * `TestClock` drives it) until the earliest deadline that may still matter; calls that finish in time only
+ * clear their entry, and finished entries are dropped lazily, from the top of the heap when the next call
+ * registers or when the timer next wakes. With a fixed timeout per path the deadlines arrive in order, so a
+ * push is O(1) and one timer serves every call in a window.
+ *
+ * When a deadline passes, the caller's fiber is suspended somewhere inside the guarded effect (in the
+ * provider's socket read, say). The timer resumes it there with an interruption, exactly as
+ * `Fiber.interrupt` would, but without marking the fiber itself as interrupted: the guarded effect unwinds
+ * as an interrupted effect does (its finalizers run, the HTTP client aborts its request, permits are given
+ * back) until the guard's own frame, which turns the interruption into the timeout error and lets the caller
+ * carry on (retry, fall back). Effect has no public operation for "interrupt this region of a fiber", so this
+ * resumes the fiber through `evaluate`, the method every `Effect.callback` resumption goes through; when the
+ * running Effect's fibers do not have it (a future internal change), {@link makeUnsafe} falls back to
+ * running each guarded effect on a forked fiber and interrupting that one (`forkFree` tells which path is
+ * in use; a test pins it, so such a change is noticed).
  *
  * An effect that completes synchronously never touches the heap.
  *
  * @internal
  */
-import { Clock, type Context, Duration, Effect, type Exit, Fiber, type Scope } from "effect"
+import { Cause, Clock, type Context, Duration, Effect, Exit, Fiber, type Scope } from "effect"
 
 /**
  * A scheduled callback. Clear `fire` to cancel it (the entry is dropped lazily).
@@ -30,6 +40,8 @@ export interface Entry {
 export interface DeadlineTimer {
   /** Milliseconds on the timer's monotonic clock. */
   readonly now: () => number
+  /** Whether guarded effects run on the caller's fiber (else each on a forked one; see the module doc). */
+  readonly forkFree: boolean
   /** Calls `fire` at the absolute `deadline` unless the returned entry's `fire` is cleared first. */
   readonly schedule: (deadline: number, fire: () => void) => Entry
   /**
@@ -41,6 +53,12 @@ export interface DeadlineTimer {
     deadline: number,
     onTimeout: () => E2
   ) => Effect.Effect<A, E | E2, R>
+  /**
+   * Guards `fiber` itself until the absolute `deadline`: at the deadline the fiber is resumed with an
+   * interruption. Only for a caller whose frame is already on the fiber's stack and ends the guard (`end()`
+   * says whether the deadline came first). `undefined` when the fiber cannot be resumed from outside.
+   */
+  readonly guard: (fiber: Fiber.Fiber<unknown, unknown>, deadline: number) => Guard | undefined
   /** Like {@link DeadlineTimer.within}, with the deadline `ms` after the effect starts. */
   readonly withinMs: <A, E, R, E2>(
     self: Effect.Effect<A, E, R>,
@@ -87,6 +105,61 @@ function fireRace(this: Race<unknown, unknown, unknown>): void {
   const resume = this.resume!
   this.clear()
   resume(Effect.andThen(Fiber.interrupt(child), Effect.fail(onTimeout())))
+}
+
+/**
+ * The members of Effect's fiber implementation that resuming a suspended fiber needs (`FiberImpl` in
+ * effect/src/internal/effect.ts): `evaluate` is what an `Effect.callback`'s `resume` calls.
+ */
+interface Resumable {
+  readonly evaluate: (effect: Effect.Effect<unknown, unknown>) => void
+  readonly interruptible: boolean
+  readonly _running: boolean
+}
+
+const isResumable = (fiber: unknown): fiber is Resumable => {
+  const f = fiber as Partial<Record<keyof Resumable, unknown>>
+  return typeof f.evaluate === "function" && typeof f.interruptible === "boolean" && typeof f._running === "boolean"
+}
+
+/** What the timer resumes an overdue fiber with: an interruption, so that the guarded effect unwinds. */
+const overdue = Exit.failCause(Cause.interrupt())
+
+/**
+ * One guarded call on the caller's fiber. `fiber` is set while the guarded effect runs; `fired` once the
+ * deadline resumed the fiber.
+ */
+export class Guard implements Entry {
+  deadline: number
+  fire: (() => void) | undefined = fireGuard
+  fiber: Resumable | undefined
+  fired = false
+  readonly retry: (entry: Guard) => void
+  constructor(deadline: number, fiber: Resumable, retry: (entry: Guard) => void) {
+    this.deadline = deadline
+    this.fiber = fiber
+    this.retry = retry
+  }
+  /** The guarded effect ended (either way): whether the deadline came first. */
+  end(): boolean {
+    this.fire = undefined
+    this.fiber = undefined
+    return this.fired
+  }
+}
+
+/**
+ * The deadline came first. A fiber that is running right now (it drives the clock itself) or is in an
+ * uninterruptible region cannot be resumed from outside: try again a moment later, as `Fiber.interrupt`
+ * waits for an uninterruptible region to end.
+ */
+function fireGuard(this: Guard): void {
+  const fiber = this.fiber!
+  if (fiber._running || !fiber.interruptible) return this.retry(this)
+  this.fired = true
+  this.fire = undefined
+  this.fiber = undefined
+  fiber.evaluate(overdue)
 }
 
 /**
@@ -194,12 +267,51 @@ export const makeUnsafe = (
     return entry
   }
 
+  /** A fiber that could not be resumed at its deadline is tried again a millisecond later. */
+  const retryLater = (guard: Guard) => {
+    guard.deadline = now() + 1
+    guard.fire = fireGuard
+    register(guard)
+  }
+
+  /**
+   * Runs `self` on `fiber` itself. The guard is registered inside the frame that ends it, so that however
+   * the fiber is resumed, the frame is there to turn the interruption into the timeout.
+   */
+  const guard = (fiber: Fiber.Fiber<unknown, unknown>, deadline: number): Guard | undefined => {
+    if (!isResumable(fiber)) return undefined
+    const g = new Guard(deadline, fiber, retryLater)
+    register(g)
+    return g
+  }
+
+  const guardOn = <A, E, R, E2>(
+    fiber: Resumable,
+    self: Effect.Effect<A, E, R>,
+    deadline: number,
+    onTimeout: () => E2
+  ): Effect.Effect<A, E | E2, R> => {
+    const guard = new Guard(deadline, fiber, retryLater)
+    return Effect.matchCauseEffect(
+      Effect.suspend(() => {
+        register(guard)
+        return self
+      }),
+      {
+        onSuccess: (a: A): Effect.Effect<A, E | E2> => (guard.end() ? Effect.fail(onTimeout()) : Effect.succeed(a)),
+        onFailure: (cause: Cause.Cause<E>): Effect.Effect<A, E | E2> =>
+          guard.end() ? Effect.fail(onTimeout()) : Effect.failCause(cause)
+      }
+    )
+  }
+
   const race = <A, E, R, E2>(
     parent: Fiber.Fiber<unknown, unknown>,
     self: Effect.Effect<A, E, R>,
     deadline: number,
     onTimeout: () => E2
   ): Effect.Effect<A, E | E2, R> => {
+    if (isResumable(parent)) return guardOn(parent, self, deadline, onTimeout)
     const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
     const done = child.pollUnsafe()
     if (done !== undefined) return done
@@ -233,5 +345,5 @@ export const makeUnsafe = (
     heap.length = 0
     return Fiber.interruptAll(timerFibers)
   })
-  return { now, schedule, within, withinMs, close }
+  return { now, forkFree: isResumable(Effect.runFork(Effect.void)), schedule, guard, within, withinMs, close }
 }
