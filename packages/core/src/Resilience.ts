@@ -565,6 +565,8 @@ export const make = Effect.fnUntraced(function* (
         return Stream.unwrap(Effect.as(breaker.check(key), admission.runStream(request, key, recorded.stream(request))))
       }
     }
+    const composed: LlmProvider["Service"]["complete"] =
+      profile === undefined ? broken.complete : (request) => of(request.model).retrier!(broken.complete(request))
     const step = fast
       ? Step.make({
           provider: raw,
@@ -573,7 +575,8 @@ export const make = Effect.fnUntraced(function* (
           classify: classifyExit,
           admission: admissionHooks,
           timeouts: timeoutHooks,
-          attempt: broken.complete
+          attempt: broken.complete,
+          composed
         })
       : undefined
     const retryOptions = (request: LlmRequest): Retry.Options => ({
@@ -583,12 +586,7 @@ export const make = Effect.fnUntraced(function* (
     })
     return {
       name: raw.name,
-      complete:
-        step !== undefined
-          ? (request) => step(request, undefined)
-          : profile === undefined
-            ? broken.complete
-            : (request) => of(request.model).retrier!(broken.complete(request)),
+      complete: step === undefined ? composed : (request) => step(request, undefined),
       stream:
         profile === undefined
           ? broken.stream

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
-import { LlmError, LlmProvider, Resilience } from "@llm-resilience/core"
+import { CircuitBreaker, LlmError, LlmProvider, Resilience, Retry } from "@llm-resilience/core"
+import { FastPath } from "../src/internal/fastPath.ts"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const ask = (path?: string) => ({
@@ -158,5 +159,166 @@ describe("Resilience", () => {
       assert.strictEqual(error._tag, "Authentication")
       assert.strictEqual((yield* fake.calls).length, 1)
     }).pipe(Effect.scoped, isolated)
+  )
+})
+
+describe("Resilience: one step per call", () => {
+  const chat = { ...ask("chat"), model: "m1" }
+
+  /** A breaker whose hooks count the attempts that took the one-step path (or without hooks: composed). */
+  const breakerWith = (hooks: "counted" | "none", counter: { admitted: number }) =>
+    Effect.map(CircuitBreaker.make({ minimumCalls: 20, consecutiveFailures: 4 }), (breaker) => {
+      const { [FastPath]: own, ...plain } = breaker
+      if (hooks === "none") return plain as CircuitBreaker.CircuitBreaker
+      return {
+        ...plain,
+        [FastPath]: {
+          admit: (...args: Parameters<NonNullable<typeof own>["admit"]>) => {
+            counter.admitted++
+            return own!.admit(...args)
+          },
+          finish: own!.finish
+        }
+      } as CircuitBreaker.CircuitBreaker
+    })
+
+  it.effect("a hung call times out on the caller's fiber, gives its permit back, and the caller retries", () =>
+    Effect.gen(function* () {
+      const counter = { admitted: 0 }
+      const fake = yield* FakeProvider.make({
+        default: { script: [FakeProvider.stall], latency: "100 millis", text: "ok" }
+      })
+      const { provider, stages } = yield* Resilience.make(
+        {
+          models: { "fake/m1": { maxConcurrency: 1 } },
+          paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
+        },
+        [fake.provider]
+      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      const fiber = yield* Effect.forkChild(provider.complete(chat))
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual((yield* Fiber.join(fiber)).text, "ok")
+      const calls = yield* fake.calls
+      assert.deepStrictEqual(
+        calls.map((c) => [c.startedAt, c.outcome]),
+        [
+          [0, "interrupted"],
+          [calls[1].startedAt, "success"]
+        ]
+      )
+      assert.isAbove(calls[1].startedAt, 1_000)
+      assert.strictEqual(counter.admitted, 1) // the first attempt took the one step; the retry, the composed stages
+      assert.strictEqual((yield* stages.admission.stats("fake/m1")).availablePermits, 1)
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("interrupting the caller gives back the permit, the reservation and the breaker's call", () =>
+    Effect.gen(function* () {
+      const counter = { admitted: 0 }
+      const fake = yield* FakeProvider.make({ default: { latency: "5 seconds", text: "ok" } })
+      const { provider, stages } = yield* Resilience.make(
+        { models: { "fake/m1": { maxConcurrency: 1, requestsPerMinute: 10 } } },
+        [fake.provider]
+      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      const fiber = yield* Effect.forkChild(provider.complete(chat))
+      yield* TestClock.adjust("1 second")
+      const during = yield* stages.admission.stats("fake/m1")
+      assert.strictEqual(during.availablePermits, 0)
+      assert.strictEqual(during.reserved.requests, 1)
+      yield* Fiber.interrupt(fiber)
+      const after = yield* stages.admission.stats("fake/m1")
+      assert.strictEqual(after.availablePermits, 1)
+      assert.strictEqual(after.reserved.requests, 0)
+      const status = yield* stages.breaker.status("fake/m1")
+      assert.strictEqual(status._tag === "Closed" && status.calls, 0)
+      assert.strictEqual(counter.admitted, 1)
+      // the next call is admitted at once
+      const next = yield* Effect.forkChild(provider.complete(chat))
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* Fiber.join(next)).text, "ok")
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("retries happen at one layer: a retry stage inside the raw provider passes errors through", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({
+        default: {
+          text: "ok",
+          script: [FakeProvider.fail(FakeProvider.overloaded()), FakeProvider.fail(FakeProvider.overloaded())]
+        }
+      })
+      const inner: LlmProvider.LlmProvider["Service"] = {
+        ...fake.provider,
+        complete: (request) => Retry.retry({ profile: "interactive" })(fake.provider.complete(request))
+      }
+      const { provider } = yield* Resilience.make(
+        { paths: { chat: { retry: { extends: "interactive", maxRetries: 1 } } } },
+        [inner]
+      )
+      const fiber = yield* Effect.forkChild(Effect.flip(provider.complete(chat)))
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "Overloaded")
+      assert.strictEqual((yield* fake.calls).length, 2)
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("the one-step path and the composed stages give the same day", () =>
+    Effect.gen(function* () {
+      const day = (hooks: "counted" | "none") =>
+        Effect.gen(function* () {
+          const counter = { admitted: 0 }
+          const fake = yield* FakeProvider.make({
+            default: {
+              script: [
+                FakeProvider.fail(FakeProvider.overloaded(), { after: "200 millis" }),
+                FakeProvider.succeed(),
+                FakeProvider.stall,
+                FakeProvider.fail(FakeProvider.serverError(503), { after: "100 millis" }),
+                FakeProvider.fail(FakeProvider.rateLimited({ retryAfter: "2 seconds" })),
+                FakeProvider.fail(new LlmError.BadRequest({ message: "no", status: 400 }))
+              ],
+              latency: "300 millis",
+              text: "ok"
+            }
+          })
+          const { provider, stages } = yield* Resilience.make(
+            {
+              models: { "fake/m1": { maxConcurrency: 2, requestsPerMinute: 4 } },
+              paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
+            },
+            [fake.provider]
+          ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith(hooks, counter)))
+          const fibers = []
+          for (let i = 0; i < 6; i++) {
+            fibers.push(yield* Effect.forkChild(Effect.exit(provider.complete(chat))))
+            yield* TestClock.adjust("250 millis")
+          }
+          const midday = [yield* stages.breaker.status("fake/m1"), yield* stages.admission.stats("fake/m1")]
+          yield* TestClock.adjust("3 minutes")
+          const exits = []
+          for (const f of fibers) {
+            const exit = yield* Fiber.join(f)
+            exits.push(Exit.isSuccess(exit) ? exit.value.text : Exit.isFailure(exit) ? String(exit.cause) : "")
+          }
+          return {
+            counter,
+            midday,
+            exits,
+            calls: (yield* fake.calls).map((c) => [c.startedAt, c.endedAt, c.outcome]),
+            breaker: yield* stages.breaker.status("fake/m1"),
+            admission: yield* stages.admission.stats("fake/m1")
+          }
+        }).pipe(Effect.scoped, isolated)
+      const oneStep = yield* day("counted")
+      const composed = yield* day("none")
+      assert.isAbove(oneStep.counter.admitted, 0)
+      assert.strictEqual(composed.counter.admitted, 0)
+      assert.deepStrictEqual(oneStep.midday, composed.midday)
+      assert.deepStrictEqual(oneStep.exits, composed.exits)
+      assert.deepStrictEqual(oneStep.calls, composed.calls)
+      assert.deepStrictEqual(oneStep.breaker, composed.breaker)
+      assert.deepStrictEqual(oneStep.admission, composed.admission)
+      assert.includeMembers(oneStep.exits, ["ok"])
+    })
   )
 })

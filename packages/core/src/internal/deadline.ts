@@ -292,16 +292,20 @@ export const makeUnsafe = (
     onTimeout: () => E2
   ): Effect.Effect<A, E | E2, R> => {
     const guard = new Guard(deadline, fiber, retryLater)
-    return Effect.matchCauseEffect(
-      Effect.suspend(() => {
-        register(guard)
-        return self
-      }),
-      {
-        onSuccess: (a: A): Effect.Effect<A, E | E2> => (guard.end() ? Effect.fail(onTimeout()) : Effect.succeed(a)),
-        onFailure: (cause: Cause.Cause<E>): Effect.Effect<A, E | E2> =>
-          guard.end() ? Effect.fail(onTimeout()) : Effect.failCause(cause)
-      }
+    // Uninterruptible around the frame (`self` itself is interruptible): an interruption of the caller then
+    // still reaches the handlers, which clear the guard.
+    return Effect.uninterruptible(
+      Effect.matchCauseEffect(
+        Effect.suspend(() => {
+          register(guard)
+          return Effect.interruptible(self)
+        }),
+        {
+          onSuccess: (a: A): Effect.Effect<A, E | E2> => (guard.end() ? Effect.fail(onTimeout()) : Effect.succeed(a)),
+          onFailure: (cause: Cause.Cause<E>): Effect.Effect<A, E | E2> =>
+            guard.end() ? Effect.fail(onTimeout()) : Effect.failCause(cause)
+        }
+      )
     )
   }
 
@@ -311,7 +315,8 @@ export const makeUnsafe = (
     deadline: number,
     onTimeout: () => E2
   ): Effect.Effect<A, E | E2, R> => {
-    if (isResumable(parent)) return guardOn(parent, self, deadline, onTimeout)
+    // (a caller in an uninterruptible region cannot be resumed by the deadline: its effect gets a fiber of its own)
+    if (isResumable(parent) && parent.interruptible) return guardOn(parent, self, deadline, onTimeout)
     const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
     const done = child.pollUnsafe()
     if (done !== undefined) return done

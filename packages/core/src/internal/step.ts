@@ -46,6 +46,8 @@ export interface Options {
   readonly timeouts: TimeoutHooks
   /** One attempt through the stages composed as Effects (no retry): for what the step does not take. */
   readonly attempt: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
+  /** The whole step composed as Effects (retry included), for a caller in an uninterruptible region. */
+  readonly composed: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
 }
 
 /**
@@ -92,7 +94,10 @@ class State {
 export const make = (o: Options): Step => {
   const { provider, breaker, admission, timeouts } = o
 
-  /** Before the provider call; runs inside the frame, so whatever it takes is given back however the call ends. */
+  /**
+   * Before the provider call; runs inside the frame, uninterruptibly, so whatever it takes is given back
+   * however the call ends. What may wait (the provider call, the composed attempt) runs `restore`d.
+   */
   const enter = (s: State): Effect.Effect<LlmResponse, LlmError> => {
     const fiber = s.fiber
     if (s.outer !== undefined) fiber.setContext(s.model.retry!.mark(s.outer))
@@ -103,7 +108,7 @@ export const make = (o: Options): Step => {
     if (ticket === undefined) {
       // admission would make it wait: the composed stages take this attempt (and decide again from scratch)
       breaker.finish(call, CircuitBreaker.ignored, s.startMs, fiber)
-      return o.attempt(s.request)
+      return Effect.interruptible(o.attempt(s.request))
     }
     s.call = call
     if (ticket !== null) s.ticket = ticket
@@ -112,7 +117,7 @@ export const make = (o: Options): Step => {
       s.guard = timeouts.guard(fiber, totalMs)
       s.totalMs = totalMs
     }
-    return provider.complete(s.request)
+    return Effect.interruptible(provider.complete(s.request))
   }
 
   /** The attempt ended: every stage records it, then the retry stage decides and the call is observed. */
@@ -128,7 +133,7 @@ export const make = (o: Options): Step => {
     let result: Effect.Effect<LlmResponse, LlmError> = exit
     if (exit._tag === "Failure" && s.outer !== undefined) {
       const retry = s.model.retry!
-      result = Effect.catch(exit, (error) => retry.after(o.attempt(s.request), s.startMs, error))
+      result = Effect.catch(exit, (error) => Effect.interruptible(retry.after(o.attempt(s.request), s.startMs, error)))
     }
     if (rest !== undefined) result = Effect.andThen(rest, result)
     if (s.observe === undefined) return result
@@ -147,18 +152,24 @@ export const make = (o: Options): Step => {
       if (observe !== undefined && Telemetry.spanVisible(fiber)) {
         return Telemetry.observeCall(request, observe)(step(request, undefined))
       }
+      // a caller that cannot be interrupted cannot be resumed by a deadline either: the composed stages
+      if (!(fiber as unknown as { readonly interruptible: boolean }).interruptible) return o.composed(request)
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const model = o.model(request.model)
       const retry = model.retry
       const retrying = retry !== undefined && !fiber.getRef(Retry.InsideRetry)
       if (retrying) retry.budget?.depositUnsafe!(model.key, startMs)
       const s = new State(request, model, observe, fiber, retrying ? fiber.context : undefined, startMs)
-      return Effect.matchCauseEffect(
-        Effect.suspend(() => enter(s)),
-        {
-          onSuccess: (response: LlmResponse) => ended(s, Exit.succeed(response)),
-          onFailure: (cause) => ended(s, Exit.failCause(cause))
-        }
+      // Uninterruptible around the frame (the provider call itself is interruptible): an interruption of the
+      // caller then still reaches the frame's handlers, which give back what the call took.
+      return Effect.uninterruptible(
+        Effect.matchCauseEffect(
+          Effect.suspend(() => enter(s)),
+          {
+            onSuccess: (response: LlmResponse) => ended(s, Exit.succeed(response)),
+            onFailure: (cause) => ended(s, Exit.failCause(cause))
+          }
+        )
       )
     })
   return step
