@@ -33,6 +33,7 @@ import * as Admission from "../packages/core/src/Admission.ts"
 import * as AdmissionStore from "../packages/core/src/AdmissionStore.ts"
 import * as AgentGuard from "../packages/core/src/AgentGuard.ts"
 import * as CircuitBreaker from "../packages/core/src/CircuitBreaker.ts"
+import { FastPath } from "../packages/core/src/internal/fastPath.ts"
 import type { LlmProvider } from "../packages/core/src/LlmProvider.ts"
 import type { LlmRequest } from "../packages/core/src/LlmRequest.ts"
 import type { LlmResponse } from "../packages/core/src/LlmResponse.ts"
@@ -199,6 +200,12 @@ const models = {
   "bench/m": { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1e12, maxConcurrency: 20_000 },
   "backup/m": { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1e12, maxConcurrency: 20_000 }
 }
+const breakerOptions: CircuitBreaker.Options = {
+  failureRateThreshold: 0.5,
+  window: "60 seconds",
+  minimumCalls: 10,
+  slowCallThreshold: "10 seconds"
+}
 const baseConfig: Resilience.Config = {
   models,
   paths: { chat: { retry: "interactive", timeouts: { totalMs: 30_000 } } },
@@ -222,6 +229,18 @@ const pipeline = await build(Resilience.make(baseConfig, [rawProvider("bench")])
 const { models: _, ...noLimitsConfig } = baseConfig
 const unlimited = await build(Resilience.make(noLimitsConfig, [rawProvider("bench")]))
 const planned = await build(Resilience.make(planConfig, [rawProvider("bench"), rawProvider("backup")]))
+/**
+ * The same pipeline with its stages composed as Effects (what a user-provided stage gets): a breaker without
+ * the synchronous hooks makes `Resilience` compose every stage instead of running the call as one step.
+ */
+const composed = await build(
+  Effect.flatMap(CircuitBreaker.make(breakerOptions), (breaker) => {
+    const { [FastPath]: _hooks, ...withoutHooks } = breaker
+    return Resilience.make(baseConfig, [rawProvider("bench")]).pipe(
+      Effect.provideService(CircuitBreaker.CircuitBreaker, withoutHooks)
+    )
+  })
+)
 
 /** The same stages built one by one, innermost first, for the breakdown. */
 const stages = await build(
@@ -261,6 +280,7 @@ const bareCall = () => effectCall
 const pipelineCall = () => pipeline.provider.complete(request)
 const plannedCall = () => planned.provider.complete(request)
 const unlimitedCall = () => unlimited.provider.complete(request)
+const composedCall = () => composed.provider.complete(request)
 
 // ---------------------------------------------------------------------------------------------------------
 // run
@@ -272,7 +292,8 @@ const main = await timeAll({
   cockatiel: { kind: "promise", call: cockatielCall },
   pipeline: effect(pipelineCall),
   pipelinePlan: effect(plannedCall),
-  pipelineWithoutRateLimits: effect(unlimitedCall)
+  pipelineWithoutRateLimits: effect(unlimitedCall),
+  pipelineComposed: effect(composedCall)
 })
 const { bare: bareNs, cockatiel: cockatielNs, pipeline: pipelineNs, pipelinePlan: pipelinePlanNs } = main
 const contenders: Record<string, Contender> = { bare: effect(bareCall) }
@@ -283,6 +304,7 @@ const bareBytesPerInFlight = await bytesEffect(bareCall)
 const cockatielBytesPerInFlight = await bytesPromise(cockatielCall)
 const pipelineBytesPerInFlight = await bytesEffect(pipelineCall)
 const pipelinePlanBytesPerInFlight = await bytesEffect(plannedCall)
+const pipelineComposedBytesPerInFlight = await bytesEffect(composedCall)
 /** The same per stage: heap bytes per in-flight call of each cumulative stack and of each stage alone. */
 const perStageBytesPerInFlight: Record<string, number> = {}
 if (process.env.BENCH_STAGES !== "0") {
@@ -306,6 +328,9 @@ const out = {
   pipelinePlanBytesPerInFlight,
   bareBytesPerInFlight,
   pipelineWithoutRateLimitsNs: main.pipelineWithoutRateLimits,
+  pipelineComposedNs: main.pipelineComposed,
+  pipelineComposedVsCockatiel: ratio(main.pipelineComposed, cockatielNs),
+  pipelineComposedBytesPerInFlight,
   perStageNs,
   perStageBytesPerInFlight,
   calls: N,

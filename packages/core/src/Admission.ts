@@ -755,12 +755,13 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     fiber: Fiber.Fiber<unknown, unknown>,
     ticket: Ticket,
     actual: AdmissionStore.Cost | undefined,
-    corrections: Array<AdmissionStore.Correction> | undefined
+    corrections: Array<AdmissionStore.Correction> | undefined,
+    at?: number
   ): Effect.Effect<void> | undefined => {
     if (ticket.settled) return undefined
     ticket.settled = true
     const ks = ticket.ks
-    const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
     let effects: Array<Effect.Effect<void>> | undefined
     if (ticket.reservation !== undefined && actual !== undefined) {
       if (syncStore !== undefined) syncStore.reconcile(ticket.reservation, actual, now)
@@ -800,7 +801,8 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     fiber: Fiber.Fiber<unknown, unknown>,
     ticket: Ticket,
     exit: Exit.Exit<A, E>,
-    settle: (a: A) => Settlement
+    settle: (a: A) => Settlement,
+    at?: number
   ): Effect.Effect<void> | undefined => {
     if (Exit.isSuccess(exit)) {
       const s = settle(exit.value)
@@ -808,15 +810,16 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
         fiber,
         ticket,
         s.usage === undefined ? undefined : usageCost(s.usage),
-        s.rateLimit === undefined ? undefined : snapshotCorrections(s.rateLimit)
+        s.rateLimit === undefined ? undefined : snapshotCorrections(s.rateLimit),
+        at
       )
     }
-    if (Cause.hasInterrupts(exit.cause)) return settleTicketUnsafe(fiber, ticket, ZERO, undefined)
+    if (Cause.hasInterrupts(exit.cause)) return settleTicketUnsafe(fiber, ticket, ZERO, undefined, at)
     const found = Cause.findError(exit.cause)
     if (found._tag === "Success" && isProviderError(found.success)) {
-      return settleTicketUnsafe(fiber, ticket, undefined, correctionsOfError(ticket.ks, found.success))
+      return settleTicketUnsafe(fiber, ticket, undefined, correctionsOfError(ticket.ks, found.success), at)
     }
-    return settleTicketUnsafe(fiber, ticket, ZERO, undefined)
+    return settleTicketUnsafe(fiber, ticket, ZERO, undefined, at)
   }
 
   /**
@@ -824,7 +827,12 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
    * reserves at once. Takes the permit and the reservation and returns the ticket, or takes nothing and
    * returns `undefined` when the call must take the general path (which decides again from scratch).
    */
-  const admitNow = (ks: KeyState, request: LlmRequest, fiber: Fiber.Fiber<unknown, unknown>): Ticket | undefined => {
+  const admitNow = (
+    ks: KeyState,
+    request: LlmRequest,
+    fiber: Fiber.Fiber<unknown, unknown>,
+    at?: number
+  ): Ticket | undefined => {
     if (ks.queue.size > 0 || (ks.rateLimited && syncStore === undefined)) return undefined
     const permits = ks.permits
     if (permits !== undefined && (permits.available <= 0 || permits.queue.size > 0)) return undefined
@@ -833,7 +841,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     const ticket = new Ticket(ks, cost)
     const m = ks.metrics
     if (ks.rateLimited) {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const d = syncStore!.tryReserve(ks.key, ks.limits, cost, now)
       if (d._tag !== "Reserved") return undefined
       ticket.reservation = d.reservation
@@ -958,11 +966,11 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     })
 
   const hooks: AdmissionHooks = {
-    admitNow: (key, request, fiber) => {
+    admitNow: (key, request, fiber, now) => {
       const ks = stateFor(key)
-      return ks === undefined ? null : admitNow(ks, request, fiber)
+      return ks === undefined ? null : admitNow(ks, request, fiber, now)
     },
-    settle: (ticket, exit, fiber) => settleExitUnsafe(fiber, ticket as Ticket, exit, identity)
+    settle: (ticket, exit, fiber, now) => settleExitUnsafe(fiber, ticket as Ticket, exit, identity, now)
   }
   return Admission.of({ run, runStream, observe, observeError, stats, [FastPath]: hooks })
 })

@@ -225,9 +225,10 @@ export const finishUnsafe = (
   path: string,
   startMs: number,
   exit: Exit.Exit<Answered, unknown>,
-  ttftMs?: number
+  ttftMs?: number,
+  at?: number
 ): void => {
-  const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+  const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
   let provider: string
   let model: string
   let outcome: string

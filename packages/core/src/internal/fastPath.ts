@@ -44,12 +44,18 @@ export interface AdmissionHooks {
    * Admits `request` under `key` at once, or returns `undefined` having taken nothing, when the call must
    * wait (or the store is remote): the call then takes `run`. `null`: the key has no limits.
    */
-  readonly admitNow: (key: string, request: LlmRequest, fiber: AnyFiber) => AdmissionTicket | null | undefined
+  readonly admitNow: (
+    key: string,
+    request: LlmRequest,
+    fiber: AnyFiber,
+    now: number
+  ) => AdmissionTicket | null | undefined
   /** Settles a ticket with the call's exit; what is left to run (a remote reconcile, a queue drain), if any. */
   readonly settle: (
     ticket: AdmissionTicket,
     exit: Exit.Exit<LlmResponse, unknown>,
-    fiber: AnyFiber
+    fiber: AnyFiber,
+    now: number
   ) => Effect.Effect<void> | undefined
 }
 

@@ -104,7 +104,7 @@ export const make = (o: Options): Step => {
     const key = s.model.key
     const call = breaker.admit(key, s.startMs, fiber)
     if (!(call instanceof Call)) return Effect.fail(call)
-    const ticket = admission.admitNow(key, s.request, fiber)
+    const ticket = admission.admitNow(key, s.request, fiber, s.startMs)
     if (ticket === undefined) {
       // admission would make it wait: the composed stages take this attempt (and decide again from scratch)
       breaker.finish(call, CircuitBreaker.ignored, s.startMs, fiber)
@@ -126,10 +126,9 @@ export const make = (o: Options): Step => {
     let exit = attempt
     if (s.guard !== undefined && s.guard.end()) exit = Exit.fail(timeouts.error(s.request, provider.name, s.totalMs))
     if (s.outer !== undefined) fiber.setContext(s.outer)
-    if (s.call !== undefined) {
-      breaker.finish(s.call, o.classify(exit), fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-    }
-    const rest = s.ticket === undefined ? undefined : admission.settle(s.ticket, exit, fiber)
+    const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    if (s.call !== undefined) breaker.finish(s.call, o.classify(exit), now, fiber)
+    const rest = s.ticket === undefined ? undefined : admission.settle(s.ticket, exit, fiber, now)
     let result: Effect.Effect<LlmResponse, LlmError> = exit
     if (exit._tag === "Failure" && s.outer !== undefined) {
       const retry = s.model.retry!
@@ -138,7 +137,7 @@ export const make = (o: Options): Step => {
     if (rest !== undefined) result = Effect.andThen(rest, result)
     if (s.observe === undefined) return result
     if (result === exit) {
-      Telemetry.finishUnsafe(fiber, s.request, s.observe, s.startMs, exit)
+      Telemetry.finishUnsafe(fiber, s.request, s.observe, s.startMs, exit, undefined, now)
       return exit
     }
     return Effect.onExit(result, (final) =>
