@@ -13,9 +13,9 @@
  * it never completes as if it were whole.
  *
  * The limits are set per route (`request.metadata.path`), with defaults for every other path. One
- * {@link Timeouts} value shares a single deadline timer between all its calls: the happy path forks one
- * fiber for the call and arms no timer of its own (see docs/timeouts.md for the measurements against
- * `Effect.timeout`).
+ * {@link Timeouts} value shares a single deadline timer between all its calls: a call runs on the caller's
+ * own fiber, forks nothing and arms no timer of its own (see docs/timeouts.md for how, and the measurements
+ * against `Effect.timeout`).
  *
  * @since 0.1.0
  */

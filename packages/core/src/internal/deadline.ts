@@ -20,7 +20,6 @@
  * running each guarded effect on a forked fiber and interrupting that one (`forkFree` tells which path is
  * in use; a test pins it, so such a change is noticed).
  *
- * An effect that completes synchronously never touches the heap.
  *
  * @internal
  */
