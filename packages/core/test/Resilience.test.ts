@@ -239,6 +239,25 @@ describe("Resilience: one step per call", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
+  it.effect("an uninterruptible caller is served by the composed stages, its deadline still enforced", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
+      const { provider } = yield* Resilience.make(
+        { paths: { chat: { retry: "none", timeouts: { totalMs: 1_000 } } } },
+        [fake.provider]
+      )
+      const fiber = yield* Effect.forkChild(Effect.uninterruptible(Effect.flip(provider.complete(chat))))
+      yield* TestClock.adjust("999 millis")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "Timeout")
+      assert.deepStrictEqual(
+        (yield* fake.calls).map((c) => c.outcome),
+        ["interrupted"]
+      )
+    }).pipe(Effect.scoped, isolated)
+  )
+
   it.effect("retries happen at one layer: a retry stage inside the raw provider passes errors through", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({

@@ -96,7 +96,7 @@ export const make = (o: Options): Step => {
 
   /**
    * Before the provider call; runs inside the frame, uninterruptibly, so whatever it takes is given back
-   * however the call ends. What may wait (the provider call, the composed attempt) runs `restore`d.
+   * however the call ends. What may wait (the provider call, the composed attempt) runs interruptibly.
    */
   const enter = (s: State): Effect.Effect<LlmResponse, LlmError> => {
     const fiber = s.fiber
@@ -152,7 +152,11 @@ export const make = (o: Options): Step => {
         return Telemetry.observeCall(request, observe)(step(request, undefined))
       }
       // a caller that cannot be interrupted cannot be resumed by a deadline either: the composed stages
-      if (!(fiber as unknown as { readonly interruptible: boolean }).interruptible) return o.composed(request)
+      if (!(fiber as unknown as { readonly interruptible: boolean }).interruptible) {
+        return observe === undefined
+          ? o.composed(request)
+          : Telemetry.observeCall(request, observe)(o.composed(request))
+      }
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const model = o.model(request.model)
       const retry = model.retry
