@@ -502,7 +502,6 @@ export const make = Effect.fnUntraced(function* (
   const fast =
     breakerHooks !== undefined &&
     admissionHooks !== undefined &&
-    timeoutHooks.forkFree &&
     spend === undefined &&
     budget.depositUnsafe !== undefined
 
@@ -512,12 +511,10 @@ export const make = Effect.fnUntraced(function* (
     profile: Retry.Profile | undefined
   ): LlmProvider["Service"] & { readonly step: Step.Step | undefined } => {
     // What depends only on the model (the key, the breaker and retry stages of the key) is built once per model,
-    // not per call: `Retry.retry` builds its backoff schedule when it is configured.
+    // not per call: the retry stage builds its backoff schedule when it is configured.
     type Recorder = ReturnType<CircuitBreaker.CircuitBreaker["protect"]>
-    type Retrier = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Retry.Rejection, R>
     interface PerModel extends Step.Model {
       readonly record: Recorder
-      readonly retrier: Retrier | undefined
     }
     const perModel = new Map<string, PerModel>()
     const of = (model: string): PerModel => {
@@ -528,7 +525,6 @@ export const make = Effect.fnUntraced(function* (
         m = {
           key,
           record: breaker.protect(key, { classify: classifyExit }),
-          retrier: profile === undefined ? undefined : Retry.retry({ profile, budget, key }),
           retry: profile === undefined ? undefined : Retry.stage({ profile, budget, key })
         }
         perModel.set(model, m)
@@ -566,7 +562,7 @@ export const make = Effect.fnUntraced(function* (
       }
     }
     const composed: LlmProvider["Service"]["complete"] =
-      profile === undefined ? broken.complete : (request) => of(request.model).retrier!(broken.complete(request))
+      profile === undefined ? broken.complete : (request) => of(request.model).retry!.retry(broken.complete(request))
     const step = fast
       ? Step.make({
           provider: raw,

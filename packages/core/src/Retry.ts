@@ -446,8 +446,9 @@ const makeRetrier = (config: Config, startMs: number) => {
  */
 export const retry = (
   options?: Options
-): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => {
-  const config = configOf(options)
+): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => retryWith(configOf(options))
+
+const retryWith = (config: Config): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Rejection, R>) => {
   const after = retryAfter(config)
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Rejection, R> => {
     return Effect.withFiber((fiber) => {
@@ -496,15 +497,15 @@ const retryAfter =
   }
 
 /**
- * The parts of {@link retry} for a caller that runs the first attempt itself (the composed pipeline's one
- * step per call): the budget to deposit into, the mark for the attempt's context, and what follows a failed
- * first attempt that started at `startMs`.
+ * {@link retry} and its parts, from one configuration, for a caller that runs the first attempt itself (the
+ * composed pipeline's one step per call): the budget to deposit into, the mark for the attempt's context, and
+ * what follows a failed first attempt that started at `startMs`.
  *
  * @internal
  */
 export const stage = (options?: Options) => {
   const config = configOf(options)
-  return { budget: config.budget, key: config.key, mark, after: retryAfter(config) }
+  return { budget: config.budget, key: config.key, mark, after: retryAfter(config), retry: retryWith(config) }
 }
 
 /**

@@ -282,7 +282,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
 
     const hooks: TimeoutHooks = {
       totalMs: (request) => limitsFor(request).totalMs,
-      forkFree: timer.forkFree,
+      canGuard: timer.canGuard,
       guard: (fiber, totalMs) => timer.guard(fiber, timer.now() + totalMs),
       error: totalTimeout
     }

@@ -41,6 +41,8 @@ export interface DeadlineTimer {
   readonly now: () => number
   /** Whether guarded effects run on the caller's fiber (else each on a forked one; see the module doc). */
   readonly forkFree: boolean
+  /** Whether {@link DeadlineTimer.guard} can guard `fiber` now: it can be resumed and is interruptible. */
+  readonly canGuard: (fiber: Fiber.Fiber<unknown, unknown>) => boolean
   /** Calls `fire` at the absolute `deadline` unless the returned entry's `fire` is cleared first. */
   readonly schedule: (deadline: number, fire: () => void) => Entry
   /**
@@ -277,6 +279,9 @@ export const makeUnsafe = (
    * Runs `self` on `fiber` itself. The guard is registered inside the frame that ends it, so that however
    * the fiber is resumed, the frame is there to turn the interruption into the timeout.
    */
+  const canGuard = (fiber: Fiber.Fiber<unknown, unknown>): fiber is Fiber.Fiber<unknown, unknown> & Resumable =>
+    isResumable(fiber) && fiber.interruptible
+
   const guard = (fiber: Fiber.Fiber<unknown, unknown>, deadline: number): Guard | undefined => {
     if (!isResumable(fiber)) return undefined
     const g = new Guard(deadline, fiber, retryLater)
@@ -315,7 +320,7 @@ export const makeUnsafe = (
     onTimeout: () => E2
   ): Effect.Effect<A, E | E2, R> => {
     // (a caller in an uninterruptible region cannot be resumed by the deadline: its effect gets a fiber of its own)
-    if (isResumable(parent) && parent.interruptible) return guardOn(parent, self, deadline, onTimeout)
+    if (canGuard(parent)) return guardOn(parent, self, deadline, onTimeout)
     const child = Effect.runForkWith(parent.context as Context.Context<R>)(self)
     const done = child.pollUnsafe()
     if (done !== undefined) return done
@@ -349,5 +354,5 @@ export const makeUnsafe = (
     heap.length = 0
     return Fiber.interruptAll(timerFibers)
   })
-  return { now, forkFree: isResumable(Effect.runFork(Effect.void)), schedule, guard, within, withinMs, close }
+  return { now, forkFree: isResumable(Effect.runFork(Effect.void)), schedule, canGuard, guard, within, withinMs, close }
 }

@@ -63,9 +63,9 @@ export interface AdmissionHooks {
 export interface TimeoutHooks {
   /** The total limit of `request`'s path (`Infinity`: none). */
   readonly totalMs: (request: LlmRequest) => number
-  /** Whether `guard` is available: fibers can be resumed from outside (see deadline.ts). */
-  readonly forkFree: boolean
-  /** Guards `fiber` for `totalMs` from now; only when `forkFree`. */
+  /** Whether `guard` can guard `fiber` now (it can be resumed from outside and is interruptible; deadline.ts). */
+  readonly canGuard: (fiber: AnyFiber) => boolean
+  /** Guards `fiber` for `totalMs` from now; only where `canGuard`. */
   readonly guard: (fiber: AnyFiber, totalMs: number) => Guard | undefined
   readonly error: (request: LlmRequest, provider: string, totalMs: number) => Timeout
 }

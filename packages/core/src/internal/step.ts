@@ -46,7 +46,7 @@ export interface Options {
   readonly timeouts: TimeoutHooks
   /** One attempt through the stages composed as Effects (no retry): for what the step does not take. */
   readonly attempt: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
-  /** The whole step composed as Effects (retry included), for a caller in an uninterruptible region. */
+  /** The whole step composed as Effects (retry included), for a caller the deadline could not resume. */
   readonly composed: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
 }
 
@@ -151,8 +151,8 @@ export const make = (o: Options): Step => {
       if (observe !== undefined && Telemetry.spanVisible(fiber)) {
         return Telemetry.observeCall(request, observe)(step(request, undefined))
       }
-      // a caller that cannot be interrupted cannot be resumed by a deadline either: the composed stages
-      if (!(fiber as unknown as { readonly interruptible: boolean }).interruptible) {
+      // a caller that the deadline could not resume (it is uninterruptible): the composed stages
+      if (!timeouts.canGuard(fiber)) {
         return observe === undefined
           ? o.composed(request)
           : Telemetry.observeCall(request, observe)(o.composed(request))
