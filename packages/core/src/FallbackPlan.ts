@@ -591,7 +591,8 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
                   ticketId: accepted.ticketId,
                   acceptedAt: accepted.acceptedAt,
                   from: failure.from,
-                  reason: failure.reason
+                  reason: failure.reason,
+                  lastError: failure.error._tag === "AcceptedForLater" ? failure.error.lastError : failure.error
                 })
               ),
             onFailure: () =>

@@ -398,9 +398,34 @@ export class OutputInvalid extends Schema.TaggedError<OutputInvalid>()("OutputIn
 }
 
 /**
+ * Every error a call can fail with before it is accepted for later: the errors a fallback step moves on
+ * after, and the ones it returns as they are.
+ *
+ * @since 0.1.0
+ */
+export const StepError = Schema.Union([
+  ProviderError,
+  CircuitOpen,
+  AdmissionRejected,
+  RetryBudgetExhausted,
+  RetryAfterTooLong,
+  DeadlineExceeded,
+  BudgetExceeded,
+  TurnLimitExceeded,
+  LoopDetected,
+  OutputInvalid
+])
+
+/**
+ * @since 0.1.0
+ */
+export type StepError = typeof StepError.Type
+
+/**
  * The plan's answer when it ended in the accept-for-later step: the request is queued, not answered,
  * the analogue of an HTTP 202.
- * `from` and `reason` say which step failed, and how, before the request was accepted.
+ * `from` and `reason` say which step failed, and how, before the request was accepted; `lastError` is that
+ * step's error ({@link rootCause} finds the provider error behind it).
  *
  * @example
  * ```ts
@@ -416,7 +441,8 @@ export class AcceptedForLater extends Schema.TaggedError<AcceptedForLater>()("Ac
   ticketId: Schema.String,
   acceptedAt: Schema.Finite,
   from: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  lastError: Schema.optional(StepError)
 }) {
   override get message(): string {
     return `request accepted for later as ${this.ticketId} after ${this.from} failed with ${this.reason}`
@@ -428,19 +454,7 @@ export class AcceptedForLater extends Schema.TaggedError<AcceptedForLater>()("Ac
  *
  * @since 0.1.0
  */
-export const LlmError = Schema.Union([
-  ProviderError,
-  CircuitOpen,
-  AdmissionRejected,
-  RetryBudgetExhausted,
-  RetryAfterTooLong,
-  DeadlineExceeded,
-  BudgetExceeded,
-  TurnLimitExceeded,
-  LoopDetected,
-  OutputInvalid,
-  AcceptedForLater
-])
+export const LlmError = Schema.Union([...StepError.members, AcceptedForLater])
 
 /**
  * @since 0.1.0
@@ -489,3 +503,30 @@ export const retryAfterMs = (error: LlmError): number | undefined =>
  * @since 0.1.0
  */
 export const isProviderError: (u: unknown) => u is ProviderError = Schema.is(ProviderError)
+
+/**
+ * The provider error behind a failure: the error itself when a provider produced it, else the one the
+ * toolkit gave up after. It follows `lastError` through {@link RetryBudgetExhausted},
+ * {@link RetryAfterTooLong}, {@link DeadlineExceeded} and {@link AcceptedForLater} (a fallback plan that ran
+ * out of model steps). A plan that runs out of steps fails with its last step's error, so the same call
+ * covers it. `undefined` when no provider was reached: an open circuit, an admission or spend refusal, a
+ * deadline that passed before the first answer.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * const overloaded = new LlmError.Overloaded({ message: "overloaded", provider: "anthropic", status: 529 })
+ * const refused = new LlmError.RetryBudgetExhausted({ key: "anthropic/claude-sonnet-4-6", lastError: overloaded })
+ * LlmError.rootCause(refused)?.status // 529
+ * LlmError.rootCause(new LlmError.CircuitOpen({ key: "k", retryAfterMs: 500 })) // undefined
+ * ```
+ * @since 0.1.0
+ */
+export const rootCause = (error: LlmError): ProviderError | undefined => {
+  let current: LlmError | undefined = error
+  while (current !== undefined) {
+    if (isProviderError(current)) return current
+    current = "lastError" in current ? current.lastError : undefined
+  }
+  return undefined
+}
