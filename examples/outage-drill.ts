@@ -2,29 +2,30 @@
  * The outage drill: the main job of `npm start`.
  *
  * Plays one scripted day of trouble (examples/drill/scenario.ts) on the simulated provider in virtual time,
- * once through a naive client and once through `Resilience`, prints a side-by-side table, and writes
- * `drill-report.html` with a timeline of each run. No API key and no network; it runs in seconds.
+ * once through a naive client and once through `Resilience`, prints a side-by-side table (with a line of
+ * explanation under each figure on which the resilient run looks worse), and writes `drill-report.html` with a
+ * timeline of each run. No API key and no network; it runs in seconds.
  *
- *   npm start            # table + drill-report.html, progress on stderr
+ *   npm start            # table + drill-report.html, progress on stderr (redrawn on a terminal, a line per
+ *                        # update when piped)
  *   npm start -- --json  # one JSON object {"naive":{...},"resilient":{...}} on stdout
  */
 import { writeFileSync } from "node:fs"
-import { Effect, Logger } from "effect"
+import { Effect } from "effect"
 import * as Report from "./drill/report.ts"
 import { runDay } from "./drill/run.ts"
 import * as Day from "./drill/scenario.ts"
 
 const json = process.argv.includes("--json")
 
+// on a terminal the progress line is redrawn in place; piped into a log, each update is a line of its own
+const redraw = process.stderr.isTTY === true
+
 const progress = (label: string) => (virtualMs: number) =>
   Effect.sync(() => {
-    const total = Day.dayMs + 15 * Day.minute
-    const done = Math.min(1, virtualMs / total)
-    const bar = "#".repeat(Math.round(done * 30)).padEnd(30, ".")
-    process.stderr.write(
-      `\r${label.padEnd(10)} [${bar}] ${Math.round(virtualMs / Day.minute)} of ${total / Day.minute} virtual min`
-    )
-    if (done === 1) process.stderr.write("\n")
+    const line = Report.progressLine(label, virtualMs)
+    if (!redraw) process.stderr.write(`${line}\n`)
+    else process.stderr.write(virtualMs >= Day.simulatedMs ? `\r${line}\n` : `\r${line}`)
   })
 
 const program = Effect.gen(function* () {
@@ -40,8 +41,7 @@ const program = Effect.gen(function* () {
   }
 })
 
-// the drill's own warnings (fallback activations are logged by the toolkit) would drown the table
-Effect.runPromise(program.pipe(Effect.provide(Logger.layer([])))).catch((error: unknown) => {
+Effect.runPromise(program).catch((error: unknown) => {
   console.error(error)
   process.exitCode = 1
 })

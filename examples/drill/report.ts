@@ -5,30 +5,83 @@
 import type { Minute, RunResult, Summary } from "./run.ts"
 import * as Day from "./scenario.ts"
 
-const rows: ReadonlyArray<readonly [keyof Summary, string]> = [
-  ["requests", "caller requests"],
-  ["providerCalls", "provider calls"],
-  ["amplification", "amplification (calls / request)"],
-  ["successRate", "success rate"],
-  ["interactiveSuccessRate", "interactive success rate"],
-  ["servedByFallback", "served by fallback"],
-  ["p50Ms", "p50 latency (ms)"],
-  ["p99Ms", "p99 latency (ms)"],
-  ["interactiveP99Ms", "interactive p99 (ms)"],
-  ["failFast", "failed fast (< 1 s)"],
-  ["rateLimited429", "429s received"],
-  ["outageCallsToPrimary", "calls into the outage"],
-  ["costUsd", "cost (USD)"]
+/** One figure of the summary: its label, and which direction is better where one is. */
+interface Row {
+  readonly key: keyof Summary
+  readonly label: string
+  readonly better?: "lower" | "higher"
+  /** Why the resilient run can show a worse figure than the naive one, in one line. */
+  readonly why?: (naive: Summary, resilient: Summary) => string
+}
+
+const fmt = (v: number) => (Number.isInteger(v) ? v.toLocaleString("en-US") : String(v))
+
+const queuedNotFailed = (naive: Summary, resilient: Summary) =>
+  `background work waited its turn in the admission queue through the storm (background p99 ${fmt(resilient.backgroundP99Ms)} ms) ` +
+  `instead of failing on 429s (${fmt(naive.rateLimited429)} for the naive run); interactive p99 is ${fmt(resilient.interactiveP99Ms)} ms`
+
+const rows: ReadonlyArray<Row> = [
+  { key: "requests", label: "caller requests" },
+  { key: "providerCalls", label: "provider calls", better: "lower" },
+  { key: "amplification", label: "amplification (calls / request)", better: "lower" },
+  { key: "successRate", label: "success rate", better: "higher" },
+  { key: "interactiveSuccessRate", label: "interactive success rate", better: "higher" },
+  { key: "servedByFallback", label: "served by fallback" },
+  { key: "p50Ms", label: "p50 latency (ms)", better: "lower", why: queuedNotFailed },
+  { key: "p99Ms", label: "p99 latency (ms)", better: "lower", why: queuedNotFailed },
+  { key: "interactiveP99Ms", label: "interactive p99 (ms)", better: "lower" },
+  { key: "failFast", label: "failed fast (< 1 s)" },
+  { key: "rateLimited429", label: "429s received", better: "lower" },
+  { key: "outageCallsToPrimary", label: "calls into the outage", better: "lower" },
+  {
+    key: "costUsd",
+    label: "cost (USD)",
+    better: "lower",
+    why: (naive, resilient) =>
+      `${fmt(resilient.answered)} requests were answered against ${fmt(naive.answered)}, and ` +
+      `${fmt(resilient.servedByFallback)} answers came from the fallback model, which costs more per token`
+  }
 ]
 
-/** The side-by-side table printed at the end of the drill. */
+const worse = (row: Row, naive: Summary, resilient: Summary) =>
+  row.better === "lower"
+    ? resilient[row.key] > naive[row.key]
+    : row.better === "higher" && resilient[row.key] < naive[row.key]
+
+/**
+ * One line per figure on which the resilient run looks worse than the naive one, saying why; a figure that
+ * is worse without a known reason is reported as such.
+ */
+export const explanations = (
+  naive: Summary,
+  resilient: Summary
+): ReadonlyArray<{ readonly label: string; readonly why: string }> =>
+  rows
+    .filter((row) => worse(row, naive, resilient))
+    .map((row) => ({
+      label: row.label,
+      why: row.why?.(naive, resilient) ?? "worse than the naive run, for no known reason"
+    }))
+
+/** The progress line for `label` after `virtualMs` of the simulated span (`Day.simulatedMs`). */
+export const progressLine = (label: string, virtualMs: number): string => {
+  const done = Math.min(1, virtualMs / Day.simulatedMs)
+  const bar = "#".repeat(Math.round(done * 30)).padEnd(30, ".")
+  return `${label.padEnd(10)} [${bar}] ${Math.round(virtualMs / Day.minute)} of ${Day.simulatedMs / Day.minute} virtual min`
+}
+
+/** The side-by-side table printed at the end of the drill, with a line under it for each worse figure. */
 export const table = (naive: Summary, resilient: Summary): string => {
-  const w0 = Math.max(...rows.map(([, label]) => label.length))
-  const fmt = (v: number) => (Number.isInteger(v) ? v.toLocaleString("en-US") : String(v))
+  const w0 = Math.max(...rows.map((row) => row.label.length))
   const lines = [`${"".padEnd(w0)}  ${"naive".padStart(12)}  ${"resilient".padStart(12)}`]
-  for (const [key, label] of rows) {
-    lines.push(`${label.padEnd(w0)}  ${fmt(naive[key]).padStart(12)}  ${fmt(resilient[key]).padStart(12)}`)
+  for (const row of rows) {
+    const mark = worse(row, naive, resilient) ? " *" : ""
+    lines.push(
+      `${row.label.padEnd(w0)}  ${fmt(naive[row.key]).padStart(12)}  ${fmt(resilient[row.key]).padStart(12)}${mark}`
+    )
   }
+  const notes = explanations(naive, resilient)
+  if (notes.length > 0) lines.push("", ...notes.map((n) => `* ${n.label}: ${n.why}`))
   return lines.join("\n")
 }
 
@@ -100,6 +153,16 @@ ${ticks}${yTicks}
 </figure>`
 }
 
+const summaryRows = (naive: Summary, resilient: Summary) => {
+  const notes = new Map(explanations(naive, resilient).map((n) => [n.label, n.why]))
+  return rows
+    .map(
+      (row) =>
+        `<tr><td>${esc(row.label)}</td><td>${naive[row.key]}</td><td>${resilient[row.key]}</td><td class="why">${esc(notes.get(row.label) ?? "")}</td></tr>`
+    )
+    .join("\n")
+}
+
 /** `drill-report.html`: the two timelines and the table, in one self-contained page. */
 export const html = (naive: RunResult, resilient: RunResult): string => `<!doctype html>
 <html lang="en">
@@ -110,15 +173,17 @@ export const html = (naive: RunResult, resilient: RunResult): string => `<!docty
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
 figure { margin: 16px 0 28px; } figcaption { font-weight: 600; margin-bottom: 4px; }
 table { border-collapse: collapse; margin: 12px 0; } td, th { padding: 3px 12px; border-bottom: 1px solid #eee; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, .why { text-align: left; } .why { color: #555; max-width: 420px; }
 .legend span { display: inline-block; margin-right: 16px; } .sw { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 4px; }
 </style>
 </head>
 <body>
 <h1>Outage drill: a day of trouble, naive vs resilient</h1>
-<p>Two hours of virtual time at 100 requests/min (interactive streams and background completions) on a simulated
-provider, with a rate-limit storm, a 5-minute outage in which calls hang, two minutes of stalled streams and a
-runaway agent loop. Each chart bins per minute.</p>
+<p>${Day.dayMs / Day.minute} minutes of virtual time at 100 requests/min (interactive streams and background
+completions) on a simulated provider, with a rate-limit storm, a 5-minute outage in which calls hang, two minutes
+of stalled streams and a runaway agent loop, then ${Day.drainMs / Day.minute} minutes without new traffic for
+queued and in-flight requests to finish: ${Day.simulatedMs / Day.minute} virtual minutes in all, as on the
+progress line. Each chart bins the day per minute.</p>
 <p class="legend">
 <span><i class="sw" style="background:#2e86c1"></i>caller requests</span>
 <span><i class="sw" style="background:#7d3c98"></i>provider calls</span>
@@ -138,9 +203,9 @@ ${chart(
 primary while it was hanging; latency is measured per caller request, from the first attempt to the last answer
 or error (background work that waited in the admission queue during the storm is included).</p>
 <table>
-<tr><th></th><th>naive</th><th>resilient</th></tr>
-${rows.map(([k, label]) => `<tr><td>${esc(label)}</td><td>${naive.summary[k]}</td><td>${resilient.summary[k]}</td></tr>`).join("\n")}
-<tr><td>agent turns before it was stopped</td><td>${naive.agentTurns}</td><td>${resilient.agentTurns}</td></tr>
+<tr><th></th><th>naive</th><th>resilient</th><th class="why">why the resilient figure is worse</th></tr>
+${summaryRows(naive.summary, resilient.summary)}
+<tr><td>agent turns before it was stopped</td><td>${naive.agentTurns}</td><td>${resilient.agentTurns}</td><td class="why"></td></tr>
 </table>
 </body>
 </html>

@@ -1,7 +1,8 @@
 /**
  * The drill's day of trouble, as data: the providers, the traffic and the events, all in virtual time.
  *
- * Two hours of virtual time stand for the day (compressed so that the drill runs in seconds):
+ * Two hours of virtual time stand for the day (compressed so that the drill runs in seconds), followed by 15
+ * minutes in which no new traffic arrives and queued or in-flight requests finish:
  *
  * | when (virtual) | event |
  * | --- | --- |
@@ -16,6 +17,10 @@ import { FakeProvider } from "@llm-resilience/testing"
 
 export const minute = 60_000
 export const dayMs = 120 * minute
+/** After the day, virtual time runs on this long for what is still queued or in flight. */
+export const drainMs = 15 * minute
+/** The whole simulated span: the day and the drain. */
+export const simulatedMs = dayMs + drainMs
 
 export const storm = { at: 20 * minute, requests: 300 }
 export const outage = { from: 45 * minute, to: 50 * minute }

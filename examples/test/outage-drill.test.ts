@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Report from "../drill/report.ts"
 import { resilientConfig, runDay } from "../drill/run.ts"
+import * as Day from "../drill/scenario.ts"
 
 const quiet = () => Effect.void
 
@@ -25,6 +27,28 @@ describe("outage drill", () => {
       expect(naive.agentTurns).toBeGreaterThan(21)
       // the drill measures the configuration it documents
       expect(resilientConfig.agent?.maxTurns).toBe(20)
+
+      // where the resilient run looks worse (whole-call p99, cost), the table and the report say why
+      const n = naive.summary
+      expect(r.p99Ms).toBeGreaterThan(n.p99Ms)
+      expect(r.costUsd).toBeGreaterThan(n.costUsd)
+      const notes = Report.explanations(n, r)
+      expect(notes.map((e) => e.label)).toEqual(["p99 latency (ms)", "cost (USD)"])
+      expect(notes[0].why).toContain(`background p99 ${r.backgroundP99Ms.toLocaleString("en-US")} ms`)
+      expect(notes[1].why).toContain(`${r.servedByFallback} answers came from the fallback model`)
+      const table = Report.table(n, r)
+      const html = Report.html(naive, resilient)
+      for (const note of notes) {
+        expect(table).toContain(`* ${note.label}: ${note.why}`)
+        expect(html).toContain(`<td class="why">${note.why}</td>`)
+      }
+      expect(table).not.toContain("no known reason")
+
+      // the progress line and the report agree on the simulated span: the day and the drain after it
+      const minutes = Day.simulatedMs / Day.minute
+      expect(minutes).toBe(135)
+      expect(Report.progressLine("resilient", Day.simulatedMs)).toContain(`${minutes} of ${minutes} virtual min`)
+      expect(html).toContain(`${minutes} virtual minutes in all`)
     })
   )
 })
