@@ -5,8 +5,8 @@ import { Admission, LlmProvider } from "@llm-resilience/core"
 
 export const AdmissionLive = Admission.layerMemory({
   keys: {
-    "openai/gpt-4o-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, maxConcurrency: 50 },
-    "anthropic/claude-sonnet-4": { requestsPerMinute: 50, inputTokensPerMinute: 30_000, outputTokensPerMinute: 8_000 }
+    "openai/gpt-5.4-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, maxConcurrency: 50 },
+    "anthropic/claude-sonnet-4-6": { requestsPerMinute: 50, inputTokensPerMinute: 30_000, outputTokensPerMinute: 8_000 }
   },
   maxQueueLength: 1000, // per key
   maxWaitMs: 30_000, // default for every path ...
@@ -14,7 +14,7 @@ export const AdmissionLive = Admission.layerMemory({
 })
 
 export const request = {
-  model: "gpt-4o-mini",
+  model: "gpt-5.4-mini",
   messages: [{ role: "user" as const, content: "Summarise this ticket" }],
   maxOutputTokens: 256,
   metadata: { path: "chat", priority: "interactive" as const }
@@ -23,5 +23,5 @@ export const request = {
 export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
   // reserve -> call -> reconcile from response.usage (and apply response.rateLimit)
-  return yield* pipe(llm.complete(request), Admission.admit(request, "openai/gpt-4o-mini"))
+  return yield* pipe(llm.complete(request), Admission.admit(request, "openai/gpt-5.4-mini"))
 }).pipe(Effect.provide(AdmissionLive))

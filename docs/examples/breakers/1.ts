@@ -16,7 +16,7 @@ export const program = Effect.gen(function* () {
     maxOpenDuration: "60 seconds",
     halfOpenProbes: 1
   })
-  const request = { model: "gpt-4o", messages: [{ role: "user" as const, content: "Hi" }] }
+  const request = { model: "gpt-5.4", messages: [{ role: "user" as const, content: "Hi" }] }
   // put the call's own timeout inside the breaker, so that a timeout counts as a failure
-  return yield* llm.complete(request).pipe(breaker.protect("openai/gpt-4o"))
+  return yield* llm.complete(request).pipe(breaker.protect("openai/gpt-5.4"))
 })

@@ -16,9 +16,9 @@ export const program = Effect.gen(function* () {
     breaker
   })
   const request = {
-    model: "gpt-4o",
+    model: "gpt-5.4",
     messages: [{ role: "user" as const, content: "Hi" }],
     metadata: { tenant: "acme", conversationId: "c-42" }
   }
-  return yield* llm.complete(request).pipe(breaker.protect("openai/gpt-4o"), spend.protect("openai/gpt-4o", request))
+  return yield* llm.complete(request).pipe(breaker.protect("openai/gpt-5.4"), spend.protect("openai/gpt-5.4", request))
 })

@@ -9,7 +9,7 @@ export const step = (guard: AgentGuard.AgentGuard, request: LlmRequest.LlmReques
 export const program = Effect.gen(function* () {
   const guard = yield* AgentGuard.make({ maxTurns: 20, loopRepeats: 3, loopWindow: "10 minutes" })
   return yield* step(guard, {
-    model: "gpt-4o",
+    model: "gpt-5.4",
     messages: [{ role: "user", content: "Plan the migration" }],
     metadata: { conversationId: "c-42" }
   })

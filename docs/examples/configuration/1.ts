@@ -12,6 +12,6 @@ export const Live = Resilience.layer().pipe(Layer.provide(OpenAi))
 
 export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
-  const answer = yield* llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+  const answer = yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
   return answer.text
 }).pipe(Effect.provide(Live))

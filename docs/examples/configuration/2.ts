@@ -8,7 +8,7 @@ import { AnthropicProvider, OpenAiProvider } from "@llm-resilience/providers"
 export const config: Resilience.Config = {
   // limits per provider/model: admission keeps each key under them before the provider says 429
   models: {
-    "openai/gpt-4o-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 },
+    "openai/gpt-5.4-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 },
     "anthropic/claude-haiku-4-5": {
       requestsPerMinute: 50,
       inputTokensPerMinute: 50_000,
@@ -24,7 +24,7 @@ export const config: Resilience.Config = {
       maxWaitMs: 2_000,
       hedge: { percentile: 95, maxRatio: 0.05 },
       fallback: [
-        { provider: "openai", model: "gpt-4o-mini" },
+        { provider: "openai", model: "gpt-5.4-mini" },
         { provider: "anthropic", model: "claude-haiku-4-5" },
         { staticAnswer: "The assistant is busy; please try again in a minute." }
       ]
@@ -32,7 +32,7 @@ export const config: Resilience.Config = {
     "nightly-summary": {
       retry: { extends: "background", maxRetries: 8, deadlineMs: 30 * 60_000 },
       maxWaitMs: 10 * 60_000,
-      fallback: [{ provider: "openai", model: "gpt-4o-mini" }, { acceptForLater: true }]
+      fallback: [{ provider: "openai", model: "gpt-5.4-mini" }, { acceptForLater: true }]
     }
   },
   defaultPath: "chat",
@@ -56,7 +56,7 @@ export const Live = Resilience.layer(config, OpenAiProvider.layer(), AnthropicPr
 )
 
 export const answer = Resilience.call({
-  model: "gpt-4o-mini", // replaced by each fallback step's model
+  model: "gpt-5.4-mini", // replaced by each fallback step's model
   messages: [{ role: "user", content: "Where is my order?" }],
   metadata: { path: "chat", tenant: "acme", conversationId: "c-42", priority: "interactive" }
 }).pipe(Effect.provide(Live))

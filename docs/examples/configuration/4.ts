@@ -5,7 +5,7 @@ import { Resilience } from "@llm-resilience/core"
 
 export const report = Effect.gen(function* () {
   const { stages } = yield* Resilience.Resilience
-  const circuit = yield* stages.breaker.status("openai/gpt-4o-mini")
+  const circuit = yield* stages.breaker.status("openai/gpt-5.4-mini")
   const spentToday = stages.spend === undefined ? 0 : yield* stages.spend.spent("global")
   return { circuit: circuit._tag, spentToday }
 })

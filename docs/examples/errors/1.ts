@@ -6,7 +6,7 @@ import { Clock, Effect } from "effect"
 // in a provider adapter, after a non-2xx response:
 export const fail = (status: number, headers: RateLimitSnapshot.HeaderInput, body: string) =>
   Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
-    Effect.fail(Classification.classify({ status, headers, body, provider: "openai", model: "gpt-4o", nowMillis }))
+    Effect.fail(Classification.classify({ status, headers, body, provider: "openai", model: "gpt-5.4", nowMillis }))
   )
 
 // for an in-stream error event (HTTP 200 stream, Anthropic `event: error`):

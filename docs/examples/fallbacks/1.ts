@@ -15,8 +15,8 @@ export const program = Effect.gen(function* () {
   const hedge = yield* Hedge.make({ percentile: 95, delayMs: 2_000, maxRatio: 0.05 })
   const plan = yield* FallbackPlan.make(
     [
-      FallbackPlan.step(openai, { model: "gpt-4o-mini", contextWindow: 128_000, hedge }),
-      FallbackPlan.step(anthropic, { model: "claude-sonnet-4", contextWindow: 200_000 }),
+      FallbackPlan.step(openai, { model: "gpt-5.4-mini", contextWindow: 128_000, hedge }),
+      FallbackPlan.step(anthropic, { model: "claude-sonnet-4-6", contextWindow: 200_000 }),
       FallbackPlan.step(gemini, { model: "gemini-2.5-pro", contextWindow: 1_000_000 }),
       FallbackPlan.cached, // needs FallbackPlan.ResponseCache
       FallbackPlan.staticAnswer("We are very busy; please try again in a minute.")

@@ -20,5 +20,5 @@ export const primaryStep = Effect.gen(function* () {
         )
     }
   )
-  return FallbackPlan.step(openai, { model: "gpt-4o-mini", hedge }) // hedges into the next eligible provider step
+  return FallbackPlan.step(openai, { model: "gpt-5.4-mini", hedge }) // hedges into the next eligible provider step
 })

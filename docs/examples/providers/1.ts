@@ -10,9 +10,9 @@ export const OpenAiLive = OpenAiProvider.layer().pipe(Layer.provide(NodeHttpClie
 
 export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
-  const answer = yield* llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+  const answer = yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
   yield* Stream.runForEach(
-    llm.stream({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Count to 3" }] }),
+    llm.stream({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Count to 3" }] }),
     (chunk) => Effect.log(chunk)
   )
   return answer.text

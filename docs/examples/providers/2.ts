@@ -27,12 +27,12 @@ export const azure = OpenAiProvider.layer({
 // Azure OpenAI, older deployment-scoped API
 export const azureLegacy = OpenAiProvider.layer({
   name: "azure-gpt4o",
-  baseUrl: "https://my-resource.openai.azure.com/openai/deployments/gpt-4o",
+  baseUrl: "https://my-resource.openai.azure.com/openai/deployments/gpt-5.4",
   authHeader: "api-key",
   urlParams: { "api-version": "2024-10-21" }
 })
 
-// OpenRouter (model ids like "anthropic/claude-sonnet-4.5")
+// OpenRouter (model ids like "anthropic/claude-sonnet-4.6")
 export const openrouter = OpenAiProvider.layer({
   name: "openrouter",
   baseUrl: "https://openrouter.ai/api/v1",

@@ -8,13 +8,13 @@ import { SdkAdapter } from "@llm-resilience/providers"
 export const openai = new OpenAI({ maxRetries: 0 })
 export const anthropic = new Anthropic({ maxRetries: 0 })
 
-export const answer = SdkAdapter.tryPromise({ provider: "openai", model: "gpt-4o-mini" }, (signal) =>
-  openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] }, { signal })
+export const answer = SdkAdapter.tryPromise({ provider: "openai", model: "gpt-5.4-mini" }, (signal) =>
+  openai.chat.completions.create({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] }, { signal })
 )
 
-export const events = SdkAdapter.stream({ provider: "anthropic", model: "claude-sonnet-4-5" }, (signal) =>
+export const events = SdkAdapter.stream({ provider: "anthropic", model: "claude-sonnet-4-6" }, (signal) =>
   anthropic.messages.create(
-    { model: "claude-sonnet-4-5", max_tokens: 256, stream: true, messages: [{ role: "user", content: "Hi" }] },
+    { model: "claude-sonnet-4-6", max_tokens: 256, stream: true, messages: [{ role: "user", content: "Hi" }] },
     { signal }
   )
 )

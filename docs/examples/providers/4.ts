@@ -17,7 +17,7 @@ layer(TestLayer, { excludeTestServices: true })("my pipeline", (it) => {
       const openai = yield* OpenAiProvider.make({ apiKey: Redacted.make("sk-test"), baseUrl: chaos.openAiBaseUrl() })
       // wrap `openai` with the toolkit (here: the retry stage) and assert
       const answer = yield* openai
-        .complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+        .complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
         .pipe(Retry.retry({ profile: "interactive" }))
       expect(answer.finishReason).toBe("stop")
     })

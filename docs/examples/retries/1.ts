@@ -6,13 +6,13 @@ import { LlmProvider, Retry, RetryBudget } from "@llm-resilience/core"
 export const program = Effect.gen(function* () {
   const llm = yield* LlmProvider.LlmProvider
   const budget = yield* RetryBudget.make() // share one budget per process
-  const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+  const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
 
   const answer = yield* llm
     .complete(request)
-    .pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-4o-mini" }))
+    .pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
   const chunks = llm
     .stream(request)
-    .pipe(Retry.retryStream({ profile: "interactive", budget, key: "openai/gpt-4o-mini" }))
+    .pipe(Retry.retryStream({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
   return { answer, chunks }
 })

@@ -13,6 +13,6 @@ export const program = Effect.gen(function* () {
     deadline: "2 minutes",
     jitter: "decorrelated"
   })
-  const call = llm.complete({ model: "claude-sonnet-4", messages: [{ role: "user", content: "Plan the next step" }] })
-  return yield* call.pipe(Retry.retry({ profile: agentStep, budget, key: "anthropic/claude-sonnet-4" }))
+  const call = llm.complete({ model: "claude-sonnet-4-6", messages: [{ role: "user", content: "Plan the next step" }] })
+  return yield* call.pipe(Retry.retry({ profile: agentStep, budget, key: "anthropic/claude-sonnet-4-6" }))
 })

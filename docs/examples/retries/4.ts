@@ -5,6 +5,6 @@ import { LlmProvider, Retry } from "@llm-resilience/core"
 
 export const stage = Retry.retry({ profile: "interactive" })
 export const call = Effect.flatMap(LlmProvider.LlmProvider, (llm) =>
-  llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+  llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
 )
 export const nested = stage(stage(stage(stage(stage(call))))) // at most 2 + 1 provider calls

@@ -11,7 +11,7 @@ export const Half: Random.Random = { nextDoubleUnsafe: () => 0.5, nextIntUnsafe:
 it.effect("interactive retries at 0, 125 and 375 ms", () =>
   Effect.gen(function* () {
     const llm = yield* LlmProvider.LlmProvider
-    const call = llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+    const call = llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
     const fiber = yield* call.pipe(Retry.retry({ profile: "interactive" }), Effect.forkChild)
     yield* TestClock.adjust("1 minute")
     yield* Fiber.await(fiber)

@@ -4,7 +4,7 @@ import { Effect, Tracer } from "effect"
 import { LlmProvider } from "@llm-resilience/core"
 
 declare const myTracer: Tracer.Tracer
-export const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+export const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
 // no span: default tracer, no parent span
 export const quiet = LlmProvider.LlmProvider.use((llm) => llm.complete(request))
 // an `llm.call` span, child of `handle-ticket`

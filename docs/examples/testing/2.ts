@@ -5,7 +5,7 @@ import { FakeProvider } from "@llm-resilience/testing"
 export const scenario: FakeProvider.Scenario = {
   name: "openai", // provider name in responses, errors and the log (default "fake")
   models: {
-    "gpt-4o-mini": {
+    "gpt-5.4-mini": {
       latency: "300 millis", // default 0
       text: "A summary.", // default "Hello from the fake provider."
       outputTokens: 40, // default ceil(text.length / 4)

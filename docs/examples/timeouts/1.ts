@@ -18,7 +18,7 @@ export const program = Effect.scoped(
   Effect.gen(function* () {
     const timeouts = yield* Timeouts.make({ idleMs: 10_000 })
     const llm = timeouts.wrap(yield* LlmProvider.LlmProvider)
-    const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+    const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
     return yield* Stream.runCollect(llm.stream(request))
   })
 )

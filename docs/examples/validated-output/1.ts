@@ -3,11 +3,11 @@
 import { Effect, Schema } from "effect"
 import { FallbackPlan, LlmProvider, ValidatedOutput } from "@llm-resilience/core"
 
-declare const small: LlmProvider.LlmProvider["Service"] // e.g. OpenAI with gpt-4o-mini
-declare const large: LlmProvider.LlmProvider["Service"] // e.g. OpenAI with gpt-4o
+declare const small: LlmProvider.LlmProvider["Service"] // e.g. OpenAI with gpt-5.4-mini
+declare const large: LlmProvider.LlmProvider["Service"] // e.g. OpenAI with gpt-5.4
 
 export const request = {
-  model: "gpt-4o-mini",
+  model: "gpt-5.4-mini",
   messages: [{ role: "user" as const, content: "Classify: 'WIN A PRIZE'. Answer {label, confidence} JSON." }]
 }
 
@@ -24,8 +24,8 @@ export const classify = Effect.gen(function* () {
 // a plan: each step validates (and repairs) its own answers, an invalid one moves on
 export const policy = ValidatedOutput.policy(Verdict, { repair: true })
 export const plan = FallbackPlan.make([
-  FallbackPlan.step(small, { model: "gpt-4o-mini", policy }),
-  FallbackPlan.step(large, { model: "gpt-4o", policy })
+  FallbackPlan.step(small, { model: "gpt-5.4-mini", policy }),
+  FallbackPlan.step(large, { model: "gpt-5.4", policy })
 ])
 export const verdict = Effect.flatMap(
   Effect.flatMap(plan, (p) => p.complete(request)),

@@ -182,7 +182,7 @@ export interface AdmissionShape {
  *
  * const program = Effect.gen(function*() {
  *   const admission = yield* Admission.Admission
- *   return yield* admission.stats("openai/gpt-4o-mini")
+ *   return yield* admission.stats("openai/gpt-5.4-mini")
  * }).pipe(Effect.provide(Admission.layerMemory({ defaults: { requestsPerMinute: 500, tokensPerMinute: 200_000 } })))
  * ```
  * @since 0.1.0
@@ -195,7 +195,7 @@ export class Admission extends Context.Service<Admission, AdmissionShape>()("@ll
  * @example
  * ```ts
  * import { Admission } from "@llm-resilience/core"
- * Admission.key("openai", "gpt-4o-mini") // "openai/gpt-4o-mini"
+ * Admission.key("openai", "gpt-5.4-mini") // "openai/gpt-5.4-mini"
  * ```
  * @since 0.1.0
  */
@@ -282,7 +282,7 @@ const actualMetric = Metric.counter("llm_admission_tokens_actual", actualOptions
  * ```ts
  * import { Effect, Metric } from "effect"
  * import { Admission } from "@llm-resilience/core"
- * const depth = Metric.value(Metric.withAttributes(Admission.metrics.queueDepth, { key: "openai/gpt-4o" }))
+ * const depth = Metric.value(Metric.withAttributes(Admission.metrics.queueDepth, { key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */
@@ -983,7 +983,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
  * import { Layer } from "effect"
  * import { Admission, AdmissionStore } from "@llm-resilience/core"
  * const AdmissionLive = Admission.layer({
- *   keys: { "anthropic/claude-sonnet-4": { requestsPerMinute: 50, inputTokensPerMinute: 30_000, outputTokensPerMinute: 8_000 } }
+ *   keys: { "anthropic/claude-sonnet-4-6": { requestsPerMinute: 50, inputTokensPerMinute: 30_000, outputTokensPerMinute: 8_000 } }
  * }).pipe(Layer.provide(AdmissionStore.layerMemory))
  * ```
  * @since 0.1.0
@@ -1018,10 +1018,10 @@ export const layerMemory = (options: AdmissionOptions): Layer.Layer<Admission, S
  * import { Effect, pipe } from "effect"
  * import { Admission, LlmProvider } from "@llm-resilience/core"
  *
- * const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }], maxOutputTokens: 64 }
+ * const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }], maxOutputTokens: 64 }
  * const program = Effect.gen(function*() {
  *   const llm = yield* LlmProvider.LlmProvider
- *   return yield* pipe(llm.complete(request), Admission.admit(request, "openai/gpt-4o-mini"))
+ *   return yield* pipe(llm.complete(request), Admission.admit(request, "openai/gpt-5.4-mini"))
  * })
  * ```
  * @since 0.1.0
@@ -1041,9 +1041,9 @@ const settleResponse = (r: LlmResponse): Settlement => r
  * import { Effect, Stream } from "effect"
  * import { Admission, LlmProvider } from "@llm-resilience/core"
  *
- * const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+ * const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
  * const chunks = Stream.unwrap(Effect.map(LlmProvider.LlmProvider, (llm) => llm.stream(request))).pipe(
- *   Admission.admitStream(request, "openai/gpt-4o-mini")
+ *   Admission.admitStream(request, "openai/gpt-5.4-mini")
  * )
  * ```
  * @since 0.1.0

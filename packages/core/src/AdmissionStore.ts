@@ -158,7 +158,7 @@ export interface AdmissionStoreShape {
  * const program = Effect.gen(function*() {
  *   const store = yield* AdmissionStore.AdmissionStore
  *   const cost = { requests: 1, tokens: 500, inputTokens: 300, outputTokens: 200 }
- *   return yield* store.tryReserve("openai/gpt-4o", limits, cost, 0)
+ *   return yield* store.tryReserve("openai/gpt-5.4", limits, cost, 0)
  * }).pipe(Effect.provide(AdmissionStore.layerMemory))
  * ```
  * @since 0.1.0
@@ -445,7 +445,7 @@ export const makeMemory = (): AdmissionStoreShape => {
  * ```ts
  * import { Layer } from "effect"
  * import { Admission, AdmissionStore } from "@llm-resilience/core"
- * const AdmissionLive = Admission.layer({ keys: { "openai/gpt-4o": { requestsPerMinute: 500 } } }).pipe(
+ * const AdmissionLive = Admission.layer({ keys: { "openai/gpt-5.4": { requestsPerMinute: 500 } } }).pipe(
  *   Layer.provide(AdmissionStore.layerMemory)
  * )
  * ```

@@ -26,7 +26,7 @@ import { acquire, Permits } from "./internal/permits.ts"
  * @since 0.1.0
  */
 export const BulkheadOptions = Schema.Struct({
-  /** Name used in rejections and metrics, e.g. `openai/gpt-4o`. Default `bulkhead`. */
+  /** Name used in rejections and metrics, e.g. `openai/gpt-5.4`. Default `bulkhead`. */
   key: Schema.optional(Schema.String),
   /** Calls allowed to run at once. */
   maxConcurrency: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
@@ -91,7 +91,7 @@ export const unsafeMake = (options: BulkheadOptions): Bulkhead =>
  * import { Bulkhead } from "@llm-resilience/core"
  *
  * const program = Effect.gen(function*() {
- *   const bulkhead = yield* Bulkhead.make({ key: "openai/gpt-4o", maxConcurrency: 8, maxQueue: 100 })
+ *   const bulkhead = yield* Bulkhead.make({ key: "openai/gpt-5.4", maxConcurrency: 8, maxQueue: 100 })
  *   return yield* Effect.succeed("called").pipe(Bulkhead.withPermit(bulkhead))
  * })
  * ```

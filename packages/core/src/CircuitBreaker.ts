@@ -122,7 +122,7 @@ const failureOutcome: Outcome = { _tag: "Failure" }
  * import { Effect } from "effect"
  * import { CircuitBreaker } from "@llm-resilience/core"
  * const skipIfOpen = (breaker: CircuitBreaker.CircuitBreaker) =>
- *   Effect.map(breaker.status("openai/gpt-4o"), (s) => s._tag === "Open" || s._tag === "Isolated")
+ *   Effect.map(breaker.status("openai/gpt-5.4"), (s) => s._tag === "Open" || s._tag === "Isolated")
  * ```
  * @since 0.1.0
  */
@@ -149,7 +149,7 @@ export type Status =
  * ```ts
  * import type { CircuitBreaker } from "@llm-resilience/core"
  * const t: CircuitBreaker.Transition = {
- *   key: "openai/gpt-4o", from: "Closed", to: "Open", at: 0, reason: "failure-rate", openForMs: 10_000, openings: 1
+ *   key: "openai/gpt-5.4", from: "Closed", to: "Open", at: 0, reason: "failure-rate", openForMs: 10_000, openings: 1
  * }
  * ```
  * @since 0.1.0
@@ -165,7 +165,7 @@ export type Transition = internal.Transition
  * import { CircuitBreaker } from "@llm-resilience/core"
  * const manual = (breaker: CircuitBreaker.CircuitBreaker) =>
  *   Effect.gen(function*() {
- *     const permit = yield* breaker.admit("openai/gpt-4o")
+ *     const permit = yield* breaker.admit("openai/gpt-5.4")
  *     yield* breaker.complete(permit, CircuitBreaker.success)
  *   })
  * ```
@@ -319,8 +319,8 @@ export interface Options {
  *
  * const program = Effect.gen(function*() {
  *   const breaker = yield* CircuitBreaker.make({ failureRateThreshold: 0.2, slowCallThreshold: "3 seconds" })
- *   const answer = yield* Effect.succeed("hi").pipe(breaker.protect("openai/gpt-4o"))
- *   const status = yield* breaker.status("openai/gpt-4o")
+ *   const answer = yield* Effect.succeed("hi").pipe(breaker.protect("openai/gpt-5.4"))
+ *   const status = yield* breaker.status("openai/gpt-5.4")
  *   return [answer, status._tag]
  * })
  * ```
@@ -376,7 +376,7 @@ export interface CircuitBreaker {
  * import { CircuitBreaker } from "@llm-resilience/core"
  * const program = Effect.gen(function*() {
  *   const breaker = yield* CircuitBreaker.CircuitBreaker
- *   return yield* breaker.status("anthropic/claude-sonnet-4")
+ *   return yield* breaker.status("anthropic/claude-sonnet-4-6")
  * }).pipe(Effect.provide(CircuitBreaker.layer({ minimumCalls: 20 })))
  * ```
  * @since 0.1.0
@@ -392,7 +392,7 @@ export const CircuitBreaker: Context.Service<CircuitBreaker, CircuitBreaker> = C
  * ```ts
  * import { Effect, Metric } from "effect"
  * import { CircuitBreaker } from "@llm-resilience/core"
- * const openNow = Metric.value(Metric.withAttributes(CircuitBreaker.metrics.state, { key: "openai/gpt-4o" }))
+ * const openNow = Metric.value(Metric.withAttributes(CircuitBreaker.metrics.state, { key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */
@@ -721,7 +721,7 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker, Schema
  * ```ts
  * import { Effect } from "effect"
  * import { CircuitBreaker } from "@llm-resilience/core"
- * const call = Effect.succeed("answer").pipe(CircuitBreaker.withBreaker("openai/gpt-4o-mini"))
+ * const call = Effect.succeed("answer").pipe(CircuitBreaker.withBreaker("openai/gpt-5.4-mini"))
  * ```
  * @since 0.1.0
  */

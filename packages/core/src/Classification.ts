@@ -317,7 +317,7 @@ const classifyUnsafe = (failure: HttpFailure): LlmError.ProviderError => {
  *   headers: { "retry-after": "2", "x-request-id": "req_1" },
  *   body: '{"error":{"message":"Rate limit reached on tokens per min (TPM)","type":"tokens","code":"rate_limit_exceeded"}}',
  *   provider: "openai",
- *   model: "gpt-4o",
+ *   model: "gpt-5.4",
  *   nowMillis: 0
  * })
  * // RateLimited { limit: "tokens", retryAfterMs: 2000, status: 429, requestId: "req_1", ... }

@@ -293,7 +293,7 @@ export type StepServices<S> = S extends CachedStep ? ResponseCache : S extends L
  * import { FallbackPlan } from "@llm-resilience/core"
  *
  * declare const openai: LlmProvider.LlmProvider["Service"]
- * const primary = FallbackPlan.step(openai, { model: "gpt-4o-mini", contextWindow: 128_000 })
+ * const primary = FallbackPlan.step(openai, { model: "gpt-5.4-mini", contextWindow: 128_000 })
  * ```
  * @since 0.1.0
  */
@@ -476,8 +476,8 @@ const responseChunks = (response: LlmResponse): Array<StreamChunk> => [
  *
  * const program = Effect.gen(function*() {
  *   const plan = yield* FallbackPlan.make([
- *     FallbackPlan.step(openai, { model: "gpt-4o-mini", contextWindow: 128_000 }),
- *     FallbackPlan.step(anthropic, { model: "claude-sonnet-4", contextWindow: 200_000 }),
+ *     FallbackPlan.step(openai, { model: "gpt-5.4-mini", contextWindow: 128_000 }),
+ *     FallbackPlan.step(anthropic, { model: "claude-sonnet-4-6", contextWindow: 200_000 }),
  *     FallbackPlan.staticAnswer("We are busy; please retry shortly.")
  *   ])
  *   return yield* plan.complete({ model: "default", messages: [{ role: "user", content: "Hi" }] })

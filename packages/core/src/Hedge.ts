@@ -64,7 +64,7 @@ export type Options = typeof Options.Type
  * @example
  * ```ts
  * import type { Hedge } from "@llm-resilience/core"
- * const labels: Hedge.Labels = { primary: "openai/gpt-4o", hedge: "anthropic/claude-sonnet", inputTokens: 850 }
+ * const labels: Hedge.Labels = { primary: "openai/gpt-5.4", hedge: "anthropic/claude-sonnet-4-6", inputTokens: 850 }
  * ```
  * @since 0.1.0
  */

@@ -47,7 +47,7 @@ import * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
  * @example
  * ```ts
  * import type { LanguageModelAdapter } from "@llm-resilience/core"
- * const options: LanguageModelAdapter.Options = { provider: "openai", model: "gpt-4o-mini" }
+ * const options: LanguageModelAdapter.Options = { provider: "openai", model: "gpt-5.4-mini" }
  * ```
  * @since 0.1.0
  */
@@ -73,7 +73,7 @@ const Resolved = Schema.Struct({
  * @example
  * ```ts
  * import type { LanguageModelAdapter } from "@llm-resilience/core"
- * const context: LanguageModelAdapter.ErrorContext = { provider: "openai", model: "gpt-4o-mini", nowMillis: 0 }
+ * const context: LanguageModelAdapter.ErrorContext = { provider: "openai", model: "gpt-5.4-mini", nowMillis: 0 }
  * ```
  * @since 0.1.0
  */
@@ -108,7 +108,7 @@ export type ErrorContext = internal.ErrorContext
  *   method: "createResponse",
  *   reason: new AiError.RateLimitError({ retryAfter: Duration.seconds(2) })
  * })
- * LanguageModelAdapter.fromAiError(error, { provider: "openai", model: "gpt-4o-mini", nowMillis: 0 })
+ * LanguageModelAdapter.fromAiError(error, { provider: "openai", model: "gpt-5.4-mini", nowMillis: 0 })
  * // RateLimited { limit: "unknown", retryAfterMs: 2000, provider: "openai", ... }
  * ```
  * @since 0.1.0
@@ -322,8 +322,8 @@ export const fromLanguageModel: (
  * import { LanguageModelAdapter } from "@llm-resilience/core"
  *
  * const program = Effect.gen(function*() {
- *   const llm = yield* LanguageModelAdapter.make({ provider: "openai", model: "gpt-4o-mini" })
- *   return yield* llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] })
+ *   const llm = yield* LanguageModelAdapter.make({ provider: "openai", model: "gpt-5.4-mini" })
+ *   return yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hello" }] })
  * })
  * ```
  * @since 0.1.0
@@ -341,8 +341,8 @@ export const make = (
  * import { LanguageModelAdapter } from "@llm-resilience/core"
  *
  * // Needs a LanguageModel; with an effect/ai provider package, provider and model come from its Model layer:
- * //   LanguageModelAdapter.layer().pipe(Layer.provide(OpenAiLanguageModel.model("gpt-4o-mini")))
- * const Llm = LanguageModelAdapter.layer({ provider: "openai", model: "gpt-4o-mini" })
+ * //   LanguageModelAdapter.layer().pipe(Layer.provide(OpenAiLanguageModel.model("gpt-5.4-mini")))
+ * const Llm = LanguageModelAdapter.layer({ provider: "openai", model: "gpt-5.4-mini" })
  * ```
  * @since 0.1.0
  */

@@ -338,7 +338,7 @@ export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("De
 }
 
 /**
- * A spend budget is used up. `scope` names it (e.g. `key:openai/gpt-4o`, `tenant:acme`,
+ * A spend budget is used up. `scope` names it (e.g. `key:openai/gpt-5.4`, `tenant:acme`,
  * `conversation:c1`).
  *
  * @since 0.1.0

@@ -26,7 +26,7 @@ import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
  *
  * const program = Effect.gen(function*() {
  *   const llm = yield* LlmProvider.LlmProvider
- *   const response = yield* llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ *   const response = yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
  *   return response.text
  * })
  * ```

@@ -102,7 +102,7 @@ export type ResponseFormat = typeof ResponseFormat.Type
  * ```ts
  * import { LlmRequest } from "@llm-resilience/core"
  * const request: LlmRequest.LlmRequest = {
- *   model: "gpt-4o-mini",
+ *   model: "gpt-5.4-mini",
  *   messages: [{ role: "user", content: "Summarise this ticket" }],
  *   maxOutputTokens: 256,
  *   metadata: { path: "support-summary", priority: "interactive" }

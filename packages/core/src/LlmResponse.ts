@@ -51,7 +51,7 @@ export type FinishReason = typeof FinishReason.Type
  *   finishReason: "stop",
  *   usage: { inputTokens: 12, outputTokens: 3 },
  *   provider: "openai",
- *   model: "gpt-4o-mini-2024-07-18"
+ *   model: "gpt-5.4-mini-2026-03-17"
  * }
  * ```
  * @since 0.1.0

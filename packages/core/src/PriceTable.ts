@@ -3,7 +3,7 @@
  *
  * A table maps a model id to its prices in US dollars per million tokens: input, output, and cached
  * input (the part of the prompt served from the provider's prompt cache, usually much cheaper). Lookups
- * accept the dated ids providers answer with: `gpt-4o-mini-2024-07-18` finds `gpt-4o-mini` (the longest
+ * accept the dated ids providers answer with: `gpt-5.4-mini-2026-03-17` finds `gpt-5.4-mini` (the longest
  * key that the id starts with, followed by `-`). Keys may also be `provider/model`.
  *
  * The toolkit ships no authoritative prices. {@link examplePrices} is an example, dated, and will go
@@ -72,12 +72,12 @@ export const make = (table: unknown): Effect.Effect<PriceTable, Schema.SchemaErr
 
 /**
  * The price of `model`: an exact key, else `provider/model`, else the longest key that `model` starts
- * with followed by `-` (dated snapshots such as `gpt-4o-2024-08-06`).
+ * with followed by `-` (dated snapshots such as `claude-haiku-4-5-20251001`).
  *
  * @example
  * ```ts
  * import { PriceTable } from "@llm-resilience/core"
- * PriceTable.priceOf(PriceTable.examplePrices, "gpt-4o-mini-2024-07-18")?.inputPerMillion // 0.15
+ * PriceTable.priceOf(PriceTable.examplePrices, "gpt-5.4-mini-2026-03-17")?.inputPerMillion // 0.75
  * ```
  * @since 0.1.0
  */
@@ -124,10 +124,10 @@ export const cost = (price: ModelPrice, usage: Usage): number => {
  * ```
  * @since 0.1.0
  */
-export const examplePricesAsOf = "2025-06-01"
+export const examplePricesAsOf = "2026-04-30"
 
 /**
- * EXAMPLE prices as of 2025-06-01 (standard tier, US dollars per million tokens), check your provider:
+ * EXAMPLE prices as of 2026-04-30 (standard tier, US dollars per million tokens), check your provider:
  * prices change, differ by tier, region and batch mode, and Anthropic charges cache writes extra (not
  * modelled here). Use your own table in production.
  *
@@ -139,18 +139,14 @@ export const examplePricesAsOf = "2025-06-01"
  * @since 0.1.0
  */
 export const examplePrices: PriceTable = {
-  // OpenAI, prices as of 2025-06-01, check your provider
-  "gpt-4o": { inputPerMillion: 2.5, outputPerMillion: 10, cachedInputPerMillion: 1.25 },
-  "gpt-4o-mini": { inputPerMillion: 0.15, outputPerMillion: 0.6, cachedInputPerMillion: 0.075 },
-  "gpt-4.1": { inputPerMillion: 2, outputPerMillion: 8, cachedInputPerMillion: 0.5 },
-  "gpt-4.1-mini": { inputPerMillion: 0.4, outputPerMillion: 1.6, cachedInputPerMillion: 0.1 },
-  "gpt-4.1-nano": { inputPerMillion: 0.1, outputPerMillion: 0.4, cachedInputPerMillion: 0.025 },
-  o3: { inputPerMillion: 2, outputPerMillion: 8, cachedInputPerMillion: 0.5 },
-  "o4-mini": { inputPerMillion: 1.1, outputPerMillion: 4.4, cachedInputPerMillion: 0.275 },
-  // Anthropic, prices as of 2025-06-01, check your provider (cached = cache read)
-  "claude-opus-4": { inputPerMillion: 15, outputPerMillion: 75, cachedInputPerMillion: 1.5 },
-  "claude-sonnet-4": { inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3 },
-  "claude-3-7-sonnet": { inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3 },
-  "claude-3-5-haiku": { inputPerMillion: 0.8, outputPerMillion: 4, cachedInputPerMillion: 0.08 },
-  "claude-3-haiku": { inputPerMillion: 0.25, outputPerMillion: 1.25, cachedInputPerMillion: 0.03 }
+  // OpenAI, prices as of 2026-04-30 (context up to 270K tokens), check your provider
+  "gpt-5.5": { inputPerMillion: 5, outputPerMillion: 30, cachedInputPerMillion: 0.5 },
+  "gpt-5.4": { inputPerMillion: 2.5, outputPerMillion: 15, cachedInputPerMillion: 0.25 },
+  "gpt-5.4-mini": { inputPerMillion: 0.75, outputPerMillion: 4.5, cachedInputPerMillion: 0.075 },
+  "gpt-5.4-nano": { inputPerMillion: 0.2, outputPerMillion: 1.25, cachedInputPerMillion: 0.02 },
+  // Anthropic, prices as of 2026-04-30, check your provider (cached = cache read)
+  "claude-opus-4-7": { inputPerMillion: 5, outputPerMillion: 25, cachedInputPerMillion: 0.5 },
+  "claude-opus-4-6": { inputPerMillion: 5, outputPerMillion: 25, cachedInputPerMillion: 0.5 },
+  "claude-sonnet-4-6": { inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3 },
+  "claude-haiku-4-5": { inputPerMillion: 1, outputPerMillion: 5, cachedInputPerMillion: 0.1 }
 }

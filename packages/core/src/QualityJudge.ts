@@ -84,8 +84,8 @@ export type Verdict =
  * import { QualityJudge } from "@llm-resilience/core"
  * const program = Effect.gen(function*() {
  *   const quality = yield* QualityJudge.make({ judge: (_q, r) => Effect.succeed(r.text.length > 0 ? 1 : 0), sampleRate: 1 })
- *   return yield* quality.evaluate("openai/gpt-4o", { model: "gpt-4o", messages: [] }, {
- *     text: "", finishReason: "stop", usage: { inputTokens: 1, outputTokens: 0 }, provider: "openai", model: "gpt-4o"
+ *   return yield* quality.evaluate("openai/gpt-5.4", { model: "gpt-5.4", messages: [] }, {
+ *     text: "", finishReason: "stop", usage: { inputTokens: 1, outputTokens: 0 }, provider: "openai", model: "gpt-5.4"
  *   }) // { _tag: "Judged", score: 0, passed: false }
  * })
  * ```
@@ -125,7 +125,7 @@ export const QualityJudge: Context.Service<QualityJudge, QualityJudge> = Context
  * ```ts
  * import { Metric } from "effect"
  * import { QualityJudge } from "@llm-resilience/core"
- * const failures = Metric.value(Metric.withAttributes(QualityJudge.metrics.failures, { key: "openai/gpt-4o" }))
+ * const failures = Metric.value(Metric.withAttributes(QualityJudge.metrics.failures, { key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */

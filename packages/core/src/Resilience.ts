@@ -164,14 +164,14 @@ export const BreakerConfig = Schema.Struct({
  * ```ts
  * import type { Resilience } from "@llm-resilience/core"
  * const config: Resilience.Config = {
- *   models: { "openai/gpt-4o-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 } },
+ *   models: { "openai/gpt-5.4-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 } },
  *   paths: {
  *     chat: { retry: "interactive", timeouts: { totalMs: 8_000, firstTokenMs: 3_000, idleMs: 5_000 } },
  *     batch: { retry: "background", maxWaitMs: 300_000 }
  *   },
  *   fallback: [
- *     { provider: "openai", model: "gpt-4o-mini" },
- *     { provider: "anthropic", model: "claude-haiku-4" },
+ *     { provider: "openai", model: "gpt-5.4-mini" },
+ *     { provider: "anthropic", model: "claude-haiku-4-5" },
  *     { staticAnswer: "The assistant is busy; please try again shortly." }
  *   ],
  *   breaker: { failureRateThreshold: 0.2, windowMs: 60_000, slowCallThresholdMs: 3_000 }
@@ -378,7 +378,7 @@ const outcomeOfExit = (failureTags: ReadonlySet<string>) => (exit: Exit.Exit<unk
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const raw = yield* LlmProvider.LlmProvider
  *   const { provider } = yield* Resilience.make({ paths: { chat: { retry: "interactive" } } }, [raw])
- *   return yield* provider.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }], metadata: { path: "chat" } })
+ *   return yield* provider.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }], metadata: { path: "chat" } })
  * }))
  * ```
  * @since 0.1.0
@@ -761,7 +761,7 @@ export const layer: {
  * @example
  * ```ts
  * import { Resilience } from "@llm-resilience/core"
- * const answer = Resilience.call({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ * const answer = Resilience.call({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
  * ```
  * @since 0.1.0
  */
@@ -774,7 +774,7 @@ export const call = (request: LlmRequest): Effect.Effect<LlmResponse, LlmError, 
  * @example
  * ```ts
  * import { Resilience } from "@llm-resilience/core"
- * const chunks = Resilience.stream({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ * const chunks = Resilience.stream({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
  * ```
  * @since 0.1.0
  */

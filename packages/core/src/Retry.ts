@@ -4,8 +4,8 @@
  * that keeps retries from multiplying: only the outermost retry stage retries.
  *
  * ```ts
- * call.pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-4o-mini" }))
- * llm.stream(request).pipe(Retry.retryStream({ profile: "interactive", budget, key: "openai/gpt-4o-mini" }))
+ * call.pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
+ * llm.stream(request).pipe(Retry.retryStream({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
  * ```
  *
  * After a failed attempt the stage, in order:
@@ -249,7 +249,7 @@ export const retriesTotal = Metric.counter("llm_retries", {
  * ```ts
  * import { Metric } from "effect"
  * import { Retry } from "@llm-resilience/core"
- * const deadlines = Metric.value(Metric.withAttributes(Retry.giveUpsTotal, { reason: "deadline", key: "openai/gpt-4o" }))
+ * const deadlines = Metric.value(Metric.withAttributes(Retry.giveUpsTotal, { reason: "deadline", key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */
@@ -265,7 +265,7 @@ export const giveUpsTotal = Metric.counter("llm_retry_give_ups", {
  * ```ts
  * import { Metric } from "effect"
  * import { Retry } from "@llm-resilience/core"
- * const rejected = Metric.value(Metric.withAttributes(Retry.budgetRejectionsTotal, { key: "openai/gpt-4o" }))
+ * const rejected = Metric.value(Metric.withAttributes(Retry.budgetRejectionsTotal, { key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */
@@ -316,7 +316,7 @@ export type Rejection = RetryBudgetExhausted | RetryAfterTooLong | DeadlineExcee
  * @example
  * ```ts
  * import type { Retry } from "@llm-resilience/core"
- * const options: Retry.Options = { profile: "background", key: "anthropic/claude-sonnet-4" }
+ * const options: Retry.Options = { profile: "background", key: "anthropic/claude-sonnet-4-6" }
  * ```
  * @since 0.1.0
  */
@@ -436,9 +436,9 @@ const makeRetrier = (config: Config, startMs: number) => {
  * const program = Effect.gen(function*() {
  *   const llm = yield* LlmProvider.LlmProvider
  *   const budget = yield* RetryBudget.make()
- *   const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+ *   const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
  *   return yield* llm.complete(request).pipe(
- *     Retry.retry({ profile: "interactive", budget, key: `${llm.name}/gpt-4o-mini` })
+ *     Retry.retry({ profile: "interactive", budget, key: `${llm.name}/gpt-5.4-mini` })
  *   )
  * })
  * ```
@@ -520,7 +520,7 @@ export const stage = (options?: Options) => {
  *
  * const program = Effect.gen(function*() {
  *   const llm = yield* LlmProvider.LlmProvider
- *   const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+ *   const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
  *   return yield* llm.stream(request).pipe(Retry.retryStream({ profile: "interactive" }), Stream.runCollect)
  * })
  * ```

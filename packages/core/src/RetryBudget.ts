@@ -92,8 +92,8 @@ export interface Store {
  *
  * const program = Effect.gen(function*() {
  *   const budget = yield* RetryBudget.make({ ratio: 0.1 })
- *   yield* budget.deposit("openai/gpt-4o-mini")
- *   return yield* budget.withdraw("openai/gpt-4o-mini") // true: the floor allows it
+ *   yield* budget.deposit("openai/gpt-5.4-mini")
+ *   return yield* budget.withdraw("openai/gpt-5.4-mini") // true: the floor allows it
  * })
  * ```
  * @since 0.1.0
@@ -119,7 +119,7 @@ export interface RetryBudget {
  * const program = Effect.gen(function*() {
  *   const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetriesPerSecond: 1 })
  *   const call = Effect.succeed("answer")
- *   return yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-4o-mini" }))
+ *   return yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
  * })
  * ```
  * @since 0.1.0

@@ -115,7 +115,7 @@ export interface Options {
  * @example
  * ```ts
  * import type { SpendGuard } from "@llm-resilience/core"
- * const who: SpendGuard.Payer = { key: "openai/gpt-4o", tenant: "acme", conversationId: "c-42" }
+ * const who: SpendGuard.Payer = { key: "openai/gpt-5.4", tenant: "acme", conversationId: "c-42" }
  * ```
  * @since 0.1.0
  */
@@ -136,7 +136,7 @@ export interface Payer {
  *
  * const program = Effect.gen(function*() {
  *   const spend = yield* SpendGuard.make({ prices: PriceTable.examplePrices, budgets: [{ scope: "global", limitUsd: 10, window: "1 hour" }] })
- *   const costUsd = yield* spend.charge({ key: "openai/gpt-4o" }, "gpt-4o", { inputTokens: 1000, outputTokens: 500 })
+ *   const costUsd = yield* spend.charge({ key: "openai/gpt-5.4" }, "gpt-5.4", { inputTokens: 1000, outputTokens: 500 })
  *   return costUsd // 0.0075
  * })
  * ```
@@ -155,7 +155,7 @@ export interface SpendGuard {
     key: string,
     request: LlmRequest
   ) => <E, R>(self: Effect.Effect<LlmResponse, E, R>) => Effect.Effect<LlmResponse, E | BudgetExceeded, R>
-  /** Dollars charged to a scope since it was last idle, e.g. `global`, `key:openai/gpt-4o`, `tenant:acme`, `conversation:c1`. */
+  /** Dollars charged to a scope since it was last idle, e.g. `global`, `key:openai/gpt-5.4`, `tenant:acme`, `conversation:c1`. */
   readonly spent: (scope: string) => Effect.Effect<number>
 }
 
@@ -181,7 +181,7 @@ export const SpendGuard: Context.Service<SpendGuard, SpendGuard> = Context.Servi
  * ```ts
  * import { Metric } from "effect"
  * import { SpendGuard } from "@llm-resilience/core"
- * const gpt4oCost = Metric.value(Metric.withAttributes(SpendGuard.metrics.costUsd, { key: "openai/gpt-4o" }))
+ * const gpt4oCost = Metric.value(Metric.withAttributes(SpendGuard.metrics.costUsd, { key: "openai/gpt-5.4" }))
  * ```
  * @since 0.1.0
  */

@@ -35,7 +35,7 @@ import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
  * ```ts
  * import { Effect, Metric } from "effect"
  * import { Telemetry } from "@llm-resilience/core"
- * const failures = Metric.value(Metric.withAttributes(Telemetry.requests, { provider: "openai", model: "gpt-4o", path: "chat", outcome: "Overloaded" }))
+ * const failures = Metric.value(Metric.withAttributes(Telemetry.requests, { provider: "openai", model: "gpt-5.4", path: "chat", outcome: "Overloaded" }))
  * ```
  * @since 0.1.0
  */
@@ -286,7 +286,7 @@ const spanOptions = (request: LlmRequest, path: string) => ({
  * import { Effect } from "effect"
  * import { LlmProvider, Telemetry } from "@llm-resilience/core"
  *
- * const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+ * const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
  * const observed = Effect.flatMap(LlmProvider.LlmProvider, (llm) =>
  *   llm.complete(request).pipe(Telemetry.observeCall(request, "chat"))
  * )
@@ -332,7 +332,7 @@ export const spanVisible = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
  * import { Stream } from "effect"
  * import { LlmProvider, Telemetry } from "@llm-resilience/core"
  *
- * const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+ * const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
  * const chunks = LlmProvider.LlmProvider.use((llm) => Stream.runCollect(llm.stream(request).pipe(Telemetry.observeStream(request, "chat"))))
  * ```
  * @since 0.1.0

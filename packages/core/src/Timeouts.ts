@@ -120,7 +120,7 @@ export const defaults: Resolved = { totalMs: 120_000, firstTokenMs: 30_000, idle
  * const program = Effect.gen(function*() {
  *   const timeouts = yield* Timeouts.make({ totalMs: 30_000 })
  *   const llm = timeouts.wrap(yield* LlmProvider.LlmProvider)
- *   return yield* llm.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ *   return yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
  * })
  * ```
  * @since 0.1.0

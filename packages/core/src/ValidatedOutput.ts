@@ -115,7 +115,7 @@ export const decode = <A>(schema: Schema.Decoder<A>) => {
  * const classify = Effect.gen(function*() {
  *   const llm = yield* LlmProvider.LlmProvider
  *   const { value } = yield* ValidatedOutput.generate(Verdict)(llm.complete)({
- *     model: "gpt-4o-mini",
+ *     model: "gpt-5.4-mini",
  *     messages: [{ role: "user", content: "Classify: 'WIN A PRIZE'. Answer {label, confidence} JSON." }]
  *   })
  *   return value.label
@@ -173,7 +173,7 @@ export const generate = <A>(schema: Schema.Decoder<A>, options: Options = {}) =>
  *
  * declare const openai: LlmProvider.LlmProvider["Service"]
  * const Answer = Schema.Struct({ answer: Schema.String })
- * const step = FallbackPlan.step(openai, { model: "gpt-4o-mini", policy: ValidatedOutput.policy(Answer) })
+ * const step = FallbackPlan.step(openai, { model: "gpt-5.4-mini", policy: ValidatedOutput.policy(Answer) })
  * ```
  * @since 0.1.0
  */

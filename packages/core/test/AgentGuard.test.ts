@@ -82,8 +82,8 @@ describe("AgentGuard", () => {
 // the runaway agent loop
 // ---------------------------------------------------------------------------------------------------
 
-const KEY = "openai/gpt-4o"
-const price = PriceTable.examplePrices["gpt-4o"]
+const KEY = "openai/gpt-5.4"
+const price = PriceTable.examplePrices["gpt-5.4"]
 
 /** Turn n: the transcript grows by 1,000 input tokens a turn (half of it cached after turn 1), 500 out. */
 const usageOfTurn = (n: number): LlmResponse.Usage => ({
@@ -110,7 +110,7 @@ const runawayAgent = (guardLimitUsd: number) =>
           finishReason: "tool_calls",
           usage,
           provider: "openai",
-          model: "gpt-4o-2024-08-06"
+          model: "gpt-5.4"
         }
       })
     const messages: Array<LlmRequest.Message> = []
@@ -118,7 +118,7 @@ const runawayAgent = (guardLimitUsd: number) =>
     for (let turn = 1; stoppedBy === undefined; turn++) {
       messages.push({ role: "user", content: `observation ${turn}` })
       const request: LlmRequest.LlmRequest = {
-        model: "gpt-4o",
+        model: "gpt-5.4",
         messages: [...messages],
         metadata: { conversationId: "runaway", tenant: "acme" }
       }
@@ -146,11 +146,11 @@ describe("the runaway agent loop", () => {
       assert.deepStrictEqual([stoppedBy.turns, stoppedBy.limit], [21, 20])
       assert.strictEqual(providerCalls, 20)
       assert.strictEqual(spent, expected)
-      // by hand: sum over n=1..20 of (500n + 500) * 2.5 + 500(n-1) * 1.25 + 500 * 10, per million
+      // by hand: sum over n=1..20 of (500n + 500) * 2.5 + 500(n-1) * 0.25 + 500 * 15, per million
       let byHand = 0
-      for (let n = 1; n <= 20; n++) byHand += ((500 * n + 500) * 2.5 + 500 * (n - 1) * 1.25 + 500 * 10) / 1e6
+      for (let n = 1; n <= 20; n++) byHand += ((500 * n + 500) * 2.5 + 500 * (n - 1) * 0.25 + 500 * 15) / 1e6
       assert.closeTo(spent, byHand, 1e-12)
-      assert.closeTo(spent, 0.50625, 1e-12)
+      assert.closeTo(spent, 0.46125, 1e-12)
     })
   )
 
@@ -159,9 +159,9 @@ describe("the runaway agent loop", () => {
       const { stoppedBy, providerCalls, spent, expected } = yield* runawayAgent(0.1)
       assert.strictEqual(stoppedBy?._tag, "BudgetExceeded")
       if (stoppedBy?._tag !== "BudgetExceeded") return
-      // turn n costs $(1875n + 5625) / 1e6: cumulative $0.091875 after 7 turns, $0.1125 after 8; turn 9 is refused
+      // turn n costs $(1375n + 8625) / 1e6: cumulative $0.098875 after 7 turns, $0.1185 after 8; turn 9 is refused
       assert.strictEqual(providerCalls, 8)
-      assert.closeTo(spent, 0.1125, 1e-12)
+      assert.closeTo(spent, 0.1185, 1e-12)
       assert.strictEqual(stoppedBy.scope, "conversation:runaway")
       assert.strictEqual(stoppedBy.limitUsd, 0.1)
       assert.strictEqual(stoppedBy.spentUsd, expected)

@@ -5,7 +5,7 @@ import * as fc from "fast-check"
 import { CircuitBreaker, LlmError, type LlmRequest } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
-const KEY = "openai/gpt-4o"
+const KEY = "openai/gpt-5.4"
 const e503 = new LlmError.ServerError({ message: "service unavailable", status: 503 })
 const fail503 = Effect.fail(e503)
 const ok = Effect.succeed("ok")
@@ -446,7 +446,7 @@ describe("CircuitBreaker", () => {
     Effect.gen(function* () {
       const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
       yield* repeat(breaker, fail503, 1)
-      assert.strictEqual(yield* ok.pipe(breaker.protect("anthropic/claude-sonnet-4")), "ok")
+      assert.strictEqual(yield* ok.pipe(breaker.protect("anthropic/claude-sonnet-4-6")), "ok")
       assert.strictEqual(
         yield* ok.pipe(
           CircuitBreaker.withBreaker("x/y"),
@@ -626,7 +626,7 @@ const outageDrill = (mode: "failing" | "hanging") =>
         }
       ]
     })
-    const llmRequest: LlmRequest.LlmRequest = { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }
+    const llmRequest: LlmRequest.LlmRequest = { model: "gpt-5.4", messages: [{ role: "user", content: "hi" }] }
     const call = fake.provider.complete(llmRequest).pipe(
       Effect.timeoutOrElse({
         duration: "30 seconds",

@@ -105,7 +105,7 @@ const openaiRows: ReadonlyArray<Row> = [
     body: openai(
       "requests",
       "rate_limit_exceeded",
-      "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1."
+      "Rate limit reached for gpt-5.4 in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1."
     ),
     tag: "RateLimited",
     fields: { limit: "requests", retryAfterMs: 20_000, status: 429, requestId: "req_abc" }
@@ -117,7 +117,7 @@ const openaiRows: ReadonlyArray<Row> = [
     body: openai(
       "tokens",
       "rate_limit_exceeded",
-      "Rate limit reached for gpt-4o on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000."
+      "Rate limit reached for gpt-5.4 on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000."
     ),
     tag: "RateLimited",
     fields: { limit: "tokens", retryAfterMs: 1500.5 }
@@ -397,7 +397,7 @@ describe("Classification.classify: 429 rate limit vs quota", () => {
       body: openai(
         "tokens",
         "rate_limit_exceeded",
-        "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 45000."
+        "Request too large for gpt-5.4 in organization org-x on tokens per min (TPM): Limit 30000, Requested 45000."
       ),
       nowMillis: now
     })
@@ -613,13 +613,13 @@ describe("Classification: carried fields", () => {
       headers: { "Request-Id": "req_1", "retry-after": "7", "anthropic-ratelimit-requests-remaining": "10" },
       body: anthropic("overloaded_error"),
       provider: "anthropic",
-      model: "claude-sonnet",
+      model: "claude-sonnet-4-6",
       nowMillis: now
     })
     expect(e).toMatchObject({
       _tag: "Overloaded",
       provider: "anthropic",
-      model: "claude-sonnet",
+      model: "claude-sonnet-4-6",
       status: 529,
       requestId: "req_1", // the header wins over the body's request_id
       retryAfterMs: 7000,

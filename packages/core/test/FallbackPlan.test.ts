@@ -178,14 +178,14 @@ describe("FallbackPlan", () => {
         const openai = yield* failing("openai", quota)
         const anthropic = yield* FakeProvider.make({ name: "anthropic", default: { text: "claude" } })
         const plan = yield* FallbackPlan.make([
-          FallbackPlan.step(openai.provider, { model: "gpt-4o" }),
-          FallbackPlan.step(openai.provider, { model: "gpt-4o-mini" }),
+          FallbackPlan.step(openai.provider, { model: "gpt-5.4" }),
+          FallbackPlan.step(openai.provider, { model: "gpt-5.4-mini" }),
           FallbackPlan.step(anthropic.provider, { model: "claude" })
         ])
         assert.strictEqual((yield* plan.complete(request)).text, "claude")
         assert.strictEqual(yield* openai.calls, 1)
         assert.deepStrictEqual(yield* activations, [
-          { from: "openai/gpt-4o", to: "anthropic/claude", reason: "QuotaExhausted", count: 1 }
+          { from: "openai/gpt-5.4", to: "anthropic/claude", reason: "QuotaExhausted", count: 1 }
         ])
       })
     )

@@ -37,7 +37,7 @@ const scripted = (script: Script): Effect.Effect<Scripted> =>
 
 const adapter = (
   script: Script,
-  options: LanguageModelAdapter.Options = { provider: "openai", model: "gpt-4o-mini" }
+  options: LanguageModelAdapter.Options = { provider: "openai", model: "gpt-5.4-mini" }
 ) =>
   Effect.gen(function* () {
     const s = yield* scripted(script)
@@ -45,7 +45,7 @@ const adapter = (
     return { llm, prompts: s.prompts }
   })
 
-const request = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "Hi" }] }
+const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
 
 const fail = (reason: AiError.AiErrorReason): AiError.AiError =>
   AiError.make({ module: "TestClient", method: "createResponse", reason })
@@ -84,7 +84,7 @@ describe("LanguageModelAdapter.complete", () => {
       const { llm, prompts } = yield* adapter({
         generate: () =>
           Effect.succeed([
-            { type: "response-metadata", id: "chatcmpl-1", modelId: "gpt-4o-mini-2024-07-18" },
+            { type: "response-metadata", id: "chatcmpl-1", modelId: "gpt-5.4-mini-2026-03-17" },
             { type: "text", text: "Hello" },
             { type: "text", text: ", world" },
             finishPart(
@@ -104,7 +104,7 @@ describe("LanguageModelAdapter.complete", () => {
           ])
       })
       const response = yield* llm.complete({
-        model: "gpt-4o-mini",
+        model: "gpt-5.4-mini",
         messages: [
           { role: "system", content: "Be brief" },
           { role: "user", content: "Hi" },
@@ -117,7 +117,7 @@ describe("LanguageModelAdapter.complete", () => {
         finishReason: "length",
         usage: { inputTokens: 120, outputTokens: 7, cachedInputTokens: 100 },
         provider: "openai",
-        model: "gpt-4o-mini-2024-07-18",
+        model: "gpt-5.4-mini-2026-03-17",
         requestId: "req_abc",
         rateLimit: {
           requests: { limit: 500, remaining: 499, resetAfterMs: 90_500 },
@@ -176,7 +176,7 @@ describe("LanguageModelAdapter.complete", () => {
       const r = yield* llm.complete(request)
       assert.deepStrictEqual(r.usage, { inputTokens: 45, outputTokens: 10, cachedInputTokens: 30 })
       // no response-metadata: the bound model is reported; no headers: no request id, no snapshot
-      assert.strictEqual(r.model, "gpt-4o-mini")
+      assert.strictEqual(r.model, "gpt-5.4-mini")
       assert.isUndefined(r.requestId)
       assert.isUndefined(r.rateLimit)
 
@@ -220,11 +220,11 @@ describe("LanguageModelAdapter.complete", () => {
   it.effect("a request for another model than the bound one fails with ModelNotFound before any call", () =>
     Effect.gen(function* () {
       const { llm, prompts } = yield* adapter({ generate: () => Effect.succeed([{ type: "text", text: "x" }]) })
-      const error = failureOf(yield* Effect.exit(llm.complete({ ...request, model: "gpt-4o" })))
+      const error = failureOf(yield* Effect.exit(llm.complete({ ...request, model: "gpt-5.4" })))
       assert.instanceOf(error, LlmError.ModelNotFound)
-      assert.deepStrictEqual(pick(error, { provider: 0, model: 0 }), { provider: "openai", model: "gpt-4o" })
+      assert.deepStrictEqual(pick(error, { provider: 0, model: 0 }), { provider: "openai", model: "gpt-5.4" })
       assert.strictEqual(prompts.length, 0)
-      const streamError = failureOf(yield* Effect.exit(Stream.runCollect(llm.stream({ ...request, model: "gpt-4o" }))))
+      const streamError = failureOf(yield* Effect.exit(Stream.runCollect(llm.stream({ ...request, model: "gpt-5.4" }))))
       assert.instanceOf(streamError, LlmError.ModelNotFound)
       assert.strictEqual(prompts.length, 0)
     })
@@ -247,22 +247,24 @@ describe("LanguageModelAdapter construction", () => {
       )
       const program = Effect.gen(function* () {
         const llm = yield* LlmProvider.LlmProvider
-        const r = yield* llm.complete({ ...request, model: "claude-haiku" })
+        const r = yield* llm.complete({ ...request, model: "claude-haiku-4-5" })
         return [llm.name, r.provider, r.model]
       })
       const out = yield* program.pipe(
-        Effect.provide(LanguageModelAdapter.layer().pipe(Layer.provide(Model.make("anthropic", "claude-haiku", lm))))
+        Effect.provide(
+          LanguageModelAdapter.layer().pipe(Layer.provide(Model.make("anthropic", "claude-haiku-4-5", lm)))
+        )
       )
-      assert.deepStrictEqual(out, ["anthropic", "anthropic", "claude-haiku"])
+      assert.deepStrictEqual(out, ["anthropic", "anthropic", "claude-haiku-4-5"])
       // explicit options win over the context
       const named = yield* program.pipe(
         Effect.provide(
           LanguageModelAdapter.layer({ provider: "bedrock" }).pipe(
-            Layer.provide(Model.make("anthropic", "claude-haiku", lm))
+            Layer.provide(Model.make("anthropic", "claude-haiku-4-5", lm))
           )
         )
       )
-      assert.deepStrictEqual(named, ["bedrock", "bedrock", "claude-haiku"])
+      assert.deepStrictEqual(named, ["bedrock", "bedrock", "claude-haiku-4-5"])
     })
   )
 
@@ -316,7 +318,7 @@ const withoutHttp: Array<ErrorRow> = [
     name: "RateLimitError with retryAfter",
     reason: new AiError.RateLimitError({ retryAfter: Duration.seconds(2) }),
     tag: "RateLimited",
-    fields: { limit: "unknown", retryAfterMs: 2000, status: undefined, provider: "openai", model: "gpt-4o-mini" }
+    fields: { limit: "unknown", retryAfterMs: 2000, status: undefined, provider: "openai", model: "gpt-5.4-mini" }
   },
   {
     name: "RateLimitError without retryAfter",
@@ -563,12 +565,12 @@ describe("LanguageModelAdapter errors", () => {
           const error = failureOf(yield* Effect.exit(llm.complete(request)))
           assert.strictEqual(error._tag, row.tag)
           assert.isTrue(LlmError.isProviderError(error))
-          assert.deepStrictEqual(pick(error, { provider: 0, model: 0 }), { provider: "openai", model: "gpt-4o-mini" })
+          assert.deepStrictEqual(pick(error, { provider: 0, model: 0 }), { provider: "openai", model: "gpt-5.4-mini" })
           if (row.fields !== undefined) assert.deepStrictEqual(pick(error, row.fields), row.fields)
           // the mapping is the same through the pure function
           const direct = LanguageModelAdapter.fromAiError(fail(row.reason), {
             provider: "openai",
-            model: "gpt-4o-mini",
+            model: "gpt-5.4-mini",
             nowMillis: now
           })
           assert.strictEqual(direct._tag, row.tag)
@@ -626,7 +628,7 @@ describe("LanguageModelAdapter.stream", () => {
       const { llm } = yield* adapter({
         stream: () =>
           Stream.make<Array<Response.StreamPartEncoded>>(
-            { type: "response-metadata", id: "resp_9", modelId: "gpt-4o-mini-2024-07-18" },
+            { type: "response-metadata", id: "resp_9", modelId: "gpt-5.4-mini-2026-03-17" },
             { type: "text-start", id: "t" },
             delta("Hel"),
             delta(""),
@@ -650,7 +652,7 @@ describe("LanguageModelAdapter.stream", () => {
           finishReason: "stop",
           usage: { inputTokens: 9, outputTokens: 2, cachedInputTokens: 4 },
           provider: "openai",
-          model: "gpt-4o-mini-2024-07-18",
+          model: "gpt-5.4-mini-2026-03-17",
           requestId: "resp_9",
           rateLimit: { retryAfterMs: 250, requests: { remaining: 7 } }
         }

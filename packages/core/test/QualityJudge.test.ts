@@ -2,14 +2,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric, Random } from "effect"
 import { CircuitBreaker, type LlmRequest, type LlmResponse, QualityJudge } from "@llm-resilience/core"
 
-const KEY = "openai/gpt-4o"
-const request: LlmRequest.LlmRequest = { model: "gpt-4o", messages: [{ role: "user", content: "Summarise" }] }
+const KEY = "openai/gpt-5.4"
+const request: LlmRequest.LlmRequest = { model: "gpt-5.4", messages: [{ role: "user", content: "Summarise" }] }
 const answer = (text: string): LlmResponse.LlmResponse => ({
   text,
   finishReason: "stop",
   usage: { inputTokens: 10, outputTokens: 5 },
   provider: "openai",
-  model: "gpt-4o"
+  model: "gpt-5.4"
 })
 
 /** A Random that returns the given doubles in turn, cycling. */

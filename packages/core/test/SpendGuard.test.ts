@@ -4,11 +4,11 @@ import { TestClock } from "effect/testing"
 import { CircuitBreaker, type LlmRequest, type LlmResponse, PriceTable, SpendGuard } from "@llm-resilience/core"
 
 const prices: PriceTable.PriceTable = {
-  "gpt-4o": { inputPerMillion: 2.5, outputPerMillion: 10, cachedInputPerMillion: 1.25 },
-  "openai/o3": { inputPerMillion: 2, outputPerMillion: 8 }
+  "gpt-5.4-mini": { inputPerMillion: 2.5, outputPerMillion: 10, cachedInputPerMillion: 1.25 },
+  "openai/gpt-5.5": { inputPerMillion: 2, outputPerMillion: 8 }
 }
 
-const response = (usage: LlmResponse.Usage, model = "gpt-4o-2024-08-06"): LlmResponse.LlmResponse => ({
+const response = (usage: LlmResponse.Usage, model = "gpt-5.4-mini-2026-03-17"): LlmResponse.LlmResponse => ({
   text: "ok",
   finishReason: "stop",
   usage,
@@ -17,19 +17,19 @@ const response = (usage: LlmResponse.Usage, model = "gpt-4o-2024-08-06"): LlmRes
 })
 
 const request = (metadata: LlmRequest.RequestMetadata = {}): LlmRequest.LlmRequest => ({
-  model: "gpt-4o",
+  model: "gpt-5.4-mini",
   messages: [{ role: "user", content: "hi" }],
   metadata
 })
 
 describe("PriceTable", () => {
   it("prices usage per million tokens, cached input at its own price, dated ids by prefix", () => {
-    const price = PriceTable.priceOf(prices, "gpt-4o-2024-08-06")
-    assert.deepStrictEqual(price, prices["gpt-4o"])
-    assert.strictEqual(PriceTable.priceOf(prices, "o3", "openai"), prices["openai/o3"])
-    assert.isUndefined(PriceTable.priceOf(prices, "gpt-4"))
+    const price = PriceTable.priceOf(prices, "gpt-5.4-mini-2026-03-17")
+    assert.deepStrictEqual(price, prices["gpt-5.4-mini"])
+    assert.strictEqual(PriceTable.priceOf(prices, "gpt-5.5", "openai"), prices["openai/gpt-5.5"])
+    assert.isUndefined(PriceTable.priceOf(prices, "gpt-5.4"))
     // 600k uncached * 2.5 + 400k cached * 1.25 + 100k output * 10, per million
-    const usd = PriceTable.cost(prices["gpt-4o"], {
+    const usd = PriceTable.cost(prices["gpt-5.4-mini"], {
       inputTokens: 1_000_000,
       cachedInputTokens: 400_000,
       outputTokens: 100_000
@@ -37,7 +37,11 @@ describe("PriceTable", () => {
     assert.closeTo(usd, 1.5 + 0.5 + 1, 1e-12)
     // no cached price: cached tokens cost the input price
     assert.closeTo(
-      PriceTable.cost(prices["openai/o3"], { inputTokens: 1_000_000, cachedInputTokens: 1_000_000, outputTokens: 0 }),
+      PriceTable.cost(prices["openai/gpt-5.5"], {
+        inputTokens: 1_000_000,
+        cachedInputTokens: 1_000_000,
+        outputTokens: 0
+      }),
       2,
       1e-12
     )
@@ -45,8 +49,10 @@ describe("PriceTable", () => {
 
   it("ships a dated example table", () => {
     assert.match(PriceTable.examplePricesAsOf, /^\d{4}-\d{2}-\d{2}$/)
-    assert.isDefined(PriceTable.priceOf(PriceTable.examplePrices, "gpt-4o-mini-2024-07-18"))
-    assert.isDefined(PriceTable.priceOf(PriceTable.examplePrices, "claude-sonnet-4-20250514"))
+    const table = PriceTable.examplePrices
+    // the longest key wins: the mini snapshot is not priced as `gpt-5.4`
+    assert.strictEqual(PriceTable.priceOf(table, "gpt-5.4-mini-2026-03-17"), table["gpt-5.4-mini"])
+    assert.strictEqual(PriceTable.priceOf(table, "claude-haiku-4-5-20251001"), table["claude-haiku-4-5"])
   })
 
   it.effect("rejects an invalid table, naming the model and field", () =>
@@ -62,12 +68,16 @@ describe("SpendGuard", () => {
   it.effect("charges exact cost from usage to every scope of the payer", () =>
     Effect.gen(function* () {
       const spend = yield* SpendGuard.make({ prices })
-      const payer = { key: "openai/gpt-4o", tenant: "acme", conversationId: "c1" }
-      const a = yield* spend.charge(payer, "gpt-4o-2024-08-06", { inputTokens: 2_000, outputTokens: 300 })
-      const b = yield* spend.charge(payer, "gpt-4o", { inputTokens: 10_000, cachedInputTokens: 8_000, outputTokens: 0 })
+      const payer = { key: "openai/gpt-5.4-mini", tenant: "acme", conversationId: "c1" }
+      const a = yield* spend.charge(payer, "gpt-5.4-mini-2026-03-17", { inputTokens: 2_000, outputTokens: 300 })
+      const b = yield* spend.charge(payer, "gpt-5.4-mini", {
+        inputTokens: 10_000,
+        cachedInputTokens: 8_000,
+        outputTokens: 0
+      })
       assert.closeTo(a, 0.005 + 0.003, 1e-15)
       assert.closeTo(b, 0.005 + 0.01, 1e-15)
-      for (const scope of ["global", "key:openai/gpt-4o", "tenant:acme", "conversation:c1"]) {
+      for (const scope of ["global", "key:openai/gpt-5.4-mini", "tenant:acme", "conversation:c1"]) {
         assert.strictEqual(yield* spend.spent(scope), a + b)
       }
       assert.strictEqual(yield* spend.spent("tenant:other"), 0)
@@ -87,9 +97,9 @@ describe("SpendGuard", () => {
       })
       const req = request({ tenant: "acme" })
       yield* TestClock.adjust("10 minutes")
-      yield* provider.pipe(spend.protect("openai/gpt-4o", req))
-      yield* provider.pipe(spend.protect("openai/gpt-4o", req))
-      const error = yield* Effect.flip(provider.pipe(spend.protect("openai/gpt-4o", req)))
+      yield* provider.pipe(spend.protect("openai/gpt-5.4-mini", req))
+      yield* provider.pipe(spend.protect("openai/gpt-5.4-mini", req))
+      const error = yield* Effect.flip(provider.pipe(spend.protect("openai/gpt-5.4-mini", req)))
       assert.strictEqual(calls, 2)
       assert.strictEqual(error._tag, "BudgetExceeded")
       if (error._tag !== "BudgetExceeded") return
@@ -98,11 +108,11 @@ describe("SpendGuard", () => {
         ["tenant:acme", 0.02, 0.02, 50 * 60_000]
       )
       // another tenant has its own budget
-      yield* provider.pipe(spend.protect("openai/gpt-4o", request({ tenant: "globex" })))
+      yield* provider.pipe(spend.protect("openai/gpt-5.4-mini", request({ tenant: "globex" })))
       assert.strictEqual(calls, 3)
       // the next hour allows again
       yield* TestClock.adjust("50 minutes")
-      yield* provider.pipe(spend.protect("openai/gpt-4o", req))
+      yield* provider.pipe(spend.protect("openai/gpt-5.4-mini", req))
       assert.strictEqual(calls, 4)
     })
   )
@@ -117,19 +127,21 @@ describe("SpendGuard", () => {
         ]
       })
       const provider = Effect.succeed(response({ inputTokens: 4_000, outputTokens: 0 }))
-      yield* provider.pipe(spend.protect("openai/gpt-4o", request({ conversationId: "c1" })))
-      const error = yield* Effect.flip(provider.pipe(spend.protect("openai/gpt-4o", request({ conversationId: "c1" }))))
+      yield* provider.pipe(spend.protect("openai/gpt-5.4-mini", request({ conversationId: "c1" })))
+      const error = yield* Effect.flip(
+        provider.pipe(spend.protect("openai/gpt-5.4-mini", request({ conversationId: "c1" })))
+      )
       assert.deepStrictEqual(error._tag === "BudgetExceeded" ? [error.scope, error.retryAfterMs] : error._tag, [
         "conversation:c1",
         undefined
       ])
       yield* TestClock.adjust("2 hours")
       assert.strictEqual(
-        (yield* Effect.flip(spend.check({ key: "openai/gpt-4o", conversationId: "c1" })))._tag,
+        (yield* Effect.flip(spend.check({ key: "openai/gpt-5.4-mini", conversationId: "c1" })))._tag,
         "BudgetExceeded"
       )
       // requests outside the conversation are not affected
-      yield* spend.check({ key: "openai/gpt-4o" })
+      yield* spend.check({ key: "openai/gpt-5.4-mini" })
     })
   )
 
@@ -137,7 +149,7 @@ describe("SpendGuard", () => {
     Effect.gen(function* () {
       const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 2 })
       const spend = yield* SpendGuard.make({ prices, expensiveRequestUsd: 0.05, breaker })
-      const key = "openai/gpt-4o"
+      const key = "openai/gpt-5.4-mini"
       const cheap = Effect.succeed(response({ inputTokens: 1_000, outputTokens: 100 }))
       const expensive = Effect.succeed(response({ inputTokens: 10_000, outputTokens: 5_000 })) // $0.075
       yield* cheap.pipe(breaker.protect(key), spend.protect(key, request()))
@@ -156,8 +168,10 @@ describe("SpendGuard", () => {
         yield* spend.charge({ key: "x/y" }, "mystery-model", { inputTokens: 1e6, outputTokens: 1e6 }),
         0
       )
-      yield* spend.charge({ key: "openai/gpt-4o" }, "gpt-4o", { inputTokens: 1e6, outputTokens: 0 })
-      const cost = yield* Metric.value(Metric.withAttributes(SpendGuard.metrics.costUsd, { key: "openai/gpt-4o" }))
+      yield* spend.charge({ key: "openai/gpt-5.4-mini" }, "gpt-5.4-mini", { inputTokens: 1e6, outputTokens: 0 })
+      const cost = yield* Metric.value(
+        Metric.withAttributes(SpendGuard.metrics.costUsd, { key: "openai/gpt-5.4-mini" })
+      )
       assert.strictEqual(cost.count, 2.5)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
   )

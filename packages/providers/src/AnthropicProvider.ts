@@ -84,7 +84,7 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
  *
  * const program = Effect.gen(function*() {
  *   const claude = yield* AnthropicProvider.make() // key from ANTHROPIC_API_KEY
- *   return yield* claude.complete({ model: "claude-sonnet-4-5", messages: [{ role: "user", content: "Hi" }] })
+ *   return yield* claude.complete({ model: "claude-sonnet-4-6", messages: [{ role: "user", content: "Hi" }] })
  * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
  * ```
  * @since 0.1.0

@@ -91,7 +91,7 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
  *
  * const program = Effect.gen(function*() {
  *   const openai = yield* OpenAiProvider.make({ apiKey: Redacted.make("sk-..."), baseUrl: "http://localhost:8000/v1" })
- *   return yield* openai.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] })
+ *   return yield* openai.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
  * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
  * ```
  * @since 0.1.0

@@ -143,9 +143,9 @@ const toEffectError = (error: unknown, target: Target) =>
  * import { SdkAdapter } from "@llm-resilience/providers"
  *
  * const client = new OpenAI({ maxRetries: 0 }) // retries happen once, in the toolkit
- * const answer = SdkAdapter.tryPromise({ provider: "openai", model: "gpt-4o-mini" }, (signal) =>
+ * const answer = SdkAdapter.tryPromise({ provider: "openai", model: "gpt-5.4-mini" }, (signal) =>
  *   client.chat.completions.create(
- *     { model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] },
+ *     { model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] },
  *     { signal }
  *   )
  * )
@@ -179,7 +179,7 @@ export const tryPromise = <A>(
  * const client = new Anthropic({ maxRetries: 0 })
  * const events = SdkAdapter.stream({ provider: "anthropic" }, (signal) =>
  *   client.messages.create(
- *     { model: "claude-sonnet-4-5", max_tokens: 256, stream: true, messages: [{ role: "user", content: "Hi" }] },
+ *     { model: "claude-sonnet-4-6", max_tokens: 256, stream: true, messages: [{ role: "user", content: "Hi" }] },
  *     { signal }
  *   )
  * )

@@ -24,12 +24,12 @@ const anthropic = (fault?: ChaosServer.Fault) =>
     (chaos) => new Anthropic({ apiKey: key, baseURL: chaos.anthropicBaseUrl(fault), maxRetries: 0 })
   )
 
-const complete = (client: OpenAI, model = "gpt-4o-mini") =>
+const complete = (client: OpenAI, model = "gpt-5.4-mini") =>
   SdkAdapter.tryPromise({ provider: "openai", model }, (signal) =>
     client.chat.completions.create({ model, messages }, { signal })
   )
 
-const message = (client: Anthropic, model = "claude-sonnet-4-5") =>
+const message = (client: Anthropic, model = "claude-sonnet-4-6") =>
   SdkAdapter.tryPromise({ provider: "anthropic", model }, (signal) =>
     client.messages.create({ model, max_tokens: 64, messages }, { signal })
   )
@@ -73,7 +73,7 @@ layer(ChaosServer.layer({ apiKey: key, stallMs: 2_000 }), { excludeTestServices:
       assert.strictEqual(e._tag, "RateLimited")
       assert.strictEqual(e.retryAfterMs, 2000)
       assert.strictEqual(e.status, 429)
-      assert.strictEqual(e.model, "claude-sonnet-4-5")
+      assert.strictEqual(e.model, "claude-sonnet-4-6")
       assert.match(e.requestId ?? "", /^req_chaos_/)
       assert.strictEqual(e.rateLimit?.requests?.remaining, 0)
     })

@@ -32,7 +32,7 @@ const banner = Effect.gen(function* () {
       "",
       "Pick a fault per request with a header or a path prefix:",
       `  curl -s ${chaos.url}/v1/chat/completions -H 'x-chaos-fault: rate-limit' \\`,
-      `       -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'`,
+      `       -H 'content-type: application/json' -d '{"model":"gpt-5.4-mini","messages":[{"role":"user","content":"hi"}]}'`,
       `  OpenAI SDK:    baseURL: "${chaos.openAiBaseUrl("overloaded")}"`,
       `  Anthropic SDK: baseURL: "${chaos.anthropicBaseUrl("overloaded")}"`,
       "  x-chaos-delay-ms: <ms> overrides the stall / slow-headers delay of one request.",

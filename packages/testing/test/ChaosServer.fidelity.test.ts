@@ -58,7 +58,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* openai()
         const { data, response } = yield* Effect.promise(() =>
-          client.chat.completions.create({ model: "gpt-4o-mini", messages }).withResponse()
+          client.chat.completions.create({ model: "gpt-5.4-mini", messages }).withResponse()
         )
         assert.strictEqual(data.object, "chat.completion")
         assert.strictEqual(data.choices[0].message.content, text)
@@ -74,7 +74,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         const client = yield* openai()
         const result = yield* Effect.promise(async () => {
           const stream = await client.chat.completions.create({
-            model: "gpt-4o-mini",
+            model: "gpt-5.4-mini",
             messages,
             stream: true,
             stream_options: { include_usage: true }
@@ -99,7 +99,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* openai()
         const final = yield* Effect.promise(() =>
-          client.chat.completions.stream({ model: "gpt-4o-mini", messages }).finalChatCompletion()
+          client.chat.completions.stream({ model: "gpt-5.4-mini", messages }).finalChatCompletion()
         )
         assert.strictEqual(final.choices[0].message.content, text)
       })
@@ -123,7 +123,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         Effect.gen(function* () {
           const client = yield* openai(fault)
           const [error, requests] = yield* countRequests(
-            rejection(() => client.chat.completions.create({ model: "gpt-4o-mini", messages }))
+            rejection(() => client.chat.completions.create({ model: "gpt-5.4-mini", messages }))
           )
           assert.instanceOf(error, errorClass)
           const e = error as InstanceType<typeof OpenAI.APIError>
@@ -138,7 +138,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* openai("rate-limit")
         const e = (yield* rejection(() =>
-          client.chat.completions.create({ model: "gpt-4o-mini", messages })
+          client.chat.completions.create({ model: "gpt-5.4-mini", messages })
         )) as InstanceType<typeof OpenAI.RateLimitError>
         assert.strictEqual(e.headers?.get("retry-after"), "2")
         assert.strictEqual(e.headers?.get("x-ratelimit-remaining-requests"), "0")
@@ -152,7 +152,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* openai("stream-error")
         const error = yield* rejection(async () => {
-          const stream = await client.chat.completions.create({ model: "gpt-4o-mini", messages, stream: true })
+          const stream = await client.chat.completions.create({ model: "gpt-5.4-mini", messages, stream: true })
           for await (const _ of stream) {
             // drain
           }
@@ -165,7 +165,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
     it.effect("a reset connection raises APIConnectionError", () =>
       Effect.gen(function* () {
         const client = yield* openai("connection-reset")
-        const error = yield* rejection(() => client.chat.completions.create({ model: "gpt-4o-mini", messages }))
+        const error = yield* rejection(() => client.chat.completions.create({ model: "gpt-5.4-mini", messages }))
         assert.instanceOf(error, OpenAI.APIConnectionError)
       })
     )
@@ -174,7 +174,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* openai("truncated-stream")
         const content = yield* Effect.promise(async () => {
-          const stream = await client.chat.completions.create({ model: "gpt-4o-mini", messages, stream: true })
+          const stream = await client.chat.completions.create({ model: "gpt-5.4-mini", messages, stream: true })
           let content = ""
           for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? ""
           return content
@@ -190,7 +190,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* anthropic()
         const { data, response } = yield* Effect.promise(() =>
-          client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages }).withResponse()
+          client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 64, messages }).withResponse()
         )
         const block = data.content[0]
         assert.strictEqual(block.type === "text" ? block.text : "", text)
@@ -206,7 +206,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         const client = yield* anthropic()
         const events = yield* Effect.promise(async () => {
           const stream = await client.messages.create({
-            model: "claude-sonnet-4-5",
+            model: "claude-sonnet-4-6",
             max_tokens: 64,
             messages,
             stream: true
@@ -229,7 +229,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* anthropic()
         const final = yield* Effect.promise(() =>
-          client.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 64, messages }).finalMessage()
+          client.messages.stream({ model: "claude-sonnet-4-6", max_tokens: 64, messages }).finalMessage()
         )
         const block = final.content[0]
         assert.strictEqual(block.type === "text" ? block.text : "", text)
@@ -254,7 +254,7 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         Effect.gen(function* () {
           const client = yield* anthropic(fault)
           const [error, requests] = yield* countRequests(
-            rejection(() => client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages }))
+            rejection(() => client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 64, messages }))
           )
           assert.instanceOf(error, errorClass)
           const e = error as InstanceType<typeof Anthropic.APIError>
@@ -282,14 +282,14 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       Effect.gen(function* () {
         const client = yield* anthropic("rate-limit")
         const e = (yield* rejection(() =>
-          client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages })
+          client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 64, messages })
         )) as InstanceType<typeof Anthropic.RateLimitError>
         assert.strictEqual(e.headers?.get("retry-after"), "2")
         assert.strictEqual(e.headers?.get("anthropic-ratelimit-requests-remaining"), "0")
         assert.isFalse(Number.isNaN(Date.parse(e.headers?.get("anthropic-ratelimit-requests-reset") ?? "")))
         const quota = yield* anthropic("insufficient-quota")
         const q = (yield* rejection(() =>
-          quota.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages })
+          quota.messages.create({ model: "claude-sonnet-4-6", max_tokens: 64, messages })
         )) as InstanceType<typeof Anthropic.RateLimitError>
         assert.strictEqual(q.errorCode, "enforced_spend_limit_reached")
         assert.strictEqual(q.headers?.get("x-should-retry"), "false")

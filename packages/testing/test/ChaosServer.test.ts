@@ -7,7 +7,7 @@ import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { ChaosServer } from "../src/index.ts"
 
-const chatBody = { model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }
+const chatBody = { model: "gpt-5.4-mini", messages: [{ role: "user", content: "hi" }] }
 
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
   Effect.gen(function* () {
