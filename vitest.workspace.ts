@@ -4,6 +4,9 @@ import { defineConfig } from "vitest/config"
 // with `--config vitest.workspace.ts`.
 export default defineConfig({
   test: {
-    projects: ["packages/*", "examples"]
+    projects: ["packages/*", "examples"],
+    // a passing test's console output (the toolkit's warnings, an SDK's notices) is not shown; a failing
+    // test's is, next to its failure
+    silent: "passed-only"
   }
 })
