@@ -5,7 +5,7 @@
  * number of waiters, where our `Bulkhead` (and cockatiel's) stay flat.
  *
  * Run: `npx node bench/admission.ts`. Prints one JSON object (summary and details); writes the summary, in
- * exactly the shape the issue specifies, to bench/results/admission.json and the details (enqueue cost,
+ * the shape docs/benchmarks/admission.md describes, to bench/results/admission.json and the details (enqueue cost,
  * Semaphore / Bulkhead / cockatiel comparison) to bench/results/admission-details.json.
  */
 import { writeFileSync } from "node:fs"
@@ -185,7 +185,7 @@ const main = async () => {
     cockatielBulkhead: round(cockatiel)
   }
   console.log(JSON.stringify(result, null, 2))
-  // the file has exactly the shape the issue specifies; the comparison figures go next to it
+  // the summary file keeps a fixed shape (docs/benchmarks/admission.md); the comparison figures go next to it
   const { details, ...summary } = result
   writeFileSync(new URL("results/admission.json", import.meta.url), `${JSON.stringify(summary)}\n`)
   writeFileSync(new URL("results/admission-details.json", import.meta.url), `${JSON.stringify(details, null, 2)}\n`)
