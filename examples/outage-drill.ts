@@ -14,7 +14,6 @@ import { writeFileSync } from "node:fs"
 import { Effect } from "effect"
 import * as Report from "./drill/report.ts"
 import { runDay } from "./drill/run.ts"
-import * as Day from "./drill/scenario.ts"
 
 const json = process.argv.includes("--json")
 
@@ -22,11 +21,7 @@ const json = process.argv.includes("--json")
 const redraw = process.stderr.isTTY === true
 
 const progress = (label: string) => (virtualMs: number) =>
-  Effect.sync(() => {
-    const line = Report.progressLine(label, virtualMs)
-    if (!redraw) process.stderr.write(`${line}\n`)
-    else process.stderr.write(virtualMs >= Day.simulatedMs ? `\r${line}\n` : `\r${line}`)
-  })
+  Effect.sync(() => process.stderr.write(Report.progress(label, virtualMs, redraw)))
 
 const program = Effect.gen(function* () {
   const naive = yield* runDay("naive", progress("naive"))

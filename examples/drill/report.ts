@@ -63,11 +63,17 @@ export const explanations = (
       why: row.why?.(naive, resilient) ?? "worse than the naive run, for no known reason"
     }))
 
-/** The progress line for `label` after `virtualMs` of the simulated span (`Day.simulatedMs`). */
-export const progressLine = (label: string, virtualMs: number): string => {
+/**
+ * What to write to stderr for `label` after `virtualMs` of the simulated span (`Day.simulatedMs`). With
+ * `redraw` (a terminal) the line is drawn over the previous one and ended when the run is done; otherwise
+ * (piped into a log) every update is a line of its own.
+ */
+export const progress = (label: string, virtualMs: number, redraw: boolean): string => {
   const done = Math.min(1, virtualMs / Day.simulatedMs)
   const bar = "#".repeat(Math.round(done * 30)).padEnd(30, ".")
-  return `${label.padEnd(10)} [${bar}] ${Math.round(virtualMs / Day.minute)} of ${Day.simulatedMs / Day.minute} virtual min`
+  const line = `${label.padEnd(10)} [${bar}] ${Math.round(virtualMs / Day.minute)} of ${Day.simulatedMs / Day.minute} virtual min`
+  if (!redraw) return `${line}\n`
+  return done === 1 ? `\r${line}\n` : `\r${line}`
 }
 
 /** The side-by-side table printed at the end of the drill, with a line under it for each worse figure. */

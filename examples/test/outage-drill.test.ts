@@ -11,6 +11,16 @@ import * as Day from "../drill/scenario.ts"
 const quiet = () => Effect.void
 
 describe("outage drill", () => {
+  it("redraws its progress line only on a terminal; piped, every update is a line", () => {
+    const updates = [10, 70, 135].map((m) => m * Day.minute)
+    const piped = updates.map((ms) => Report.progress("naive", ms, false)).join("")
+    expect(piped).not.toContain("\r")
+    expect(piped.split("\n")).toHaveLength(updates.length + 1)
+    const tty = updates.map((ms) => Report.progress("naive", ms, true))
+    expect(tty.every((text) => text.startsWith("\r"))).toBe(true)
+    expect(tty.map((text) => text.endsWith("\n"))).toEqual([false, false, true])
+  })
+
   it.live("the resilient run keeps its promises on the day of trouble", () =>
     Effect.gen(function* () {
       const naive = yield* runDay("naive", quiet)
@@ -47,7 +57,7 @@ describe("outage drill", () => {
       // the progress line and the report agree on the simulated span: the day and the drain after it
       const minutes = Day.simulatedMs / Day.minute
       expect(minutes).toBe(135)
-      expect(Report.progressLine("resilient", Day.simulatedMs)).toContain(`${minutes} of ${minutes} virtual min`)
+      expect(Report.progress("resilient", Day.simulatedMs, false)).toContain(`${minutes} of ${minutes} virtual min`)
       expect(html).toContain(`${minutes} virtual minutes in all`)
     })
   )
