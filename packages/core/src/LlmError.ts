@@ -13,7 +13,7 @@
  *
  * Retryability is derived from the kind ({@link isRetryable}), never stored, so no error can claim to
  * be retryable by accident. Every provider error carries the provider, model, HTTP status and provider
- * request id where they are known.
+ * request id where they are known; {@link rootCause} finds the provider error behind a give-up.
  *
  * @since 0.1.0
  */
