@@ -57,6 +57,17 @@ export interface Codec {
   ) => Problem | "end" | undefined
 }
 
+/** The response of a decoded whole body: the model the body names, else the one asked for. */
+export const responseOf = (decoded: DecodedBody, meta: FinishMeta): LlmResponse.LlmResponse => ({
+  text: decoded.text,
+  finishReason: decoded.finishReason,
+  usage: decoded.usage,
+  provider: meta.provider,
+  model: decoded.model ?? meta.model,
+  ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
+  ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
+})
+
 /** Whether a value is a plain object. */
 export const isObject = (u: unknown): u is Record<string, unknown> =>
   u !== null && typeof u === "object" && !Array.isArray(u)

@@ -19,7 +19,7 @@ import { Clock, Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
 import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
-import { excerpt, parseJson } from "./codec.ts"
+import { excerpt, parseJson, responseOf } from "./codec.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
 
 /** Byte caps on what the engine reads from a provider. */
@@ -246,16 +246,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     }
     const decoded = yield* readWhole(response, c, nowMillis)
     const rateLimit = snapshotOf(response, nowMillis)
-    const out: LlmResponse.LlmResponse = {
-      text: decoded.text,
-      finishReason: decoded.finishReason,
-      usage: decoded.usage,
-      provider: name,
-      model: decoded.model ?? request.model,
-      ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
-      ...(rateLimit === undefined ? {} : { rateLimit })
-    }
-    return out
+    return responseOf(decoded, { provider: name, model: request.model, requestId: c.requestId, rateLimit })
   })
 
   const sseChunks = (

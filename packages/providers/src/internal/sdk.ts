@@ -15,6 +15,7 @@ import {
 } from "@llm-resilience/core"
 import { Clock, Effect, Stream } from "effect"
 import type { Codec, FinishMeta, Problem } from "./codec.ts"
+import { responseOf } from "./codec.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
 
 /** Where a call goes. */
@@ -267,16 +268,7 @@ export const sdkProvider = (name: string, codec: Codec, create: Create): LlmProv
       )
       const { failure, meta } = yield* context(request.model, headers)
       const decoded = codec.decodeBody(data)
-      if ("_tag" in decoded) return yield* Effect.fail(failure(decoded))
-      return {
-        text: decoded.text,
-        finishReason: decoded.finishReason,
-        usage: decoded.usage,
-        provider: name,
-        model: decoded.model ?? request.model,
-        ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
-        ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
-      }
+      return "_tag" in decoded ? yield* Effect.fail(failure(decoded)) : responseOf(decoded, meta)
     })
 
   const streamOf = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, LlmError.ProviderError> => {
