@@ -260,6 +260,9 @@ describe("SdkAdapter.classifyError", () => {
       Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }),
       socket,
       abort,
+      // node-fetch's abort, and a socket error without a code: recognised by name alone
+      Object.assign(new Error("The user aborted a request."), { name: "AbortError" }),
+      Object.assign(new Error("closed"), { name: "SocketError" }),
       new OpenAI.APIUserAbortError(),
       new Anthropic.APIUserAbortError(),
       new OpenAI.APIConnectionError({ message: "Connection error.", cause: new TypeError("terminated") }),

@@ -213,6 +213,14 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         assert.strictEqual(final.choices[0].message.content, text)
         assert.strictEqual(final.choices[0].finish_reason, "stop")
         assert.strictEqual(final.usage?.completion_tokens, 6)
+        const raw = yield* Effect.promise(() =>
+          client.chat.completions
+            .create({ model: "gpt-4o-mini", messages, stream: true, stream_options: { include_usage: true } })
+            .asResponse()
+            .then((response) => response.text())
+        )
+        assert.include(raw, `"finish_reason":"stop"`)
+        assert.notInclude(raw, "[DONE]")
       })
     )
 
