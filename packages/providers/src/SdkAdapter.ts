@@ -112,6 +112,12 @@ export const stream: <A>(
 /**
  * The part of an `openai` client that {@link fromOpenAi} uses: `chat.completions.create`.
  *
+ * @example
+ * ```ts
+ * import OpenAI from "openai"
+ * import type { SdkAdapter } from "@llm-resilience/providers"
+ * const client: SdkAdapter.OpenAiClient = new OpenAI({ maxRetries: 0 })
+ * ```
  * @since 0.1.0
  */
 export interface OpenAiClient {
@@ -121,6 +127,12 @@ export interface OpenAiClient {
 /**
  * The part of an `@anthropic-ai/sdk` client that {@link fromAnthropic} uses: `messages.create`.
  *
+ * @example
+ * ```ts
+ * import Anthropic from "@anthropic-ai/sdk"
+ * import type { SdkAdapter } from "@llm-resilience/providers"
+ * const client: SdkAdapter.AnthropicClient = new Anthropic({ maxRetries: 0 })
+ * ```
  * @since 0.1.0
  */
 export interface AnthropicClient {
