@@ -282,8 +282,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
           truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`)
         ),
         Stream.decodeText,
-        Stream.mapEffect(parse),
-        Stream.flattenIterable
+        Stream.mapEffect(parse)
       )
       return decodeEvents(sseEvents, decoder, {
         feed: decoder.feed,

@@ -283,14 +283,19 @@ export const sdkProvider = (name: string, codec: Codec, create: Create): LlmProv
               return Stream.fail(failure({ _tag: "Malformed", detail: "the SDK returned no stream" }))
             }
             const decoder = makeDecoder(codec, meta)
-            return decodeEvents(iterate(target, data as AsyncIterable<unknown>, decoder.received, true), decoder, {
-              feed: decoder.feedParsed,
-              failure,
-              truncated: (message) =>
-                new LlmError.StreamTruncated({ ...target, status: 200, message, receivedChunks: decoder.received() }),
-              provider: name,
-              model: request.model
-            })
+            const events = iterate(target, data as AsyncIterable<unknown>, decoder.received, true)
+            return decodeEvents(
+              Stream.map(events, (event) => [event]),
+              decoder,
+              {
+                feed: decoder.feedParsed,
+                failure,
+                truncated: (message) =>
+                  new LlmError.StreamTruncated({ ...target, status: 200, message, receivedChunks: decoder.received() }),
+                provider: name,
+                model: request.model
+              }
+            )
           })
         )
     )
