@@ -110,12 +110,12 @@ export const makeDecoder = (codec: Codec, meta: FinishMeta): StreamDecoder => {
 }
 
 /**
- * The chunks of a stream of events: each event through `feed`, a problem through `failure`, skipped
+ * The chunks of a stream of event batches: each event through `feed`, a problem through `failure`, skipped
  * events counted in the `llm_stream_malformed_events` metric, and a clean end that is not complete as
  * `StreamTruncated`.
  */
 export const decodeEvents = <A>(
-  events: Stream.Stream<A, LlmError.ProviderError>,
+  batches: Stream.Stream<ReadonlyArray<A>, LlmError.ProviderError>,
   decoder: StreamDecoder,
   options: {
     readonly feed: (event: A, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
@@ -126,15 +126,20 @@ export const decodeEvents = <A>(
   }
 ): Stream.Stream<LlmResponse.StreamChunk, LlmError.ProviderError> => {
   const counter = Metric.withAttributes(malformedEvents, { provider: options.provider, model: options.model })
-  const decodeOne = (event: A): Effect.Effect<ReadonlyArray<LlmResponse.StreamChunk>, LlmError.ProviderError> => {
+  const decodeBatch = (
+    events: ReadonlyArray<A>
+  ): Effect.Effect<ReadonlyArray<LlmResponse.StreamChunk>, LlmError.ProviderError> => {
     const out: Array<LlmResponse.StreamChunk> = []
     const skipped = decoder.skipped()
-    const problem = options.feed(event, out)
-    if (problem !== undefined) return Effect.fail(options.failure(problem))
-    return decoder.skipped() === skipped ? Effect.succeed(out) : Effect.as(Metric.update(counter, 1), out)
+    for (const event of events) {
+      const problem = options.feed(event, out)
+      if (problem !== undefined) return Effect.fail(options.failure(problem))
+    }
+    const newly = decoder.skipped() - skipped
+    return newly === 0 ? Effect.succeed(out) : Effect.as(Metric.update(counter, newly), out)
   }
-  return events.pipe(
-    Stream.mapEffect(decodeOne),
+  return batches.pipe(
+    Stream.mapEffect(decodeBatch),
     Stream.flattenIterable,
     Stream.takeUntil((chunk) => chunk._tag === "Finish"),
     Stream.concat(
