@@ -221,6 +221,35 @@ layer(sdkLayer, { excludeTestServices: true })("SdkAdapter transport failures an
     })
   )
 
+  it.effect("interrupting an SDK-backed call or stream aborts the SDK request", () =>
+    Effect.gen(function* () {
+      const chaos = yield* ChaosServer.ChaosServer
+      const client = new OpenAI({
+        apiKey: key,
+        baseURL: chaos.openAiBaseUrl("stall-first-byte"),
+        maxRetries: 0,
+        defaultHeaders: { "x-chaos-delay-ms": "10000" }
+      })
+      const signals: Array<AbortSignal> = []
+      const provider = SdkAdapter.fromOpenAi({
+        chat: {
+          completions: {
+            create: (body, options) => {
+              signals.push(options.signal)
+              return client.chat.completions.create(body, options)
+            }
+          }
+        }
+      })
+      for (const call of [provider.complete(request), Stream.runDrain(provider.stream(request))]) {
+        const exit = yield* Effect.exit(Effect.timeout(call, Duration.millis(50)))
+        assert.isTrue(Exit.isFailure(exit))
+      }
+      assert.strictEqual(signals.length, 2)
+      assert.isTrue(signals.every((signal) => signal.aborted))
+    })
+  )
+
   it.effect("an SDK-backed model is a fallback step: the HTTP primary is overloaded, the SDK answers", () =>
     Effect.gen(function* () {
       const chaos = yield* ChaosServer.ChaosServer
