@@ -159,7 +159,7 @@ layer(TestLayer, { excludeTestServices: true })("stream integrity", (it) => {
       Effect.gen(function* () {
         const openai = yield* openAiOn([
           openAiChunk({ role: "assistant" }),
-          openAiChunk({ content: "Hi" }, null, { usage: { prompt_tokens: 7, completion_tokens: 1 } })
+          openAiChunk({ content: "Hi" }, "", { usage: { prompt_tokens: 7, completion_tokens: 1 } })
         ])
         const e = yield* Effect.flip(Stream.runCollect(openai.stream(request)))
         assert.strictEqual(e._tag, "StreamTruncated")

@@ -108,7 +108,9 @@ const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
         out.push({ _tag: "TextDelta", text: refusal })
       }
     }
-    if (typeof choice.finish_reason === "string") state.finishReason = finishReason(choice.finish_reason)
+    // some compatible servers send `""` for "not yet"; only a named reason finishes the stream
+    const reason = text(choice.finish_reason)
+    if (reason !== undefined) state.finishReason = finishReason(reason)
   }
   return undefined
 }
