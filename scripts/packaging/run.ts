@@ -8,7 +8,8 @@
  * 3. runs README's Install program there as a plain `.mjs` file on Node 24: one resilient call against
  *    `FakeProvider`, one over HTTP against the chaos server;
  * 4. type-checks the same program as `.ts`, and `consumer.ts`, with strict settings;
- * 5. asserts `npm ls` shows one copy of `effect` and of `@effect/platform-node`.
+ * 5. runs the installed `llm-chaos-server --help`;
+ * 6. asserts `npm ls` shows one copy of `effect` and of `@effect/platform-node`.
  *
  * Quiet on success (one line); on failure it prints the failing step's output and exits with 1. Every step has
  * a time limit, and the temporary directory is removed in every case.
@@ -148,7 +149,11 @@ const main = async (): Promise<void> => {
     fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify(strictConfig, null, 2))
     const [out] = await Promise.all([
       run("run main.mjs", node, ["main.mjs"], { cwd: app, timeoutMs: 60_000 }),
-      run("typecheck", node, [tsc, "-p", "tsconfig.json"], { cwd: app, timeoutMs: 120_000 })
+      run("typecheck", node, [tsc, "-p", "tsconfig.json"], { cwd: app, timeoutMs: 120_000 }),
+      run("llm-chaos-server --help", node, [path.join(app, "node_modules", ".bin", "llm-chaos-server"), "--help"], {
+        cwd: app,
+        timeoutMs: 30_000
+      })
     ])
     const lines = out.trim().split("\n")
     expect(
