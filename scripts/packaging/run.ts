@@ -9,7 +9,7 @@
  *    `FakeProvider`, one over HTTP against the chaos server;
  * 4. type-checks the same program as `.ts`, and `consumer.ts`, with strict settings;
  * 5. runs the installed `llm-chaos-server --help`;
- * 6. asserts `npm ls` shows one copy of `effect` and of `@effect/platform-node`.
+ * 6. asserts `npm ls` shows one copy of `effect`, `@effect/platform-node` and `@llm-resilience/core`.
  *
  * Quiet on success (one line); on failure it prints the failing step's output and exits with 1. Every step has
  * a time limit, and the temporary directory is removed in every case.
@@ -158,14 +158,13 @@ const main = async (): Promise<void> => {
     ])
     expect("run main.mjs", out === prints, `it printed:\n${out}\nREADME.md says it prints:\n${prints}`)
 
-    for (const name of ["effect", "@effect/platform-node"]) {
-      const copies = (
-        await run(`npm ls ${name}`, "npm", ["ls", name, "--all", "--parseable"], { cwd: app, timeoutMs: 60_000 })
-      )
-        .trim()
-        .split("\n")
-        .filter((line) => line.endsWith(`node_modules/${name}`))
-      expect(`npm ls ${name}`, copies.length === 1, `expected one copy, found:\n${copies.join("\n")}`)
+    for (const name of ["effect", "@effect/platform-node", "@llm-resilience/core"]) {
+      const listed = await run(`npm ls ${name}`, "npm", ["ls", name, "--all", "--parseable"], {
+        cwd: app,
+        timeoutMs: 60_000
+      })
+      const copies = new Set(listed.split("\n").filter((line) => line.trim().endsWith(`node_modules/${name}`)))
+      expect(`npm ls ${name}`, copies.size === 1, `expected one copy, found:\n${[...copies].join("\n")}`)
     }
     console.log(
       `packaging: ${packed.length} packages installed and used outside the repository (${Math.round((performance.now() - started) / 1000)} s)`
