@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -154,6 +155,21 @@ describe("llm-chaos-server", () => {
     assert.strictEqual(code, 2)
     assert.include(output, `--port: expected a whole number, got "eighty"`)
     assert.notInclude(output, "    at ")
+  }, 30_000)
+
+  it("a port in use exits 1 with one line saying so", async () => {
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    try {
+      const port = (taken.address() as net.AddressInfo).port
+      const { code, output } = runBin(["--port", String(port)], 15_000)
+      assert.strictEqual(code, 1)
+      assert.include(output, `cannot listen on 127.0.0.1:${port}`)
+      assert.include(output, "EADDRINUSE")
+      assert.notInclude(output, "    at ")
+    } finally {
+      taken.close()
+    }
   }, 30_000)
 
   it("serves the scenario given by the flags on the port it was given, and stops on SIGTERM", async () => {

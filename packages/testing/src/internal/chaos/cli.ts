@@ -15,6 +15,12 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
   override readonly [Runtime.errorReported] = false
 }
 
+/** The server could not start (the port is taken, the host is unknown): exit 1 with one line, no stack trace. */
+export class StartError extends Data.TaggedError("StartError")<{ readonly message: string }> {
+  override readonly [Runtime.errorExitCode] = 1
+  override readonly [Runtime.errorReported] = false
+}
+
 /** The server options the command line sets (a subset of `ChaosServer.Options`). */
 export interface ServeOptions {
   readonly host: string
