@@ -28,10 +28,10 @@ const node = path.join(root, "node_modules", ".bin", "node")
 const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
 
 /** The marker in README.md before the Install program's code block. */
-export const marker = "<!-- packaging-test: main.mjs -->"
+const marker = "<!-- packaging-test: main.mjs -->"
 
 /** The program that follows {@link marker} in a markdown text, and the output shown after it ("It prints:"). */
-export const installProgram = (markdown: string): { readonly program: string; readonly prints: string } => {
+const installProgram = (markdown: string): { readonly program: string; readonly prints: string } => {
   const at = markdown.indexOf(marker)
   if (at < 0) throw new Error(`README.md has no "${marker}" before its Install program`)
   const found = /```js\n([\s\S]*?)\n```\s*It prints:\s*```\n([\s\S]*?)\n```/.exec(markdown.slice(at + marker.length))
