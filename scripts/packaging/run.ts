@@ -2,7 +2,8 @@
  * The packaging test (`npm run test:pack`, the last step of `npm test`): installs the packages as a user
  * would and uses them without this repository.
  *
- * 1. builds every package (`tsc -b tsconfig.build.json`) and packs it (`npm pack`);
+ * 1. builds every package (`tsc -b tsconfig.build.json`), packs it (`npm pack`) and checks that each tarball
+ *    holds only what a user needs (the build, the sources its maps point at, the manifest);
  * 2. installs the tarballs, `effect` and `@effect/platform-node` into a fresh project in a temporary
  *    directory (no workspace, no TypeScript loader, none of this repository's npm settings);
  * 3. runs README's Install program there as a plain `.mjs` file on Node 24: one resilient call against
@@ -114,15 +115,36 @@ const main = async (): Promise<void> => {
 
     await run("build", node, [tsc, "-b", "tsconfig.build.json"], { cwd: root, timeoutMs: 240_000, env: process.env })
     // built just above: skip each package's prepack build
-    await run("pack", "npm", ["pack", "--workspaces", "--ignore-scripts", "--silent", "--pack-destination", tarballs], {
-      cwd: root,
-      timeoutMs: 60_000
-    })
-    const packed = fs.readdirSync(tarballs).filter((f) => f.endsWith(".tgz"))
+    const manifests: ReadonlyArray<{
+      readonly filename: string
+      readonly files: ReadonlyArray<{ readonly path: string }>
+    }> = JSON.parse(
+      await run("pack", "npm", ["pack", "--workspaces", "--ignore-scripts", "--json", "--pack-destination", tarballs], {
+        cwd: root,
+        timeoutMs: 60_000
+      })
+    )
     const packages = fs
       .readdirSync(path.join(root, "packages"))
       .filter((d) => fs.existsSync(path.join(root, "packages", d, "package.json")))
-    expect("pack", packed.length === packages.length, `expected ${packages.length} tarballs, got ${packed.join(", ")}`)
+    expect(
+      "pack",
+      manifests.length === packages.length,
+      `expected ${packages.length} tarballs, got ${manifests.length}`
+    )
+    for (const { filename, files } of manifests) {
+      // what a user needs: the build, the sources its maps point at, the manifest
+      const extra = files
+        .map((f) => f.path)
+        .filter((f) => !/^(dist\/.*\.(js|d\.ts)(\.map)?|(src|bin)\/.*\.ts|package\.json)$/.test(f))
+      expect("pack", extra.length === 0, `${filename} ships files a user does not need: ${extra.join(", ")}`)
+      expect(
+        "pack",
+        files.some((f) => f.path.endsWith(".d.ts")),
+        `${filename} ships no type declarations`
+      )
+    }
+    const packed = manifests.map((m) => m.filename)
 
     fs.writeFileSync(
       path.join(app, "package.json"),
