@@ -48,8 +48,10 @@ import {
   Stream
 } from "effect"
 import * as internal from "./internal/circuit.ts"
-import { type BreakerHooks, FastPath } from "./internal/fastPath.ts"
-import { CircuitOpen } from "./LlmError.ts"
+import { keyOnly } from "./internal/keyOnly.ts"
+import * as Attempts from "./internal/attempt.ts"
+import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
+import type { Stage } from "./Stage.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -192,24 +194,9 @@ const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
  * ```
  * @since 0.1.0
  */
-export const defaultFailureTags: ReadonlyArray<string> = [
-  "Timeout",
-  "ServerError",
-  "Overloaded",
-  "ConnectionError",
-  "StreamTruncated"
-]
+export const defaultFailureTags: ReadonlyArray<string> = breakerFailureTags
 
-const rejectionTags: ReadonlySet<string> = new Set([
-  "CircuitOpen",
-  "AdmissionRejected",
-  "RetryBudgetExhausted",
-  "RetryAfterTooLong",
-  "DeadlineExceeded",
-  "BudgetExceeded",
-  "TurnLimitExceeded",
-  "LoopDetected"
-])
+const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
 
 // -----------------------------------------------------------------------------------------------------
 // options
@@ -363,8 +350,22 @@ export interface CircuitBreaker {
   readonly forceClosed: (key: string) => Effect.Effect<void>
   /** Back to automatic: Closed, with fresh counters and backoff. */
   readonly reset: (key: string) => Effect.Effect<void>
-  /** @internal */
-  readonly [FastPath]?: BreakerHooks
+  /**
+   * How this breaker classifies an attempt's exit (with its own `failureTags`): the one classification,
+   * used by `protect`, `stage` and the pipeline alike.
+   */
+  readonly classify: (exit: Exit.Exit<unknown, unknown>) => Outcome
+  /**
+   * The breaker as a stage ({@link Stage.Stage}): admits the attempt under its key or refuses it with
+   * `CircuitOpen`, and records its outcome. `protect` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
+  /**
+   * A stage that refuses an attempt with `CircuitOpen` when the circuit would not admit it, taking nothing
+   * (like `check`). A pipeline puts it before a stage that may make the attempt wait (admission), so that an
+   * open circuit never queues, and `stage` after it, so that waiting never counts as a slow call.
+   */
+  readonly gate: Stage<unknown>
 }
 
 /**
@@ -587,27 +588,35 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     return call
   }
 
+  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<internal.Call> => ({
+    name: "circuit-breaker",
+    enter: (attempt) => {
+      const fiber = attempt.fiber
+      const call = admitUnsafe(attempt.key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return call instanceof internal.Call ? call : Effect.fail(call)
+    },
+    exit: (call, exit, attempt) => finish(call, classify(exit), attempt.endMs, attempt.fiber)
+  })
+  const stage = stageWith(classifyExit)
+
+  const gate: Stage<undefined> = {
+    name: "circuit-breaker-gate",
+    enter: (attempt) => {
+      if (policy.metricsOnly) return undefined
+      const fiber = attempt.fiber
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuits.get(attempt.key) ?? circuitFor(attempt.key, now)
+      const open = !circuit.wouldAdmit(now)
+      if (outbox.length > 0) flush(fiber)
+      return open ? Effect.fail(rejection(circuit, fiber)) : undefined
+    },
+    exit: () => undefined
+  }
+
   const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
-    const classify = protectOptions?.classify ?? classifyExit
-    return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> =>
-      Effect.withFiber((fiber) => {
-        // The exit handler is on the fiber's stack before the call is admitted, so an interruption at any
-        // point after admission still completes the call (as Ignored): no mask needed, no permit leaked.
-        const clock = fiber.getRef(Clock.Clock)
-        let call: internal.Call | undefined
-        const admitted = Effect.withFiber<A, E | CircuitOpen, R>(() => {
-          const admission = admitUnsafe(key, clock.currentTimeMillisUnsafe(), fiber)
-          if (!(admission instanceof internal.Call)) return Effect.fail(admission)
-          call = admission
-          return self
-        })
-        // Returning `undefined` from the handler is what `Effect.onExit`'s primitive supports: it skips
-        // allocating a `flatMap(Effect.void, ...)` per call.
-        return Effect.onExit(admitted, ((exit: Exit.Exit<A, E | CircuitOpen>) => {
-          if (call !== undefined) finish(call, classify(exit), clock.currentTimeMillisUnsafe(), fiber)
-          return undefined
-        }) as unknown as (exit: Exit.Exit<A, E | CircuitOpen>) => Effect.Effect<void>)
-      })
+    const stages = [protectOptions?.classify === undefined ? stage : stageWith(protectOptions.classify)]
+    const request = keyOnly(key)
+    return (self) => Attempts.run(stages, request, key, self)
   }
 
   const permits = new WeakMap<Permit, internal.Call>()
@@ -697,7 +706,9 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
     forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
     reset: (key) => withCircuit(key, (c, now) => c.reset(now)),
-    [FastPath]: { admit: admitUnsafe, finish }
+    classify: classifyExit,
+    stage,
+    gate
   })
 })
 

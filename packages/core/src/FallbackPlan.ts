@@ -187,22 +187,7 @@ export type AcceptedForLater = LlmErrors.AcceptedForLater
  * ```
  * @since 0.1.0
  */
-export const defaultMoveOn: ReadonlyArray<LlmError["_tag"]> = [
-  "RateLimited",
-  "Overloaded",
-  "ServerError",
-  "Timeout",
-  "ConnectionError",
-  "StreamTruncated",
-  "CircuitOpen",
-  "AdmissionRejected",
-  "RetryBudgetExhausted",
-  "RetryAfterTooLong",
-  "DeadlineExceeded",
-  "OutputInvalid",
-  "ContextLengthExceeded",
-  "QuotaExhausted"
-]
+export const defaultMoveOn: ReadonlyArray<LlmError["_tag"]> = LlmErrors.fallbackTags
 
 /**
  * The circuit-breaker check the plan needs: fail with `CircuitOpen` when a call to `key` would be

@@ -477,11 +477,8 @@ const retryWith = (config: Config): (<A, E, R>(self: Effect.Effect<A, E, R>) => 
       )
       const budget = config.budget
       if (budget === undefined) return first
-      if (budget.depositUnsafe !== undefined) {
-        budget.depositUnsafe(config.key, startMs)
-        return first
-      }
-      return Effect.andThen(budget.deposit(config.key), first)
+      const deposited = budget.depositAt(config.key, startMs)
+      return Effect.isEffect(deposited) ? Effect.andThen(deposited, first) : first
     })
   }
 }

@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { identity } from "effect/Function"
 import { TestClock } from "effect/testing"
-import { CircuitBreaker, LlmError, LlmProvider, Resilience, Retry } from "@llm-resilience/core"
-import { FastPath } from "../src/internal/fastPath.ts"
+import { LlmError, LlmProvider, Resilience, Retry, type Stage } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const ask = (path?: string) => ({
@@ -162,29 +162,23 @@ describe("Resilience", () => {
   )
 })
 
-describe("Resilience: one step per call", () => {
+describe("Resilience: one frame per attempt", () => {
   const chat = { ...ask("chat"), model: "m1" }
 
-  /** A breaker whose hooks count the attempts that took the one-step path (or without hooks: composed). */
-  const breakerWith = (hooks: "counted" | "none", counter: { admitted: number }) =>
-    Effect.map(CircuitBreaker.make({ minimumCalls: 20, consecutiveFailures: 4 }), (breaker) => {
-      const { [FastPath]: own, ...plain } = breaker
-      if (hooks === "none") return plain as CircuitBreaker.CircuitBreaker
-      return {
-        ...plain,
-        [FastPath]: {
-          admit: (...args: Parameters<NonNullable<typeof own>["admit"]>) => {
-            counter.admitted++
-            return own!.admit(...args)
-          },
-          finish: own!.finish
-        }
-      } as CircuitBreaker.CircuitBreaker
-    })
+  /** A user-provided stage that counts the attempts it entered and exited (and so their exits, owed once). */
+  const counting = (counter: { entered: number; exited: number }): Stage.Stage<number> => ({
+    name: "counting",
+    enter: () => ++counter.entered,
+    exit: () => {
+      counter.exited++
+    }
+  })
+  const withCounting = (counter: { entered: number; exited: number }) =>
+    Effect.provideService(Resilience.CustomStages, [counting(counter)])
 
   it.effect("a hung call times out on the caller's fiber, gives its permit back, and the caller retries", () =>
     Effect.gen(function* () {
-      const counter = { admitted: 0 }
+      const counter = { entered: 0, exited: 0 }
       const fake = yield* FakeProvider.make({
         default: { script: [FakeProvider.stall], latency: "100 millis", text: "ok" }
       })
@@ -194,7 +188,7 @@ describe("Resilience: one step per call", () => {
           paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
         },
         [fake.provider]
-      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      ).pipe(withCounting(counter))
       const fiber = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("10 seconds")
       assert.strictEqual((yield* Fiber.join(fiber)).text, "ok")
@@ -207,19 +201,19 @@ describe("Resilience: one step per call", () => {
         ]
       )
       assert.isAbove(calls[1].startedAt, 1_000)
-      assert.strictEqual(counter.admitted, 1) // the first attempt took the one step; the retry, the composed stages
+      assert.deepStrictEqual(counter, { entered: 2, exited: 2 }) // both attempts ran through the same stages
       assert.strictEqual((yield* stages.admission.stats("fake/m1")).availablePermits, 1)
     }).pipe(Effect.scoped, isolated)
   )
 
   it.effect("interrupting the caller gives back the permit, the reservation and the breaker's call", () =>
     Effect.gen(function* () {
-      const counter = { admitted: 0 }
+      const counter = { entered: 0, exited: 0 }
       const fake = yield* FakeProvider.make({ default: { latency: "5 seconds", text: "ok" } })
       const { provider, stages } = yield* Resilience.make(
         { models: { "fake/m1": { maxConcurrency: 1, requestsPerMinute: 10 } } },
         [fake.provider]
-      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      ).pipe(withCounting(counter))
       const fiber = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("1 second")
       const during = yield* stages.admission.stats("fake/m1")
@@ -231,7 +225,7 @@ describe("Resilience: one step per call", () => {
       assert.strictEqual(after.reserved.requests, 0)
       const status = yield* stages.breaker.status("fake/m1")
       assert.strictEqual(status._tag === "Closed" && status.calls, 0)
-      assert.strictEqual(counter.admitted, 1)
+      assert.deepStrictEqual(counter, { entered: 1, exited: 1 })
       // the next call is admitted at once
       const next = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("5 seconds")
@@ -239,7 +233,7 @@ describe("Resilience: one step per call", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
-  it.effect("an uninterruptible caller is served by the composed stages, its deadline still enforced", () =>
+  it.effect("an uninterruptible caller's attempt runs on a fiber of its own, its deadline still enforced", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
       const { provider } = yield* Resilience.make(
@@ -281,11 +275,11 @@ describe("Resilience: one step per call", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
-  it.effect("the one-step path and the composed stages give the same day", () =>
+  it.effect("a user-provided stage runs in the same frame and changes nothing else of the day", () =>
     Effect.gen(function* () {
-      const day = (hooks: "counted" | "none") =>
+      const day = (custom: boolean) =>
         Effect.gen(function* () {
-          const counter = { admitted: 0 }
+          const counter = { entered: 0, exited: 0 }
           const fake = yield* FakeProvider.make({
             default: {
               script: [
@@ -306,7 +300,7 @@ describe("Resilience: one step per call", () => {
               paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
             },
             [fake.provider]
-          ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith(hooks, counter)))
+          ).pipe(custom ? withCounting(counter) : identity)
           const fibers = []
           for (let i = 0; i < 6; i++) {
             fibers.push(yield* Effect.forkChild(Effect.exit(provider.complete(chat))))
@@ -328,10 +322,12 @@ describe("Resilience: one step per call", () => {
             admission: yield* stages.admission.stats("fake/m1")
           }
         }).pipe(Effect.scoped, isolated)
-      const oneStep = yield* day("counted")
-      const composed = yield* day("none")
-      assert.isAbove(oneStep.counter.admitted, 0)
-      assert.strictEqual(composed.counter.admitted, 0)
+      const oneStep = yield* day(true)
+      const composed = yield* day(false)
+      // every attempt that reached the provider passed the stage (it sits just outside the timeouts)
+      assert.strictEqual(oneStep.counter.entered, oneStep.calls.length)
+      assert.strictEqual(oneStep.counter.exited, oneStep.counter.entered)
+      assert.strictEqual(composed.counter.entered, 0)
       assert.deepStrictEqual(oneStep.midday, composed.midday)
       assert.deepStrictEqual(oneStep.exits, composed.exits)
       assert.deepStrictEqual(oneStep.calls, composed.calls)
