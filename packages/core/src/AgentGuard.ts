@@ -241,7 +241,9 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
 
   return AgentGuard.of({
     turn,
-    protect: (request) => (self) => Attempts.run(stages, request, request.model, self),
+    // a request outside any conversation is not counted: the stage would take nothing, so it is not run
+    protect: (request) => (self) =>
+      request.metadata?.conversationId === undefined ? self : Attempts.run(stages, request, request.model, self),
     turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
     end: (conversationId) =>
       Effect.sync(() => {

@@ -212,8 +212,10 @@ export interface CircuitCheck {
  */
 export interface ProviderStep {
   readonly _tag: "Provider"
-  /** `provider/model` unless given: the breaker key and the label in metrics and logs. */
+  /** `provider/model` unless given: the step's name in metrics and logs. */
   readonly label: string
+  /** Always `provider/model`: the key its circuit is checked under, whatever the label. */
+  readonly key: string
   readonly provider: LlmProvider["Service"]
   readonly model: string
   readonly contextWindow: number | undefined
@@ -295,6 +297,7 @@ export const step = (
 ): ProviderStep => ({
   _tag: "Provider",
   label: options.label ?? `${provider.name}/${options.model}`,
+  key: `${provider.name}/${options.model}`,
   provider: options.policy === undefined ? provider : options.policy(provider),
   model: options.model,
   contextWindow: options.contextWindow,
@@ -542,7 +545,7 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
   const circuitOpen = (s: ProviderStep): Effect.Effect<Option.Option<CircuitOpen>> =>
     circuit === undefined
       ? Effect.succeedNone
-      : Effect.match(circuit.check(s.label), { onFailure: Option.some, onSuccess: () => Option.none() })
+      : Effect.match(circuit.check(s.key), { onFailure: Option.some, onSuccess: () => Option.none() })
 
   /** The next provider step after `j` a hedge could race, if it is eligible and its circuit admits. */
   const hedgePartner = (j: number, needs: Needs): number => {

@@ -324,7 +324,9 @@ export const make = Effect.fnUntraced(function* (
         (e) => new config.InvalidConfig({ field: `${stepsField}${e.field.replace(/^steps/, "")}`, issue: e.issue })
       )
     )
-    // an accept-for-later step uses the LaterQueue in the context, else an in-memory one
+    // an accept-for-later step uses the LaterQueue in the context, else an in-memory one; a cached step, the
+    // ResponseCache in the context (a plan without either needs no services of its own)
+    const degraded = steps.some((s) => !("provider" in s) && !("staticAnswer" in s))
     const laterQueue = yield* Effect.serviceOption(FallbackPlan.LaterQueue)
     const services = Option.isSome(laterQueue)
       ? yield* Effect.context<never>()
@@ -332,12 +334,11 @@ export const make = Effect.fnUntraced(function* (
           yield* Effect.context<never>(),
           yield* Layer.build(FallbackPlan.layerLaterQueueMemory()).pipe(atField(stepsField))
         )
+    const provide = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E> =>
+      degraded ? Effect.provideContext(self, services as Context.Context<R>) : (self as Effect.Effect<A, E>)
     return {
       complete: (request: LlmRequest) =>
-        Telemetry.observeCall(
-          request,
-          name
-        )(agent.protect(request)(Effect.provideContext(plan.complete(request), services as never))),
+        Telemetry.observeCall(request, name)(agent.protect(request)(provide(plan.complete(request)))),
       stream: (request: LlmRequest) =>
         observeStream(request, Stream.provideContext(plan.stream(request), services as never))
     } satisfies PathPlan

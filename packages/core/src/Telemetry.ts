@@ -298,12 +298,11 @@ export const observeCall =
   <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
     Effect.withFiber((fiber) => {
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      // The handler runs on this same fiber and returns `undefined`, which `Effect.onExit`'s primitive
-      // accepts: no effect is allocated to finish the call.
-      const observed = Effect.onExit(self, ((exit: Exit.Exit<LlmResponse, E>) => {
+      // The handler runs on this same fiber and finishes the call at once: no effect is allocated for it.
+      const observed = Effect.onExit(self, (exit: Exit.Exit<LlmResponse, E>) => {
         finishUnsafe(fiber, request, path, startMs, exit)
-        return undefined
-      }) as unknown as (exit: Exit.Exit<LlmResponse, E>) => Effect.Effect<void>)
+        return Effect.void
+      })
       return spanVisible(fiber) ? Effect.withSpan(observed, "llm.call", spanOptions(request, path)) : observed
     })
 

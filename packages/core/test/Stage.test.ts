@@ -18,7 +18,7 @@ const overloaded = (retryAfterMs?: number) =>
 const badRequest = () => new LlmError.BadRequest({ message: "no", status: 400 })
 
 /** The breaker's status after `errors`, one call each, through a standalone breaker. */
-const standalone = (errors: ReadonlyArray<LlmError.LlmError>, options?: CircuitBreaker.Options) =>
+const standalone = (errors: ReadonlyArray<LlmError.ProviderError>, options?: CircuitBreaker.Options) =>
   Effect.gen(function* () {
     const breaker = yield* CircuitBreaker.make(options)
     for (const e of errors) yield* Effect.exit(Effect.fail(e).pipe(breaker.protect("fake/m1")))
@@ -26,7 +26,7 @@ const standalone = (errors: ReadonlyArray<LlmError.LlmError>, options?: CircuitB
   }).pipe(isolated)
 
 /** The same calls through `Resilience` (no retries), with the breaker built from `options` or provided. */
-const pipeline = (errors: ReadonlyArray<LlmError.LlmError>, provided?: CircuitBreaker.Options) =>
+const pipeline = (errors: ReadonlyArray<LlmError.ProviderError>, provided?: CircuitBreaker.Options) =>
   Effect.gen(function* () {
     const fake = yield* FakeProvider.make({ default: { script: errors.map((e) => FakeProvider.fail(e)) } })
     const build = Resilience.make({ paths: { default: { retry: "none" } } }, [fake.provider])
