@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
+import { Context, Effect, type Fiber, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
 import type { Hedge } from "./Hedge.ts"
 import * as LlmErrors from "./LlmError.ts"
 import type { LlmError } from "./LlmError.ts"
@@ -42,6 +42,7 @@ import type { CircuitOpen } from "./LlmError.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
+import { TokenEstimator } from "./TokenEstimator.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // degraded-step services
@@ -402,9 +403,14 @@ interface Failure {
 }
 
 /** Constraints accumulated over a run: what a later step must offer to be worth trying. */
-interface Needs {
-  minWindow: number
-  exhausted: Set<string> | undefined
+/** What one walk through the steps learned so far, and its request. */
+class Needs {
+  minWindow = 0
+  exhausted: Set<string> | undefined = undefined
+  readonly request: LlmRequest
+  constructor(request: LlmRequest) {
+    this.request = request
+  }
 }
 
 type Degraded =
@@ -423,11 +429,9 @@ type Services = ResponseCache | LaterQueue
 type Outcome = Effect.Effect<LlmResponse, LlmError | AcceptedForLater, Services>
 type Chunks = Stream.Stream<StreamChunk, LlmError | AcceptedForLater, Services>
 
-const inputTokenEstimate = (request: LlmRequest) => {
-  let chars = 0
-  for (const m of request.messages) chars += m.content.length
-  return Math.ceil(chars / 4)
-}
+/** The request's input tokens, by the `TokenEstimator` in context (what a hedge weighs its cost with). */
+const inputTokensOf = (fiber: Fiber.Fiber<unknown, unknown>, request: LlmRequest): number =>
+  fiber.getRef(TokenEstimator).estimate(request).inputTokens
 
 const staticResponse = (text: string, model: string): LlmResponse => ({
   text,
@@ -594,70 +598,74 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
 
   // ------------------------------------------------------------------ complete
 
-  const complete = (request: LlmRequest) => {
-    const needs: Needs = { minWindow: 0, exhausted: undefined }
-
-    const call = (j: number) => {
-      const s = steps[j] as ProviderStep
-      return s.provider.complete(s.model === request.model ? request : { ...request, model: s.model })
-    }
-
-    const onError = (j: number, error: LlmError): Outcome => {
-      const s = steps[j] as ProviderStep
-      if (!s.moveOn.has(error._tag)) return Effect.fail(error)
-      learn(needs, s, error)
-      return runFrom(j + 1, { from: s.label, reason: error._tag, error })
-    }
-
-    const runProvider = (j: number): Outcome => {
-      const s = steps[j] as ProviderStep
-      const attempt = (): Outcome => {
-        const k = s.hedge === undefined ? -1 : hedgePartner(j, needs)
-        if (k === -1) return Effect.catch(call(j), (e) => onError(j, e))
-        const partner = steps[k] as ProviderStep
-        const hedged = s.hedge!.race(
-          Effect.mapError(call(j), (e) => new StepFailed(j, e)),
-          Effect.flatMap(circuitOpen(partner), (open) =>
-            Option.isSome(open)
-              ? Effect.fail(new StepFailed(k, open.value))
-              : Effect.mapError(call(k), (e) => new StepFailed(k, e))
-          ),
-          { primary: s.label, hedge: partner.label, inputTokens: inputTokenEstimate(request) }
-        )
-        return Effect.catch(hedged, (f) => {
-          const failed = steps[f.index] as ProviderStep
-          if (!failed.moveOn.has(f.error._tag)) return Effect.fail(f.error)
-          learn(needs, failed, f.error)
-          return runFrom(Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
-        })
-      }
-      if (circuit === undefined) return attempt()
-      return Effect.flatMap(circuitOpen(s), (open) => (Option.isSome(open) ? onError(j, open.value) : attempt()))
-    }
-
-    const runFrom = (from: number, failure: Failure): Outcome => {
-      const j = nextEligible(from, needs)
-      if (j === -1) return Effect.fail(failure.error)
-      const s = steps[j]
-      return Effect.andThen(activate(failure, s.label), runStep(j, failure))
-    }
-
-    const runStep = (j: number, failure: Failure): Outcome => {
-      const s = steps[j]
-      if (s._tag === "Provider") return runProvider(j)
-      return Effect.flatMap(degraded(s, failure, request), (r) =>
-        r._tag === "Answer" ? Effect.succeed(r.response) : runFrom(j + 1, r.failure)
-      )
-    }
-
-    return runProvider(0)
+  // The walk's functions take the walk's state (`w`) instead of closing over it: a call in flight keeps that
+  // one object and the handler of its current step, not a closure per function of the walk.
+  const call = (w: Needs, j: number) => {
+    const s = steps[j] as ProviderStep
+    const request = w.request
+    return s.provider.complete(s.model === request.model ? request : { ...request, model: s.model })
   }
+
+  const onError = (w: Needs, j: number, error: LlmError): Outcome => {
+    const s = steps[j] as ProviderStep
+    if (!s.moveOn.has(error._tag)) return Effect.fail(error)
+    learn(w, s, error)
+    return runFrom(w, j + 1, { from: s.label, reason: error._tag, error })
+  }
+
+  const attempt = (w: Needs, j: number): Outcome => {
+    const s = steps[j] as ProviderStep
+    const k = s.hedge === undefined ? -1 : hedgePartner(j, w)
+    if (k === -1) return Effect.catch(call(w, j), (e) => onError(w, j, e))
+    const partner = steps[k] as ProviderStep
+    const hedged = Effect.withFiber((fiber) =>
+      s.hedge!.race(
+        Effect.mapError(call(w, j), (e) => new StepFailed(j, e)),
+        Effect.flatMap(circuitOpen(partner), (open) =>
+          Option.isSome(open)
+            ? Effect.fail(new StepFailed(k, open.value))
+            : Effect.mapError(call(w, k), (e) => new StepFailed(k, e))
+        ),
+        { primary: s.label, hedge: partner.label, inputTokens: inputTokensOf(fiber, w.request) }
+      )
+    )
+    return Effect.catch(hedged, (f) => {
+      const failed = steps[f.index] as ProviderStep
+      if (!failed.moveOn.has(f.error._tag)) return Effect.fail(f.error)
+      learn(w, failed, f.error)
+      return runFrom(w, Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
+    })
+  }
+
+  const runProvider = (w: Needs, j: number): Outcome => {
+    if (circuit === undefined) return attempt(w, j)
+    return Effect.flatMap(circuitOpen(steps[j] as ProviderStep), (open) =>
+      Option.isSome(open) ? onError(w, j, open.value) : attempt(w, j)
+    )
+  }
+
+  const runFrom = (w: Needs, from: number, failure: Failure): Outcome => {
+    const j = nextEligible(from, w)
+    if (j === -1) return Effect.fail(failure.error)
+    const s = steps[j]
+    return Effect.andThen(activate(failure, s.label), runStep(w, j, failure))
+  }
+
+  const runStep = (w: Needs, j: number, failure: Failure): Outcome => {
+    const s = steps[j]
+    if (s._tag === "Provider") return runProvider(w, j)
+    return Effect.flatMap(degraded(s, failure, w.request), (r) =>
+      r._tag === "Answer" ? Effect.succeed(r.response) : runFrom(w, j + 1, r.failure)
+    )
+  }
+
+  const complete = (request: LlmRequest) => runProvider(new Needs(request), 0)
 
   // ------------------------------------------------------------------ stream
 
   const stream = (request: LlmRequest): Chunks =>
     Stream.suspend(() => {
-      const needs: Needs = { minWindow: 0, exhausted: undefined }
+      const needs = new Needs(request)
       let delivered = false
       const open = (j: number) => {
         const s = steps[j] as ProviderStep
@@ -679,11 +687,17 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
           k === -1
             ? Stream.catch(tagged(j), (f) => onFailure(f, j + 1))
             : Stream.catch(
-                s.hedge!.raceStream(tagged(j), tagged(k), {
-                  primary: s.label,
-                  hedge: (steps[k] as ProviderStep).label,
-                  inputTokens: inputTokenEstimate(request)
-                }),
+                Stream.unwrap(
+                  Effect.withFiber((fiber) =>
+                    Effect.succeed(
+                      s.hedge!.raceStream(tagged(j), tagged(k), {
+                        primary: s.label,
+                        hedge: (steps[k] as ProviderStep).label,
+                        inputTokens: inputTokensOf(fiber, request)
+                      })
+                    )
+                  )
+                ),
                 (f) => onFailure(f, k + 1)
               )
         const guarded = Stream.mapArray(body, (chunks) => {

@@ -30,9 +30,8 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Option, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Option, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
-import * as AdmissionStore from "./AdmissionStore.ts"
 import * as AgentGuard from "./AgentGuard.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as FallbackPlan from "./FallbackPlan.ts"
@@ -42,11 +41,9 @@ import { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
 import * as Retry from "./Retry.ts"
-import * as RetryBudget from "./RetryBudget.ts"
 import * as SpendGuard from "./SpendGuard.ts"
 import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
-import * as Timeouts from "./Timeouts.ts"
 import * as config from "./internal/config.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 
@@ -150,88 +147,12 @@ export const make = Effect.fnUntraced(function* (
   configuration: config.Config,
   providers: ReadonlyArray<LlmProvider["Service"]>
 ): Effect.fn.Return<Resilience["Service"], config.InvalidConfig, Scope.Scope> {
-  const c: config.Decoded = yield* Schema.decodeUnknownEffect(config.Config)(configuration ?? {}, {
-    errors: "first"
-  }).pipe(Effect.mapError(config.issueAt(undefined)))
   if (providers.length === 0) return yield* config.invalid("providers", "at least one provider is required")
   const byName = new Map<string, LlmProvider["Service"]>()
   for (const p of providers) byName.set(p.name, p)
   const atField = (field: string) => Effect.mapError(config.issueAt(field))
-  /** The stage service in context, else the one built from the configuration. */
-  const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
-    Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
-
-  // ---- shared stages: from the context when provided, else from the configuration
-  const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make(config.breakerOptions(c.breaker)).pipe(atField("breaker"))
-  )
-  const keys: Record<string, Admission.KeyLimits> = {}
-  for (const [key, m] of Object.entries(c.models ?? {})) {
-    if (!key.includes("/")) return yield* config.invalid(`models.${key}`, "keys are provider/model")
-    const { contextWindow: _, ...limits } = m
-    keys[key] = limits
-  }
-  const maxWaitPaths: Record<string, { readonly maxWaitMs: number }> = {}
-  for (const [name, p] of Object.entries(c.paths ?? {})) {
-    if (p.maxWaitMs !== undefined) maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs }
-  }
-  const admission = yield* provided(Admission.Admission, () =>
-    Admission.make({ ...c.admission, keys, paths: maxWaitPaths }).pipe(
-      Effect.provide(AdmissionStore.layerMemory),
-      atField("admission")
-    )
-  )
-  if (c.spend !== undefined && c.prices === undefined) {
-    return yield* config.invalid("spend", "spend budgets need `prices` to turn usage into cost")
-  }
-  const prices = c.prices
-  const spend = yield* provided(
-    SpendGuard.SpendGuard as Context.Key<SpendGuard.SpendGuard, SpendGuard.SpendGuard | undefined>,
-    () =>
-      prices === undefined
-        ? Effect.succeed(undefined)
-        : SpendGuard.make({
-            prices,
-            budgets: c.spend?.budgets?.map((b) => ({
-              scope: b.scope,
-              limitUsd: b.limitUsd,
-              window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
-            })),
-            expensiveRequestUsd: c.spend?.expensiveRequestUsd,
-            breaker
-          }).pipe(atField("spend"))
-  )
-  const agent = yield* provided(AgentGuard.AgentGuard, () =>
-    AgentGuard.make({
-      maxTurns: c.agent?.maxTurns,
-      loopRepeats: c.agent?.loopRepeats,
-      loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
-    }).pipe(atField("agent"))
-  )
-  const budget = yield* RetryBudget.make({
-    ratio: c.retryBudget?.ratio,
-    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
-    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
-  }).pipe(atField("retryBudget"))
-
-  // ---- per-path pipelines
-  const defaultPath = c.defaultPath ?? "default"
-  const pathConfigs: Record<string, config.PathDecoded> = { ...c.paths }
-  if (pathConfigs[defaultPath] === undefined) pathConfigs[defaultPath] = {}
-
-  // A path without its own total timeout bounds each attempt by its retry profile's deadline: the deadline is
-  // checked between attempts, so without this a hung attempt would run for the stage default (120 s).
-  const profiles = new Map<string, Retry.Profile | undefined>()
-  const timeoutPaths: Record<string, typeof config.TimeoutConfig.Type> = {}
-  for (const [name, p] of Object.entries(pathConfigs)) {
-    const profile = yield* config.retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
-    profiles.set(name, profile)
-    const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
-    const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
-    if (p.timeouts !== undefined || totalMs !== undefined) timeoutPaths[name] = { ...p.timeouts, totalMs }
-  }
-  // requests without a known path are served by the default path, so its limits are also the stage's base
-  const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
+  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
+    yield* config.build(configuration)
 
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting

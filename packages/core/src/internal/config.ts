@@ -4,10 +4,16 @@
  *
  * @internal
  */
-import { Duration, Effect, Schedule, Schema } from "effect"
-import type * as CircuitBreaker from "../CircuitBreaker.ts"
+import { type Context, Duration, Effect, Option, Schedule, Schema, type Scope } from "effect"
+import * as Admission from "../Admission.ts"
+import * as AdmissionStore from "../AdmissionStore.ts"
+import * as AgentGuard from "../AgentGuard.ts"
+import * as CircuitBreaker from "../CircuitBreaker.ts"
 import * as PriceTable from "../PriceTable.ts"
 import * as Retry from "../Retry.ts"
+import * as RetryBudget from "../RetryBudget.ts"
+import * as SpendGuard from "../SpendGuard.ts"
+import * as Timeouts from "../Timeouts.ts"
 
 const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -275,3 +281,91 @@ export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profi
     maxRetryAfter: ms(r.maxRetryAfterMs)
   })
 }
+
+/**
+ * Decodes a configuration and builds the stages it describes, each from the context when a service for it is
+ * provided, else from its section: the shared stages, the retry profile and timeouts of every path.
+ */
+export const build = Effect.fnUntraced(function* (configuration: Config) {
+  const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(configuration ?? {}, {
+    errors: "first"
+  }).pipe(Effect.mapError(issueAt(undefined)))
+  const atField = (field: string) => Effect.mapError(issueAt(field))
+  /** The stage service in context, else the one built from the configuration. */
+  const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
+    Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
+
+  // ---- shared stages: from the context when provided, else from the configuration
+  const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
+    CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
+  )
+  const keys: Record<string, Admission.KeyLimits> = {}
+  for (const [key, m] of Object.entries(c.models ?? {})) {
+    if (!key.includes("/")) return yield* invalid(`models.${key}`, "keys are provider/model")
+    const { contextWindow: _, ...limits } = m
+    keys[key] = limits
+  }
+  const maxWaitPaths: Record<string, { readonly maxWaitMs: number }> = {}
+  for (const [name, p] of Object.entries(c.paths ?? {})) {
+    if (p.maxWaitMs !== undefined) maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs }
+  }
+  const admission = yield* provided(Admission.Admission, () =>
+    Admission.make({ ...c.admission, keys, paths: maxWaitPaths }).pipe(
+      Effect.provide(AdmissionStore.layerMemory),
+      atField("admission")
+    )
+  )
+  if (c.spend !== undefined && c.prices === undefined) {
+    return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")
+  }
+  const prices = c.prices
+  const spend = yield* provided(
+    SpendGuard.SpendGuard as Context.Key<SpendGuard.SpendGuard, SpendGuard.SpendGuard | undefined>,
+    () =>
+      prices === undefined
+        ? Effect.succeed(undefined)
+        : SpendGuard.make({
+            prices,
+            budgets: c.spend?.budgets?.map((b) => ({
+              scope: b.scope,
+              limitUsd: b.limitUsd,
+              window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
+            })),
+            expensiveRequestUsd: c.spend?.expensiveRequestUsd,
+            breaker
+          }).pipe(atField("spend"))
+  )
+  const agent = yield* provided(AgentGuard.AgentGuard, () =>
+    AgentGuard.make({
+      maxTurns: c.agent?.maxTurns,
+      loopRepeats: c.agent?.loopRepeats,
+      loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
+    }).pipe(atField("agent"))
+  )
+  const budget = yield* RetryBudget.make({
+    ratio: c.retryBudget?.ratio,
+    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
+    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
+  }).pipe(atField("retryBudget"))
+
+  // ---- per-path pipelines
+  const defaultPath = c.defaultPath ?? "default"
+  const pathConfigs: Record<string, PathDecoded> = { ...c.paths }
+  if (pathConfigs[defaultPath] === undefined) pathConfigs[defaultPath] = {}
+
+  // A path without its own total timeout bounds each attempt by its retry profile's deadline: the deadline is
+  // checked between attempts, so without this a hung attempt would run for the stage default (120 s).
+  const profiles = new Map<string, Retry.Profile | undefined>()
+  const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
+  for (const [name, p] of Object.entries(pathConfigs)) {
+    const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
+    profiles.set(name, profile)
+    const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
+    const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
+    if (p.timeouts !== undefined || totalMs !== undefined) timeoutPaths[name] = { ...p.timeouts, totalMs }
+  }
+  // requests without a known path are served by the default path, so its limits are also the stage's base
+  const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
+
+  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts }
+})
