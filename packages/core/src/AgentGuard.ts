@@ -15,19 +15,12 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
 import * as Attempts from "./internal/attempt.ts"
 import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { Stage } from "./Stage.ts"
-
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "10 minutes" or a number of milliseconds'
-  )
-)
+import { DurationInput } from "./internal/duration.ts"
 
 const OptionsSchema = Schema.Struct({
   maxTurns: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),

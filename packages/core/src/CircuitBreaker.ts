@@ -52,6 +52,7 @@ import { keyOnly } from "./internal/keyOnly.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
+import { DurationInput } from "./internal/duration.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -202,13 +203,6 @@ const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
 // options
 // -----------------------------------------------------------------------------------------------------
 
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "30 seconds" or a number of milliseconds'
-  )
-)
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))

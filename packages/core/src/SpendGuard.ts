@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
 import type { CircuitBreaker } from "./CircuitBreaker.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { BudgetExceeded } from "./LlmError.ts"
@@ -26,14 +26,7 @@ import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
-
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "1 hour" or a number of milliseconds'
-  )
-)
+import { DurationInput } from "./internal/duration.ts"
 
 /**
  * What a budget is kept per.

@@ -129,6 +129,41 @@ describe("Resilience", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("every duration takes milliseconds or a Duration string, and a bad one is named", () =>
+    Effect.gen(function* () {
+      const timedOutAt = (totalMs: number | string, windowMs: number | string) =>
+        Effect.gen(function* () {
+          const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
+          const { provider } = yield* Resilience.make(
+            { paths: { chat: { retry: "none", timeouts: { totalMs } } }, retryBudget: { windowMs } },
+            [fake.provider]
+          )
+          const fiber = yield* Effect.forkChild(Effect.flip(provider.complete(ask("chat"))))
+          yield* TestClock.adjust("1499 millis")
+          const early = fiber.pollUnsafe()
+          yield* TestClock.adjust("1 millis")
+          const error = yield* Fiber.join(fiber)
+          return [early === undefined, error._tag === "Timeout" ? error.afterMs : error._tag] as const
+        }).pipe(Effect.scoped, isolated)
+      assert.deepStrictEqual(yield* timedOutAt(1_500, 10_000), [true, 1_500])
+      assert.deepStrictEqual(yield* timedOutAt("1.5 seconds", "10 seconds"), [true, 1_500])
+      assert.deepStrictEqual(yield* timedOutAt("1500 millis", 10_000), [true, 1_500])
+      const fake = yield* FakeProvider.make()
+      const bad = [
+        [{ paths: { chat: { timeouts: { totalMs: "soon" } } } }, "paths.chat.timeouts.totalMs"],
+        [{ paths: { chat: { timeouts: { totalMs: "0 seconds" } } } }, "paths.chat.timeouts.totalMs"],
+        [{ breaker: { windowMs: "a minute" } }, "breaker.windowMs"],
+        [{ agent: { loopWindowMs: "ten minutes" } }, "agent.loopWindowMs"]
+      ] as const
+      for (const [config, field] of bad) {
+        const error = yield* Effect.flip(Resilience.make(config as Resilience.Config, [fake.provider]))
+        assert.instanceOf(error, Resilience.InvalidConfig)
+        assert.strictEqual(error.field, field)
+        assert.include(error.message, field)
+      }
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("a hung attempt on a path without timeouts is bounded by its retry profile's deadline", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })

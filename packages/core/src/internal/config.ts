@@ -14,11 +14,15 @@ import * as Retry from "../Retry.ts"
 import * as RetryBudget from "../RetryBudget.ts"
 import * as SpendGuard from "../SpendGuard.ts"
 import * as Timeouts from "../Timeouts.ts"
+import { millis } from "./duration.ts"
 
 const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+/** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
+const PositiveMs = millis(Positive)
+const NonNegativeMs = millis(NonNegative)
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
 /**
@@ -48,10 +52,10 @@ export const RetryConfig = Schema.Union([
     extends: Schema.optional(Schema.Literals(["interactive", "background"])),
     maxRetries: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 100 }))),
     jitter: Schema.optional(Schema.Literals(["none", "full", "equal", "decorrelated"])),
-    baseMs: Schema.optional(NonNegative),
-    capMs: Schema.optional(NonNegative),
-    deadlineMs: Schema.optional(Positive),
-    maxRetryAfterMs: Schema.optional(NonNegative)
+    baseMs: Schema.optional(NonNegativeMs),
+    capMs: Schema.optional(NonNegativeMs),
+    deadlineMs: Schema.optional(PositiveMs),
+    maxRetryAfterMs: Schema.optional(NonNegativeMs)
   })
 ])
 
@@ -73,9 +77,9 @@ export const StepConfig = Schema.Union([
  * @since 0.1.0
  */
 export const TimeoutConfig = Schema.Struct({
-  totalMs: Schema.optional(Positive),
-  firstTokenMs: Schema.optional(Positive),
-  idleMs: Schema.optional(Positive)
+  totalMs: Schema.optional(PositiveMs),
+  firstTokenMs: Schema.optional(PositiveMs),
+  idleMs: Schema.optional(PositiveMs)
 })
 
 /**
@@ -88,13 +92,13 @@ export const PathConfig = Schema.Struct({
   retry: Schema.optional(RetryConfig),
   timeouts: Schema.optional(TimeoutConfig),
   /** Longest wait in the admission queue. */
-  maxWaitMs: Schema.optional(NonNegative),
+  maxWaitMs: Schema.optional(NonNegativeMs),
   /** Steps tried in order. Default: the top-level `fallback`, else the request's own model. */
   fallback: Schema.optional(Schema.Array(StepConfig)),
   /** Hedge each provider step into the next one after a delay. */
   hedge: Schema.optional(
     Schema.Struct({
-      delayMs: Schema.optional(NonNegative),
+      delayMs: Schema.optional(NonNegativeMs),
       percentile: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100))),
       maxRatio: Schema.optional(Fraction),
       maxPerMinute: Schema.optional(NonNegativeInt)
@@ -110,14 +114,14 @@ export const PathConfig = Schema.Struct({
 export const BreakerConfig = Schema.Struct({
   consecutiveFailures: Schema.optional(NonNegativeInt),
   failureRateThreshold: Schema.optional(Fraction),
-  slowCallThresholdMs: Schema.optional(Positive),
+  slowCallThresholdMs: Schema.optional(PositiveMs),
   slowCallRateThreshold: Schema.optional(Fraction),
-  windowMs: Schema.optional(Positive),
+  windowMs: Schema.optional(PositiveMs),
   minimumCalls: Schema.optional(PositiveInt),
-  openDurationMs: Schema.optional(Positive),
-  maxOpenDurationMs: Schema.optional(Positive),
+  openDurationMs: Schema.optional(PositiveMs),
+  maxOpenDurationMs: Schema.optional(PositiveMs),
   halfOpenProbes: Schema.optional(PositiveInt),
-  probeTimeoutMs: Schema.optional(Positive),
+  probeTimeoutMs: Schema.optional(PositiveMs),
   countRateLimited: Schema.optional(Schema.Boolean),
   mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
 })
@@ -157,15 +161,15 @@ export const Config = Schema.Struct({
   retryBudget: Schema.optional(
     Schema.Struct({
       ratio: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 }))),
-      windowMs: Schema.optional(Positive),
+      windowMs: Schema.optional(PositiveMs),
       minRetriesPerSecond: Schema.optional(NonNegative)
     })
   ),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
-      maxWaitMs: Schema.optional(NonNegative),
-      agingMs: Schema.optional(NonNegative)
+      maxWaitMs: Schema.optional(NonNegativeMs),
+      agingMs: Schema.optional(NonNegativeMs)
     })
   ),
   /** Prices per model (see `PriceTable`); without them no cost is accounted. */
@@ -177,7 +181,7 @@ export const Config = Schema.Struct({
           Schema.Struct({
             scope: Schema.Literals(["global", "key", "tenant", "conversation"]),
             limitUsd: Positive,
-            windowMs: Schema.optional(Positive)
+            windowMs: Schema.optional(PositiveMs)
           })
         )
       ),
@@ -188,7 +192,7 @@ export const Config = Schema.Struct({
     Schema.Struct({
       maxTurns: Schema.optional(PositiveInt),
       loopRepeats: Schema.optional(PositiveInt),
-      loopWindowMs: Schema.optional(Positive)
+      loopWindowMs: Schema.optional(PositiveMs)
     })
   )
 })
