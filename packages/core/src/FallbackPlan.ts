@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, type Fiber, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
+import { Cause, Context, Effect, type Fiber, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
 import type { Hedge } from "./Hedge.ts"
 import * as LlmErrors from "./LlmError.ts"
 import type { LlmError } from "./LlmError.ts"
@@ -613,10 +613,17 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
     return runFrom(w, j + 1, { from: s.label, reason: error._tag, error })
   }
 
+  /** `Effect.catch`'s rule, in the one handler a step in flight keeps: a failure (no defect) moves on. */
+  const onCause = (w: Needs, j: number, cause: Cause.Cause<LlmError>): Outcome => {
+    if (Cause.hasDies(cause)) return Effect.failCause(cause)
+    const error = Cause.findErrorOption(cause)
+    return error._tag === "Some" ? onError(w, j, error.value) : Effect.failCause(cause)
+  }
+
   const attempt = (w: Needs, j: number): Outcome => {
     const s = steps[j] as ProviderStep
     const k = s.hedge === undefined ? -1 : hedgePartner(j, w)
-    if (k === -1) return Effect.catch(call(w, j), (e) => onError(w, j, e))
+    if (k === -1) return Effect.catchCause(call(w, j), (cause) => onCause(w, j, cause))
     const partner = steps[k] as ProviderStep
     const hedged = Effect.withFiber((fiber) =>
       s.hedge!.race(
@@ -659,7 +666,8 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
     )
   }
 
-  const complete = (request: LlmRequest) => runProvider(new Needs(request), 0)
+  // suspended: what a frame around the call keeps of it while in flight is this one effect, not the first step's
+  const complete = (request: LlmRequest) => Effect.suspend(() => runProvider(new Needs(request), 0))
 
   // ------------------------------------------------------------------ stream
 
