@@ -97,8 +97,7 @@ class BulkheadImpl implements Bulkhead {
   }
 }
 
-/** @internal */
-export const unsafeMake = (options: BulkheadOptions): Bulkhead =>
+const unsafeMake = (options: BulkheadOptions): Bulkhead =>
   new BulkheadImpl(
     new Permits(options.key ?? "bulkhead", options.maxConcurrency, options.maxQueue ?? 1000, options.agingMs ?? 30_000)
   )

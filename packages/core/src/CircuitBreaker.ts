@@ -185,18 +185,6 @@ export interface Permit {
 
 const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
 
-/**
- * Error tags that count as failures by default: the provider is unhealthy.
- *
- * @example
- * ```ts
- * import { CircuitBreaker } from "@llm-resilience/core"
- * CircuitBreaker.defaultFailureTags.includes("Timeout") // true
- * ```
- * @since 0.1.0
- */
-export const defaultFailureTags: ReadonlyArray<string> = breakerFailureTags
-
 const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
 
 // -----------------------------------------------------------------------------------------------------
@@ -278,7 +266,7 @@ export interface Options {
   readonly halfOpenProbes?: number | undefined
   /** A probe running this long is released and the circuit reopens. [slowCallThreshold, else 30 s] */
   readonly probeTimeout?: Duration.Input | undefined
-  /** Error `_tag`s that count as failures. [{@link defaultFailureTags}] */
+  /** Error `_tag`s that count as failures. [`LlmError.breakerFailureTags`] */
   readonly failureTags?: ReadonlyArray<string> | undefined
   /** Whether a `RateLimited` (429) counts as a failure. [false] */
   readonly countRateLimited?: boolean | undefined
@@ -497,7 +485,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     isolateRetryAfterMs: maxOpenMs,
     metricsOnly: options.mode === "metrics-only"
   }
-  const failureTags = new Set(options.failureTags ?? defaultFailureTags)
+  const failureTags = new Set(options.failureTags ?? breakerFailureTags)
   if (options.countRateLimited) failureTags.add("RateLimited")
 
   const pubsub = yield* PubSub.sliding<Transition>(1024)

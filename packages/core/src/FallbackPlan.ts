@@ -3,7 +3,7 @@
  * wanted, in degraded steps (a static answer, a cached answer, or "accepted for later").
  *
  * A call runs the first step. When it fails, the failing step's `moveOn` set decides whether the plan moves
- * on (default {@link defaultMoveOn}: transient provider errors, circuit open, timeouts, truncated streams,
+ * on (default `LlmError.fallbackTags`: transient provider errors, circuit open, timeouts, truncated streams,
  * the retry stage's give-ups, admission rejections, invalid output, context length, quota); any other error
  * (a bad request, an authentication failure, a spend guard ...) is returned as is. The next step is the
  * first later one that can help:
@@ -178,19 +178,6 @@ export type AcceptedForLater = LlmErrors.AcceptedForLater
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * The errors after which a step moves on by default. `BadRequest`, `Authentication`, `PermissionDenied`,
- * `ModelNotFound`, `ContentFiltered`, `BudgetExceeded`, `TurnLimitExceeded` and `LoopDetected` do not.
- *
- * @example
- * ```ts
- * import { FallbackPlan } from "@llm-resilience/core"
- * FallbackPlan.defaultMoveOn.includes("Overloaded") // true
- * ```
- * @since 0.1.0
- */
-export const defaultMoveOn: ReadonlyArray<LlmError["_tag"]> = LlmErrors.fallbackTags
-
-/**
  * The circuit-breaker check the plan needs: fail with `CircuitOpen` when a call to `key` would be
  * rejected now, without admitting one. `CircuitBreaker` satisfies it.
  *
@@ -272,7 +259,7 @@ export type StepServices<S> = S extends CachedStep ? ResponseCache : S extends L
 
 /**
  * A provider + model step. `policy` wraps the provider with this step's own stages (timeouts, retry,
- * breaker, admission ...); `moveOn` replaces {@link defaultMoveOn}; `contextWindow` (tokens) is what a
+ * breaker, admission ...); `moveOn` replaces `LlmError.fallbackTags`; `contextWindow` (tokens) is what a
  * `ContextLengthExceeded` is routed by; `hedge` hedges this step into the next eligible provider step.
  *
  * @example
@@ -302,7 +289,7 @@ export const step = (
   provider: options.policy === undefined ? provider : options.policy(provider),
   model: options.model,
   contextWindow: options.contextWindow,
-  moveOn: new Set(options.moveOn ?? defaultMoveOn),
+  moveOn: new Set(options.moveOn ?? LlmErrors.fallbackTags),
   hedge: options.hedge
 })
 
@@ -486,7 +473,7 @@ export const make = <const S extends ReadonlyArray<Step>>(
     if (steps.length === 0) return invalid("steps", "must hold at least one step")
     if (steps[0]._tag !== "Provider") return invalid("steps[0]", "must be a provider step")
     const known = new Set<string>(
-      defaultMoveOn.concat([
+      LlmErrors.fallbackTags.concat([
         "BadRequest",
         "Authentication",
         "PermissionDenied",

@@ -49,23 +49,11 @@ import * as Pipeline from "./internal/pipeline.ts"
 
 export {
   /** @since 0.1.0 */
-  BreakerConfig,
-  /** @since 0.1.0 */
   Config,
   /** @since 0.1.0 */
   defaults,
   /** @since 0.1.0 */
-  InvalidConfig,
-  /** @since 0.1.0 */
-  ModelConfig,
-  /** @since 0.1.0 */
-  PathConfig,
-  /** @since 0.1.0 */
-  RetryConfig,
-  /** @since 0.1.0 */
-  StepConfig,
-  /** @since 0.1.0 */
-  TimeoutConfig
+  InvalidConfig
 } from "./internal/config.ts"
 
 // ---------------------------------------------------------------------------------------------------------
