@@ -127,7 +127,8 @@ const runOne = (c: Contender, n: number) => (c.kind === "effect" ? runEffect(c.c
 
 /**
  * The contenders' rounds are interleaved (round 1 of each, then round 2 of each ...), so that load from other
- * processes on the machine falls on all of them alike; each figure is the median of its rounds. (No forced GC
+ * processes on the machine falls on all of them alike, and the order rotates each round; each figure is the
+ * median of its rounds. (No forced GC
  * between rounds: a full `gc()` makes the next round about three times slower, bare call included.)
  */
 const timeAll = async (contenders: Record<string, Contender>): Promise<Record<string, number>> => {
@@ -136,8 +137,14 @@ const timeAll = async (contenders: Record<string, Contender>): Promise<Record<st
     await runOne(c, 5_000)
     samples[name] = []
   }
+  // The order rotates from round to round: a contender that allocates a lot (cockatiel) leaves garbage that
+  // the next one pays for in GC time, and with a fixed order the same contender would pay it every round.
+  const entries = Object.entries(contenders)
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, c] of Object.entries(contenders)) samples[name].push(await runOne(c, N))
+    for (let i = 0; i < entries.length; i++) {
+      const [name, c] = entries[(i + r) % entries.length]
+      samples[name].push(await runOne(c, N))
+    }
   }
   const out: Record<string, number> = {}
   for (const [name, xs] of Object.entries(samples)) out[name] = Math.round(median(xs))

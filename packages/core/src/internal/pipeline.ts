@@ -18,15 +18,16 @@ import type { LlmError } from "../LlmError.ts"
 import type { LlmProvider } from "../LlmProvider.ts"
 import type { LlmRequest } from "../LlmRequest.ts"
 import type { LlmResponse } from "../LlmResponse.ts"
-import * as Retry from "../Retry.ts"
+import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import * as Retrying from "./retry.ts"
 
 /** What one model of the step needs, built once per model: its key, its retry stage, its continuation. */
 interface Model {
   readonly key: string
-  readonly retry: ReturnType<typeof Retry.stage> | undefined
+  readonly retry: ReturnType<typeof Retrying.stage> | undefined
   readonly then: Attempts.Continuation | undefined
   /** The continuation without telemetry, for a call observed by a span around it. */
   readonly quiet: Attempts.Continuation | undefined
@@ -82,7 +83,7 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const retry = o.profile === undefined ? undefined : Retry.stage({ profile: o.profile, budget: o.budget, key })
+      const retry = o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
       models.set(model, m)
     }
@@ -97,7 +98,7 @@ export const make = (o: Options): Call => {
       const m = modelOf(request.model)
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const retry = m.retry
-      const retrying = retry !== undefined && !fiber.getRef(Retry.InsideRetry)
+      const retrying = retry !== undefined && !fiber.getRef(Retrying.InsideRetry)
       const run = Attempts.start(
         fiber,
         first,
