@@ -21,6 +21,7 @@ import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 const OptionsSchema = Schema.Struct({
   maxTurns: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
@@ -191,7 +192,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     }
     conversation.lastActivity = now
     if (conversation.turns >= maxTurns) {
-      Metric.withAttributes(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
+      tagged(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
       return new TurnLimitExceeded({ conversationId, turns: conversation.turns + 1, limit: maxTurns })
     }
     const key = fingerprint(request)
@@ -200,7 +201,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     while (keep < times.length && times[keep] <= now - loopWindowMs) keep++
     if (keep > 0) times.splice(0, keep)
     if (times.length + 1 >= loopRepeats) {
-      Metric.withAttributes(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
+      tagged(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
       return new LoopDetected({ conversationId, repeats: times.length + 1 })
     }
     times.push(now)

@@ -53,6 +53,7 @@ import * as Attempts from "./internal/attempt.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -516,7 +517,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       PubSub.publishUnsafe(pubsub, t)
       const m = circuits.get(t.key)
       if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
-      Metric.withAttributes(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+      tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
     }
     outbox.length = 0
   }

@@ -43,6 +43,7 @@ import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
 import { TokenEstimator } from "./TokenEstimator.ts"
+import { tagged } from "./internal/metrics.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // degraded-step services
@@ -505,7 +506,7 @@ export const make = <const S extends ReadonlyArray<Step>>(
 const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined): FallbackPlan<Services> => {
   const activate = (failure: Failure, to: string) =>
     Effect.andThen(
-      Metric.update(Metric.withAttributes(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
+      Metric.update(tagged(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
       Effect.logWarning("fallback activated").pipe(
         Effect.annotateLogs({ "fallback.from": failure.from, "fallback.to": to, "fallback.reason": failure.reason })
       )

@@ -27,6 +27,7 @@ import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 /**
  * What a budget is kept per.
@@ -190,6 +191,10 @@ export const metrics = {
   refused: Metric.counter("llm_budget_refused", { description: "calls refused by a spend budget", incremental: true })
 }
 
+/** The cost series of one key, its attributes fixed (an update copies no context). */
+const costSeries = (metric: Metric.Metric<number, unknown>, attributes: Readonly<Record<string, string>>) =>
+  Metric.counter(metric.id, { description: metric.description, incremental: true, attributes })
+
 interface Account {
   windowStart: number
   spent: number
@@ -278,7 +283,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
       if (name === undefined) continue
       const account = accountOf(accountKey(name, budget), budget.windowMs, now)
       if (account.spent >= budget.limitUsd) {
-        Metric.withAttributes(metrics.refused, { scope: budget.scope }).updateUnsafe(1, fiber.context)
+        tagged(metrics.refused, { scope: budget.scope }).updateUnsafe(1, fiber.context)
         return new BudgetExceeded({
           scope: name,
           spentUsd: account.spent,
@@ -334,7 +339,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         total.lastActivity = now
       }
     }
-    Metric.withAttributes(metrics.costUsd, { key: payer.key }).updateUnsafe(costUsd, fiber.context)
+    tagged(metrics.costUsd, { key: payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
     if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
       return [costUsd, breaker.downgrade(payer.key)]
     }

@@ -16,6 +16,7 @@ import {
 import type { Profile, Rejection } from "../Retry.ts"
 import type { RetryBudget } from "../RetryBudget.ts"
 import { floorRetryAfter, retryAfterOf } from "./backoff.ts"
+import { tagged } from "./metrics.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // one layer only
@@ -159,7 +160,7 @@ export const makeRetrier = (config: Config, startMs: number) => {
           "llm.retry.delay_ms": delayMs,
           "llm.retry.key": key
         }),
-        Metric.update(Metric.withAttributes(giveUpsTotal, { reason, key }), 1)
+        Metric.update(tagged(giveUpsTotal, { reason, key }), 1)
       ),
       Effect.fail(error)
     )
@@ -185,7 +186,7 @@ export const makeRetrier = (config: Config, startMs: number) => {
       return yield* giveUp(new DeadlineExceeded({ deadlineMs: p.deadlineMs, lastError }), "deadline", delayMs, error)
     }
     if (budget !== undefined && !(yield* budget.withdraw(key))) {
-      yield* Metric.update(Metric.withAttributes(budgetRejectionsTotal, { key }), 1)
+      yield* Metric.update(tagged(budgetRejectionsTotal, { key }), 1)
       return yield* giveUp(new RetryBudgetExhausted({ key, lastError }), "budget", undefined, error)
     }
     const reason: Reason = retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
@@ -197,7 +198,7 @@ export const makeRetrier = (config: Config, startMs: number) => {
       "llm.retry.delay_ms": delayMs,
       "llm.retry.key": key
     })
-    yield* Metric.update(Metric.withAttributes(retriesTotal, { reason: tagOf(error), key }), 1)
+    yield* Metric.update(tagged(retriesTotal, { reason: tagOf(error), key }), 1)
     attempt++
     yield* Effect.sleep(Duration.millis(delayMs))
   })
