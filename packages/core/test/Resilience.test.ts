@@ -164,6 +164,91 @@ describe("Resilience", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("unknown fields at any depth are refused, naming the field", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make()
+      const bad = [
+        [{ breakr: { windowMs: 1_000 } }, "breakr"],
+        [{ paths: { chat: { timeout: { totalMs: 1_000 } } } }, "paths.chat.timeout"],
+        [{ models: { "fake/m": { maxConcurrencyQueu: 10 } } }, "models.fake/m.maxConcurrencyQueu"]
+      ] as const
+      for (const [config, field] of bad) {
+        const error = yield* Effect.flip(Resilience.make(config as Resilience.Config, [fake.provider]))
+        assert.instanceOf(error, Resilience.InvalidConfig)
+        assert.strictEqual(error.field, field)
+        assert.include(error.issue, "unknown field")
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("requests without a path, or with an unknown one, wait the default path's maxWaitMs", () =>
+    Effect.gen(function* () {
+      const rejectedAfter = (path: string | undefined) =>
+        Effect.gen(function* () {
+          const fake = yield* FakeProvider.make({ default: { text: "ok" } })
+          const { provider } = yield* Resilience.make(
+            {
+              models: { "fake/m1": { requestsPerMinute: 1 } },
+              paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
+              admission: { maxWaitMs: 30_000 }
+            },
+            [fake.provider]
+          )
+          yield* provider.complete(ask(path)) // takes the minute's only request
+          const waiting = yield* Effect.forkChild(Effect.flip(provider.complete(ask(path))))
+          yield* TestClock.adjust("999 millis")
+          const early = waiting.pollUnsafe()
+          yield* TestClock.adjust("1 millis")
+          const done = waiting.pollUnsafe()
+          assert.isDefined(done) // rejected at 1 s, not at admission's 30 s
+          yield* TestClock.adjust("30 seconds")
+          const error = yield* Fiber.join(waiting)
+          return [early === undefined, error._tag === "AdmissionRejected" && error.reason] as const
+        }).pipe(Effect.scoped, isolated)
+      assert.deepStrictEqual(yield* rejectedAfter(undefined), [true, "wait-too-long"])
+      assert.deepStrictEqual(yield* rejectedAfter("nowhere"), [true, "wait-too-long"])
+      // a known path without its own waits admission's maxWaitMs: still waiting after 1 s
+      const fake = yield* FakeProvider.make({ default: { text: "ok" } })
+      const { provider } = yield* Resilience.make(
+        {
+          models: { "fake/m1": { requestsPerMinute: 1 } },
+          paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
+          admission: { maxWaitMs: 30_000 }
+        },
+        [fake.provider]
+      )
+      yield* provider.complete(ask("chat"))
+      const chat = yield* Effect.forkChild(Effect.flip(provider.complete(ask("chat"))))
+      yield* TestClock.adjust("29 seconds")
+      assert.isUndefined(chat.pollUnsafe())
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(chat)
+      assert.strictEqual(error._tag === "AdmissionRejected" && error.reason, "wait-too-long")
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("the bulkhead's queue is sized from the configuration (maxConcurrencyQueue)", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ default: { latency: "1 second", text: "ok" } })
+      const { provider } = yield* Resilience.make(
+        {
+          models: { "fake/m1": { maxConcurrency: 1, maxConcurrencyQueue: 1 } },
+          paths: { default: { retry: "none" } }
+        },
+        [fake.provider]
+      )
+      const first = yield* Effect.forkChild(provider.complete(ask()))
+      const second = yield* Effect.forkChild(provider.complete(ask()))
+      yield* TestClock.adjust("1 millis")
+      // one in flight, one waiting: the third finds the queue full at once
+      const third = yield* Effect.flip(provider.complete(ask()))
+      assert.strictEqual(third._tag === "AdmissionRejected" && third.reason, "concurrency-queue-full")
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual((yield* Fiber.join(first)).text, "ok")
+      assert.strictEqual((yield* Fiber.join(second)).text, "ok")
+    }).pipe(Effect.scoped, isolated)
+  )
+
   it.effect("a hung attempt on a path without timeouts is bounded by its retry profile's deadline", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })

@@ -31,12 +31,8 @@ const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }
  * @since 0.1.0
  */
 export const ModelConfig = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveInt),
-  tokensPerMinute: Schema.optional(Positive),
-  inputTokensPerMinute: Schema.optional(Positive),
-  outputTokensPerMinute: Schema.optional(Positive),
-  /** Calls in flight at once (bulkhead). */
-  maxConcurrency: Schema.optional(PositiveInt),
+  /** Admission's limits of the key, as `Admission.KeyLimits` declares them (with `maxConcurrencyQueue`). */
+  ...Admission.KeyLimits.fields,
   /** Context window in tokens: a `ContextLengthExceeded` moves on only to a step with a larger one. */
   contextWindow: Schema.optional(PositiveInt)
 })
@@ -245,7 +241,12 @@ export const issueAt =
             )
             .join("")
     const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
-    return new InvalidConfig({ field, issue: text.split("\n")[0] })
+    const issue = text.split("\n")[0]
+    return new InvalidConfig({
+      field,
+      issue:
+        issue === "Expected no excess property" ? "unknown field (misspelt, or not a setting of this section)" : issue
+    })
   }
 
 export const invalid = (field: string, issue: string) => Effect.fail(new InvalidConfig({ field, issue }))
@@ -292,7 +293,8 @@ export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profi
  */
 export const build = Effect.fnUntraced(function* (configuration: Config) {
   const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(configuration ?? {}, {
-    errors: "first"
+    errors: "first",
+    onExcessProperty: "error"
   }).pipe(Effect.mapError(issueAt(undefined)))
   const atField = (field: string) => Effect.mapError(issueAt(field))
   /** The stage service in context, else the one built from the configuration. */
@@ -309,15 +311,21 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
     const { contextWindow: _, ...limits } = m
     keys[key] = limits
   }
+  // Requests without a path, or with an unknown one, are served by the default path: its `maxWaitMs` is
+  // admission's default, and every other path without its own waits `admission.maxWaitMs`.
+  const defaultPathName = c.defaultPath ?? "default"
+  const admissionWaitMs = c.admission?.maxWaitMs ?? 60_000
   const maxWaitPaths: Record<string, { readonly maxWaitMs: number }> = {}
   for (const [name, p] of Object.entries(c.paths ?? {})) {
-    if (p.maxWaitMs !== undefined) maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs }
+    maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs ?? admissionWaitMs }
   }
   const admission = yield* provided(Admission.Admission, () =>
-    Admission.make({ ...c.admission, keys, paths: maxWaitPaths }).pipe(
-      Effect.provide(AdmissionStore.layerMemory),
-      atField("admission")
-    )
+    Admission.make({
+      ...c.admission,
+      maxWaitMs: c.paths?.[defaultPathName]?.maxWaitMs ?? admissionWaitMs,
+      keys,
+      paths: maxWaitPaths
+    }).pipe(Effect.provide(AdmissionStore.layerMemory), atField("admission"))
   )
   if (c.spend !== undefined && c.prices === undefined) {
     return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")
