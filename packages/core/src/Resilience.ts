@@ -45,6 +45,7 @@ import * as SpendGuard from "./SpendGuard.ts"
 import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
+import * as Attempts from "./internal/attempt.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 
 export {
@@ -145,12 +146,13 @@ export const make = Effect.fnUntraced(function* (
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting
   // in the admission queue never counts as a slow call.
+  const customStages = yield* CustomStages
   const stages: ReadonlyArray<Stage<unknown>> = [
     breaker.gate,
     admission.stage,
     breaker.stage,
     ...(spend === undefined ? [] : [spend.stage]),
-    ...(yield* CustomStages),
+    ...customStages,
     timeouts.stage
   ]
 
@@ -161,8 +163,11 @@ export const make = Effect.fnUntraced(function* (
     observe: string | undefined
   ): LlmProvider["Service"] => {
     const timed = timeouts.wrap(raw)
+    // a stream's attempt passes the stages of your own too (inside the spend guard, around the timeouts)
+    const custom = (request: LlmRequest) =>
+      Attempts.runStream(customStages, request, `${raw.name}/${request.model}`, timed.stream(request))
     const charged = (request: LlmRequest) =>
-      spend === undefined ? timed.stream(request) : chargeStream(spend, raw.name, request, timed.stream(request))
+      spend === undefined ? custom(request) : chargeStream(spend, raw.name, request, custom(request))
     const stream = (request: LlmRequest) => {
       const key = `${raw.name}/${request.model}`
       return Stream.unwrap(

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Stream } from "effect"
 import { identity } from "effect/Function"
 import { TestClock } from "effect/testing"
 import { LlmError, LlmProvider, Resilience, Retry, type Stage } from "@llm-resilience/core"
@@ -295,6 +295,46 @@ describe("Resilience: one frame per attempt", () => {
   })
   const withCounting = (counter: { entered: number; exited: number }) =>
     Effect.provideService(Resilience.CustomStages, [counting(counter)])
+
+  it.effect("a user-provided stage guards streams too: entered before the stream, exited once at its end", () =>
+    Effect.gen(function* () {
+      const seen: Array<string> = []
+      const recording: Stage.Stage<true> = {
+        name: "recording",
+        enter: (attempt) => {
+          seen.push(`enter ${attempt.key}`)
+          return true
+        },
+        exit: (_, exit) => {
+          seen.push(exit._tag === "Success" ? `exit ${exit.value.usage.outputTokens} tokens` : "exit failure")
+        }
+      }
+      const fake = yield* FakeProvider.make({ default: { text: "hello there" } })
+      const { provider } = yield* Resilience.make({}, [fake.provider]).pipe(
+        Effect.provideService(Resilience.CustomStages, [recording])
+      )
+      const fiber = yield* Effect.forkChild(Stream.runCollect(provider.stream(ask())))
+      yield* TestClock.adjust("10 seconds")
+      const chunks = yield* Fiber.join(fiber)
+      const finish = chunks.at(-1)
+      assert.strictEqual(finish?._tag, "Finish")
+      const tokens = finish?._tag === "Finish" ? finish.usage.outputTokens : -1
+      assert.deepStrictEqual(seen, ["enter fake/m1", `exit ${tokens} tokens`])
+      // a refusal fails the stream before the provider is called
+      const refusing: Stage.Stage<true> = {
+        name: "refusing",
+        enter: (attempt) => Effect.fail(new LlmError.AdmissionRejected({ key: attempt.key, reason: "queue-full" })),
+        exit: () => undefined
+      }
+      const other = yield* FakeProvider.make({ default: { text: "hello there" } })
+      const refused = yield* Resilience.make({ paths: { default: { retry: "none" } } }, [other.provider]).pipe(
+        Effect.provideService(Resilience.CustomStages, [refusing])
+      )
+      const error = yield* Effect.flip(Stream.runCollect(refused.provider.stream(ask())))
+      assert.strictEqual(error._tag, "AdmissionRejected")
+      assert.strictEqual((yield* other.calls).length, 0)
+    }).pipe(Effect.scoped, isolated)
+  )
 
   it.effect("a hung call times out on the caller's fiber, gives its permit back, and the caller retries", () =>
     Effect.gen(function* () {

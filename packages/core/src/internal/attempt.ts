@@ -13,11 +13,11 @@
  *
  * @internal
  */
-import { Clock, type Context, Effect, Exit, Fiber } from "effect"
+import { Clock, type Context, Effect, Exit, Fiber, Stream } from "effect"
 import type { Attempt, Stage } from "../Stage.ts"
 import type { LlmError } from "../LlmError.ts"
 import type { LlmRequest } from "../LlmRequest.ts"
-import type { LlmResponse } from "../LlmResponse.ts"
+import type { LlmResponse, StreamChunk } from "../LlmResponse.ts"
 
 type AnyExit = Exit.Exit<unknown, unknown>
 type AnyEffect = Effect.Effect<unknown, unknown, never>
@@ -160,3 +160,54 @@ export const run = <A, E, R, E2 = LlmError>(
   body: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | E2, R> =>
   Effect.withFiber((fiber) => start(fiber, stages, request, key, body) as Effect.Effect<A, E | E2, R>)
+
+/** The response a stream's stages see at its end: what its `Finish` chunk reports (no text). */
+const finished = (finish: StreamChunk & { readonly _tag: "Finish" }): LlmResponse => ({
+  text: "",
+  finishReason: finish.finishReason,
+  usage: finish.usage,
+  provider: finish.provider,
+  model: finish.model,
+  ...(finish.rateLimit === undefined ? {} : { rateLimit: finish.rateLimit })
+})
+
+/**
+ * Runs a stream through `stages` under `key`: they enter before the stream starts (a refusal fails it) and
+ * exit once when it ends, however it ends, seeing a success built from its `Finish` chunk. A stage's failing
+ * exit cannot change a stream that has already been delivered: only `complete` replaces outcomes.
+ */
+export const runStream = <E, R>(
+  stages: ReadonlyArray<Stage<unknown>>,
+  request: LlmRequest,
+  key: string,
+  self: Stream.Stream<StreamChunk, E, R>
+): Stream.Stream<StreamChunk, E | LlmError, R> =>
+  stages.length === 0
+    ? self
+    : Stream.unwrap(
+        Effect.withFiber((fiber) => {
+          const r = new Run(stages, request, key, fiber, now(fiber), Effect.void, undefined, undefined)
+          let finish: (StreamChunk & { readonly _tag: "Finish" }) | undefined
+          const end = (exit: Exit.Exit<unknown, unknown>) => {
+            r.endMs = now(fiber)
+            const seen = exit._tag === "Success" && finish !== undefined ? Exit.succeed(finished(finish)) : exit
+            return Effect.asVoid(Effect.exit(exitFrom(r, r.entered - 1, seen)))
+          }
+          const guarded = Stream.onExit(
+            Stream.tap(self, (chunk) => {
+              if (chunk._tag === "Finish") finish = chunk
+              return Effect.void
+            }),
+            end
+          )
+          return Effect.uninterruptible(
+            Effect.matchCauseEffect(
+              Effect.suspend(() => enter(r, 0)),
+              {
+                onSuccess: () => Effect.succeed(guarded),
+                onFailure: (cause) => Effect.andThen(end(Exit.failCause(cause)), Effect.failCause(cause))
+              }
+            )
+          ) as Effect.Effect<Stream.Stream<StreamChunk, E | LlmError, R>, LlmError>
+        })
+      )
