@@ -183,17 +183,20 @@ describe("Resilience", () => {
 
   it.effect("requests without a path, or with an unknown one, wait the default path's maxWaitMs", () =>
     Effect.gen(function* () {
+      /** One request per minute; the default path waits 1 s, `chat` admission's 30 s. */
+      const limited = Effect.flatMap(FakeProvider.make({ default: { text: "ok" } }), (fake) =>
+        Resilience.make(
+          {
+            models: { "fake/m1": { requestsPerMinute: 1 } },
+            paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
+            admission: { maxWaitMs: 30_000 }
+          },
+          [fake.provider]
+        )
+      )
       const rejectedAfter = (path: string | undefined) =>
         Effect.gen(function* () {
-          const fake = yield* FakeProvider.make({ default: { text: "ok" } })
-          const { provider } = yield* Resilience.make(
-            {
-              models: { "fake/m1": { requestsPerMinute: 1 } },
-              paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
-              admission: { maxWaitMs: 30_000 }
-            },
-            [fake.provider]
-          )
+          const { provider } = yield* limited
           yield* provider.complete(ask(path)) // takes the minute's only request
           const waiting = yield* Effect.forkChild(Effect.flip(provider.complete(ask(path))))
           yield* TestClock.adjust("999 millis")
@@ -208,15 +211,7 @@ describe("Resilience", () => {
       assert.deepStrictEqual(yield* rejectedAfter(undefined), [true, "wait-too-long"])
       assert.deepStrictEqual(yield* rejectedAfter("nowhere"), [true, "wait-too-long"])
       // a known path without its own waits admission's maxWaitMs: still waiting after 1 s
-      const fake = yield* FakeProvider.make({ default: { text: "ok" } })
-      const { provider } = yield* Resilience.make(
-        {
-          models: { "fake/m1": { requestsPerMinute: 1 } },
-          paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
-          admission: { maxWaitMs: 30_000 }
-        },
-        [fake.provider]
-      )
+      const { provider } = yield* limited
       yield* provider.complete(ask("chat"))
       const chat = yield* Effect.forkChild(Effect.flip(provider.complete(ask("chat"))))
       yield* TestClock.adjust("29 seconds")
