@@ -33,13 +33,14 @@ import * as Admission from "../packages/core/src/Admission.ts"
 import * as AdmissionStore from "../packages/core/src/AdmissionStore.ts"
 import * as AgentGuard from "../packages/core/src/AgentGuard.ts"
 import * as CircuitBreaker from "../packages/core/src/CircuitBreaker.ts"
-import { FastPath } from "../packages/core/src/internal/fastPath.ts"
 import type { LlmProvider } from "../packages/core/src/LlmProvider.ts"
 import type { LlmRequest } from "../packages/core/src/LlmRequest.ts"
 import type { LlmResponse } from "../packages/core/src/LlmResponse.ts"
+import * as PriceTable from "../packages/core/src/PriceTable.ts"
 import * as Resilience from "../packages/core/src/Resilience.ts"
 import * as Retry from "../packages/core/src/Retry.ts"
 import * as RetryBudget from "../packages/core/src/RetryBudget.ts"
+import type * as Stage from "../packages/core/src/Stage.ts"
 import * as Telemetry from "../packages/core/src/Telemetry.ts"
 import * as Timeouts from "../packages/core/src/Timeouts.ts"
 
@@ -126,7 +127,8 @@ const runOne = (c: Contender, n: number) => (c.kind === "effect" ? runEffect(c.c
 
 /**
  * The contenders' rounds are interleaved (round 1 of each, then round 2 of each ...), so that load from other
- * processes on the machine falls on all of them alike; each figure is the median of its rounds. (No forced GC
+ * processes on the machine falls on all of them alike, and the order rotates each round; each figure is the
+ * median of its rounds. (No forced GC
  * between rounds: a full `gc()` makes the next round about three times slower, bare call included.)
  */
 const timeAll = async (contenders: Record<string, Contender>): Promise<Record<string, number>> => {
@@ -135,8 +137,14 @@ const timeAll = async (contenders: Record<string, Contender>): Promise<Record<st
     await runOne(c, 5_000)
     samples[name] = []
   }
+  // The order rotates from round to round: a contender that allocates a lot (cockatiel) leaves garbage that
+  // the next one pays for in GC time, and with a fixed order the same contender would pay it every round.
+  const entries = Object.entries(contenders)
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, c] of Object.entries(contenders)) samples[name].push(await runOne(c, N))
+    for (let i = 0; i < entries.length; i++) {
+      const [name, c] = entries[(i + r) % entries.length]
+      samples[name].push(await runOne(c, N))
+    }
   }
   const out: Record<string, number> = {}
   for (const [name, xs] of Object.entries(samples)) out[name] = Math.round(median(xs))
@@ -200,12 +208,6 @@ const models = {
   "bench/m": { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1e12, maxConcurrency: 20_000 },
   "backup/m": { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1e12, maxConcurrency: 20_000 }
 }
-const breakerOptions: CircuitBreaker.Options = {
-  failureRateThreshold: 0.5,
-  window: "60 seconds",
-  minimumCalls: 10,
-  slowCallThreshold: "10 seconds"
-}
 const baseConfig: Resilience.Config = {
   models,
   paths: { chat: { retry: "interactive", timeouts: { totalMs: 30_000 } } },
@@ -229,17 +231,27 @@ const pipeline = await build(Resilience.make(baseConfig, [rawProvider("bench")])
 const { models: _, ...noLimitsConfig } = baseConfig
 const unlimited = await build(Resilience.make(noLimitsConfig, [rawProvider("bench")]))
 const planned = await build(Resilience.make(planConfig, [rawProvider("bench"), rawProvider("backup")]))
-/**
- * The same pipeline with its stages composed as Effects (what a user-provided stage gets): a breaker without
- * the synchronous hooks makes `Resilience` compose every stage instead of running the call as one step.
- */
-const composed = await build(
-  Effect.flatMap(CircuitBreaker.make(breakerOptions), (breaker) => {
-    const { [FastPath]: _hooks, ...withoutHooks } = breaker
-    return Resilience.make(baseConfig, [rawProvider("bench")]).pipe(
-      Effect.provideService(CircuitBreaker.CircuitBreaker, withoutHooks)
-    )
-  })
+/** The same with a spend guard configured: prices and a global daily budget (checked and charged per attempt). */
+const spendConfig: Resilience.Config = {
+  ...baseConfig,
+  prices: { m: { inputPerMillion: 1, outputPerMillion: 2 } } satisfies PriceTable.PriceTable,
+  spend: { budgets: [{ scope: "global", limitUsd: 1e12, windowMs: 86_400_000 }] }
+}
+const spendGuarded = await build(Resilience.make(spendConfig, [rawProvider("bench")]))
+/** The same with a user-provided stage implementing the contract (it counts the attempts in flight). */
+let inFlight = 0
+const counting: Stage.Stage<true> = {
+  name: "in-flight",
+  enter: () => {
+    inFlight++
+    return true
+  },
+  exit: () => {
+    inFlight--
+  }
+}
+const custom = await build(
+  Resilience.make(baseConfig, [rawProvider("bench")]).pipe(Effect.provideService(Resilience.CustomStages, [counting]))
 )
 
 /** The same stages built one by one, innermost first, for the breakdown. */
@@ -280,7 +292,8 @@ const bareCall = () => effectCall
 const pipelineCall = () => pipeline.provider.complete(request)
 const plannedCall = () => planned.provider.complete(request)
 const unlimitedCall = () => unlimited.provider.complete(request)
-const composedCall = () => composed.provider.complete(request)
+const spendCall = () => spendGuarded.provider.complete(request)
+const customCall = () => custom.provider.complete(request)
 
 // ---------------------------------------------------------------------------------------------------------
 // run
@@ -292,8 +305,9 @@ const main = await timeAll({
   cockatiel: { kind: "promise", call: cockatielCall },
   pipeline: effect(pipelineCall),
   pipelinePlan: effect(plannedCall),
-  pipelineWithoutRateLimits: effect(unlimitedCall),
-  pipelineComposed: effect(composedCall)
+  pipelineSpend: effect(spendCall),
+  pipelineCustomStage: effect(customCall),
+  pipelineWithoutRateLimits: effect(unlimitedCall)
 })
 const { bare: bareNs, cockatiel: cockatielNs, pipeline: pipelineNs, pipelinePlan: pipelinePlanNs } = main
 const contenders: Record<string, Contender> = { bare: effect(bareCall) }
@@ -304,7 +318,9 @@ const bareBytesPerInFlight = await bytesEffect(bareCall)
 const cockatielBytesPerInFlight = await bytesPromise(cockatielCall)
 const pipelineBytesPerInFlight = await bytesEffect(pipelineCall)
 const pipelinePlanBytesPerInFlight = await bytesEffect(plannedCall)
-const pipelineComposedBytesPerInFlight = await bytesEffect(composedCall)
+const pipelineSpendBytesPerInFlight = await bytesEffect(spendCall)
+const pipelineCustomStageBytesPerInFlight = await bytesEffect(customCall)
+if (inFlight !== 0) throw new Error(`the custom stage was entered ${inFlight} more times than it exited`)
 /** The same per stage: heap bytes per in-flight call of each cumulative stack and of each stage alone. */
 const perStageBytesPerInFlight: Record<string, number> = {}
 if (process.env.BENCH_STAGES !== "0") {
@@ -328,9 +344,12 @@ const out = {
   pipelinePlanBytesPerInFlight,
   bareBytesPerInFlight,
   pipelineWithoutRateLimitsNs: main.pipelineWithoutRateLimits,
-  pipelineComposedNs: main.pipelineComposed,
-  pipelineComposedVsCockatiel: ratio(main.pipelineComposed, cockatielNs),
-  pipelineComposedBytesPerInFlight,
+  pipelineSpendNs: main.pipelineSpend,
+  pipelineSpendVsCockatiel: ratio(main.pipelineSpend, cockatielNs),
+  pipelineSpendBytesPerInFlight,
+  pipelineCustomStageNs: main.pipelineCustomStage,
+  pipelineCustomStageVsCockatiel: ratio(main.pipelineCustomStage, cockatielNs),
+  pipelineCustomStageBytesPerInFlight,
   perStageNs,
   perStageBytesPerInFlight,
   calls: N,

@@ -7,9 +7,13 @@ export const LoggingStore = Layer.sync(AdmissionStore.AdmissionStore, () => {
   const inner = AdmissionStore.makeMemory()
   return {
     ...inner,
-    sync: undefined, // take the effectful path, so that every decision goes through tryReserve below
-    tryReserve: (key, limits, cost, nowMs, within) =>
-      Effect.tap(inner.tryReserve(key, limits, cost, nowMs, within), (d) => Effect.logDebug(`${key}: ${d._tag}`))
+    // answering with an Effect (as a remote store does) makes admission run it
+    tryReserve: (key, limits, cost, nowMs, within) => {
+      const d = inner.tryReserve(key, limits, cost, nowMs, within)
+      return Effect.isEffect(d)
+        ? Effect.tap(d, (decided) => Effect.logDebug(`${key}: ${decided._tag}`))
+        : Effect.as(Effect.logDebug(`${key}: ${d._tag}`), d)
+    }
   }
 })
 

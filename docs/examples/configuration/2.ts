@@ -30,8 +30,8 @@ export const config: Resilience.Config = {
       ]
     },
     "nightly-summary": {
-      retry: { extends: "background", maxRetries: 8, deadlineMs: 30 * 60_000 },
-      maxWaitMs: 10 * 60_000,
+      retry: { extends: "background", maxRetries: 8, deadlineMs: "30 minutes" },
+      maxWaitMs: "10 minutes",
       fallback: [{ provider: "openai", model: "gpt-5.4-mini" }, { acceptForLater: true }]
     }
   },
@@ -42,13 +42,13 @@ export const config: Resilience.Config = {
   prices: PriceTable.examplePrices, // check your provider's pricing page: these go stale
   spend: {
     budgets: [
-      { scope: "global", limitUsd: 200, windowMs: 24 * 3_600_000 },
-      { scope: "tenant", limitUsd: 5, windowMs: 3_600_000 },
+      { scope: "global", limitUsd: 200, windowMs: "1 day" },
+      { scope: "tenant", limitUsd: 5, windowMs: "1 hour" },
       { scope: "conversation", limitUsd: 0.5 }
     ],
     expensiveRequestUsd: 0.25
   },
-  agent: { maxTurns: 30, loopRepeats: 3, loopWindowMs: 600_000 }
+  agent: { maxTurns: 30, loopRepeats: 3, loopWindowMs: "10 minutes" }
 }
 
 export const Live = Resilience.layer(config, OpenAiProvider.layer(), AnthropicProvider.layer()).pipe(

@@ -34,9 +34,8 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Effect, Exit, type Fiber, Layer, Metric, Schema, Scope, Stream } from "effect"
-import { identity } from "effect/Function"
 import * as AdmissionStore from "./AdmissionStore.ts"
-import { type AdmissionHooks, FastPath } from "./internal/fastPath.ts"
+import * as Attempts from "./internal/attempt.ts"
 import { acquire as acquirePermit, Permits } from "./internal/permits.ts"
 import { MinHeap } from "./internal/MinHeap.ts"
 import { WAITING, type Waiter, WaitQueue } from "./internal/WaitQueue.ts"
@@ -45,6 +44,7 @@ import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
 import type { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
+import type { Stage } from "./Stage.ts"
 import { TokenEstimator } from "./TokenEstimator.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -168,8 +168,12 @@ export interface AdmissionShape {
   /** Applies what a failure says about `key`'s limits (a 429 drains the budget it names). */
   readonly observeError: (key: string, error: unknown) => Effect.Effect<void>
   readonly stats: (key: string) => Effect.Effect<AdmissionStats>
-  /** @internal */
-  readonly [FastPath]?: AdmissionHooks
+  /**
+   * Admission as a stage ({@link Stage.Stage}): reserves for the attempt's request under its key (at once
+   * when nobody waits and the budget allows, else through the queue), then settles with the response's
+   * usage. `run` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
 }
 
 /**
@@ -366,7 +370,26 @@ const snapshotCorrections = (snapshot: RateLimitSnapshot): Array<AdmissionStore.
 export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
   const opts = yield* Schema.decodeUnknownEffect(AdmissionOptions)(options)
   const store = yield* AdmissionStore.AdmissionStore
-  const syncStore = store.sync
+  /** Whether the store has answered synchronously so far (an in-process store); a remote one is awaited. */
+  let storeSync = true
+  const tryReserve = (
+    key: string,
+    limits: AdmissionStore.Limits,
+    cost: AdmissionStore.Cost,
+    now: number,
+    within?: AdmissionStore.Cost
+  ): Effect.Effect<AdmissionStore.Decision> => {
+    const d = store.tryReserve(key, limits, cost, now, within)
+    if (Effect.isEffect(d)) {
+      storeSync = false
+      return d
+    }
+    return Effect.succeed(d)
+  }
+  const reconcile = (r: AdmissionStore.Reservation, actual: AdmissionStore.Cost, now: number) => {
+    const done = store.reconcile(r, actual, now)
+    return Effect.isEffect(done) ? done : undefined
+  }
   const scope = yield* Effect.scope
   const windowMs = opts.windowMs ?? 60_000
   const maxQueueLength = opts.maxQueueLength ?? 10_000
@@ -469,10 +492,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       while (true) {
         const head = ks.queue.head(now)
         if (head === undefined) break
-        const d =
-          syncStore !== undefined
-            ? syncStore.tryReserve(ks.key, ks.limits, head.cost, now)
-            : yield* store.tryReserve(ks.key, ks.limits, head.cost, now)
+        const d = yield* tryReserve(ks.key, ks.limits, head.cost, now)
         if (d._tag === "Reserved") {
           admitWaiter(ks, head, d.reservation)
           continue
@@ -488,10 +508,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
           })
           for (const w of candidates) {
             if (w.state !== WAITING || !fitsIn(w.cost, slack) || !fitsIn(w.cost, free)) continue
-            const r =
-              syncStore !== undefined
-                ? syncStore.tryReserve(ks.key, ks.limits, w.cost, now, slack)
-                : yield* store.tryReserve(ks.key, ks.limits, w.cost, now, slack)
+            const r = yield* tryReserve(ks.key, ks.limits, w.cost, now, slack)
             if (r._tag === "Reserved") {
               admitWaiter(ks, w, r.reservation)
               slack = minus(slack, w.cost)
@@ -543,9 +560,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
         admitWaiter(ks, w, r.reservation)
         return Effect.void
       }
-      return syncStore !== undefined
-        ? onDecision(syncStore.tryReserve(ks.key, ks.limits, w.cost, now, slack))
-        : Effect.flatMap(store.tryReserve(ks.key, ks.limits, w.cost, now, slack), onDecision)
+      return Effect.flatMap(tryReserve(ks.key, ks.limits, w.cost, now, slack), onDecision)
     }
     return armTimer(ks, w.deadline, now)
   }
@@ -621,7 +636,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
         Effect.suspend(() => {
           if (w.state !== ADMITTED) return Effect.void
           w.state = RELEASED
-          return Effect.andThen(store.reconcile(w.reservation!, ZERO, now), drain(ks))
+          return Effect.andThen(reconcile(w.reservation!, ZERO, now) ?? Effect.void, drain(ks))
         })
       ),
       Effect.flatMap(() =>
@@ -668,9 +683,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       ks.blockedUntil = d.availableAtMs
       return enqueue(ks, ticket, request, lane, now, fiber, restore)
     }
-    return syncStore !== undefined
-      ? onDecision(syncStore.tryReserve(ks.key, ks.limits, ticket.cost, now))
-      : Effect.flatMap(store.tryReserve(ks.key, ks.limits, ticket.cost, now), onDecision)
+    return Effect.flatMap(tryReserve(ks.key, ks.limits, ticket.cost, now), onDecision)
   }
 
   /** What `request` will reserve: one request and its estimated tokens. */
@@ -764,8 +777,8 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
     let effects: Array<Effect.Effect<void>> | undefined
     if (ticket.reservation !== undefined && actual !== undefined) {
-      if (syncStore !== undefined) syncStore.reconcile(ticket.reservation, actual, now)
-      else (effects ??= []).push(store.reconcile(ticket.reservation, actual, now))
+      const rest = reconcile(ticket.reservation, actual, now)
+      if (rest !== undefined) (effects ??= []).push(rest)
       if (actual !== ZERO) ks.metrics.actual.updateUnsafe(actual.tokens, fiber.context)
     } else if (ticket.reservation !== undefined) {
       ks.metrics.actual.updateUnsafe(ticket.cost.tokens, fiber.context)
@@ -833,7 +846,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     fiber: Fiber.Fiber<unknown, unknown>,
     at?: number
   ): Ticket | undefined => {
-    if (ks.queue.size > 0 || (ks.rateLimited && syncStore === undefined)) return undefined
+    if (ks.queue.size > 0 || (ks.rateLimited && !storeSync)) return undefined
     const permits = ks.permits
     if (permits !== undefined && (permits.available <= 0 || permits.queue.size > 0)) return undefined
     const cost = costOf(request, fiber)
@@ -842,7 +855,12 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     const m = ks.metrics
     if (ks.rateLimited) {
       const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const d = syncStore!.tryReserve(ks.key, ks.limits, cost, now)
+      const d = store.tryReserve(ks.key, ks.limits, cost, now)
+      if (Effect.isEffect(d)) {
+        // a remote store: the queued path awaits it (this effect was only described, never run)
+        storeSync = false
+        return undefined
+      }
       if (d._tag !== "Reserved") return undefined
       ticket.reservation = d.reservation
       m.reserved.updateUnsafe(cost.tokens, fiber.context)
@@ -856,47 +874,36 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     return ticket
   }
 
+  /** Admission as a stage, settling a success with `settle`. */
+  const stageWith = <A>(settle: (a: A) => Settlement): Stage<Ticket | null> => ({
+    name: "admission",
+    enter: (attempt) => {
+      const ks = stateFor(attempt.key)
+      if (ks === undefined) return null
+      const fiber = attempt.fiber
+      // nobody waits and the budget allows: the ticket at once; otherwise the queued path decides from scratch
+      return admitNow(ks, attempt.request, fiber) ?? acquire(ks, attempt.request, fiber, Effect.interruptible)
+    },
+    exit: (ticket, exit, attempt) =>
+      ticket === null
+        ? undefined
+        : settleExitUnsafe(
+            attempt.fiber,
+            ticket,
+            exit as Exit.Exit<unknown, unknown> as Exit.Exit<A, unknown>,
+            settle,
+            attempt.endMs
+          )
+  })
+  const stage = stageWith(settleResponse)
+
   const run = <A, E, R>(
     request: LlmRequest,
     key: string,
     self: Effect.Effect<A, E, R>,
     settle: (a: A) => Settlement
   ): Effect.Effect<A, E | AdmissionRejected, R> =>
-    Effect.withFiber((fiber) => {
-      const ks = stateFor(key)
-      if (ks === undefined) return self
-      // The happy path: the exit handler is in place before anything is taken (so an interruption at any
-      // point settles what was taken), and no mask, queue or permit pipeline is built. The handler runs on
-      // this same fiber and settles synchronously; returning `undefined` (nothing left to run) is what
-      // `Effect.onExit`'s primitive accepts.
-      let ticket: Ticket | undefined
-      return Effect.onExit(
-        Effect.withFiber((inner) => {
-          ticket = admitNow(ks, request, inner)
-          return ticket === undefined ? runQueued(ks, request, self, settle, inner) : self
-        }),
-        ((exit: Exit.Exit<A, E | AdmissionRejected>) =>
-          ticket === undefined
-            ? undefined
-            : settleExitUnsafe(fiber, ticket, exit as Exit.Exit<A, E>, settle)) as unknown as (
-          exit: Exit.Exit<A, E | AdmissionRejected>
-        ) => Effect.Effect<void>
-      )
-    })
-
-  /** The general path: waits for a permit and for rate budget (interruptibly), then runs and settles. */
-  const runQueued = <A, E, R>(
-    ks: KeyState,
-    request: LlmRequest,
-    self: Effect.Effect<A, E, R>,
-    settle: (a: A) => Settlement,
-    fiber: Fiber.Fiber<unknown, unknown>
-  ): Effect.Effect<A, E | AdmissionRejected, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(acquire(ks, request, fiber, restore), (ticket) =>
-        Effect.onExit(restore(self), (exit) => settleExit(ticket, exit, settle))
-      )
-    )
+    Attempts.run([settle === settleResponse ? stage : stageWith(settle)], request, key, self)
 
   const runStream = <E, R>(
     request: LlmRequest,
@@ -965,14 +972,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       return Effect.map(store.usage(key, ks.limits, now), (reserved) => ({ ...base, reserved }))
     })
 
-  const hooks: AdmissionHooks = {
-    admitNow: (key, request, fiber, now) => {
-      const ks = stateFor(key)
-      return ks === undefined ? null : admitNow(ks, request, fiber, now)
-    },
-    settle: (ticket, exit, fiber, now) => settleExitUnsafe(fiber, ticket as Ticket, exit, identity, now)
-  }
-  return Admission.of({ run, runStream, observe, observeError, stats, [FastPath]: hooks })
+  return Admission.of({ run, runStream, observe, observeError, stats, stage })
 })
 
 /**

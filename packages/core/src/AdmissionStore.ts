@@ -91,7 +91,9 @@ export interface Correction {
 }
 
 /**
- * The store interface.
+ * The store interface. `tryReserve` and `reconcile`, called on every admitted call, answer directly when
+ * the store is in the process (no effect to run) and with an `Effect` when it is remote: admission runs
+ * what it is given.
  *
  * @since 0.1.0
  */
@@ -106,9 +108,9 @@ export interface AdmissionStoreShape {
     cost: Cost,
     nowMs: number,
     within?: Cost | undefined
-  ) => Effect.Effect<Decision>
+  ) => Decision | Effect.Effect<Decision>
   /** Replace a reservation's amounts with `actual` (a refund is all zeros). No-op once it left the window. */
-  readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => Effect.Effect<void>
+  readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void | Effect.Effect<void>
   /**
    * Move the local budget toward what the provider reported: a lower limit caps the configured one; a
    * `remaining` below the local view adds a debit (usage we cannot see, e.g. other clients on the same key)
@@ -127,23 +129,6 @@ export interface AdmissionStoreShape {
   ) => Effect.Effect<void>
   /** What is reserved in the current window (without debits). */
   readonly usage: (key: string, limits: Limits, nowMs: number) => Effect.Effect<Cost>
-  /**
-   * Optional synchronous forms of `tryReserve` and `reconcile` for stores in the same process. Admission
-   * uses them, when present, on its hot path (they save two effect steps per call); a remote store leaves
-   * them out.
-   */
-  readonly sync?:
-    | {
-        readonly tryReserve: (
-          key: string,
-          limits: Limits,
-          cost: Cost,
-          nowMs: number,
-          within?: Cost | undefined
-        ) => Decision
-        readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void
-      }
-    | undefined
 }
 
 /**
@@ -158,7 +143,8 @@ export interface AdmissionStoreShape {
  * const program = Effect.gen(function*() {
  *   const store = yield* AdmissionStore.AdmissionStore
  *   const cost = { requests: 1, tokens: 500, inputTokens: 300, outputTokens: 200 }
- *   return yield* store.tryReserve("openai/gpt-5.4", limits, cost, 0)
+ *   const decision = store.tryReserve("openai/gpt-5.4", limits, cost, 0)
+ *   return Effect.isEffect(decision) ? yield* decision : decision
  * }).pipe(Effect.provide(AdmissionStore.layerMemory))
  * ```
  * @since 0.1.0
@@ -423,10 +409,8 @@ export const makeMemory = (): AdmissionStoreShape => {
   }
 
   return {
-    sync: { tryReserve: tryReserveUnsafe, reconcile: reconcileUnsafe },
-    tryReserve: (key, limits, cost, nowMs, within) =>
-      Effect.sync(() => tryReserveUnsafe(key, limits, cost, nowMs, within)),
-    reconcile: (reservation, actual) => Effect.sync(() => reconcileUnsafe(reservation, actual)),
+    tryReserve: tryReserveUnsafe,
+    reconcile: reconcileUnsafe,
     correct: (key, limits, corrections, nowMs, basis) =>
       Effect.sync(() => correctUnsafe(key, limits, corrections, nowMs, basis)),
     usage: (key, limits, nowMs) =>

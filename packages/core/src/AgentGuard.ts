@@ -15,18 +15,13 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
-import { type AgentHooks, FastPath } from "./internal/fastPath.ts"
+import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
+import * as Attempts from "./internal/attempt.ts"
 import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
-
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "10 minutes" or a number of milliseconds'
-  )
-)
+import type { Stage } from "./Stage.ts"
+import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 const OptionsSchema = Schema.Struct({
   maxTurns: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
@@ -87,8 +82,11 @@ export interface AgentGuard {
   readonly turns: (conversationId: string) => Effect.Effect<number>
   /** Forgets a conversation (its turns and loop history). */
   readonly end: (conversationId: string) => Effect.Effect<void>
-  /** @internal */
-  readonly [FastPath]?: AgentHooks
+  /**
+   * The guard as a stage ({@link Stage.Stage}) that counts one turn when it is entered; run it once per
+   * caller request (never per retry or fallback step). `protect` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
 }
 
 /**
@@ -176,53 +174,76 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const conversations = new Map<string, Conversation>()
   let lastSweep = 0
 
+  /** Counts one turn of `request`'s conversation at `now`, or returns why it is refused. */
+  const turnUnsafe = (
+    conversationId: string,
+    request: LlmRequest,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ): TurnLimitExceeded | LoopDetected | undefined => {
+    if (now - lastSweep >= idleMs) {
+      lastSweep = now
+      for (const [id, c] of conversations) if (now - c.lastActivity >= idleMs) conversations.delete(id)
+    }
+    let conversation = conversations.get(conversationId)
+    if (conversation === undefined) {
+      conversation = { turns: 0, lastActivity: now, seen: new Map() }
+      conversations.set(conversationId, conversation)
+    }
+    conversation.lastActivity = now
+    if (conversation.turns >= maxTurns) {
+      tagged(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
+      return new TurnLimitExceeded({ conversationId, turns: conversation.turns + 1, limit: maxTurns })
+    }
+    const key = fingerprint(request)
+    const times = conversation.seen.get(key) ?? []
+    let keep = 0
+    while (keep < times.length && times[keep] <= now - loopWindowMs) keep++
+    if (keep > 0) times.splice(0, keep)
+    if (times.length + 1 >= loopRepeats) {
+      tagged(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
+      return new LoopDetected({ conversationId, repeats: times.length + 1 })
+    }
+    times.push(now)
+    conversation.seen.set(key, times)
+    conversation.turns++
+    return undefined
+  }
+
+  // a request outside any conversation is not counted
+  const stage: Stage<undefined> = {
+    name: "agent-guard",
+    enter: (attempt) => {
+      const conversationId = attempt.request.metadata?.conversationId
+      if (conversationId === undefined) return undefined
+      const fiber = attempt.fiber
+      const refused = turnUnsafe(conversationId, attempt.request, attempt.startMs, fiber)
+      return refused === undefined ? undefined : Effect.fail(refused)
+    },
+    exit: () => undefined
+  }
+  const stages = [stage]
+
   const turn = (request: LlmRequest): Effect.Effect<void, TurnLimitExceeded | LoopDetected> => {
     const conversationId = request.metadata?.conversationId
     if (conversationId === undefined) return Effect.void
-    return Effect.withFiber<void, TurnLimitExceeded | LoopDetected>((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      if (now - lastSweep >= idleMs) {
-        lastSweep = now
-        for (const [id, c] of conversations) if (now - c.lastActivity >= idleMs) conversations.delete(id)
-      }
-      let conversation = conversations.get(conversationId)
-      if (conversation === undefined) {
-        conversation = { turns: 0, lastActivity: now, seen: new Map() }
-        conversations.set(conversationId, conversation)
-      }
-      conversation.lastActivity = now
-      if (conversation.turns >= maxTurns) {
-        Metric.withAttributes(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
-        return Effect.fail(new TurnLimitExceeded({ conversationId, turns: conversation.turns + 1, limit: maxTurns }))
-      }
-      const key = fingerprint(request)
-      const times = conversation.seen.get(key) ?? []
-      let keep = 0
-      while (keep < times.length && times[keep] <= now - loopWindowMs) keep++
-      if (keep > 0) times.splice(0, keep)
-      if (times.length + 1 >= loopRepeats) {
-        Metric.withAttributes(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
-        return Effect.fail(new LoopDetected({ conversationId, repeats: times.length + 1 }))
-      }
-      times.push(now)
-      conversation.seen.set(key, times)
-      conversation.turns++
-      return Effect.void
+    return Effect.withFiber((fiber) => {
+      const refused = turnUnsafe(conversationId, request, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return refused === undefined ? Effect.void : Effect.fail(refused)
     })
   }
 
-  const counts = (request: LlmRequest): boolean => request.metadata?.conversationId !== undefined
-
   return AgentGuard.of({
     turn,
-    // a request outside any conversation is not counted: the call runs as it is, with no step added
-    protect: (request) => (self) => (counts(request) ? Effect.flatMap(turn(request), () => self) : self),
+    // a request outside any conversation is not counted: the stage would take nothing, so it is not run
+    protect: (request) => (self) =>
+      request.metadata?.conversationId === undefined ? self : Attempts.run(stages, request, request.model, self),
     turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
     end: (conversationId) =>
       Effect.sync(() => {
         conversations.delete(conversationId)
       }),
-    [FastPath]: { counts }
+    stage
   })
 })
 

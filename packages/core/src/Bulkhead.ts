@@ -15,10 +15,12 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Schema } from "effect"
-import type { AdmissionRejected } from "./LlmError.ts"
-import type { Priority } from "./LlmRequest.ts"
+import { Effect, Schema } from "effect"
+import * as Attempts from "./internal/attempt.ts"
 import { acquire, Permits } from "./internal/permits.ts"
+import type { AdmissionRejected } from "./LlmError.ts"
+import type { LlmRequest, Priority } from "./LlmRequest.ts"
+import type { Stage } from "./Stage.ts"
 
 /**
  * Bulkhead options.
@@ -53,14 +55,33 @@ export interface Bulkhead {
   readonly available: number
   /** Calls waiting for a permit. */
   readonly queued: number
+  /**
+   * The bulkhead as a stage ({@link Stage.Stage}): takes a permit (waiting in the priority queue of the
+   * request's `metadata.priority` when none is free) and gives it back when the attempt ends.
+   * `withPermit` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
   /** @internal */
   readonly permits: Permits
 }
 
 class BulkheadImpl implements Bulkhead {
   readonly permits: Permits
+  readonly stage: Stage<true>
   constructor(permits: Permits) {
     this.permits = permits
+    this.stage = {
+      name: "bulkhead",
+      enter: (attempt) => {
+        if (permits.available > 0 && permits.queue.size === 0) {
+          permits.available--
+          return true
+        }
+        const lane = attempt.request.metadata?.priority === "background" ? 1 : 0
+        return Effect.as(acquire(permits, lane, attempt.startMs, Effect.interruptible), true as const)
+      },
+      exit: (_, __, attempt) => permits.release(attempt.endMs)
+    }
   }
   get key() {
     return this.permits.key
@@ -76,8 +97,7 @@ class BulkheadImpl implements Bulkhead {
   }
 }
 
-/** @internal */
-export const unsafeMake = (options: BulkheadOptions): Bulkhead =>
+const unsafeMake = (options: BulkheadOptions): Bulkhead =>
   new BulkheadImpl(
     new Permits(options.key ?? "bulkhead", options.maxConcurrency, options.maxQueue ?? 1000, options.agingMs ?? 30_000)
   )
@@ -117,18 +137,9 @@ export const make = (options: BulkheadOptions): Effect.Effect<Bulkhead, Schema.S
  * ```
  * @since 0.1.0
  */
-export const withPermit =
-  (bulkhead: Bulkhead, options?: { readonly priority?: Priority | undefined }) =>
-  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | AdmissionRejected, R> =>
-    Clock.clockWith((clock) =>
-      Effect.uninterruptibleMask((restore) => {
-        const p = bulkhead.permits
-        const now = clock.currentTimeMillisUnsafe()
-        return Effect.flatMap(acquire(p, options?.priority === "background" ? 1 : 0, now, restore), () =>
-          Effect.ensuring(
-            restore(self),
-            Effect.sync(() => p.release(clock.currentTimeMillisUnsafe()))
-          )
-        )
-      })
-    )
+export const withPermit = (bulkhead: Bulkhead, options?: { readonly priority?: Priority | undefined }) => {
+  const stages = [bulkhead.stage]
+  const request: LlmRequest = { model: bulkhead.key, messages: [], metadata: { priority: options?.priority } }
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | AdmissionRejected, R> =>
+    Attempts.run(stages, request, bulkhead.key, self)
+}

@@ -48,8 +48,12 @@ import {
   Stream
 } from "effect"
 import * as internal from "./internal/circuit.ts"
-import { type BreakerHooks, FastPath } from "./internal/fastPath.ts"
-import { CircuitOpen } from "./LlmError.ts"
+import { keyOnly } from "./internal/keyOnly.ts"
+import * as Attempts from "./internal/attempt.ts"
+import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
+import type { Stage } from "./Stage.ts"
+import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -182,46 +186,12 @@ export interface Permit {
 
 const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
 
-/**
- * Error tags that count as failures by default: the provider is unhealthy.
- *
- * @example
- * ```ts
- * import { CircuitBreaker } from "@llm-resilience/core"
- * CircuitBreaker.defaultFailureTags.includes("Timeout") // true
- * ```
- * @since 0.1.0
- */
-export const defaultFailureTags: ReadonlyArray<string> = [
-  "Timeout",
-  "ServerError",
-  "Overloaded",
-  "ConnectionError",
-  "StreamTruncated"
-]
-
-const rejectionTags: ReadonlySet<string> = new Set([
-  "CircuitOpen",
-  "AdmissionRejected",
-  "RetryBudgetExhausted",
-  "RetryAfterTooLong",
-  "DeadlineExceeded",
-  "BudgetExceeded",
-  "TurnLimitExceeded",
-  "LoopDetected"
-])
+const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
 
 // -----------------------------------------------------------------------------------------------------
 // options
 // -----------------------------------------------------------------------------------------------------
 
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "30 seconds" or a number of milliseconds'
-  )
-)
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
@@ -297,7 +267,7 @@ export interface Options {
   readonly halfOpenProbes?: number | undefined
   /** A probe running this long is released and the circuit reopens. [slowCallThreshold, else 30 s] */
   readonly probeTimeout?: Duration.Input | undefined
-  /** Error `_tag`s that count as failures. [{@link defaultFailureTags}] */
+  /** Error `_tag`s that count as failures. [`LlmError.breakerFailureTags`] */
   readonly failureTags?: ReadonlyArray<string> | undefined
   /** Whether a `RateLimited` (429) counts as a failure. [false] */
   readonly countRateLimited?: boolean | undefined
@@ -363,8 +333,22 @@ export interface CircuitBreaker {
   readonly forceClosed: (key: string) => Effect.Effect<void>
   /** Back to automatic: Closed, with fresh counters and backoff. */
   readonly reset: (key: string) => Effect.Effect<void>
-  /** @internal */
-  readonly [FastPath]?: BreakerHooks
+  /**
+   * How this breaker classifies an attempt's exit (with its own `failureTags`): the one classification,
+   * used by `protect`, `stage` and the pipeline alike.
+   */
+  readonly classify: (exit: Exit.Exit<unknown, unknown>) => Outcome
+  /**
+   * The breaker as a stage ({@link Stage.Stage}): admits the attempt under its key or refuses it with
+   * `CircuitOpen`, and records its outcome. `protect` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
+  /**
+   * A stage that refuses an attempt with `CircuitOpen` when the circuit would not admit it, taking nothing
+   * (like `check`). A pipeline puts it before a stage that may make the attempt wait (admission), so that an
+   * open circuit never queues, and `stage` after it, so that waiting never counts as a slow call.
+   */
+  readonly gate: Stage<unknown>
 }
 
 /**
@@ -502,7 +486,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     isolateRetryAfterMs: maxOpenMs,
     metricsOnly: options.mode === "metrics-only"
   }
-  const failureTags = new Set(options.failureTags ?? defaultFailureTags)
+  const failureTags = new Set(options.failureTags ?? breakerFailureTags)
   if (options.countRateLimited) failureTags.add("RateLimited")
 
   const pubsub = yield* PubSub.sliding<Transition>(1024)
@@ -533,7 +517,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       PubSub.publishUnsafe(pubsub, t)
       const m = circuits.get(t.key)
       if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
-      Metric.withAttributes(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+      tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
     }
     outbox.length = 0
   }
@@ -587,27 +571,35 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     return call
   }
 
+  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<internal.Call> => ({
+    name: "circuit-breaker",
+    enter: (attempt) => {
+      const fiber = attempt.fiber
+      const call = admitUnsafe(attempt.key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return call instanceof internal.Call ? call : Effect.fail(call)
+    },
+    exit: (call, exit, attempt) => finish(call, classify(exit), attempt.endMs, attempt.fiber)
+  })
+  const stage = stageWith(classifyExit)
+
+  const gate: Stage<undefined> = {
+    name: "circuit-breaker-gate",
+    enter: (attempt) => {
+      if (policy.metricsOnly) return undefined
+      const fiber = attempt.fiber
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuits.get(attempt.key) ?? circuitFor(attempt.key, now)
+      const open = !circuit.wouldAdmit(now)
+      if (outbox.length > 0) flush(fiber)
+      return open ? Effect.fail(rejection(circuit, fiber)) : undefined
+    },
+    exit: () => undefined
+  }
+
   const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
-    const classify = protectOptions?.classify ?? classifyExit
-    return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> =>
-      Effect.withFiber((fiber) => {
-        // The exit handler is on the fiber's stack before the call is admitted, so an interruption at any
-        // point after admission still completes the call (as Ignored): no mask needed, no permit leaked.
-        const clock = fiber.getRef(Clock.Clock)
-        let call: internal.Call | undefined
-        const admitted = Effect.withFiber<A, E | CircuitOpen, R>(() => {
-          const admission = admitUnsafe(key, clock.currentTimeMillisUnsafe(), fiber)
-          if (!(admission instanceof internal.Call)) return Effect.fail(admission)
-          call = admission
-          return self
-        })
-        // Returning `undefined` from the handler is what `Effect.onExit`'s primitive supports: it skips
-        // allocating a `flatMap(Effect.void, ...)` per call.
-        return Effect.onExit(admitted, ((exit: Exit.Exit<A, E | CircuitOpen>) => {
-          if (call !== undefined) finish(call, classify(exit), clock.currentTimeMillisUnsafe(), fiber)
-          return undefined
-        }) as unknown as (exit: Exit.Exit<A, E | CircuitOpen>) => Effect.Effect<void>)
-      })
+    const stages = [protectOptions?.classify === undefined ? stage : stageWith(protectOptions.classify)]
+    const request = keyOnly(key)
+    return (self) => Attempts.run(stages, request, key, self)
   }
 
   const permits = new WeakMap<Permit, internal.Call>()
@@ -697,7 +689,9 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
     forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
     reset: (key) => withCircuit(key, (c, now) => c.reset(now)),
-    [FastPath]: { admit: admitUnsafe, finish }
+    classify: classifyExit,
+    stage,
+    gate
   })
 })
 

@@ -131,13 +131,7 @@ type Kind =
   | "ContentFiltered"
   | "QuotaExhausted"
 
-const retryableKinds: ReadonlySet<Kind> = new Set([
-  "RateLimited",
-  "Overloaded",
-  "ServerError",
-  "Timeout",
-  "ConnectionError"
-])
+const retryableKinds: ReadonlySet<string> = new Set(LlmError.retryableTags)
 
 const isHttpStatus = (status: number): boolean => Number.isInteger(status) && status >= 100 && status <= 999
 

@@ -3,7 +3,7 @@
  * wanted, in degraded steps (a static answer, a cached answer, or "accepted for later").
  *
  * A call runs the first step. When it fails, the failing step's `moveOn` set decides whether the plan moves
- * on (default {@link defaultMoveOn}: transient provider errors, circuit open, timeouts, truncated streams,
+ * on (default `LlmError.fallbackTags`: transient provider errors, circuit open, timeouts, truncated streams,
  * the retry stage's give-ups, admission rejections, invalid output, context length, quota); any other error
  * (a bad request, an authentication failure, a spend guard ...) is returned as is. The next step is the
  * first later one that can help:
@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
+import { Cause, Context, Effect, type Fiber, Layer, Metric, Option, Queue, Schema, Stream } from "effect"
 import type { Hedge } from "./Hedge.ts"
 import * as LlmErrors from "./LlmError.ts"
 import type { LlmError } from "./LlmError.ts"
@@ -42,6 +42,8 @@ import type { CircuitOpen } from "./LlmError.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
+import { TokenEstimator } from "./TokenEstimator.ts"
+import { tagged } from "./internal/metrics.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // degraded-step services
@@ -177,34 +179,6 @@ export type AcceptedForLater = LlmErrors.AcceptedForLater
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * The errors after which a step moves on by default. `BadRequest`, `Authentication`, `PermissionDenied`,
- * `ModelNotFound`, `ContentFiltered`, `BudgetExceeded`, `TurnLimitExceeded` and `LoopDetected` do not.
- *
- * @example
- * ```ts
- * import { FallbackPlan } from "@llm-resilience/core"
- * FallbackPlan.defaultMoveOn.includes("Overloaded") // true
- * ```
- * @since 0.1.0
- */
-export const defaultMoveOn: ReadonlyArray<LlmError["_tag"]> = [
-  "RateLimited",
-  "Overloaded",
-  "ServerError",
-  "Timeout",
-  "ConnectionError",
-  "StreamTruncated",
-  "CircuitOpen",
-  "AdmissionRejected",
-  "RetryBudgetExhausted",
-  "RetryAfterTooLong",
-  "DeadlineExceeded",
-  "OutputInvalid",
-  "ContextLengthExceeded",
-  "QuotaExhausted"
-]
-
-/**
  * The circuit-breaker check the plan needs: fail with `CircuitOpen` when a call to `key` would be
  * rejected now, without admitting one. `CircuitBreaker` satisfies it.
  *
@@ -227,8 +201,10 @@ export interface CircuitCheck {
  */
 export interface ProviderStep {
   readonly _tag: "Provider"
-  /** `provider/model` unless given: the breaker key and the label in metrics and logs. */
+  /** `provider/model` unless given: the step's name in metrics and logs. */
   readonly label: string
+  /** Always `provider/model`: the key its circuit is checked under, whatever the label. */
+  readonly key: string
   readonly provider: LlmProvider["Service"]
   readonly model: string
   readonly contextWindow: number | undefined
@@ -284,7 +260,7 @@ export type StepServices<S> = S extends CachedStep ? ResponseCache : S extends L
 
 /**
  * A provider + model step. `policy` wraps the provider with this step's own stages (timeouts, retry,
- * breaker, admission ...); `moveOn` replaces {@link defaultMoveOn}; `contextWindow` (tokens) is what a
+ * breaker, admission ...); `moveOn` replaces `LlmError.fallbackTags`; `contextWindow` (tokens) is what a
  * `ContextLengthExceeded` is routed by; `hedge` hedges this step into the next eligible provider step.
  *
  * @example
@@ -310,10 +286,11 @@ export const step = (
 ): ProviderStep => ({
   _tag: "Provider",
   label: options.label ?? `${provider.name}/${options.model}`,
+  key: `${provider.name}/${options.model}`,
   provider: options.policy === undefined ? provider : options.policy(provider),
   model: options.model,
   contextWindow: options.contextWindow,
-  moveOn: new Set(options.moveOn ?? defaultMoveOn),
+  moveOn: new Set(options.moveOn ?? LlmErrors.fallbackTags),
   hedge: options.hedge
 })
 
@@ -414,9 +391,14 @@ interface Failure {
 }
 
 /** Constraints accumulated over a run: what a later step must offer to be worth trying. */
-interface Needs {
-  minWindow: number
-  exhausted: Set<string> | undefined
+/** What one walk through the steps learned so far, and its request. */
+class Needs {
+  minWindow = 0
+  exhausted: Set<string> | undefined = undefined
+  readonly request: LlmRequest
+  constructor(request: LlmRequest) {
+    this.request = request
+  }
 }
 
 type Degraded =
@@ -435,11 +417,9 @@ type Services = ResponseCache | LaterQueue
 type Outcome = Effect.Effect<LlmResponse, LlmError | AcceptedForLater, Services>
 type Chunks = Stream.Stream<StreamChunk, LlmError | AcceptedForLater, Services>
 
-const inputTokenEstimate = (request: LlmRequest) => {
-  let chars = 0
-  for (const m of request.messages) chars += m.content.length
-  return Math.ceil(chars / 4)
-}
+/** The request's input tokens, by the `TokenEstimator` in context (what a hedge weighs its cost with). */
+const inputTokensOf = (fiber: Fiber.Fiber<unknown, unknown>, request: LlmRequest): number =>
+  fiber.getRef(TokenEstimator).estimate(request).inputTokens
 
 const staticResponse = (text: string, model: string): LlmResponse => ({
   text,
@@ -494,7 +474,7 @@ export const make = <const S extends ReadonlyArray<Step>>(
     if (steps.length === 0) return invalid("steps", "must hold at least one step")
     if (steps[0]._tag !== "Provider") return invalid("steps[0]", "must be a provider step")
     const known = new Set<string>(
-      defaultMoveOn.concat([
+      LlmErrors.fallbackTags.concat([
         "BadRequest",
         "Authentication",
         "PermissionDenied",
@@ -526,7 +506,7 @@ export const make = <const S extends ReadonlyArray<Step>>(
 const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined): FallbackPlan<Services> => {
   const activate = (failure: Failure, to: string) =>
     Effect.andThen(
-      Metric.update(Metric.withAttributes(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
+      Metric.update(tagged(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
       Effect.logWarning("fallback activated").pipe(
         Effect.annotateLogs({ "fallback.from": failure.from, "fallback.to": to, "fallback.reason": failure.reason })
       )
@@ -557,7 +537,7 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
   const circuitOpen = (s: ProviderStep): Effect.Effect<Option.Option<CircuitOpen>> =>
     circuit === undefined
       ? Effect.succeedNone
-      : Effect.match(circuit.check(s.label), { onFailure: Option.some, onSuccess: () => Option.none() })
+      : Effect.match(circuit.check(s.key), { onFailure: Option.some, onSuccess: () => Option.none() })
 
   /** The next provider step after `j` a hedge could race, if it is eligible and its circuit admits. */
   const hedgePartner = (j: number, needs: Needs): number => {
@@ -607,70 +587,82 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
 
   // ------------------------------------------------------------------ complete
 
-  const complete = (request: LlmRequest) => {
-    const needs: Needs = { minWindow: 0, exhausted: undefined }
-
-    const call = (j: number) => {
-      const s = steps[j] as ProviderStep
-      return s.provider.complete(s.model === request.model ? request : { ...request, model: s.model })
-    }
-
-    const onError = (j: number, error: LlmError): Outcome => {
-      const s = steps[j] as ProviderStep
-      if (!s.moveOn.has(error._tag)) return Effect.fail(error)
-      learn(needs, s, error)
-      return runFrom(j + 1, { from: s.label, reason: error._tag, error })
-    }
-
-    const runProvider = (j: number): Outcome => {
-      const s = steps[j] as ProviderStep
-      const attempt = (): Outcome => {
-        const k = s.hedge === undefined ? -1 : hedgePartner(j, needs)
-        if (k === -1) return Effect.catch(call(j), (e) => onError(j, e))
-        const partner = steps[k] as ProviderStep
-        const hedged = s.hedge!.race(
-          Effect.mapError(call(j), (e) => new StepFailed(j, e)),
-          Effect.flatMap(circuitOpen(partner), (open) =>
-            Option.isSome(open)
-              ? Effect.fail(new StepFailed(k, open.value))
-              : Effect.mapError(call(k), (e) => new StepFailed(k, e))
-          ),
-          { primary: s.label, hedge: partner.label, inputTokens: inputTokenEstimate(request) }
-        )
-        return Effect.catch(hedged, (f) => {
-          const failed = steps[f.index] as ProviderStep
-          if (!failed.moveOn.has(f.error._tag)) return Effect.fail(f.error)
-          learn(needs, failed, f.error)
-          return runFrom(Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
-        })
-      }
-      if (circuit === undefined) return attempt()
-      return Effect.flatMap(circuitOpen(s), (open) => (Option.isSome(open) ? onError(j, open.value) : attempt()))
-    }
-
-    const runFrom = (from: number, failure: Failure): Outcome => {
-      const j = nextEligible(from, needs)
-      if (j === -1) return Effect.fail(failure.error)
-      const s = steps[j]
-      return Effect.andThen(activate(failure, s.label), runStep(j, failure))
-    }
-
-    const runStep = (j: number, failure: Failure): Outcome => {
-      const s = steps[j]
-      if (s._tag === "Provider") return runProvider(j)
-      return Effect.flatMap(degraded(s, failure, request), (r) =>
-        r._tag === "Answer" ? Effect.succeed(r.response) : runFrom(j + 1, r.failure)
-      )
-    }
-
-    return runProvider(0)
+  // The walk's functions take the walk's state (`w`) instead of closing over it: a call in flight keeps that
+  // one object and the handler of its current step, not a closure per function of the walk.
+  const call = (w: Needs, j: number) => {
+    const s = steps[j] as ProviderStep
+    const request = w.request
+    return s.provider.complete(s.model === request.model ? request : { ...request, model: s.model })
   }
+
+  const onError = (w: Needs, j: number, error: LlmError): Outcome => {
+    const s = steps[j] as ProviderStep
+    if (!s.moveOn.has(error._tag)) return Effect.fail(error)
+    learn(w, s, error)
+    return runFrom(w, j + 1, { from: s.label, reason: error._tag, error })
+  }
+
+  /** `Effect.catch`'s rule, in the one handler a step in flight keeps: a failure (no defect) moves on. */
+  const onCause = (w: Needs, j: number, cause: Cause.Cause<LlmError>): Outcome => {
+    if (Cause.hasDies(cause)) return Effect.failCause(cause)
+    const error = Cause.findErrorOption(cause)
+    return error._tag === "Some" ? onError(w, j, error.value) : Effect.failCause(cause)
+  }
+
+  const attempt = (w: Needs, j: number): Outcome => {
+    const s = steps[j] as ProviderStep
+    const k = s.hedge === undefined ? -1 : hedgePartner(j, w)
+    if (k === -1) return Effect.catchCause(call(w, j), (cause) => onCause(w, j, cause))
+    const partner = steps[k] as ProviderStep
+    const hedged = Effect.withFiber((fiber) =>
+      s.hedge!.race(
+        Effect.mapError(call(w, j), (e) => new StepFailed(j, e)),
+        Effect.flatMap(circuitOpen(partner), (open) =>
+          Option.isSome(open)
+            ? Effect.fail(new StepFailed(k, open.value))
+            : Effect.mapError(call(w, k), (e) => new StepFailed(k, e))
+        ),
+        { primary: s.label, hedge: partner.label, inputTokens: inputTokensOf(fiber, w.request) }
+      )
+    )
+    return Effect.catch(hedged, (f) => {
+      const failed = steps[f.index] as ProviderStep
+      if (!failed.moveOn.has(f.error._tag)) return Effect.fail(f.error)
+      learn(w, failed, f.error)
+      return runFrom(w, Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
+    })
+  }
+
+  const runProvider = (w: Needs, j: number): Outcome => {
+    if (circuit === undefined) return attempt(w, j)
+    return Effect.flatMap(circuitOpen(steps[j] as ProviderStep), (open) =>
+      Option.isSome(open) ? onError(w, j, open.value) : attempt(w, j)
+    )
+  }
+
+  const runFrom = (w: Needs, from: number, failure: Failure): Outcome => {
+    const j = nextEligible(from, w)
+    if (j === -1) return Effect.fail(failure.error)
+    const s = steps[j]
+    return Effect.andThen(activate(failure, s.label), runStep(w, j, failure))
+  }
+
+  const runStep = (w: Needs, j: number, failure: Failure): Outcome => {
+    const s = steps[j]
+    if (s._tag === "Provider") return runProvider(w, j)
+    return Effect.flatMap(degraded(s, failure, w.request), (r) =>
+      r._tag === "Answer" ? Effect.succeed(r.response) : runFrom(w, j + 1, r.failure)
+    )
+  }
+
+  // suspended: what a frame around the call keeps of it while in flight is this one effect, not the first step's
+  const complete = (request: LlmRequest) => Effect.suspend(() => runProvider(new Needs(request), 0))
 
   // ------------------------------------------------------------------ stream
 
   const stream = (request: LlmRequest): Chunks =>
     Stream.suspend(() => {
-      const needs: Needs = { minWindow: 0, exhausted: undefined }
+      const needs = new Needs(request)
       let delivered = false
       const open = (j: number) => {
         const s = steps[j] as ProviderStep
@@ -692,11 +684,17 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
           k === -1
             ? Stream.catch(tagged(j), (f) => onFailure(f, j + 1))
             : Stream.catch(
-                s.hedge!.raceStream(tagged(j), tagged(k), {
-                  primary: s.label,
-                  hedge: (steps[k] as ProviderStep).label,
-                  inputTokens: inputTokenEstimate(request)
-                }),
+                Stream.unwrap(
+                  Effect.withFiber((fiber) =>
+                    Effect.succeed(
+                      s.hedge!.raceStream(tagged(j), tagged(k), {
+                        primary: s.label,
+                        hedge: (steps[k] as ProviderStep).label,
+                        inputTokens: inputTokensOf(fiber, request)
+                      })
+                    )
+                  )
+                ),
                 (f) => onFailure(f, k + 1)
               )
         const guarded = Stream.mapArray(body, (chunks) => {

@@ -23,6 +23,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Channel, type Context, Effect, Exit, Fiber, Metric, Pull, Schema, Scope, Stream } from "effect"
 import * as Deadline from "./internal/deadline.ts"
 import * as Latency from "./internal/latency.ts"
+import { tagged } from "./internal/metrics.ts"
 
 /**
  * The numeric options of {@link make}, decoded with Schema (a bad value fails construction naming its field).
@@ -234,8 +235,8 @@ export const make: (
       const elapsedMs = timer.now() - startedAt
       const attrs = { step: label }
       const account = Effect.andThen(
-        Metric.update(Metric.withAttributes(hedgeWastedCalls, attrs), 1),
-        Metric.update(Metric.withAttributes(hedgeWastedInputTokens, attrs), inputTokens)
+        Metric.update(tagged(hedgeWastedCalls, attrs), 1),
+        Metric.update(tagged(hedgeWastedInputTokens, attrs), inputTokens)
       )
       return onLoser === undefined ? account : Effect.andThen(account, onLoser({ label, role, elapsedMs, inputTokens }))
     })
@@ -276,7 +277,7 @@ export const make: (
           resume(effect)
         }
         const win = (winner: "primary" | "hedge", exit: Exit.Exit<A, E>, loser: Fiber.Fiber<A, E> | undefined) => {
-          const counted = Metric.update(Metric.withAttributes(hedgeWins, { ...pair, winner }), 1)
+          const counted = Metric.update(tagged(hedgeWins, { from: pair.from, to: pair.to, winner }), 1)
           if (loser === undefined || loser.pollUnsafe() !== undefined) return settle(Effect.andThen(counted, exit))
           const loserLabel = winner === "primary" ? labels.hedge : labels.primary
           const loserStart = winner === "primary" ? hStart : start
@@ -302,10 +303,10 @@ export const make: (
         const entry = timer.schedule(start + currentDelayMs(), () => {
           if (settled) return
           if (!admitHedge(timer.now())) {
-            return void fork(Metric.update(Metric.withAttributes(hedgesCapped, { from: labels.primary }), 1))
+            return tagged(hedgesCapped, { from: labels.primary }).updateUnsafe(1, parent.context)
           }
           hStart = timer.now()
-          fork(Metric.update(Metric.withAttributes(hedgesStarted, pair), 1))
+          tagged(hedgesStarted, pair).updateUnsafe(1, parent.context)
           const fiber = fork(backup)
           h = fiber
           fiber.addObserver((exit) => {

@@ -461,14 +461,93 @@ export const LlmError = Schema.Union([...StepError.members, AcceptedForLater])
  */
 export type LlmError = typeof LlmError.Type
 
-const retryableTags: ReadonlySet<string> = new Set([
+/**
+ * The error tags that retrying the same request against the same provider can cure: the transient
+ * provider errors. {@link isRetryable} reads this set.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.retryableTags.includes("Overloaded") // true
+ * ```
+ * @since 0.1.0
+ */
+export const retryableTags: ReadonlyArray<LlmError["_tag"]> = [
   "RateLimited",
   "Overloaded",
   "ServerError",
   "Timeout",
   "ConnectionError",
   "StreamTruncated"
-])
+]
+
+/**
+ * The error tags a circuit breaker counts as failures by default: the provider is unhealthy. A 429 is not
+ * one (admission control reacts to it); fatal client errors are answers (the provider is up).
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.breakerFailureTags.includes("Timeout") // true
+ * ```
+ * @since 0.1.0
+ */
+export const breakerFailureTags: ReadonlyArray<LlmError["_tag"]> = [
+  "Timeout",
+  "ServerError",
+  "Overloaded",
+  "ConnectionError",
+  "StreamTruncated"
+]
+
+/**
+ * The toolkit's own rejections: the call never reached the provider, so they say nothing about its
+ * health (a breaker ignores them).
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.rejectionTags.includes("CircuitOpen") // true
+ * ```
+ * @since 0.1.0
+ */
+export const rejectionTags: ReadonlyArray<LlmError["_tag"]> = [
+  "CircuitOpen",
+  "AdmissionRejected",
+  "RetryBudgetExhausted",
+  "RetryAfterTooLong",
+  "DeadlineExceeded",
+  "BudgetExceeded",
+  "TurnLimitExceeded",
+  "LoopDetected"
+]
+
+/**
+ * The errors after which a fallback plan moves on to its next step by default: every retryable error,
+ * the toolkit's rejections of this step (not the caller's budgets or turn limits), invalid output, a
+ * context window too small, an exhausted quota. `BadRequest`, `Authentication`, `PermissionDenied`,
+ * `ModelNotFound`, `ContentFiltered`, `BudgetExceeded`, `TurnLimitExceeded` and `LoopDetected` do not.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * LlmError.fallbackTags.includes("CircuitOpen") // true
+ * ```
+ * @since 0.1.0
+ */
+export const fallbackTags: ReadonlyArray<LlmError["_tag"]> = [
+  ...retryableTags,
+  "CircuitOpen",
+  "AdmissionRejected",
+  "RetryBudgetExhausted",
+  "RetryAfterTooLong",
+  "DeadlineExceeded",
+  "OutputInvalid",
+  "ContextLengthExceeded",
+  "QuotaExhausted"
+]
+
+const retryable: ReadonlySet<string> = new Set(retryableTags)
 
 /**
  * Whether retrying the same request against the same provider can succeed. True only for the transient
@@ -482,7 +561,7 @@ const retryableTags: ReadonlySet<string> = new Set([
  * ```
  * @since 0.1.0
  */
-export const isRetryable = (error: { readonly _tag: string }): boolean => retryableTags.has(error._tag)
+export const isRetryable = (error: { readonly _tag: string }): boolean => retryable.has(error._tag)
 
 /**
  * The wait a provider asked for, if the error carries one.

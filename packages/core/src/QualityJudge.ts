@@ -16,6 +16,7 @@ import { Context, Effect, Layer, Metric, Random, Schema } from "effect"
 import type { CircuitBreaker } from "./CircuitBreaker.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse } from "./LlmResponse.ts"
+import { tagged } from "./internal/metrics.ts"
 
 const OptionsSchema = Schema.Struct({
   threshold: Schema.optional(Schema.Finite),
@@ -181,7 +182,7 @@ export const make = <R = never>(options: Options<R>): Effect.Effect<QualityJudge
             const recorded = Metric.update(metrics.score, score)
             if (passed) return Effect.as(recorded, verdict)
             return recorded.pipe(
-              Effect.andThen(Metric.update(Metric.withAttributes(metrics.failures, { key }), 1)),
+              Effect.andThen(Metric.update(tagged(metrics.failures, { key }), 1)),
               Effect.andThen(breaker === undefined ? Effect.void : breaker.downgrade(key)),
               Effect.as(verdict)
             )

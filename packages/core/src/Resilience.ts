@@ -22,13 +22,16 @@
  * Start with one line: `Resilience.layer()` turns the `LlmProvider` in context into a resilient one with
  * documented defaults. Replace any one stage by providing its service (`CircuitBreaker`, `Admission`,
  * `SpendGuard`, `AgentGuard`) to the layer: the provided one is used instead of one built from the
- * configuration, and the other stages are untouched.
+ * configuration, and the other stages are untouched. Add stages of your own (see `Stage`) with
+ * {@link CustomStages}: they run inside the spend guard, around the timeouts.
+ *
+ * Every attempt runs its stages (breaker, admission, spend guard, your stages, timeouts) as one frame
+ * (`Stage`), whichever stages are configured or provided.
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Exit, Layer, Option, Schedule, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Option, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
-import * as AdmissionStore from "./AdmissionStore.ts"
 import * as AgentGuard from "./AgentGuard.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as FallbackPlan from "./FallbackPlan.ts"
@@ -37,224 +40,22 @@ import type { LlmError } from "./LlmError.ts"
 import { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
-import * as PriceTable from "./PriceTable.ts"
 import * as Retry from "./Retry.ts"
-import * as RetryBudget from "./RetryBudget.ts"
 import * as SpendGuard from "./SpendGuard.ts"
 import * as Telemetry from "./Telemetry.ts"
-import * as Timeouts from "./Timeouts.ts"
-import { FastPath } from "./internal/fastPath.ts"
-import * as Step from "./internal/step.ts"
+import type { Stage } from "./Stage.ts"
+import * as config from "./internal/config.ts"
+import * as Attempts from "./internal/attempt.ts"
+import * as Pipeline from "./internal/pipeline.ts"
 
-// ---------------------------------------------------------------------------------------------------------
-// configuration
-// ---------------------------------------------------------------------------------------------------------
-
-const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
-const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
-const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
-const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
-const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
-
-/**
- * Limits and facts of one `provider/model`.
- *
- * @since 0.1.0
- */
-export const ModelConfig = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveInt),
-  tokensPerMinute: Schema.optional(Positive),
-  inputTokensPerMinute: Schema.optional(Positive),
-  outputTokensPerMinute: Schema.optional(Positive),
-  /** Calls in flight at once (bulkhead). */
-  maxConcurrency: Schema.optional(PositiveInt),
-  /** Context window in tokens: a `ContextLengthExceeded` moves on only to a step with a larger one. */
-  contextWindow: Schema.optional(PositiveInt)
-})
-
-/**
- * A retry profile: a built-in name, or a profile extending one (durations in milliseconds).
- *
- * @since 0.1.0
- */
-export const RetryConfig = Schema.Union([
-  Schema.Literals(["interactive", "background", "none"]),
-  Schema.Struct({
-    extends: Schema.optional(Schema.Literals(["interactive", "background"])),
-    maxRetries: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 100 }))),
-    jitter: Schema.optional(Schema.Literals(["none", "full", "equal", "decorrelated"])),
-    baseMs: Schema.optional(NonNegative),
-    capMs: Schema.optional(NonNegative),
-    deadlineMs: Schema.optional(Positive),
-    maxRetryAfterMs: Schema.optional(NonNegative)
-  })
-])
-
-/**
- * One step of a fallback plan: a provider and model, or a degraded answer.
- *
- * @since 0.1.0
- */
-export const StepConfig = Schema.Union([
-  Schema.Struct({ provider: Schema.String, model: Schema.String }),
-  Schema.Struct({ staticAnswer: Schema.String }),
-  Schema.Struct({ cached: Schema.Literal(true) }),
-  Schema.Struct({ acceptForLater: Schema.Literal(true) })
-])
-
-/**
- * The timeouts of a path, in milliseconds.
- *
- * @since 0.1.0
- */
-export const TimeoutConfig = Schema.Struct({
-  totalMs: Schema.optional(Positive),
-  firstTokenMs: Schema.optional(Positive),
-  idleMs: Schema.optional(Positive)
-})
-
-/**
- * How one path (a route or feature: `chat`, `summarize-batch` ...) is served.
- *
- * @since 0.1.0
- */
-export const PathConfig = Schema.Struct({
-  /** Retry profile. Default `interactive`. */
-  retry: Schema.optional(RetryConfig),
-  timeouts: Schema.optional(TimeoutConfig),
-  /** Longest wait in the admission queue. */
-  maxWaitMs: Schema.optional(NonNegative),
-  /** Steps tried in order. Default: the top-level `fallback`, else the request's own model. */
-  fallback: Schema.optional(Schema.Array(StepConfig)),
-  /** Hedge each provider step into the next one after a delay. */
-  hedge: Schema.optional(
-    Schema.Struct({
-      delayMs: Schema.optional(NonNegative),
-      percentile: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100))),
-      maxRatio: Schema.optional(Fraction),
-      maxPerMinute: Schema.optional(NonNegativeInt)
-    })
-  )
-})
-
-/**
- * Circuit-breaker settings (durations in milliseconds).
- *
- * @since 0.1.0
- */
-export const BreakerConfig = Schema.Struct({
-  consecutiveFailures: Schema.optional(NonNegativeInt),
-  failureRateThreshold: Schema.optional(Fraction),
-  slowCallThresholdMs: Schema.optional(Positive),
-  slowCallRateThreshold: Schema.optional(Fraction),
-  windowMs: Schema.optional(Positive),
-  minimumCalls: Schema.optional(PositiveInt),
-  openDurationMs: Schema.optional(Positive),
-  maxOpenDurationMs: Schema.optional(Positive),
-  halfOpenProbes: Schema.optional(PositiveInt),
-  probeTimeoutMs: Schema.optional(Positive),
-  countRateLimited: Schema.optional(Schema.Boolean),
-  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
-})
-
-/**
- * The whole configuration. Every field is optional; see {@link defaults} for what an empty one means.
- *
- * @example
- * ```ts
- * import type { Resilience } from "@llm-resilience/core"
- * const config: Resilience.Config = {
- *   models: { "openai/gpt-5.4-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 } },
- *   paths: {
- *     chat: { retry: "interactive", timeouts: { totalMs: 8_000, firstTokenMs: 3_000, idleMs: 5_000 } },
- *     batch: { retry: "background", maxWaitMs: 300_000 }
- *   },
- *   fallback: [
- *     { provider: "openai", model: "gpt-5.4-mini" },
- *     { provider: "anthropic", model: "claude-haiku-4-5" },
- *     { staticAnswer: "The assistant is busy; please try again shortly." }
- *   ],
- *   breaker: { failureRateThreshold: 0.2, windowMs: 60_000, slowCallThresholdMs: 3_000 }
- * }
- * ```
- * @since 0.1.0
- */
-export const Config = Schema.Struct({
-  /** Limits per `provider/model`. */
-  models: Schema.optional(Schema.Record(Schema.String, ModelConfig)),
-  /** Per-path settings; requests name their path in `metadata.path`. */
-  paths: Schema.optional(Schema.Record(Schema.String, PathConfig)),
-  /** The path of requests without one (or with an unknown one). Default `"default"`. */
-  defaultPath: Schema.optional(Schema.String),
-  /** The fallback plan of paths that do not set their own. */
-  fallback: Schema.optional(Schema.Array(StepConfig)),
-  breaker: Schema.optional(BreakerConfig),
-  retryBudget: Schema.optional(
-    Schema.Struct({
-      ratio: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 }))),
-      windowMs: Schema.optional(Positive),
-      minRetriesPerSecond: Schema.optional(NonNegative)
-    })
-  ),
-  admission: Schema.optional(
-    Schema.Struct({
-      maxQueueLength: Schema.optional(NonNegativeInt),
-      maxWaitMs: Schema.optional(NonNegative),
-      agingMs: Schema.optional(NonNegative)
-    })
-  ),
-  /** Prices per model (see `PriceTable`); without them no cost is accounted. */
-  prices: Schema.optional(PriceTable.PriceTable),
-  spend: Schema.optional(
-    Schema.Struct({
-      budgets: Schema.optional(
-        Schema.Array(
-          Schema.Struct({
-            scope: Schema.Literals(["global", "key", "tenant", "conversation"]),
-            limitUsd: Positive,
-            windowMs: Schema.optional(Positive)
-          })
-        )
-      ),
-      expensiveRequestUsd: Schema.optional(Positive)
-    })
-  ),
-  agent: Schema.optional(
-    Schema.Struct({
-      maxTurns: Schema.optional(PositiveInt),
-      loopRepeats: Schema.optional(PositiveInt),
-      loopWindowMs: Schema.optional(Positive)
-    })
-  )
-})
-
-/**
- * @since 0.1.0
- */
-export type Config = typeof Config.Encoded
-
-/**
- * The defaults an empty configuration means: the `interactive` retry profile, a breaker that opens at 50%
- * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of one
- * retry per second, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
- *
- * @since 0.1.0
- */
-export const defaults: Config = {}
-
-/**
- * The configuration is invalid: `field` is the path of the offending field.
- *
- * @since 0.1.0
- */
-export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
-  field: Schema.String,
-  issue: Schema.String
-}) {
-  override get message(): string {
-    return `invalid Resilience configuration at ${this.field}: ${this.issue}`
-  }
-}
+export {
+  /** @since 0.1.0 */
+  Config,
+  /** @since 0.1.0 */
+  defaults,
+  /** @since 0.1.0 */
+  InvalidConfig
+} from "./internal/config.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // the service
@@ -286,82 +87,30 @@ export class Resilience extends Context.Service<
   }
 >()("@llm-resilience/core/Resilience") {}
 
-type Decoded = typeof Config.Type
-type PathDecoded = typeof PathConfig.Type
-type StepDecoded = typeof StepConfig.Type
-
-/** Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`. */
-const issueAt =
-  (prefix: string | undefined) =>
-  (error: Schema.SchemaError): InvalidConfig => {
-    const text = error.message
-    const at = /at \[(.*)\]\s*$/m.exec(text)
-    const path =
-      at === null
-        ? undefined
-        : at[1]
-            .split("][")
-            .map((segment, i) =>
-              /^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`
-            )
-            .join("")
-    const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
-    return new InvalidConfig({ field, issue: text.split("\n")[0] })
+/**
+ * Stages of your own, run by every attempt inside the spend guard and around the timeouts (see `Stage`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Resilience, type Stage } from "@llm-resilience/core"
+ *
+ * const audit: Stage.Stage<number> = { name: "audit", enter: (a) => a.startMs, exit: () => undefined }
+ * const withAudit = Effect.provideService(Resilience.CustomStages, [audit])
+ * ```
+ * @since 0.1.0
+ */
+export const CustomStages = Context.Reference<ReadonlyArray<Stage<unknown>>>(
+  "@llm-resilience/core/Resilience/CustomStages",
+  {
+    defaultValue: () => []
   }
-
-const invalid = (field: string, issue: string) => Effect.fail(new InvalidConfig({ field, issue }))
-
-const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
-  if (b === undefined) return {}
-  const ms = (n: number | undefined) => (n === undefined ? undefined : `${n} millis`)
-  return {
-    consecutiveFailures: b.consecutiveFailures,
-    failureRateThreshold: b.failureRateThreshold,
-    slowCallThreshold: ms(b.slowCallThresholdMs),
-    slowCallRateThreshold: b.slowCallRateThreshold,
-    window: ms(b.windowMs),
-    minimumCalls: b.minimumCalls,
-    // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
-    openDuration: b.openDurationMs === undefined ? undefined : Schedule.exponential(Duration.millis(b.openDurationMs)),
-    maxOpenDuration: ms(b.maxOpenDurationMs),
-    halfOpenProbes: b.halfOpenProbes,
-    probeTimeout: ms(b.probeTimeoutMs),
-    countRateLimited: b.countRateLimited,
-    mode: b.mode
-  } as CircuitBreaker.Options
-}
-
-const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
-  if (r === undefined || r === "interactive") return Effect.succeed(Retry.interactive)
-  if (r === "background") return Effect.succeed(Retry.background)
-  if (r === "none") return Effect.succeed(undefined)
-  const ms = (n: number | undefined) => (n === undefined ? undefined : (`${n} millis` as const))
-  return Retry.profile({
-    extends: r.extends,
-    maxRetries: r.maxRetries,
-    jitter: r.jitter,
-    base: ms(r.baseMs),
-    cap: ms(r.capMs),
-    deadline: ms(r.deadlineMs),
-    maxRetryAfter: ms(r.maxRetryAfterMs)
-  })
-}
+)
 
 /** What one path resolves to at construction. */
 interface PathPlan {
-  readonly name: string
-  /** The call as one step (a path without a fallback plan, stages built here): observed by the step itself. */
-  readonly step: Step.Step | undefined
-  readonly complete: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError | FallbackPlan.AcceptedForLater>
-  readonly stream: (request: LlmRequest) => Stream.Stream<StreamChunk, LlmError | FallbackPlan.AcceptedForLater>
-}
-
-const outcomeOfExit = (failureTags: ReadonlySet<string>) => (exit: Exit.Exit<unknown, unknown>) => {
-  if (Exit.isSuccess(exit)) return CircuitBreaker.success
-  const error = Option.getOrUndefined(Exit.findErrorOption(exit))
-  if (error === undefined) return CircuitBreaker.ignored
-  const tag = (error as { readonly _tag?: string })._tag
-  return tag !== undefined && failureTags.has(tag) ? CircuitBreaker.failure() : CircuitBreaker.ignored
+  readonly complete: (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
+  readonly stream: (request: LlmRequest) => Stream.Stream<StreamChunk, LlmError>
 }
 
 /**
@@ -384,234 +133,90 @@ const outcomeOfExit = (failureTags: ReadonlySet<string>) => (exit: Exit.Exit<unk
  * @since 0.1.0
  */
 export const make = Effect.fnUntraced(function* (
-  config: Config,
+  configuration: config.Config,
   providers: ReadonlyArray<LlmProvider["Service"]>
-): Effect.fn.Return<Resilience["Service"], InvalidConfig, Scope.Scope> {
-  const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(config ?? {}, { errors: "first" }).pipe(
-    Effect.mapError(issueAt(undefined))
-  )
-  if (providers.length === 0) return yield* invalid("providers", "at least one provider is required")
+): Effect.fn.Return<Resilience["Service"], config.InvalidConfig, Scope.Scope> {
+  if (providers.length === 0) return yield* config.invalid("providers", "at least one provider is required")
   const byName = new Map<string, LlmProvider["Service"]>()
   for (const p of providers) byName.set(p.name, p)
-  const atField = (field: string) => Effect.mapError(issueAt(field))
+  const atField = (field: string) => Effect.mapError(config.issueAt(field))
+  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
+    yield* config.build(configuration)
 
-  // ---- shared stages: from the context when provided, else from the configuration
-  const breaker = yield* Effect.serviceOption(CircuitBreaker.CircuitBreaker).pipe(
-    Effect.flatMap(
-      Option.match({
-        onSome: Effect.succeed,
-        onNone: () => CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
-      })
-    )
-  )
-  const failureTags = new Set<string>(CircuitBreaker.defaultFailureTags)
-  if (c.breaker?.countRateLimited === true) failureTags.add("RateLimited")
-  const classifyExit = outcomeOfExit(failureTags)
+  // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
+  // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting
+  // in the admission queue never counts as a slow call.
+  const customStages = yield* CustomStages
+  const stages: ReadonlyArray<Stage<unknown>> = [
+    breaker.gate,
+    admission.stage,
+    breaker.stage,
+    ...(spend === undefined ? [] : [spend.stage]),
+    ...customStages,
+    timeouts.stage
+  ]
 
-  const keys: Record<string, Admission.KeyLimits> = {}
-  for (const [key, m] of Object.entries(c.models ?? {})) {
-    if (!key.includes("/")) return yield* invalid(`models.${key}`, "keys are provider/model")
-    const { contextWindow: _, ...limits } = m
-    keys[key] = limits
-  }
-  const maxWaitPaths: Record<string, { readonly maxWaitMs: number }> = {}
-  for (const [name, p] of Object.entries(c.paths ?? {})) {
-    if (p.maxWaitMs !== undefined) maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs }
-  }
-  const admission = yield* Effect.serviceOption(Admission.Admission).pipe(
-    Effect.flatMap(
-      Option.match({
-        onSome: Effect.succeed,
-        onNone: () =>
-          Admission.make({ ...c.admission, keys, paths: maxWaitPaths }).pipe(
-            Effect.provide(AdmissionStore.layerMemory),
-            atField("admission")
-          )
-      })
-    )
-  )
-  if (c.spend !== undefined && c.prices === undefined) {
-    return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")
-  }
-  const spend = yield* Effect.serviceOption(SpendGuard.SpendGuard).pipe(
-    Effect.flatMap(
-      Option.match({
-        onSome: (s) => Effect.succeed<SpendGuard.SpendGuard | undefined>(s),
-        onNone: () =>
-          c.prices === undefined
-            ? Effect.succeed(undefined)
-            : SpendGuard.make({
-                prices: c.prices,
-                budgets: c.spend?.budgets?.map((b) => ({
-                  scope: b.scope,
-                  limitUsd: b.limitUsd,
-                  window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
-                })),
-                expensiveRequestUsd: c.spend?.expensiveRequestUsd,
-                breaker
-              }).pipe(atField("spend"))
-      })
-    )
-  )
-  const agent = yield* Effect.serviceOption(AgentGuard.AgentGuard).pipe(
-    Effect.flatMap(
-      Option.match({
-        onSome: Effect.succeed,
-        onNone: () =>
-          AgentGuard.make({
-            maxTurns: c.agent?.maxTurns,
-            loopRepeats: c.agent?.loopRepeats,
-            loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
-          }).pipe(atField("agent"))
-      })
-    )
-  )
-  const budget = yield* RetryBudget.make({
-    ratio: c.retryBudget?.ratio,
-    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
-    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
-  }).pipe(atField("retryBudget"))
-
-  // ---- per-path pipelines
-  const defaultPath = c.defaultPath ?? "default"
-  const pathConfigs: Record<string, PathDecoded> = { ...c.paths }
-  if (pathConfigs[defaultPath] === undefined) pathConfigs[defaultPath] = {}
-
-  // A path without its own total timeout bounds each attempt by its retry profile's deadline: the deadline is
-  // checked between attempts, so without this a hung attempt would run for the stage default (120 s).
-  const profiles = new Map<string, Retry.Profile | undefined>()
-  const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
-  for (const [name, p] of Object.entries(pathConfigs)) {
-    const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
-    profiles.set(name, profile)
-    const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
-    const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
-    if (p.timeouts !== undefined || totalMs !== undefined) timeoutPaths[name] = { ...p.timeouts, totalMs }
-  }
-  // requests without a known path are served by the default path, so its limits are also the stage's base
-  const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
-
-  const firstProvider = providers[0]
-
-  // The stages built here offer their synchronous hooks, and a provider step then runs as one frame per
-  // call (internal/step.ts); a stage provided by the user (or a spend guard) is composed as an Effect.
-  const breakerHooks = breaker[FastPath]
-  const admissionHooks = admission[FastPath]
-  const timeoutHooks = timeouts[FastPath]
-  const agentHooks = agent[FastPath]
-  const fast =
-    breakerHooks !== undefined &&
-    admissionHooks !== undefined &&
-    spend === undefined &&
-    budget.depositUnsafe !== undefined
-
-  /** The stages of one provider step, innermost first. */
+  /** One provider step: the attempt's stages with retry, and the call's telemetry when `observe` names it. */
   const guarded = (
     raw: LlmProvider["Service"],
-    profile: Retry.Profile | undefined
-  ): LlmProvider["Service"] & { readonly step: Step.Step | undefined } => {
-    // What depends only on the model (the key, the breaker and retry stages of the key) is built once per model,
-    // not per call: the retry stage builds its backoff schedule when it is configured.
-    type Recorder = ReturnType<CircuitBreaker.CircuitBreaker["protect"]>
-    interface PerModel extends Step.Model {
-      readonly record: Recorder
-    }
-    const perModel = new Map<string, PerModel>()
-    const of = (model: string): PerModel => {
-      let m = perModel.get(model)
-      if (m === undefined) {
-        if (perModel.size >= 1_000) perModel.clear()
-        const key = `${raw.name}/${model}`
-        m = {
-          key,
-          record: breaker.protect(key, { classify: classifyExit }),
-          retry: profile === undefined ? undefined : Retry.stage({ profile, budget, key })
-        }
-        perModel.set(model, m)
-      }
-      return m
-    }
+    profile: Retry.Profile | undefined,
+    observe: string | undefined
+  ): LlmProvider["Service"] => {
     const timed = timeouts.wrap(raw)
-    const charged: LlmProvider["Service"] =
-      spend === undefined
-        ? timed
-        : {
-            name: raw.name,
-            complete: (request) => spend.protect(`${raw.name}/${request.model}`, request)(timed.complete(request)),
-            stream: (request) => chargeStream(spend, raw.name, request, timed.stream(request))
-          }
-    // The breaker is consulted before admission, so that an open circuit never queues, and records the attempt
-    // inside admission, so that time spent waiting in the admission queue never counts as a slow call.
-    const recorded: LlmProvider["Service"] = {
-      name: raw.name,
-      complete: (request) => of(request.model).record(charged.complete(request)),
-      stream: (request) => breakerStream(breaker, `${raw.name}/${request.model}`, classifyExit, charged.stream(request))
+    // a stream's attempt passes the stages of your own too (inside the spend guard, around the timeouts)
+    const custom = (request: LlmRequest) =>
+      Attempts.runStream(customStages, request, `${raw.name}/${request.model}`, timed.stream(request))
+    const charged = (request: LlmRequest) =>
+      spend === undefined ? custom(request) : chargeStream(spend, raw.name, request, custom(request))
+    const stream = (request: LlmRequest) => {
+      const key = `${raw.name}/${request.model}`
+      return Stream.unwrap(
+        Effect.as(breaker.check(key), admission.runStream(request, key, breakerStream(breaker, key, charged(request))))
+      )
     }
-    const broken: LlmProvider["Service"] = {
-      name: raw.name,
-      complete: (request) => {
-        const key = of(request.model).key
-        return Effect.andThen(
-          breaker.check(key),
-          admission.run(request, key, recorded.complete(request), settleResponse)
-        )
-      },
-      stream: (request) => {
-        const key = `${raw.name}/${request.model}`
-        return Stream.unwrap(Effect.as(breaker.check(key), admission.runStream(request, key, recorded.stream(request))))
-      }
-    }
-    const composed: LlmProvider["Service"]["complete"] =
-      profile === undefined ? broken.complete : (request) => of(request.model).retry!.retry(broken.complete(request))
-    const step = fast
-      ? Step.make({
-          provider: raw,
-          model: of,
-          breaker: breakerHooks,
-          classify: classifyExit,
-          admission: admissionHooks,
-          timeouts: timeoutHooks,
-          attempt: broken.complete,
-          composed
-        })
-      : undefined
-    const retryOptions = (request: LlmRequest): Retry.Options => ({
-      profile,
-      budget,
-      key: `${raw.name}/${request.model}`
-    })
     return {
       name: raw.name,
-      complete: step === undefined ? composed : (request) => step(request, undefined),
+      complete: Pipeline.make({
+        provider: raw,
+        callStages: observe === undefined ? [] : [agent.stage],
+        stages,
+        profile,
+        budget,
+        observe
+      }),
       stream:
         profile === undefined
-          ? broken.stream
-          : (request) => Retry.retryStream(retryOptions(request))(broken.stream(request)),
-      step
+          ? stream
+          : (request) => Retry.retryStream({ profile, budget, key: `${raw.name}/${request.model}` })(stream(request))
     }
   }
 
-  const buildPath = Effect.fnUntraced(function* (name: string, p: PathDecoded) {
+  const buildPath = Effect.fnUntraced(function* (name: string, p: config.PathDecoded) {
     const field = `paths.${name}`
     const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
     const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
+    const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
+      Telemetry.observeStream(request, name)(Stream.unwrap(Effect.as(agent.turn(request), self)))
     if (steps === undefined) {
-      // No plan: the request's own model on the first provider.
-      const only = guarded(firstProvider, profile)
-      return { name, complete: only.complete, stream: only.stream, step: only.step } satisfies PathPlan
+      // No plan: the request's own model on the first provider, observed by the step itself.
+      const only = guarded(providers[0], profile, name)
+      return {
+        complete: only.complete,
+        stream: (request: LlmRequest) => observeStream(request, only.stream(request))
+      } satisfies PathPlan
     }
     const hedge = p.hedge === undefined ? undefined : yield* Hedge.make(p.hedge).pipe(atField(`${field}.hedge`))
     const built: Array<FallbackPlan.Step> = []
     for (let i = 0; i < steps.length; i++) {
-      const s: StepDecoded = steps[i]
+      const s: config.StepDecoded = steps[i]
       if ("provider" in s) {
         const raw = byName.get(s.provider)
         if (raw === undefined) {
-          return yield* invalid(`${stepsField}[${i}].provider`, `no provider named ${s.provider}`)
+          return yield* config.invalid(`${stepsField}[${i}].provider`, `no provider named ${s.provider}`)
         }
         built.push(
-          FallbackPlan.step(guarded(raw, profile), {
+          FallbackPlan.step(guarded(raw, profile, undefined), {
             model: s.model,
             contextWindow: c.models?.[`${s.provider}/${s.model}`]?.contextWindow,
             hedge
@@ -620,7 +225,7 @@ export const make = Effect.fnUntraced(function* (
       } else if ("staticAnswer" in s) built.push(FallbackPlan.staticAnswer(s.staticAnswer))
       else if ("cached" in s) {
         if (Option.isNone(yield* Effect.serviceOption(FallbackPlan.ResponseCache))) {
-          return yield* invalid(
+          return yield* config.invalid(
             `${stepsField}[${i}]`,
             "a cached step needs a FallbackPlan.ResponseCache in the context"
           )
@@ -630,10 +235,12 @@ export const make = Effect.fnUntraced(function* (
     }
     const plan = yield* FallbackPlan.make(built, { circuit: breaker }).pipe(
       Effect.mapError(
-        (e) => new InvalidConfig({ field: `${stepsField}${e.field.replace(/^steps/, "")}`, issue: e.issue })
+        (e) => new config.InvalidConfig({ field: `${stepsField}${e.field.replace(/^steps/, "")}`, issue: e.issue })
       )
     )
-    // an accept-for-later step uses the LaterQueue in the context, else an in-memory one
+    // an accept-for-later step uses the LaterQueue in the context, else an in-memory one; a cached step, the
+    // ResponseCache in the context (a plan without either needs no services of its own)
+    const degraded = steps.some((s) => !("provider" in s) && !("staticAnswer" in s))
     const laterQueue = yield* Effect.serviceOption(FallbackPlan.LaterQueue)
     const services = Option.isSome(laterQueue)
       ? yield* Effect.context<never>()
@@ -641,11 +248,13 @@ export const make = Effect.fnUntraced(function* (
           yield* Effect.context<never>(),
           yield* Layer.build(FallbackPlan.layerLaterQueueMemory()).pipe(atField(stepsField))
         )
+    const provide = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E> =>
+      degraded ? Effect.provideContext(self, services as Context.Context<R>) : (self as Effect.Effect<A, E>)
     return {
-      name,
-      step: undefined,
-      complete: (request: LlmRequest) => Effect.provideContext(plan.complete(request), services as never),
-      stream: (request: LlmRequest) => Stream.provideContext(plan.stream(request), services as never)
+      complete: (request: LlmRequest) =>
+        Telemetry.observeCall(request, name)(agent.protect(request)(provide(plan.complete(request)))),
+      stream: (request: LlmRequest) =>
+        observeStream(request, Stream.provideContext(plan.stream(request), services as never))
     } satisfies PathPlan
   })
 
@@ -659,26 +268,11 @@ export const make = Effect.fnUntraced(function* (
 
   const provider: LlmProvider["Service"] = {
     name: providers.map((p) => p.name).join("+"),
-    complete: (request) => {
-      const path = pathOf(request)
-      if (path.step !== undefined && agentHooks?.counts(request) === false) return path.step(request, path.name)
-      return Telemetry.observeCall(
-        request,
-        path.name
-      )(agent.protect(request)(path.complete(request) as Effect.Effect<LlmResponse, LlmError>))
-    },
-    stream: (request) => {
-      const path = pathOf(request)
-      return Telemetry.observeStream(
-        request,
-        path.name
-      )(Stream.unwrap(Effect.as(agent.turn(request), path.stream(request) as Stream.Stream<StreamChunk, LlmError>)))
-    }
+    complete: (request) => pathOf(request).complete(request),
+    stream: (request) => pathOf(request).stream(request)
   }
   return { provider, stages: { breaker, admission, spend, agent } }
 })
-
-const settleResponse = (r: LlmResponse): Admission.Settlement => r
 
 const chargeStream = (
   spend: SpendGuard.SpendGuard,
@@ -704,13 +298,12 @@ const chargeStream = (
 const breakerStream = (
   breaker: CircuitBreaker.CircuitBreaker,
   key: string,
-  classify: (exit: Exit.Exit<unknown, unknown>) => CircuitBreaker.Outcome,
   self: Stream.Stream<StreamChunk, LlmError>
 ): Stream.Stream<StreamChunk, LlmError> =>
   Stream.unwrap(
     Effect.map(breaker.admit(key), (permit) =>
       Stream.onExit(self, (exit) =>
-        breaker.complete(permit, Exit.hasInterrupts(exit) ? CircuitBreaker.ignored : classify(exit))
+        breaker.complete(permit, Exit.hasInterrupts(exit) ? CircuitBreaker.ignored : breaker.classify(exit))
       )
     )
   )
@@ -734,14 +327,17 @@ const breakerStream = (
  */
 export const layer: {
   /** Wraps the `LlmProvider` already in context. */
-  (config?: Config): Layer.Layer<LlmProvider | Resilience, InvalidConfig, LlmProvider>
+  (config?: config.Config): Layer.Layer<LlmProvider | Resilience, config.InvalidConfig, LlmProvider>
   /** Builds each provider layer; fallback steps name them by `provider`. */
   <E, R>(
-    config: Config,
+    config: config.Config,
     first: Layer.Layer<LlmProvider, E, R>,
     ...rest: ReadonlyArray<Layer.Layer<LlmProvider, E, R>>
-  ): Layer.Layer<LlmProvider | Resilience, InvalidConfig | E, R>
-} = (config: Config = defaults, ...providers: ReadonlyArray<Layer.Layer<LlmProvider, unknown, unknown>>) =>
+  ): Layer.Layer<LlmProvider | Resilience, config.InvalidConfig | E, R>
+} = (
+  configuration: config.Config = config.defaults,
+  ...providers: ReadonlyArray<Layer.Layer<LlmProvider, unknown, unknown>>
+) =>
   Layer.effectContext(
     Effect.gen(function* () {
       const raws: Array<LlmProvider["Service"]> = []
@@ -750,7 +346,7 @@ export const layer: {
         const context = yield* Layer.build(l)
         raws.push(Context.get(context, LlmProvider))
       }
-      const built = yield* make(config, raws)
+      const built = yield* make(configuration, raws)
       return Context.make(LlmProvider, built.provider).pipe(Context.add(Resilience, built))
     })
   ) as never

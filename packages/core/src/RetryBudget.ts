@@ -62,8 +62,9 @@ export const Policy = Schema.Struct({
 export type Policy = typeof Policy.Type
 
 /**
- * Per-key budget state. `deposit` records one request at `nowMs`; `withdraw` tries to take one retry at
- * `nowMs` and answers whether it was granted. Implementations must make `withdraw` atomic per key.
+ * Per-key budget state. `deposit` records one request at `nowMs`: directly when the store is in the
+ * process (it runs on every call), or as an `Effect` when it does I/O. `withdraw` tries to take one retry
+ * at `nowMs` and answers whether it was granted. Implementations must make `withdraw` atomic per key.
  *
  * @example
  * ```ts
@@ -73,13 +74,8 @@ export type Policy = typeof Policy.Type
  * @since 0.1.0
  */
 export interface Store {
-  readonly deposit: (key: string, nowMs: number, policy: Policy) => Effect.Effect<void>
+  readonly deposit: (key: string, nowMs: number, policy: Policy) => void | Effect.Effect<void>
   readonly withdraw: (key: string, nowMs: number, policy: Policy) => Effect.Effect<boolean>
-  /**
-   * Optional synchronous `deposit` for in-process stores, so that the retry stage records a request on the
-   * happy path without running an extra effect. Stores that do I/O leave it out.
-   */
-  readonly depositUnsafe?: ((key: string, nowMs: number, policy: Policy) => void) | undefined
 }
 
 /**
@@ -104,8 +100,11 @@ export interface RetryBudget {
   readonly deposit: (key: string) => Effect.Effect<void>
   /** Takes one retry for `key` if the budget allows it. */
   readonly withdraw: (key: string) => Effect.Effect<boolean>
-  /** Records one request for `key` at `nowMs` synchronously, when the store allows it (in-process stores). */
-  readonly depositUnsafe: ((key: string, nowMs: number) => void) | undefined
+  /**
+   * Records one request for `key` at `nowMs` (from `Clock`): done on return for an in-process store, else
+   * the effect that does it. `deposit` is this with the current time.
+   */
+  readonly depositAt: (key: string, nowMs: number) => void | Effect.Effect<void>
 }
 
 /**
@@ -136,12 +135,16 @@ export const make = Effect.fnUntraced(function* (options?: Options) {
     minRetriesPerSecond: decoded.minRetriesPerSecond
   }
   const store = options?.store ?? memoryStore()
-  const depositUnsafe = store.depositUnsafe
+  const depositAt = (key: string, nowMs: number) => store.deposit(key, nowMs, policy)
   const budget: RetryBudget = {
     policy,
-    deposit: (key) => Effect.clockWith((clock) => store.deposit(key, clock.currentTimeMillisUnsafe(), policy)),
+    deposit: (key) =>
+      Effect.clockWith((clock) => {
+        const rest = depositAt(key, clock.currentTimeMillisUnsafe())
+        return Effect.isEffect(rest) ? rest : Effect.void
+      }),
     withdraw: (key) => Effect.clockWith((clock) => store.withdraw(key, clock.currentTimeMillisUnsafe(), policy)),
-    depositUnsafe: depositUnsafe === undefined ? undefined : (key, nowMs) => depositUnsafe(key, nowMs, policy)
+    depositAt
   }
   return budget
 })
@@ -203,7 +206,7 @@ export const memoryStore = (): Store => {
     }
     return state
   }
-  const depositUnsafe = (key: string, now: number, policy: Policy): void => {
+  const deposit = (key: string, now: number, policy: Policy): void => {
     const state = stateOf(key, now, policy)
     const current = Math.floor(now / (policy.windowMs / SLICES))
     const i = ((current % SLICES) + SLICES) % SLICES
@@ -214,8 +217,7 @@ export const memoryStore = (): Store => {
     state.credit[i] += Math.round(policy.ratio * UNIT)
   }
   return {
-    depositUnsafe,
-    deposit: (key, now, policy) => Effect.sync(() => depositUnsafe(key, now, policy)),
+    deposit,
     withdraw: (key, now, policy) => Effect.sync(() => withdrawUnsafe(stateOf(key, now, policy), now, policy))
   }
 }

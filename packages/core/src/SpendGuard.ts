@@ -18,20 +18,16 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
 import type { CircuitBreaker } from "./CircuitBreaker.ts"
+import * as Attempts from "./internal/attempt.ts"
 import { BudgetExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
-
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "1 hour" or a number of milliseconds'
-  )
-)
+import type { Stage } from "./Stage.ts"
+import { DurationInput } from "./internal/duration.ts"
+import { tagged } from "./internal/metrics.ts"
 
 /**
  * What a budget is kept per.
@@ -157,6 +153,11 @@ export interface SpendGuard {
   ) => <E, R>(self: Effect.Effect<LlmResponse, E, R>) => Effect.Effect<LlmResponse, E | BudgetExceeded, R>
   /** Dollars charged to a scope since it was last idle, e.g. `global`, `key:openai/gpt-5.4`, `tenant:acme`, `conversation:c1`. */
   readonly spent: (scope: string) => Effect.Effect<number>
+  /**
+   * The guard as a stage ({@link Stage.Stage}): checks the budgets of the attempt's request under its key
+   * before the call and charges a successful response's usage after it. `protect` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
 }
 
 /**
@@ -189,6 +190,10 @@ export const metrics = {
   costUsd: Metric.counter("llm_cost_usd", { description: "dollars charged from reported usage", incremental: true }),
   refused: Metric.counter("llm_budget_refused", { description: "calls refused by a spend budget", incremental: true })
 }
+
+/** The cost series of one key, its attributes fixed (an update copies no context). */
+const costSeries = (metric: Metric.Metric<number, unknown>, attributes: Readonly<Record<string, string>>) =>
+  Metric.counter(metric.id, { description: metric.description, incremental: true, attributes })
 
 interface Account {
   windowStart: number
@@ -271,82 +276,115 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   const accountKey = (name: string, budget: CompiledBudget) =>
     budget.windowMs === undefined ? name : `${name}@${budget.windowMs}`
 
+  /** The refusal of the first budget of `payer` that is used up at `now`, if any. */
+  const refusal = (payer: Payer, now: number, fiber: Fiber.Fiber<unknown, unknown>): BudgetExceeded | undefined => {
+    for (const budget of budgets) {
+      const name = scopeName(budget.scope, payer)
+      if (name === undefined) continue
+      const account = accountOf(accountKey(name, budget), budget.windowMs, now)
+      if (account.spent >= budget.limitUsd) {
+        tagged(metrics.refused, { scope: budget.scope }).updateUnsafe(1, fiber.context)
+        return new BudgetExceeded({
+          scope: name,
+          spentUsd: account.spent,
+          limitUsd: budget.limitUsd,
+          ...(budget.windowMs === undefined ? {} : { retryAfterMs: account.windowStart + budget.windowMs - now })
+        })
+      }
+    }
+    return undefined
+  }
+
   const check = (payer: Payer): Effect.Effect<void, BudgetExceeded> =>
     Effect.withFiber((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      for (const budget of budgets) {
-        const name = scopeName(budget.scope, payer)
-        if (name === undefined) continue
-        const account = accountOf(accountKey(name, budget), budget.windowMs, now)
-        if (account.spent >= budget.limitUsd) {
-          Metric.withAttributes(metrics.refused, { scope: budget.scope }).updateUnsafe(1, fiber.context)
-          return Effect.fail(
-            new BudgetExceeded({
-              scope: name,
-              spentUsd: account.spent,
-              limitUsd: budget.limitUsd,
-              ...(budget.windowMs === undefined ? {} : { retryAfterMs: account.windowStart + budget.windowMs - now })
-            })
-          )
-        }
-      }
-      return Effect.void
+      const refused = refusal(payer, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return refused === undefined ? Effect.void : Effect.fail(refused)
     })
+
+  /** Charges `usage` at `now`: its cost, and what is left to run (a warning, a breaker report), if anything. */
+  const chargeUnsafe = (
+    payer: Payer,
+    model: string,
+    usage: Usage,
+    provider: string | undefined,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ): readonly [number, Effect.Effect<void> | undefined] => {
+    sweep(now)
+    const price = PriceTable.priceOf(options.prices, model, provider)
+    if (price === undefined) {
+      if (unknownModels.has(model)) return [0, undefined]
+      unknownModels.add(model)
+      return [0, Effect.logWarning(`SpendGuard: no price for model ${model}; its calls are charged $0`)]
+    }
+    const costUsd = PriceTable.cost(price, usage)
+    const charged = new Set<string>()
+    for (const budget of budgets) {
+      const name = scopeName(budget.scope, payer)
+      if (name === undefined) continue
+      const key = accountKey(name, budget)
+      if (charged.has(key)) continue
+      charged.add(key)
+      const account = accountOf(key, budget.windowMs, now)
+      account.spent += costUsd
+      account.lastActivity = now
+    }
+    for (const scope of allScopes) {
+      const name = scopeName(scope, payer)
+      if (name === undefined) continue
+      const total = totals.get(name)
+      if (total === undefined) totals.set(name, { windowStart: 0, spent: costUsd, lastActivity: now })
+      else {
+        total.spent += costUsd
+        total.lastActivity = now
+      }
+    }
+    tagged(metrics.costUsd, { key: payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
+    if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
+      return [costUsd, breaker.downgrade(payer.key)]
+    }
+    return [costUsd, undefined]
+  }
 
   const charge = (payer: Payer, model: string, usage: Usage, provider?: string): Effect.Effect<number> =>
     Effect.withFiber((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      sweep(now)
-      const price = PriceTable.priceOf(options.prices, model, provider)
-      if (price === undefined) {
-        if (unknownModels.has(model)) return Effect.succeed(0)
-        unknownModels.add(model)
-        return Effect.as(Effect.logWarning(`SpendGuard: no price for model ${model}; its calls are charged $0`), 0)
-      }
-      const costUsd = PriceTable.cost(price, usage)
-      const charged = new Set<string>()
-      for (const budget of budgets) {
-        const name = scopeName(budget.scope, payer)
-        if (name === undefined) continue
-        const key = accountKey(name, budget)
-        if (charged.has(key)) continue
-        charged.add(key)
-        const account = accountOf(key, budget.windowMs, now)
-        account.spent += costUsd
-        account.lastActivity = now
-      }
-      for (const scope of allScopes) {
-        const name = scopeName(scope, payer)
-        if (name === undefined) continue
-        const total = totals.get(name)
-        if (total === undefined) totals.set(name, { windowStart: 0, spent: costUsd, lastActivity: now })
-        else {
-          total.spent += costUsd
-          total.lastActivity = now
-        }
-      }
-      Metric.withAttributes(metrics.costUsd, { key: payer.key }).updateUnsafe(costUsd, fiber.context)
-      if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
-        return Effect.as(breaker.downgrade(payer.key), costUsd)
-      }
-      return Effect.succeed(costUsd)
+      const [costUsd, rest] = chargeUnsafe(
+        payer,
+        model,
+        usage,
+        provider,
+        fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(),
+        fiber
+      )
+      return rest === undefined ? Effect.succeed(costUsd) : Effect.as(rest, costUsd)
     })
 
-  const protect: SpendGuard["protect"] = (key, request) => {
-    const payer: Payer = {
-      key,
-      tenant: request.metadata?.tenant,
-      conversationId: request.metadata?.conversationId
+  const payerOf = (key: string, request: LlmRequest): Payer => ({
+    key,
+    tenant: request.metadata?.tenant,
+    conversationId: request.metadata?.conversationId
+  })
+
+  const stage: Stage<Payer> = {
+    name: "spend-guard",
+    enter: (attempt) => {
+      const payer = payerOf(attempt.key, attempt.request)
+      const refused = refusal(payer, attempt.fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), attempt.fiber)
+      return refused === undefined ? payer : Effect.fail(refused)
+    },
+    exit: (payer, exit, attempt) => {
+      if (exit._tag !== "Success") return undefined
+      const r = exit.value
+      return chargeUnsafe(payer, r.model, r.usage, r.provider, attempt.endMs, attempt.fiber)[1]
     }
-    return (self) =>
-      Effect.flatMap(check(payer), () =>
-        Effect.tap(self, (response) => charge(payer, response.model, response.usage, response.provider))
-      )
   }
+  const stages = [stage]
+
+  const protect: SpendGuard["protect"] = (key, request) => (self) => Attempts.run(stages, request, key, self)
 
   const spent = (scope: string): Effect.Effect<number> => Effect.sync(() => totals.get(scope)?.spent ?? 0)
 
-  return SpendGuard.of({ check, charge, protect, spent })
+  return SpendGuard.of({ check, charge, protect, spent, stage })
 })
 
 /**

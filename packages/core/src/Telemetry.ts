@@ -27,6 +27,7 @@ import { Clock, type Context, Effect, Exit, type Fiber, Metric, Option, Stream, 
 import type { LlmError } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
+import * as Metrics from "./internal/metrics.ts"
 
 /**
  * Calls by provider, model, path and outcome.
@@ -76,7 +77,7 @@ export const tokens = Metric.counter("llm_tokens", {
   incremental: true
 })
 
-type Attributes = Readonly<Record<string, string>>
+type Attributes = Metrics.Attributes
 
 /**
  * A metric's series with attributes, built the way `Metric.withAttributes` names it (same id, description
@@ -98,40 +99,8 @@ const series = (metric: Metric.Metric<number, unknown>, attributes: Attributes):
   }
 }
 
-/**
- * Metrics with attributes are cached: building one per call would allocate on the hot path. The cache is a
- * tree keyed by the metric's id and then by each attribute value in order, so a lookup builds no string.
- */
-interface Node {
-  metric: unknown
-  readonly next: Map<string, Node>
-}
-const cache = new Map<string, Node>()
-let cached = 0
-const child = (next: Map<string, Node>, key: string): Node => {
-  let node = next.get(key)
-  if (node === undefined) {
-    node = { metric: undefined, next: new Map() }
-    next.set(key, node)
-  }
-  return node
-}
-const tagged = <In, Out>(
-  metric: Metric.Metric<In, Out>,
-  id: string,
-  attributes: Attributes
-): Metric.Metric<In, Out> => {
-  let node = child(cache, id)
-  for (const name in attributes) node = child(node.next, attributes[name])
-  if (node.metric === undefined) {
-    if (++cached > 10_000) {
-      cache.clear()
-      cached = 0
-    }
-    node.metric = series(metric as unknown as Metric.Metric<number, unknown>, attributes)
-  }
-  return node.metric as Metric.Metric<In, Out>
-}
+const tagged = <In, Out>(metric: Metric.Metric<In, Out>, id: string, attributes: Attributes) =>
+  Metrics.tagged(metric, attributes, id, series as unknown as typeof Metric.withAttributes<In, Out>)
 
 /**
  * The series of one provider, model and path, resolved once: the end of a call then does three map lookups
@@ -298,12 +267,11 @@ export const observeCall =
   <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
     Effect.withFiber((fiber) => {
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      // The handler runs on this same fiber and returns `undefined`, which `Effect.onExit`'s primitive
-      // accepts: no effect is allocated to finish the call.
-      const observed = Effect.onExit(self, ((exit: Exit.Exit<LlmResponse, E>) => {
+      // The handler runs on this same fiber and finishes the call at once: no effect is allocated for it.
+      const observed = Effect.onExit(self, (exit: Exit.Exit<LlmResponse, E>) => {
         finishUnsafe(fiber, request, path, startMs, exit)
-        return undefined
-      }) as unknown as (exit: Exit.Exit<LlmResponse, E>) => Effect.Effect<void>)
+        return Effect.void
+      })
       return spanVisible(fiber) ? Effect.withSpan(observed, "llm.call", spanOptions(request, path)) : observed
     })
 

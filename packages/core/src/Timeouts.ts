@@ -26,8 +26,9 @@ import type { LlmError } from "./LlmError.ts"
 import { StreamTruncated, Timeout } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { StreamChunk } from "./LlmResponse.ts"
+import * as Attempts from "./internal/attempt.ts"
 import * as Deadline from "./internal/deadline.ts"
-import { FastPath, type TimeoutHooks } from "./internal/fastPath.ts"
+import type { Stage } from "./Stage.ts"
 
 const Millis = Schema.Number.check(Schema.isGreaterThan(0))
 
@@ -142,8 +143,12 @@ export interface Timeouts {
   ) => Stream.Stream<StreamChunk, E | Timeout | StreamTruncated, R>
   /** The provider with both `complete` and `stream` guarded. */
   readonly wrap: (provider: LlmProvider["Service"]) => LlmProvider["Service"]
-  /** @internal */
-  readonly [FastPath]: TimeoutHooks
+  /**
+   * The total timeout as a stage ({@link Stage.Stage}): the attempt's path's `totalMs` on the caller's
+   * own fiber; an attempt that outlives it is interrupted and fails with `Timeout { phase: "total" }`.
+   * `complete` is this stage run alone.
+   */
+  readonly stage: Stage<unknown>
 }
 
 const resolve = (base: Resolved, over: Limits | undefined): Resolved =>
@@ -197,15 +202,35 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
         afterMs: totalMs
       })
 
+    /** The provider's name, when the key is `provider/model`. */
+    const providerOf = (key: string, request: LlmRequest): string | undefined =>
+      key.length > request.model.length ? key.slice(0, key.length - request.model.length - 1) : undefined
+
+    const stage: Stage<Deadline.Guard | undefined> = {
+      name: "timeouts",
+      enter: (attempt) => {
+        const totalMs = limitsFor(attempt.request).totalMs
+        return totalMs === Infinity ? undefined : timer.guard(attempt.fiber, timer.now() + totalMs)
+      },
+      exit: (guard, _, attempt) =>
+        guard !== undefined && guard.end()
+          ? Effect.fail(
+              totalTimeout(
+                attempt.request,
+                providerOf(attempt.key, attempt.request),
+                limitsFor(attempt.request).totalMs
+              )
+            )
+          : undefined
+    }
+    const stages = [stage]
+
     const complete = <A, E, R>(
       self: Effect.Effect<A, E, R>,
       request: LlmRequest,
       provider?: string
-    ): Effect.Effect<A, E | Timeout, R> => {
-      const totalMs = limitsFor(request).totalMs
-      if (totalMs === Infinity) return self
-      return timer.withinMs(self, totalMs, () => totalTimeout(request, provider, totalMs))
-    }
+    ): Effect.Effect<A, E | Timeout, R> =>
+      Attempts.run(stages, request, provider === undefined ? request.model : `${provider}/${request.model}`, self)
 
     const stream = <E, R>(
       self: Stream.Stream<StreamChunk, E, R>,
@@ -280,13 +305,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
         stream(provider.stream(request), request, provider.name)
     })
 
-    const hooks: TimeoutHooks = {
-      totalMs: (request) => limitsFor(request).totalMs,
-      canGuard: timer.canGuard,
-      guard: (fiber, totalMs) => timer.guard(fiber, timer.now() + totalMs),
-      error: totalTimeout
-    }
-    return { limitsFor, complete, stream, wrap, [FastPath]: hooks }
+    return { limitsFor, complete, stream, wrap, stage }
   })
 
 /**

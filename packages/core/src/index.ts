@@ -12,8 +12,9 @@ export * as LlmError from "./LlmError.ts"
 export * as Classification from "./Classification.ts"
 export * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
 
-// the composed pipeline and its telemetry
+// the composed pipeline, the contract of its stages, and its telemetry
 export * as Resilience from "./Resilience.ts"
+export * as Stage from "./Stage.ts"
 export * as Telemetry from "./Telemetry.ts"
 
 // retries

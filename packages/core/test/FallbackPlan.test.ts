@@ -206,6 +206,25 @@ describe("FallbackPlan", () => {
     )
   )
 
+  it.effect("a step with a display label is still skipped when its provider/model circuit is open", () =>
+    isolated(
+      Effect.gen(function* () {
+        const a = yield* failing("a", overloaded)
+        const breaker = yield* CircuitBreaker.make()
+        yield* breaker.isolate("a/x")
+        const plan = yield* FallbackPlan.make(
+          [FallbackPlan.step(a.provider, { model: "x", label: "Primary (fast)" }), FallbackPlan.staticAnswer("busy")],
+          { circuit: breaker }
+        )
+        assert.strictEqual((yield* plan.complete(request)).text, "busy")
+        assert.strictEqual(yield* a.calls, 0)
+        assert.deepStrictEqual(yield* activations, [
+          { from: "Primary (fast)", to: "static", reason: "CircuitOpen", count: 1 }
+        ])
+      })
+    )
+  )
+
   it.effect("degraded steps: a cache miss moves on to the static answer", () =>
     isolated(
       Effect.gen(function* () {

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Metric, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { LlmProvider } from "@llm-resilience/core"
-import { Admission, FallbackPlan, Hedge } from "@llm-resilience/core"
+import { Admission, FallbackPlan, Hedge, TokenEstimator } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const request = { model: "ignored", messages: [{ role: "user" as const, content: "12345678" }] }
@@ -49,8 +49,14 @@ describe("Hedge", () => {
           FallbackPlan.step(slow.provider, { model: "a", hedge, policy: reserving(held, 100) }),
           FallbackPlan.step(fast.provider, { model: "b", policy: reserving(held, 10) })
         ])
+        // the plan weighs the hedge's cost with the TokenEstimator in context (here: one token per character)
+        const estimator = TokenEstimator.fromCounter((text) => text.length)
+        const inputTokens = estimator.estimate(request).inputTokens
+        assert.isAbove(inputTokens, 8)
         const fiber = yield* Effect.forkChild(
-          Effect.flatMap(plan.complete(request), (r) => Effect.map(Ref.get(held), (h) => [r.text, h] as const))
+          Effect.flatMap(plan.complete(request), (r) => Effect.map(Ref.get(held), (h) => [r.text, h] as const)).pipe(
+            Effect.provideService(TokenEstimator.TokenEstimator, estimator)
+          )
         )
         yield* TestClock.adjust(999)
         assert.strictEqual(yield* Ref.get(held), 100)
@@ -68,9 +74,9 @@ describe("Hedge", () => {
         assert.strictEqual(yield* count(Hedge.hedgesStarted, { from: "slow/a", to: "fast/b" }), 1)
         assert.strictEqual(yield* count(Hedge.hedgeWins, { from: "slow/a", to: "fast/b", winner: "hedge" }), 1)
         assert.strictEqual(yield* count(Hedge.hedgeWastedCalls, { step: "slow/a" }), 1)
-        assert.strictEqual(yield* count(Hedge.hedgeWastedInputTokens, { step: "slow/a" }), 2)
+        assert.strictEqual(yield* count(Hedge.hedgeWastedInputTokens, { step: "slow/a" }), inputTokens)
         assert.deepStrictEqual(yield* Ref.get(losers), [
-          { label: "slow/a", role: "primary", elapsedMs: 1_500, inputTokens: 2 }
+          { label: "slow/a", role: "primary", elapsedMs: 1_500, inputTokens }
         ])
       })
     )

@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Stream } from "effect"
+import { identity } from "effect/Function"
 import { TestClock } from "effect/testing"
-import { CircuitBreaker, LlmError, LlmProvider, Resilience, Retry } from "@llm-resilience/core"
-import { FastPath } from "../src/internal/fastPath.ts"
+import { LlmError, LlmProvider, Resilience, Retry, type Stage } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const ask = (path?: string) => ({
@@ -129,6 +129,121 @@ describe("Resilience", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.effect("every duration takes milliseconds or a Duration string, and a bad one is named", () =>
+    Effect.gen(function* () {
+      const timedOutAt = (totalMs: number | string, windowMs: number | string) =>
+        Effect.gen(function* () {
+          const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
+          const { provider } = yield* Resilience.make(
+            { paths: { chat: { retry: "none", timeouts: { totalMs } } }, retryBudget: { windowMs } },
+            [fake.provider]
+          )
+          const fiber = yield* Effect.forkChild(Effect.flip(provider.complete(ask("chat"))))
+          yield* TestClock.adjust("1499 millis")
+          const early = fiber.pollUnsafe()
+          yield* TestClock.adjust("1 millis")
+          const error = yield* Fiber.join(fiber)
+          return [early === undefined, error._tag === "Timeout" ? error.afterMs : error._tag] as const
+        }).pipe(Effect.scoped, isolated)
+      assert.deepStrictEqual(yield* timedOutAt(1_500, 10_000), [true, 1_500])
+      assert.deepStrictEqual(yield* timedOutAt("1.5 seconds", "10 seconds"), [true, 1_500])
+      assert.deepStrictEqual(yield* timedOutAt("1500 millis", 10_000), [true, 1_500])
+      const fake = yield* FakeProvider.make()
+      const bad = [
+        [{ paths: { chat: { timeouts: { totalMs: "soon" } } } }, "paths.chat.timeouts.totalMs"],
+        [{ paths: { chat: { timeouts: { totalMs: "0 seconds" } } } }, "paths.chat.timeouts.totalMs"],
+        [{ breaker: { windowMs: "a minute" } }, "breaker.windowMs"],
+        [{ agent: { loopWindowMs: "ten minutes" } }, "agent.loopWindowMs"]
+      ] as const
+      for (const [config, field] of bad) {
+        const error = yield* Effect.flip(Resilience.make(config as Resilience.Config, [fake.provider]))
+        assert.instanceOf(error, Resilience.InvalidConfig)
+        assert.strictEqual(error.field, field)
+        assert.include(error.message, field)
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("unknown fields at any depth are refused, naming the field", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make()
+      const bad = [
+        [{ breakr: { windowMs: 1_000 } }, "breakr"],
+        [{ paths: { chat: { timeout: { totalMs: 1_000 } } } }, "paths.chat.timeout"],
+        [{ models: { "fake/m": { maxConcurrencyQueu: 10 } } }, "models.fake/m.maxConcurrencyQueu"]
+      ] as const
+      for (const [config, field] of bad) {
+        const error = yield* Effect.flip(Resilience.make(config as Resilience.Config, [fake.provider]))
+        assert.instanceOf(error, Resilience.InvalidConfig)
+        assert.strictEqual(error.field, field)
+        assert.include(error.issue, "unknown field")
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("requests without a path, or with an unknown one, wait the default path's maxWaitMs", () =>
+    Effect.gen(function* () {
+      /** One request per minute; the default path waits 1 s, `chat` admission's 30 s. */
+      const limited = Effect.flatMap(FakeProvider.make({ default: { text: "ok" } }), (fake) =>
+        Resilience.make(
+          {
+            models: { "fake/m1": { requestsPerMinute: 1 } },
+            paths: { default: { retry: "none", maxWaitMs: 1_000 }, chat: { retry: "none" } },
+            admission: { maxWaitMs: 30_000 }
+          },
+          [fake.provider]
+        )
+      )
+      const rejectedAfter = (path: string | undefined) =>
+        Effect.gen(function* () {
+          const { provider } = yield* limited
+          yield* provider.complete(ask(path)) // takes the minute's only request
+          const waiting = yield* Effect.forkChild(Effect.flip(provider.complete(ask(path))))
+          yield* TestClock.adjust("999 millis")
+          const early = waiting.pollUnsafe()
+          yield* TestClock.adjust("1 millis")
+          const done = waiting.pollUnsafe()
+          assert.isDefined(done) // rejected at 1 s, not at admission's 30 s
+          yield* TestClock.adjust("30 seconds")
+          const error = yield* Fiber.join(waiting)
+          return [early === undefined, error._tag === "AdmissionRejected" && error.reason] as const
+        }).pipe(Effect.scoped, isolated)
+      assert.deepStrictEqual(yield* rejectedAfter(undefined), [true, "wait-too-long"])
+      assert.deepStrictEqual(yield* rejectedAfter("nowhere"), [true, "wait-too-long"])
+      // a known path without its own waits admission's maxWaitMs: still waiting after 1 s
+      const { provider } = yield* limited
+      yield* provider.complete(ask("chat"))
+      const chat = yield* Effect.forkChild(Effect.flip(provider.complete(ask("chat"))))
+      yield* TestClock.adjust("29 seconds")
+      assert.isUndefined(chat.pollUnsafe())
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(chat)
+      assert.strictEqual(error._tag === "AdmissionRejected" && error.reason, "wait-too-long")
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("the bulkhead's queue is sized from the configuration (maxConcurrencyQueue)", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ default: { latency: "1 second", text: "ok" } })
+      const { provider } = yield* Resilience.make(
+        {
+          models: { "fake/m1": { maxConcurrency: 1, maxConcurrencyQueue: 1 } },
+          paths: { default: { retry: "none" } }
+        },
+        [fake.provider]
+      )
+      const first = yield* Effect.forkChild(provider.complete(ask()))
+      const second = yield* Effect.forkChild(provider.complete(ask()))
+      yield* TestClock.adjust("1 millis")
+      // one in flight, one waiting: the third finds the queue full at once
+      const third = yield* Effect.flip(provider.complete(ask()))
+      assert.strictEqual(third._tag === "AdmissionRejected" && third.reason, "concurrency-queue-full")
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual((yield* Fiber.join(first)).text, "ok")
+      assert.strictEqual((yield* Fiber.join(second)).text, "ok")
+    }).pipe(Effect.scoped, isolated)
+  )
+
   it.effect("a hung attempt on a path without timeouts is bounded by its retry profile's deadline", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
@@ -162,29 +277,63 @@ describe("Resilience", () => {
   )
 })
 
-describe("Resilience: one step per call", () => {
+describe("Resilience: one frame per attempt", () => {
   const chat = { ...ask("chat"), model: "m1" }
 
-  /** A breaker whose hooks count the attempts that took the one-step path (or without hooks: composed). */
-  const breakerWith = (hooks: "counted" | "none", counter: { admitted: number }) =>
-    Effect.map(CircuitBreaker.make({ minimumCalls: 20, consecutiveFailures: 4 }), (breaker) => {
-      const { [FastPath]: own, ...plain } = breaker
-      if (hooks === "none") return plain as CircuitBreaker.CircuitBreaker
-      return {
-        ...plain,
-        [FastPath]: {
-          admit: (...args: Parameters<NonNullable<typeof own>["admit"]>) => {
-            counter.admitted++
-            return own!.admit(...args)
-          },
-          finish: own!.finish
+  /** A user-provided stage that counts the attempts it entered and exited (and so their exits, owed once). */
+  const counting = (counter: { entered: number; exited: number }): Stage.Stage<number> => ({
+    name: "counting",
+    enter: () => ++counter.entered,
+    exit: () => {
+      counter.exited++
+    }
+  })
+  const withCounting = (counter: { entered: number; exited: number }) =>
+    Effect.provideService(Resilience.CustomStages, [counting(counter)])
+
+  it.effect("a user-provided stage guards streams too: entered before the stream, exited once at its end", () =>
+    Effect.gen(function* () {
+      const seen: Array<string> = []
+      const recording: Stage.Stage<true> = {
+        name: "recording",
+        enter: (attempt) => {
+          seen.push(`enter ${attempt.key}`)
+          return true
+        },
+        exit: (_, exit) => {
+          seen.push(exit._tag === "Success" ? `exit ${exit.value.usage.outputTokens} tokens` : "exit failure")
         }
-      } as CircuitBreaker.CircuitBreaker
-    })
+      }
+      const fake = yield* FakeProvider.make({ default: { text: "hello there" } })
+      const { provider } = yield* Resilience.make({}, [fake.provider]).pipe(
+        Effect.provideService(Resilience.CustomStages, [recording])
+      )
+      const fiber = yield* Effect.forkChild(Stream.runCollect(provider.stream(ask())))
+      yield* TestClock.adjust("10 seconds")
+      const chunks = yield* Fiber.join(fiber)
+      const finish = chunks.at(-1)
+      assert.strictEqual(finish?._tag, "Finish")
+      const tokens = finish?._tag === "Finish" ? finish.usage.outputTokens : -1
+      assert.deepStrictEqual(seen, ["enter fake/m1", `exit ${tokens} tokens`])
+      // a refusal fails the stream before the provider is called
+      const refusing: Stage.Stage<true> = {
+        name: "refusing",
+        enter: (attempt) => Effect.fail(new LlmError.AdmissionRejected({ key: attempt.key, reason: "queue-full" })),
+        exit: () => undefined
+      }
+      const other = yield* FakeProvider.make({ default: { text: "hello there" } })
+      const refused = yield* Resilience.make({ paths: { default: { retry: "none" } } }, [other.provider]).pipe(
+        Effect.provideService(Resilience.CustomStages, [refusing])
+      )
+      const error = yield* Effect.flip(Stream.runCollect(refused.provider.stream(ask())))
+      assert.strictEqual(error._tag, "AdmissionRejected")
+      assert.strictEqual((yield* other.calls).length, 0)
+    }).pipe(Effect.scoped, isolated)
+  )
 
   it.effect("a hung call times out on the caller's fiber, gives its permit back, and the caller retries", () =>
     Effect.gen(function* () {
-      const counter = { admitted: 0 }
+      const counter = { entered: 0, exited: 0 }
       const fake = yield* FakeProvider.make({
         default: { script: [FakeProvider.stall], latency: "100 millis", text: "ok" }
       })
@@ -194,7 +343,7 @@ describe("Resilience: one step per call", () => {
           paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
         },
         [fake.provider]
-      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      ).pipe(withCounting(counter))
       const fiber = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("10 seconds")
       assert.strictEqual((yield* Fiber.join(fiber)).text, "ok")
@@ -207,19 +356,19 @@ describe("Resilience: one step per call", () => {
         ]
       )
       assert.isAbove(calls[1].startedAt, 1_000)
-      assert.strictEqual(counter.admitted, 1) // the first attempt took the one step; the retry, the composed stages
+      assert.deepStrictEqual(counter, { entered: 2, exited: 2 }) // both attempts ran through the same stages
       assert.strictEqual((yield* stages.admission.stats("fake/m1")).availablePermits, 1)
     }).pipe(Effect.scoped, isolated)
   )
 
   it.effect("interrupting the caller gives back the permit, the reservation and the breaker's call", () =>
     Effect.gen(function* () {
-      const counter = { admitted: 0 }
+      const counter = { entered: 0, exited: 0 }
       const fake = yield* FakeProvider.make({ default: { latency: "5 seconds", text: "ok" } })
       const { provider, stages } = yield* Resilience.make(
         { models: { "fake/m1": { maxConcurrency: 1, requestsPerMinute: 10 } } },
         [fake.provider]
-      ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith("counted", counter)))
+      ).pipe(withCounting(counter))
       const fiber = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("1 second")
       const during = yield* stages.admission.stats("fake/m1")
@@ -231,7 +380,7 @@ describe("Resilience: one step per call", () => {
       assert.strictEqual(after.reserved.requests, 0)
       const status = yield* stages.breaker.status("fake/m1")
       assert.strictEqual(status._tag === "Closed" && status.calls, 0)
-      assert.strictEqual(counter.admitted, 1)
+      assert.deepStrictEqual(counter, { entered: 1, exited: 1 })
       // the next call is admitted at once
       const next = yield* Effect.forkChild(provider.complete(chat))
       yield* TestClock.adjust("5 seconds")
@@ -239,7 +388,7 @@ describe("Resilience: one step per call", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
-  it.effect("an uninterruptible caller is served by the composed stages, its deadline still enforced", () =>
+  it.effect("an uninterruptible caller's attempt runs on a fiber of its own, its deadline still enforced", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ default: { behavior: FakeProvider.stall } })
       const { provider } = yield* Resilience.make(
@@ -281,11 +430,11 @@ describe("Resilience: one step per call", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
-  it.effect("the one-step path and the composed stages give the same day", () =>
+  it.effect("a user-provided stage runs in the same frame and changes nothing else of the day", () =>
     Effect.gen(function* () {
-      const day = (hooks: "counted" | "none") =>
+      const day = (custom: boolean) =>
         Effect.gen(function* () {
-          const counter = { admitted: 0 }
+          const counter = { entered: 0, exited: 0 }
           const fake = yield* FakeProvider.make({
             default: {
               script: [
@@ -306,7 +455,7 @@ describe("Resilience: one step per call", () => {
               paths: { chat: { timeouts: { totalMs: 1_000 }, retry: { extends: "interactive", jitter: "none" } } }
             },
             [fake.provider]
-          ).pipe(Effect.provideServiceEffect(CircuitBreaker.CircuitBreaker, breakerWith(hooks, counter)))
+          ).pipe(custom ? withCounting(counter) : identity)
           const fibers = []
           for (let i = 0; i < 6; i++) {
             fibers.push(yield* Effect.forkChild(Effect.exit(provider.complete(chat))))
@@ -328,10 +477,12 @@ describe("Resilience: one step per call", () => {
             admission: yield* stages.admission.stats("fake/m1")
           }
         }).pipe(Effect.scoped, isolated)
-      const oneStep = yield* day("counted")
-      const composed = yield* day("none")
-      assert.isAbove(oneStep.counter.admitted, 0)
-      assert.strictEqual(composed.counter.admitted, 0)
+      const oneStep = yield* day(true)
+      const composed = yield* day(false)
+      // every attempt that reached the provider passed the stage (it sits just outside the timeouts)
+      assert.strictEqual(oneStep.counter.entered, oneStep.calls.length)
+      assert.strictEqual(oneStep.counter.exited, oneStep.counter.entered)
+      assert.strictEqual(composed.counter.entered, 0)
       assert.deepStrictEqual(oneStep.midday, composed.midday)
       assert.deepStrictEqual(oneStep.exits, composed.exits)
       assert.deepStrictEqual(oneStep.calls, composed.calls)

@@ -1,0 +1,383 @@
+/**
+ * The configuration of `Resilience`: its schema, its defaults and how its sections become the stages'
+ * options.
+ *
+ * @internal
+ */
+import { type Context, Duration, Effect, Option, Schedule, Schema, type Scope } from "effect"
+import * as Admission from "../Admission.ts"
+import * as AdmissionStore from "../AdmissionStore.ts"
+import * as AgentGuard from "../AgentGuard.ts"
+import * as CircuitBreaker from "../CircuitBreaker.ts"
+import * as PriceTable from "../PriceTable.ts"
+import * as Retry from "../Retry.ts"
+import * as RetryBudget from "../RetryBudget.ts"
+import * as SpendGuard from "../SpendGuard.ts"
+import * as Timeouts from "../Timeouts.ts"
+import { millis } from "./duration.ts"
+
+const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+/** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
+const PositiveMs = millis(Positive)
+const NonNegativeMs = millis(NonNegative)
+const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+
+/**
+ * Limits and facts of one `provider/model`.
+ *
+ * @since 0.1.0
+ */
+export const ModelConfig = Schema.Struct({
+  /** Admission's limits of the key, as `Admission.KeyLimits` declares them (with `maxConcurrencyQueue`). */
+  ...Admission.KeyLimits.fields,
+  /** Context window in tokens: a `ContextLengthExceeded` moves on only to a step with a larger one. */
+  contextWindow: Schema.optional(PositiveInt)
+})
+
+/**
+ * A retry profile: a built-in name, or a profile extending one (durations in milliseconds).
+ *
+ * @since 0.1.0
+ */
+export const RetryConfig = Schema.Union([
+  Schema.Literals(["interactive", "background", "none"]),
+  Schema.Struct({
+    extends: Schema.optional(Schema.Literals(["interactive", "background"])),
+    maxRetries: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 100 }))),
+    jitter: Schema.optional(Schema.Literals(["none", "full", "equal", "decorrelated"])),
+    baseMs: Schema.optional(NonNegativeMs),
+    capMs: Schema.optional(NonNegativeMs),
+    deadlineMs: Schema.optional(PositiveMs),
+    maxRetryAfterMs: Schema.optional(NonNegativeMs)
+  })
+])
+
+/**
+ * One step of a fallback plan: a provider and model, or a degraded answer.
+ *
+ * @since 0.1.0
+ */
+export const StepConfig = Schema.Union([
+  Schema.Struct({ provider: Schema.String, model: Schema.String }),
+  Schema.Struct({ staticAnswer: Schema.String }),
+  Schema.Struct({ cached: Schema.Literal(true) }),
+  Schema.Struct({ acceptForLater: Schema.Literal(true) })
+])
+
+/**
+ * The timeouts of a path, in milliseconds.
+ *
+ * @since 0.1.0
+ */
+export const TimeoutConfig = Schema.Struct({
+  totalMs: Schema.optional(PositiveMs),
+  firstTokenMs: Schema.optional(PositiveMs),
+  idleMs: Schema.optional(PositiveMs)
+})
+
+/**
+ * How one path (a route or feature: `chat`, `summarize-batch` ...) is served.
+ *
+ * @since 0.1.0
+ */
+export const PathConfig = Schema.Struct({
+  /** Retry profile. Default `interactive`. */
+  retry: Schema.optional(RetryConfig),
+  timeouts: Schema.optional(TimeoutConfig),
+  /** Longest wait in the admission queue. */
+  maxWaitMs: Schema.optional(NonNegativeMs),
+  /** Steps tried in order. Default: the top-level `fallback`, else the request's own model. */
+  fallback: Schema.optional(Schema.Array(StepConfig)),
+  /** Hedge each provider step into the next one after a delay. */
+  hedge: Schema.optional(
+    Schema.Struct({
+      delayMs: Schema.optional(NonNegativeMs),
+      percentile: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100))),
+      maxRatio: Schema.optional(Fraction),
+      maxPerMinute: Schema.optional(NonNegativeInt)
+    })
+  )
+})
+
+/**
+ * Circuit-breaker settings (durations in milliseconds).
+ *
+ * @since 0.1.0
+ */
+export const BreakerConfig = Schema.Struct({
+  consecutiveFailures: Schema.optional(NonNegativeInt),
+  failureRateThreshold: Schema.optional(Fraction),
+  slowCallThresholdMs: Schema.optional(PositiveMs),
+  slowCallRateThreshold: Schema.optional(Fraction),
+  windowMs: Schema.optional(PositiveMs),
+  minimumCalls: Schema.optional(PositiveInt),
+  openDurationMs: Schema.optional(PositiveMs),
+  maxOpenDurationMs: Schema.optional(PositiveMs),
+  halfOpenProbes: Schema.optional(PositiveInt),
+  probeTimeoutMs: Schema.optional(PositiveMs),
+  countRateLimited: Schema.optional(Schema.Boolean),
+  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
+})
+
+/**
+ * The whole configuration. Every field is optional; see {@link defaults} for what an empty one means.
+ *
+ * @example
+ * ```ts
+ * import type { Resilience } from "@llm-resilience/core"
+ * const config: Resilience.Config = {
+ *   models: { "openai/gpt-5.4-mini": { requestsPerMinute: 500, tokensPerMinute: 200_000, contextWindow: 128_000 } },
+ *   paths: {
+ *     chat: { retry: "interactive", timeouts: { totalMs: 8_000, firstTokenMs: 3_000, idleMs: 5_000 } },
+ *     batch: { retry: "background", maxWaitMs: 300_000 }
+ *   },
+ *   fallback: [
+ *     { provider: "openai", model: "gpt-5.4-mini" },
+ *     { provider: "anthropic", model: "claude-haiku-4-5" },
+ *     { staticAnswer: "The assistant is busy; please try again shortly." }
+ *   ],
+ *   breaker: { failureRateThreshold: 0.2, windowMs: 60_000, slowCallThresholdMs: 3_000 }
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  /** Limits per `provider/model`. */
+  models: Schema.optional(Schema.Record(Schema.String, ModelConfig)),
+  /** Per-path settings; requests name their path in `metadata.path`. */
+  paths: Schema.optional(Schema.Record(Schema.String, PathConfig)),
+  /** The path of requests without one (or with an unknown one). Default `"default"`. */
+  defaultPath: Schema.optional(Schema.String),
+  /** The fallback plan of paths that do not set their own. */
+  fallback: Schema.optional(Schema.Array(StepConfig)),
+  breaker: Schema.optional(BreakerConfig),
+  retryBudget: Schema.optional(
+    Schema.Struct({
+      ratio: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 }))),
+      windowMs: Schema.optional(PositiveMs),
+      minRetriesPerSecond: Schema.optional(NonNegative)
+    })
+  ),
+  admission: Schema.optional(
+    Schema.Struct({
+      maxQueueLength: Schema.optional(NonNegativeInt),
+      maxWaitMs: Schema.optional(NonNegativeMs),
+      agingMs: Schema.optional(NonNegativeMs)
+    })
+  ),
+  /** Prices per model (see `PriceTable`); without them no cost is accounted. */
+  prices: Schema.optional(PriceTable.PriceTable),
+  spend: Schema.optional(
+    Schema.Struct({
+      budgets: Schema.optional(
+        Schema.Array(
+          Schema.Struct({
+            scope: Schema.Literals(["global", "key", "tenant", "conversation"]),
+            limitUsd: Positive,
+            windowMs: Schema.optional(PositiveMs)
+          })
+        )
+      ),
+      expensiveRequestUsd: Schema.optional(Positive)
+    })
+  ),
+  agent: Schema.optional(
+    Schema.Struct({
+      maxTurns: Schema.optional(PositiveInt),
+      loopRepeats: Schema.optional(PositiveInt),
+      loopWindowMs: Schema.optional(PositiveMs)
+    })
+  )
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Config = typeof Config.Encoded
+
+/**
+ * The defaults an empty configuration means: the `interactive` retry profile, a breaker that opens at 50%
+ * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of one
+ * retry per second, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
+ *
+ * @since 0.1.0
+ */
+export const defaults: Config = {}
+
+/**
+ * The configuration is invalid: `field` is the path of the offending field.
+ *
+ * @since 0.1.0
+ */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  field: Schema.String,
+  issue: Schema.String
+}) {
+  override get message(): string {
+    return `invalid Resilience configuration at ${this.field}: ${this.issue}`
+  }
+}
+
+export type Decoded = typeof Config.Type
+export type PathDecoded = typeof PathConfig.Type
+export type StepDecoded = typeof StepConfig.Type
+
+/** Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`. */
+export const issueAt =
+  (prefix: string | undefined) =>
+  (error: Schema.SchemaError): InvalidConfig => {
+    const text = error.message
+    const at = /at \[(.*)\]\s*$/m.exec(text)
+    const path =
+      at === null
+        ? undefined
+        : at[1]
+            .split("][")
+            .map((segment, i) =>
+              /^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`
+            )
+            .join("")
+    const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
+    const issue = text.split("\n")[0]
+    return new InvalidConfig({
+      field,
+      issue:
+        issue === "Expected no excess property" ? "unknown field (misspelt, or not a setting of this section)" : issue
+    })
+  }
+
+export const invalid = (field: string, issue: string) => Effect.fail(new InvalidConfig({ field, issue }))
+
+export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
+  if (b === undefined) return {}
+  const ms = (n: number | undefined) => (n === undefined ? undefined : `${n} millis`)
+  return {
+    consecutiveFailures: b.consecutiveFailures,
+    failureRateThreshold: b.failureRateThreshold,
+    slowCallThreshold: ms(b.slowCallThresholdMs),
+    slowCallRateThreshold: b.slowCallRateThreshold,
+    window: ms(b.windowMs),
+    minimumCalls: b.minimumCalls,
+    // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+    openDuration: b.openDurationMs === undefined ? undefined : Schedule.exponential(Duration.millis(b.openDurationMs)),
+    maxOpenDuration: ms(b.maxOpenDurationMs),
+    halfOpenProbes: b.halfOpenProbes,
+    probeTimeout: ms(b.probeTimeoutMs),
+    countRateLimited: b.countRateLimited,
+    mode: b.mode
+  } as CircuitBreaker.Options
+}
+
+export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
+  if (r === undefined || r === "interactive") return Effect.succeed(Retry.interactive)
+  if (r === "background") return Effect.succeed(Retry.background)
+  if (r === "none") return Effect.succeed(undefined)
+  const ms = (n: number | undefined) => (n === undefined ? undefined : (`${n} millis` as const))
+  return Retry.profile({
+    extends: r.extends,
+    maxRetries: r.maxRetries,
+    jitter: r.jitter,
+    base: ms(r.baseMs),
+    cap: ms(r.capMs),
+    deadline: ms(r.deadlineMs),
+    maxRetryAfter: ms(r.maxRetryAfterMs)
+  })
+}
+
+/**
+ * Decodes a configuration and builds the stages it describes, each from the context when a service for it is
+ * provided, else from its section: the shared stages, the retry profile and timeouts of every path.
+ */
+export const build = Effect.fnUntraced(function* (configuration: Config) {
+  const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(configuration ?? {}, {
+    errors: "first",
+    onExcessProperty: "error"
+  }).pipe(Effect.mapError(issueAt(undefined)))
+  const atField = (field: string) => Effect.mapError(issueAt(field))
+  /** The stage service in context, else the one built from the configuration. */
+  const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
+    Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
+
+  // ---- shared stages: from the context when provided, else from the configuration
+  const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
+    CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
+  )
+  const keys: Record<string, Admission.KeyLimits> = {}
+  for (const [key, m] of Object.entries(c.models ?? {})) {
+    if (!key.includes("/")) return yield* invalid(`models.${key}`, "keys are provider/model")
+    const { contextWindow: _, ...limits } = m
+    keys[key] = limits
+  }
+  // Requests without a path, or with an unknown one, are served by the default path: its `maxWaitMs` is
+  // admission's default, and every other path without its own waits `admission.maxWaitMs`.
+  const defaultPathName = c.defaultPath ?? "default"
+  const admissionWaitMs = c.admission?.maxWaitMs ?? 60_000
+  const maxWaitPaths: Record<string, { readonly maxWaitMs: number }> = {}
+  for (const [name, p] of Object.entries(c.paths ?? {})) {
+    maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs ?? admissionWaitMs }
+  }
+  const admission = yield* provided(Admission.Admission, () =>
+    Admission.make({
+      ...c.admission,
+      maxWaitMs: c.paths?.[defaultPathName]?.maxWaitMs ?? admissionWaitMs,
+      keys,
+      paths: maxWaitPaths
+    }).pipe(Effect.provide(AdmissionStore.layerMemory), atField("admission"))
+  )
+  if (c.spend !== undefined && c.prices === undefined) {
+    return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")
+  }
+  const prices = c.prices
+  const spend = yield* provided(
+    SpendGuard.SpendGuard as Context.Key<SpendGuard.SpendGuard, SpendGuard.SpendGuard | undefined>,
+    () =>
+      prices === undefined
+        ? Effect.succeed(undefined)
+        : SpendGuard.make({
+            prices,
+            budgets: c.spend?.budgets?.map((b) => ({
+              scope: b.scope,
+              limitUsd: b.limitUsd,
+              window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
+            })),
+            expensiveRequestUsd: c.spend?.expensiveRequestUsd,
+            breaker
+          }).pipe(atField("spend"))
+  )
+  const agent = yield* provided(AgentGuard.AgentGuard, () =>
+    AgentGuard.make({
+      maxTurns: c.agent?.maxTurns,
+      loopRepeats: c.agent?.loopRepeats,
+      loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
+    }).pipe(atField("agent"))
+  )
+  const budget = yield* RetryBudget.make({
+    ratio: c.retryBudget?.ratio,
+    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
+    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
+  }).pipe(atField("retryBudget"))
+
+  // ---- per-path pipelines
+  const defaultPath = c.defaultPath ?? "default"
+  const pathConfigs: Record<string, PathDecoded> = { ...c.paths }
+  if (pathConfigs[defaultPath] === undefined) pathConfigs[defaultPath] = {}
+
+  // A path without its own total timeout bounds each attempt by its retry profile's deadline: the deadline is
+  // checked between attempts, so without this a hung attempt would run for the stage default (120 s).
+  const profiles = new Map<string, Retry.Profile | undefined>()
+  const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
+  for (const [name, p] of Object.entries(pathConfigs)) {
+    const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
+    profiles.set(name, profile)
+    const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
+    const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
+    if (p.timeouts !== undefined || totalMs !== undefined) timeoutPaths[name] = { ...p.timeouts, totalMs }
+  }
+  // requests without a known path are served by the default path, so its limits are also the stage's base
+  const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
+
+  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts }
+})

@@ -1,0 +1,117 @@
+/**
+ * One provider step of `Resilience` (retry around the stages of an attempt, plus the call's telemetry) with
+ * one frame per attempt.
+ *
+ * The first attempt runs on the caller's fiber through internal/attempt.ts, and its frame's continuation
+ * finishes the call: on a failure it hands over to the retry stage (whose further attempts run through the
+ * same stages, one frame each), and it records the call's metrics. A call that succeeds at once therefore
+ * pushes a single frame, whatever the number of stages. A caller whose telemetry needs a span gets the
+ * composed `Telemetry.observeCall` around the step instead (the span must be in the context of the whole
+ * call).
+ *
+ * `callStages` (the agent guard) enter with the first attempt only: they count the call, never a retry.
+ *
+ * @internal
+ */
+import { Clock, Effect, type Exit } from "effect"
+import type { LlmError } from "../LlmError.ts"
+import type { LlmProvider } from "../LlmProvider.ts"
+import type { LlmRequest } from "../LlmRequest.ts"
+import type { LlmResponse } from "../LlmResponse.ts"
+import type * as Retry from "../Retry.ts"
+import type { Stage } from "../Stage.ts"
+import * as Telemetry from "../Telemetry.ts"
+import * as Attempts from "./attempt.ts"
+import * as Retrying from "./retry.ts"
+
+/** What one model of the step needs, built once per model: its key, its retry stage, its continuation. */
+interface Model {
+  readonly key: string
+  readonly retry: ReturnType<typeof Retrying.stage> | undefined
+  readonly then: Attempts.Continuation | undefined
+  /** The continuation without telemetry, for a call observed by a span around it. */
+  readonly quiet: Attempts.Continuation | undefined
+}
+
+/** @internal */
+export interface Options {
+  readonly provider: LlmProvider["Service"]
+  /** Entered with the first attempt only. */
+  readonly callStages: ReadonlyArray<Stage<unknown>>
+  /** Entered by every attempt, in order. */
+  readonly stages: ReadonlyArray<Stage<unknown>>
+  readonly profile: Retry.Profile | undefined
+  readonly budget: Retry.Options["budget"]
+  /** The path's name, to record the call's telemetry under; `undefined`: the caller records it. */
+  readonly observe: string | undefined
+}
+
+/** @internal */
+export type Call = (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
+
+/** @internal */
+export const make = (o: Options): Call => {
+  const { provider, stages, observe } = o
+  const first = o.callStages.length === 0 ? stages : [...o.callStages, ...stages]
+  const attempt = (request: LlmRequest, key: string): Effect.Effect<LlmResponse, LlmError> =>
+    Attempts.run(stages, request, key, provider.complete(request))
+
+  const continuation = (retry: Model["retry"], observe: string | undefined): Attempts.Continuation | undefined =>
+    retry === undefined && observe === undefined
+      ? undefined
+      : (run, exit: Exit.Exit<LlmResponse, LlmError>) => {
+          let result: Effect.Effect<LlmResponse, LlmError> = exit
+          // retried: a failed attempt that the call stages let through, outside any other retry stage
+          if (exit._tag === "Failure" && run.inner !== undefined && run.entered >= o.callStages.length) {
+            result = Effect.catch(exit, (error) =>
+              Effect.interruptible(retry!.after(attempt(run.request, run.key), run.startMs, error))
+            )
+          }
+          if (observe === undefined) return result
+          if (result === exit) {
+            Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, exit, undefined, run.endMs)
+            return exit
+          }
+          return Effect.onExit(result, (final) =>
+            Effect.sync(() => Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, final))
+          )
+        }
+
+  const models = new Map<string, Model>()
+  const modelOf = (model: string): Model => {
+    let m = models.get(model)
+    if (m === undefined) {
+      if (models.size >= 1_000) models.clear()
+      const key = `${provider.name}/${model}`
+      const retry = o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key))
+      m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
+      models.set(model, m)
+    }
+    return m
+  }
+
+  const call = (request: LlmRequest, span: boolean): Effect.Effect<LlmResponse, LlmError> =>
+    Effect.withFiber((fiber) => {
+      if (span && o.observe !== undefined && Telemetry.spanVisible(fiber)) {
+        return Telemetry.observeCall(request, o.observe)(call(request, false))
+      }
+      const m = modelOf(request.model)
+      const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const retry = m.retry
+      const retrying = retry !== undefined && !fiber.getRef(Retrying.InsideRetry)
+      const run = Attempts.start(
+        fiber,
+        first,
+        request,
+        m.key,
+        provider.complete(request),
+        span ? m.then : m.quiet,
+        retrying ? retry.mark(fiber.context) : undefined,
+        startMs
+      )
+      if (!retrying || retry.budget === undefined) return run
+      const deposited = retry.budget.depositAt(m.key, startMs)
+      return Effect.isEffect(deposited) ? Effect.andThen(deposited, run) : run
+    })
+  return (request) => call(request, true)
+}
