@@ -33,6 +33,8 @@ export * as PriceTable from "./PriceTable.ts"
 export * as SpendGuard from "./SpendGuard.ts"
 export * as AgentGuard from "./AgentGuard.ts"
 export * as QualityJudge from "./QualityJudge.ts"
+export * as OutputMonitor from "./OutputMonitor.ts"
+export * as QualityBreaker from "./QualityBreaker.ts"
 
 // fallbacks, hedging, timeouts, validated output
 export * as FallbackPlan from "./FallbackPlan.ts"
