@@ -30,7 +30,9 @@ describe("quality drill", () => {
       expect(context.signals).toContain("embedding")
       expect(context.evidence?.samples.some((s) => /conversation|document|attachment/.test(s))).toBe(true)
       expect(script.signals).toEqual(["mixed_script"])
-      expect(script.evidence?.samples.every((s) => /[\u0370-\u06ff\u0e00-\u0e7f\u4e00-\u9fff\uac00-\ud7af]/.test(s))).toBe(true)
+      expect(
+        script.evidence?.samples.every((s) => /[\u0370-\u06ff\u0e00-\u0e7f\u4e00-\u9fff\uac00-\ud7af]/.test(s))
+      ).toBe(true)
       expect(wrong.signals).toEqual(["judge_failure"])
       expect(wrong.evidence?.effect).toBeGreaterThan(0.05)
 

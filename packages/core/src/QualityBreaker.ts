@@ -86,10 +86,7 @@ export const diverted = Metric.counter("llm_quality_breaker_diverted", {
  * ```
  * @since 0.1.0
  */
-export const make = (
-  monitor: OutputMonitor,
-  options: Options = {}
-): Effect.Effect<CircuitCheck, Schema.SchemaError> =>
+export const make = (monitor: OutputMonitor, options: Options = {}): Effect.Effect<CircuitCheck, Schema.SchemaError> =>
   Effect.gen(function* () {
     const { circuit, ...data } = options
     yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
