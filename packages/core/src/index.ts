@@ -15,6 +15,7 @@ export * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
 // the composed pipeline and its telemetry
 export * as Resilience from "./Resilience.ts"
 export * as Telemetry from "./Telemetry.ts"
+export * as Headroom from "./Headroom.ts"
 
 // retries
 export * as Backoff from "./Backoff.ts"
