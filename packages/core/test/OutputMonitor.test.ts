@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Metric, Random, Stream } from "effect"
+import { EmbeddingModel } from "effect/ai"
 import { TestClock } from "effect/testing"
 import { LlmError, type LlmProvider, type LlmResponse, OutputMonitor } from "@llm-resilience/core"
 import * as stats from "../src/internal/driftStats.ts"
@@ -186,6 +187,45 @@ describe("OutputMonitor", () => {
         assert.isAtLeast(evidence.effect, 2)
         // the samples are the outputs furthest along the shift: French ones first
         assert.include(mots, evidence.samples[0].split(" ")[0])
+      })
+    )
+  )
+
+  it.effect("with an EmbeddingModel, a sample of outputs is embedded by it; its failures only skip the embedding", () =>
+    seeded(
+      Effect.gen(function* () {
+        let calls = 0
+        const model = yield* EmbeddingModel.make({
+          // a model that tells English from French: one axis each
+          embedMany: ({ inputs }) =>
+            Effect.sync(() => {
+              calls += inputs.length
+              return {
+                results: inputs.map((text) => (mots.includes(text.split(" ")[0]) ? [0, 1] : [1, 0.1])),
+                usage: { inputTokens: undefined }
+              }
+            })
+        })
+        const { monitor, events } = yield* setup({ embeddingModel: model, embeddingSampleRate: 0.5 })
+        yield* feed(monitor, 50, healthy)
+        assert.closeTo(calls / (50 * 40), 0.5, 0.05)
+        yield* feed(
+          monitor,
+          8,
+          sometimes(3, (i) => ({ response: response(sentence(mots, i)) }))
+        )
+        assert.deepStrictEqual(
+          events.filter((e) => e._tag === "DriftDetected").map((e) => e.evidence.signal),
+          ["embedding"]
+        )
+
+        const broken = yield* EmbeddingModel.make({ embedMany: () => Effect.die("embedding service down") })
+        const second = yield* setup({ embeddingModel: broken, embeddingSampleRate: 1 })
+        yield* feed(second.monitor, 2, healthy)
+        const observations = yield* Metric.value(
+          Metric.withAttributes(OutputMonitor.metrics.observations, { key: KEY })
+        )
+        assert.strictEqual(observations.count, 58 * 40 + 2 * 40)
       })
     )
   )
