@@ -113,6 +113,16 @@ describe("OutputMonitor", () => {
         )
         assert.deepStrictEqual(yield* monitor.drifted(KEY), [])
         assert.strictEqual(yield* gauge(OutputMonitor.metrics.drift, { key: KEY, signal: "mixed_script" }), 0)
+
+        // the same bug again: the minutes that showed it the first time never became reference
+        yield* feed(
+          monitor,
+          5,
+          sometimes(10, (i) => ({ response: response(sentence(words, i).replace("price", "ราคา")) }))
+        )
+        const again = events.filter((x) => x._tag === "DriftDetected")
+        assert.strictEqual(again.length, 2)
+        assert.strictEqual(again[1].evidence.reference, 0)
       })
     )
   )
