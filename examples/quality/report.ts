@@ -4,6 +4,7 @@
  */
 import type { BugRun, HealthyRun, Minute } from "./run.ts"
 import * as Q from "./scenario.ts"
+import { baseStyle, esc } from "../html.ts"
 
 const minutes = (ms: number | undefined) => (ms === undefined ? "not detected" : `${(ms / Q.minute).toFixed(0)} min`)
 
@@ -26,8 +27,6 @@ export const table = (runs: ReadonlyArray<BugRun>, healthy: HealthyRun): string 
   )
   return lines.join("\n")
 }
-
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 const chart = (run: BugRun): string => {
   const width = 960
@@ -99,10 +98,8 @@ export const html = (runs: ReadonlyArray<BugRun>, healthy: HealthyRun): string =
 <meta charset="utf-8">
 <title>llm-resilience quality drill</title>
 <style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
-figure { margin: 16px 0 28px; } figcaption { font-weight: 600; margin-bottom: 4px; }
+${baseStyle}
 pre { background: #f6f6f6; padding: 12px; overflow-x: auto; }
-.legend span { display: inline-block; margin-right: 16px; } .sw { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 4px; }
 </style>
 </head>
 <body>
