@@ -31,25 +31,12 @@
  *
  * @since 0.1.0
  */
-import {
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  type Fiber,
-  Layer,
-  Metric,
-  Option,
-  PubSub,
-  Random,
-  Schema,
-  Stream
-} from "effect"
+import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, PubSub, Random, Schema, Stream } from "effect"
 import type { EmbeddingModel } from "effect/ai/EmbeddingModel"
 import * as features from "./internal/outputFeatures.ts"
+import * as internal from "./internal/outputMonitor.ts"
 import * as windows from "./internal/outputWindows.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
-import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse } from "./LlmResponse.ts"
 import type { QualityJudge } from "./QualityJudge.ts"
 
@@ -248,32 +235,6 @@ export const metrics = {
 export const defaultRefusal: RegExp =
   /\b(?:I(?:'m| am) sorry,? but|I can(?:'|no)t (?:help|assist|comply)|I(?:'m| am) (?:unable|not able) to (?:help|assist)|As an AI\b)/i
 
-const DurationInput = Schema.Unknown.check(
-  Schema.makeFilter(
-    (u) =>
-      Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-      'expected a duration such as "30 minutes" or a number of milliseconds'
-  )
-)
-const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
-const OptionsSchema = Schema.Struct({
-  window: Schema.optional(DurationInput),
-  reference: Schema.optional(DurationInput),
-  interval: Schema.optional(DurationInput),
-  falseAlarmsPerWeek: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
-  minSamples: Schema.optional(PositiveInt),
-  permutations: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(20))),
-  samples: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-  dimensions: Schema.optional(
-    Schema.Int.check(
-      Schema.makeFilter(
-        (n) => (n >= 16 && n <= 4096 && (n & (n - 1)) === 0) || "expected a power of two from 16 to 4096"
-      )
-    )
-  ),
-  embeddingSampleRate: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })))
-})
-
 const weekMs = 7 * 24 * 60 * 60 * 1000
 const millis = (input: Duration.Input | undefined, fallback: number) =>
   input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input))
@@ -298,7 +259,7 @@ const millis = (input: Duration.Input | undefined, fallback: number) =>
 export const make = (options: Options = {}): Effect.Effect<OutputMonitor, Schema.SchemaError> =>
   Effect.gen(function* () {
     const { refusal: refusalOption, embeddingModel, ...data } = options
-    yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
+    yield* Schema.decodeUnknownEffect(internal.OptionsSchema)(data, { errors: "all" })
     const bucketMs = millis(options.interval, 60_000)
     const windowMs = Math.max(bucketMs, millis(options.window, 30 * 60_000))
     const config: windows.Config = {
@@ -451,54 +412,8 @@ export const make = (options: Options = {}): Effect.Effect<OutputMonitor, Schema
         }),
       policy:
         (policyOptions = {}) =>
-        (provider) => {
-          const judged = (request: LlmRequest, response: LlmResponse, facts: Facts) => {
-            const judge = policyOptions.judge
-            if (judge === undefined) return observe(response, facts)
-            return Effect.flatMap(judge.evaluate(facts.key!, request, response), (verdict) =>
-              observe(response, verdict._tag === "Judged" ? { ...facts, judgePassed: verdict.passed } : facts)
-            )
-          }
-          const base = (request: LlmRequest): Facts => ({
-            key: `${provider.name}/${request.model}`,
-            ...(policyOptions.validated === true ? { schemaValid: true } : {})
-          })
-          return {
-            name: provider.name,
-            complete: (request) =>
-              provider.complete(request).pipe(
-                Effect.tap((response) => judged(request, response, base(request))),
-                Effect.tapError((error) =>
-                  policyOptions.validated === true && error._tag === "OutputInvalid"
-                    ? observe(
-                        {
-                          text: error.text ?? "",
-                          finishReason: "stop",
-                          usage: { inputTokens: 0, outputTokens: 0 },
-                          provider: provider.name,
-                          model: request.model
-                        },
-                        { ...base(request), schemaValid: false }
-                      )
-                    : Effect.void
-                )
-              ),
-            stream: (request) =>
-              Stream.suspend(() => {
-                let text = ""
-                return provider.stream(request).pipe(
-                  Stream.tap((chunk) => {
-                    if (chunk._tag === "TextDelta") {
-                      text += chunk.text
-                      return Effect.void
-                    }
-                    const { _tag, ...meta } = chunk
-                    return judged(request, { ...meta, text }, base(request))
-                  })
-                )
-              })
-          }
-        }
+        (provider) =>
+          internal.policy(observe, provider, policyOptions)
     }
     return OutputMonitor.of(monitor)
   })
