@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Metric, Random, Stream } from "effect"
+import { Clock, Effect, Exit, Metric, Random, Stream } from "effect"
 import { EmbeddingModel } from "effect/ai"
 import { TestClock } from "effect/testing"
 import { LlmError, type LlmProvider, type LlmResponse, OutputMonitor } from "@llm-resilience/core"
@@ -123,6 +123,28 @@ describe("OutputMonitor", () => {
         const again = events.filter((x) => x._tag === "DriftDetected")
         assert.strictEqual(again.length, 2)
         assert.strictEqual(again[1].evidence.reference, 0)
+      })
+    )
+  )
+
+  it.effect("a larger false-alarm budget detects the same shift sooner", () =>
+    seeded(
+      Effect.gen(function* () {
+        const detectedAt = (falseAlarmsPerWeek: number) =>
+          Effect.gen(function* () {
+            const { monitor, events } = yield* setup({ falseAlarmsPerWeek })
+            const start = yield* Clock.currentTimeMillis
+            yield* feed(monitor, 50, healthy)
+            yield* feed(
+              monitor,
+              10,
+              sometimes(40, () => ({ response: response("I'm sorry, but I can't help with that.") }))
+            )
+            return (events.find((e) => e._tag === "DriftDetected")?.at ?? Infinity) - start
+          })
+        const strict = yield* detectedAt(0.5)
+        const lax = yield* detectedAt(500)
+        assert.isBelow(lax, strict)
       })
     )
   )
