@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/node_modules/**", "bench/results/**", "docs/examples/**", "drill-report.html"]
+    ignores: ["**/node_modules/**", "**/dist/**", "bench/results/**", "docs/examples/**", "drill-report.html"]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -1,8 +1,12 @@
-import { defineProject } from "vitest/config"
+import { defineProject, mergeConfig } from "vitest/config"
+import { shared } from "../../vitest.shared.ts"
 
-export default defineProject({
-  test: {
-    name: "providers",
-    include: ["test/**/*.test.ts"]
-  }
-})
+export default mergeConfig(
+  shared,
+  defineProject({
+    test: {
+      name: "providers",
+      include: ["test/**/*.test.ts"]
+    }
+  })
+)

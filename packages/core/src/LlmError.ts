@@ -122,8 +122,8 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>()("Conn
 }) {}
 
 /**
- * A stream ended without the provider's end marker (`[DONE]`, `message_stop`), or failed mid-way with an
- * in-stream error event that was not itself classifiable. `receivedChunks` text chunks had arrived.
+ * A stream ended before the model finished (neither a finish reason nor the end marker `[DONE]` /
+ * `message_stop` arrived), or its connection was lost mid-way. `receivedChunks` text chunks had arrived.
  *
  * @since 0.1.0
  */

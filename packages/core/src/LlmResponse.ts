@@ -2,8 +2,8 @@
  * The provider-neutral response, its usage, and the chunks of a streamed response.
  *
  * A stream is a sequence of `TextDelta` chunks closed by exactly one `Finish` chunk, which a provider emits
- * only after it has seen the wire format's end marker (`[DONE]`, `message_stop`). A stream that ends
- * without `Finish` was truncated.
+ * only once the model said it finished: at the wire format's end marker (`[DONE]`, `message_stop`), or at
+ * a clean end of the body after the finish reason. A stream that ends without `Finish` was truncated.
  *
  * @since 0.1.0
  */
@@ -29,7 +29,8 @@ export type Usage = typeof Usage.Type
 
 /**
  * Why the model stopped: `stop` (natural end or stop sequence), `length` (hit the output cap),
- * `content_filter`, `tool_calls`, or `unknown` for anything a provider adds later.
+ * `content_filter` (a filter stopped it, or the model refused: the text is then the refusal), `tool_calls`,
+ * or `unknown` for anything a provider adds later.
  *
  * @since 0.1.0
  */

@@ -8,8 +8,11 @@
  *   `cachedInputTokens` is `cache_read_input_tokens`.
  * - Every failure becomes a typed `LlmError`: non-2xx responses through the core classifier, an
  *   in-stream `event: error` (e.g. `overloaded_error` inside an HTTP 200) through the same classifier,
- *   a stream that ends without `message_stop` as `StreamTruncated`, transport failures as
- *   `ConnectionError`, malformed or oversized bodies and wrong content types as `ServerError`.
+ *   a stream that ends before its `message_delta.stop_reason` (or `message_stop`) as `StreamTruncated`,
+ *   transport failures as `ConnectionError`, malformed or oversized bodies, mostly malformed streams and
+ *   wrong content types as `ServerError`. One malformed stream event is skipped and counted
+ *   (`llm_stream_malformed_events`).
+ * - `stop_reason: "refusal"` is finish reason `content_filter`.
  * - Every response has its `anthropic-ratelimit-*` headers read into a `RateLimitSnapshot`, and its
  *   `request-id` kept. No retries and no timeouts inside.
  *

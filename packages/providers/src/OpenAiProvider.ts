@@ -5,9 +5,11 @@
  * - `complete` posts `/chat/completions`; `stream` adds `stream: true` and
  *   `stream_options.include_usage`, so the final chunk carries usage.
  * - Every failure becomes a typed `LlmError`: non-2xx responses through the core classifier (status,
- *   body, headers), transport failures as `ConnectionError`, a stream that closes without `data: [DONE]`
- *   as `StreamTruncated`, an in-stream `{"error": ...}` chunk through the classifier, malformed or
- *   oversized bodies and wrong content types as `ServerError`.
+ *   body, headers), transport failures as `ConnectionError`, a stream that ends before its
+ *   `finish_reason` (or `data: [DONE]`) as `StreamTruncated`, an in-stream `{"error": ...}` chunk through
+ *   the classifier, malformed or oversized bodies, mostly malformed streams and wrong content types as
+ *   `ServerError`. One malformed stream event is skipped and counted (`llm_stream_malformed_events`).
+ * - A refusal (`message.refusal`, `delta.refusal`) is the text, with finish reason `content_filter`.
  * - Every response (success or failure) has its rate-limit headers read into a `RateLimitSnapshot`, and
  *   its `x-request-id` kept.
  * - No retries and no timeouts inside: those are toolkit stages.

@@ -1,9 +1,12 @@
 /**
  * Runs calls made with the official SDKs (`openai`, `@anthropic-ai/sdk`, or any Stainless-generated
  * client) inside the toolkit: a Promise-returning call becomes an `Effect`, an SDK stream becomes a
- * `Stream`, and the SDK's error objects (status, headers, body) are classified into the toolkit's
- * `LlmError` taxonomy by the core classifier, so that breakers, retries and fallbacks treat them exactly
- * like errors from this package's own providers.
+ * `Stream`, and an SDK client can be an `LlmProvider` ({@link fromOpenAi}, {@link fromAnthropic}), so an
+ * SDK-backed model can be a step of a fallback plan. The SDK's error objects (status, headers, body) are
+ * classified into the toolkit's `LlmError` taxonomy by the core classifier, and every transport failure
+ * (`terminated`, `ECONNRESET`, `other side closed`, `fetch failed`, an abort), however the SDK wraps it, is
+ * a `ConnectionError`, or `StreamTruncated` once a stream has begun; so breakers, retries and fallbacks
+ * treat them exactly like errors from this package's own providers.
  *
  * Turn the SDK's own retries off (`maxRetries: 0`) so that retries happen once, in the toolkit, and
  * leave timeouts to the toolkit's timeout stage (the SDKs' timeout stops once headers arrive, so a stalled
@@ -13,64 +16,18 @@
  *
  * @since 0.1.0
  */
-import { Classification, LlmError } from "@llm-resilience/core"
-import { Clock, Effect, Stream } from "effect"
+import type { LlmError, LlmProvider } from "@llm-resilience/core"
+import type { Effect, Stream } from "effect"
+import { anthropicCodec } from "./internal/anthropic.ts"
+import { openAiCodec } from "./internal/openai.ts"
+import * as internal from "./internal/sdk.ts"
 
 /**
  * Where a call goes: the provider name (as in errors and breaker keys) and the model, when known.
  *
  * @since 0.1.0
  */
-export interface Target {
-  readonly provider: string
-  readonly model?: string | undefined
-}
-
-type Headers = Record<string, string>
-
-const isObject = (u: unknown): u is Record<string, unknown> => u !== null && typeof u === "object"
-
-const headersOf = (u: unknown): Headers => {
-  const out: Headers = {}
-  if (!isObject(u)) return out
-  const forEach = (u as { forEach?: unknown }).forEach
-  if (typeof forEach === "function" && !Array.isArray(u)) {
-    // a WHATWG Headers (both SDKs expose response headers this way)
-    ;(u as { forEach: (f: (value: string, key: string) => void) => void }).forEach((value, key) => {
-      out[key.toLowerCase()] = value
-    })
-    return out
-  }
-  for (const [key, value] of Object.entries(u)) {
-    if (typeof value === "string") out[key.toLowerCase()] = value
-    else if (Array.isArray(value) && typeof value[0] === "string") out[key.toLowerCase()] = value[0]
-  }
-  return out
-}
-
-/** The SDKs keep the body as `error`: OpenAI the inner `{message,type,code}`, Anthropic the whole body. */
-const bodyOf = (error: Record<string, unknown>): string => {
-  const body = error.error
-  if (body === undefined || body === null) return typeof error.message === "string" ? error.message : ""
-  if (typeof body === "string") return body
-  if (!isObject(body)) return ""
-  const wrapped = "error" in body || body.type === "error" ? body : { error: body }
-  try {
-    return JSON.stringify(wrapped)
-  } catch {
-    return ""
-  }
-}
-
-const names = (error: Record<string, unknown>): string => {
-  const ctor = (error as { constructor?: { name?: unknown } }).constructor
-  return `${typeof error.name === "string" ? error.name : ""} ${typeof ctor?.name === "string" ? ctor.name : ""}`
-}
-
-const fields = (target: Target) => ({
-  provider: target.provider,
-  ...(target.model === undefined ? {} : { model: target.model })
-})
+export type Target = internal.Target
 
 /**
  * Classifies an error thrown by an official SDK. Returns `undefined` for anything that is not an SDK or
@@ -79,8 +36,10 @@ const fields = (target: Target) => ({
  * - an `APIError` with a status: the core classifier on its status, headers and body;
  * - an `APIError` without a status but with a body (an in-stream `error` event): the classifier, with
  *   status 200 (the stream's);
- * - `APIConnectionTimeoutError`: `Timeout` (phase `total`); `APIConnectionError` and network errors:
- *   `ConnectionError`.
+ * - `APIConnectionTimeoutError`: `Timeout` (phase `total`);
+ * - a transport failure, found by name, code or message along the error's `cause` chain
+ *   (`APIConnectionError`, `APIUserAbortError`, `AbortError`, undici's `TypeError: terminated` caused by
+ *   `SocketError: other side closed`, `ECONNRESET` and other `E*` codes, `fetch failed`): `ConnectionError`.
  *
  * @example
  * ```ts
@@ -91,46 +50,8 @@ const fields = (target: Target) => ({
  * ```
  * @since 0.1.0
  */
-export const classifyError = (
-  error: unknown,
-  target: Target,
-  nowMillis: number
-): LlmError.ProviderError | undefined => {
-  if (!isObject(error)) return undefined
-  const status = typeof error.status === "number" ? error.status : undefined
-  const kind = names(error)
-  const hasBody = error.error !== undefined && error.error !== null
-  if (status !== undefined || (hasBody && /APIError/.test(kind))) {
-    return Classification.classify({
-      status: status ?? 200,
-      headers: headersOf(error.headers),
-      body: bodyOf(error),
-      provider: target.provider,
-      model: target.model,
-      nowMillis
-    })
-  }
-  const message = typeof error.message === "string" ? error.message : "request failed"
-  if (/ConnectionTimeout|TimeoutError/.test(kind)) {
-    return new LlmError.Timeout({
-      ...fields(target),
-      message: `the SDK's own timeout fired: ${message}`,
-      phase: "total",
-      afterMs: 0
-    })
-  }
-  const code = typeof error.code === "string" ? error.code : ""
-  if (/Connection|FetchError|SocketError/.test(kind) || /^E[A-Z]+$/.test(code) || message === "fetch failed") {
-    return new LlmError.ConnectionError({ ...fields(target), message })
-  }
-  return undefined
-}
-
-const toEffectError = (error: unknown, target: Target) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    const classified = classifyError(error, target, now)
-    return classified === undefined ? Effect.die(error) : Effect.fail(classified)
-  })
+export const classifyError: (error: unknown, target: Target, nowMillis: number) => LlmError.ProviderError | undefined =
+  internal.classifyError
 
 /**
  * Runs a Promise-returning SDK call as an `Effect`. The call receives an `AbortSignal` to pass to the SDK
@@ -152,23 +73,20 @@ const toEffectError = (error: unknown, target: Target) =>
  * ```
  * @since 0.1.0
  */
-export const tryPromise = <A>(
+export const tryPromise: <A>(
   target: Target,
   evaluate: (signal: AbortSignal) => PromiseLike<A>
-): Effect.Effect<A, LlmError.ProviderError> =>
-  Effect.tryPromise({
-    try: (signal) => evaluate(signal),
-    catch: (error) => error
-  }).pipe(Effect.catch((error) => toEffectError(error, target)))
+) => Effect.Effect<A, LlmError.ProviderError> = internal.tryPromise
 
 /**
  * Runs an SDK stream (an `AsyncIterable` such as the result of `stream: true`, or the Promise of one) as a
- * `Stream` of its events, with the same classification for errors thrown while opening or iterating.
- * Stopping the stream early, or interrupting it, aborts the request.
+ * `Stream` of its events, with the same classification for errors thrown while opening or iterating; a
+ * transport failure while iterating is `StreamTruncated` (`receivedChunks` counts events). Stopping the
+ * stream early, or interrupting it, aborts the request.
  *
- * Note: the SDKs end an SSE stream silently when the connection closes before the end marker; check for
- * your last expected event (e.g. `message_stop`, a `finish_reason`) or use this package's providers, which
- * fail such streams with `StreamTruncated`.
+ * Note: the SDKs end an SSE stream silently when the connection closes cleanly before the end marker;
+ * check for your last expected event (e.g. `message_stop`, a `finish_reason`), or use {@link fromOpenAi} /
+ * {@link fromAnthropic}, whose streams fail with `StreamTruncated` then.
  *
  * @example
  * ```ts
@@ -186,26 +104,102 @@ export const tryPromise = <A>(
  * ```
  * @since 0.1.0
  */
-export const stream = <A>(
+export const stream: <A>(
   target: Target,
   evaluate: (signal: AbortSignal) => AsyncIterable<A> | PromiseLike<AsyncIterable<A>>
-): Stream.Stream<A, LlmError.ProviderError> =>
-  Stream.unwrap(
-    Effect.map(
-      Effect.acquireRelease(
-        Effect.sync(() => new AbortController()),
-        (controller) => Effect.sync(() => controller.abort())
-      ),
-      (controller) =>
-        Stream.unwrap(
-          Effect.map(
-            tryPromise(target, () => Promise.resolve(evaluate(controller.signal))),
-            (iterable) => Stream.fromAsyncIterable(iterable, (error) => error)
-          )
-        ).pipe(
-          Stream.catch((error) =>
-            Stream.fromEffect(LlmError.isProviderError(error) ? Effect.fail(error) : toEffectError(error, target))
-          )
-        )
-    )
+) => Stream.Stream<A, LlmError.ProviderError> = internal.stream
+
+/**
+ * The part of an `openai` client that {@link fromOpenAi} uses: `chat.completions.create`.
+ *
+ * @example
+ * ```ts
+ * import OpenAI from "openai"
+ * import type { SdkAdapter } from "@llm-resilience/providers"
+ * const client: SdkAdapter.OpenAiClient = new OpenAI({ maxRetries: 0 })
+ * ```
+ * @since 0.1.0
+ */
+export interface OpenAiClient {
+  readonly chat: { readonly completions: { readonly create: internal.Create } }
+}
+
+/**
+ * The part of an `@anthropic-ai/sdk` client that {@link fromAnthropic} uses: `messages.create`.
+ *
+ * @example
+ * ```ts
+ * import Anthropic from "@anthropic-ai/sdk"
+ * import type { SdkAdapter } from "@llm-resilience/providers"
+ * const client: SdkAdapter.AnthropicClient = new Anthropic({ maxRetries: 0 })
+ * ```
+ * @since 0.1.0
+ */
+export interface AnthropicClient {
+  readonly messages: { readonly create: internal.Create }
+}
+
+/**
+ * An `openai` client (or any OpenAI-compatible Stainless client, e.g. `AzureOpenAI`) as an `LlmProvider`:
+ * requests, responses, streams, refusals and errors are mapped exactly as `OpenAiProvider` maps them
+ * (a stream is complete at a finish reason followed by the end, and fails with `StreamTruncated`
+ * otherwise), and the rate-limit snapshot and request id are read from the response headers.
+ *
+ * Options: `name` (default `openai`), `maxTokensField` (default `max_completion_tokens`), `includeUsage`
+ * (default `true`). Give the client `maxRetries: 0`.
+ *
+ * @example
+ * ```ts
+ * import OpenAI from "openai"
+ * import { FallbackPlan } from "@llm-resilience/core"
+ * import { SdkAdapter } from "@llm-resilience/providers"
+ *
+ * const openai = SdkAdapter.fromOpenAi(new OpenAI({ maxRetries: 0 }))
+ * const step = FallbackPlan.step(openai, { model: "gpt-5.4-mini" })
+ * ```
+ * @since 0.1.0
+ */
+export const fromOpenAi = (
+  client: OpenAiClient,
+  options: {
+    readonly name?: string | undefined
+    readonly maxTokensField?: "max_tokens" | "max_completion_tokens" | undefined
+    readonly includeUsage?: boolean | undefined
+  } = {}
+): LlmProvider.LlmProvider["Service"] =>
+  internal.sdkProvider(
+    options.name ?? "openai",
+    openAiCodec({
+      maxTokensField: options.maxTokensField ?? "max_completion_tokens",
+      includeUsage: options.includeUsage ?? true
+    }),
+    (body, o) => client.chat.completions.create(body, o)
+  )
+
+/**
+ * An `@anthropic-ai/sdk` client as an `LlmProvider`, mapped exactly as `AnthropicProvider` maps the
+ * Messages API.
+ *
+ * Options: `name` (default `anthropic`), `defaultMaxTokens` (default 4096: `max_tokens` when the request
+ * has no `maxOutputTokens`). Give the client `maxRetries: 0`.
+ *
+ * @example
+ * ```ts
+ * import Anthropic from "@anthropic-ai/sdk"
+ * import { FallbackPlan } from "@llm-resilience/core"
+ * import { SdkAdapter } from "@llm-resilience/providers"
+ *
+ * const anthropic = SdkAdapter.fromAnthropic(new Anthropic({ maxRetries: 0 }))
+ * const step = FallbackPlan.step(anthropic, { model: "claude-haiku-4-5" })
+ * ```
+ * @since 0.1.0
+ */
+export const fromAnthropic = (
+  client: AnthropicClient,
+  options: { readonly name?: string | undefined; readonly defaultMaxTokens?: number | undefined } = {}
+): LlmProvider.LlmProvider["Service"] =>
+  internal.sdkProvider(
+    options.name ?? "anthropic",
+    anthropicCodec({ defaultMaxTokens: options.defaultMaxTokens ?? 4096 }),
+    (body, o) => client.messages.create(body, o)
   )

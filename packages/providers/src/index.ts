@@ -7,3 +7,4 @@
 export * as AnthropicProvider from "./AnthropicProvider.ts"
 export * as OpenAiProvider from "./OpenAiProvider.ts"
 export * as SdkAdapter from "./SdkAdapter.ts"
+export * as ProviderTelemetry from "./ProviderTelemetry.ts"

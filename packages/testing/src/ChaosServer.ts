@@ -203,11 +203,15 @@ export const make: (
       socket.on("close", () => sockets.delete(socket))
     })
     const host = o.host ?? "127.0.0.1"
-    const server = yield* NodeHttpServer.make(() => nodeServer, {
-      port: o.port ?? 0,
-      host,
-      gracefulShutdownTimeout: Duration.millis(250)
-    })
+    // Uninterruptible until the socket is bound: the server's close finalizer does nothing while `listen` is in
+    // flight, so an interruption then (a sibling layer failing) would leave it listening and the process alive.
+    const server = yield* Effect.uninterruptible(
+      NodeHttpServer.make(() => nodeServer, {
+        port: o.port ?? 0,
+        host,
+        gracefulShutdownTimeout: Duration.millis(250)
+      })
+    )
     const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
     for (const path of ["/v1/chat/completions", "/v1/messages"] as const) {
       yield* router.add("POST", path, handler)

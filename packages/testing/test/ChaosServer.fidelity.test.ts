@@ -185,6 +185,65 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
     )
   })
 
+  describe("openai SDK: faults our providers survive", () => {
+    const refusal = "I'm sorry, but I can't help with that request."
+
+    it.effect("refusal: content null and message.refusal, whole and accumulated from delta.refusal", () =>
+      Effect.gen(function* () {
+        const client = yield* openai("refusal")
+        const whole = yield* Effect.promise(() => client.chat.completions.create({ model: "gpt-5.4-mini", messages }))
+        assert.strictEqual(whole.choices[0].message.content, null)
+        assert.strictEqual(whole.choices[0].message.refusal, refusal)
+        assert.strictEqual(whole.choices[0].finish_reason, "stop")
+        const streamed = yield* Effect.promise(() =>
+          client.chat.completions.stream({ model: "gpt-5.4-mini", messages }).finalChatCompletion()
+        )
+        assert.strictEqual(streamed.choices[0].message.refusal, refusal)
+      })
+    )
+
+    it.effect("no-end-marker: the stream helper completes with the finish reason and usage", () =>
+      Effect.gen(function* () {
+        const client = yield* openai("no-end-marker")
+        const final = yield* Effect.promise(() =>
+          client.chat.completions
+            .stream({ model: "gpt-5.4-mini", messages, stream_options: { include_usage: true } })
+            .finalChatCompletion()
+        )
+        assert.strictEqual(final.choices[0].message.content, text)
+        assert.strictEqual(final.choices[0].finish_reason, "stop")
+        assert.strictEqual(final.usage?.completion_tokens, 6)
+        const raw = yield* Effect.promise(() =>
+          client.chat.completions
+            .create({ model: "gpt-5.4-mini", messages, stream: true, stream_options: { include_usage: true } })
+            .asResponse()
+            .then((response) => response.text())
+        )
+        assert.include(raw, `"finish_reason":"stop"`)
+        assert.notInclude(raw, "[DONE]")
+      })
+    )
+
+    it.effect("malformed-json: one unparseable event makes the SDK throw a SyntaxError mid-stream", () =>
+      Effect.gen(function* () {
+        const chaos = yield* ChaosServer.ChaosServer
+        const client = new OpenAI({
+          apiKey: key,
+          baseURL: chaos.openAiBaseUrl("malformed-json"),
+          maxRetries: 0,
+          logLevel: "off"
+        })
+        const error = yield* rejection(async () => {
+          const stream = await client.chat.completions.create({ model: "gpt-5.4-mini", messages, stream: true })
+          for await (const _ of stream) {
+            // drain
+          }
+        })
+        assert.instanceOf(error, SyntaxError)
+      })
+    )
+  })
+
   describe("@anthropic-ai/sdk", () => {
     it.effect("parses a message: text, usage with cache reads, request id", () =>
       Effect.gen(function* () {
@@ -307,6 +366,39 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
         })
         assert.instanceOf(error, Anthropic.APIError)
         assert.strictEqual((error as InstanceType<typeof Anthropic.APIError>).type, "overloaded_error")
+      })
+    )
+
+    it.effect("refusal: stop_reason refusal, whole and from the MessageStream helper", () =>
+      Effect.gen(function* () {
+        const client = yield* anthropic("refusal")
+        const whole = yield* Effect.promise(() => client.messages.create({ model: "m", max_tokens: 64, messages }))
+        assert.strictEqual(whole.stop_reason, "refusal")
+        const block = whole.content[0]
+        assert.strictEqual(block.type === "text" ? block.text : "", "I'm sorry, but I can't help with that request.")
+        const final = yield* Effect.promise(() =>
+          client.messages.stream({ model: "m", max_tokens: 64, messages }).finalMessage()
+        )
+        assert.strictEqual(final.stop_reason, "refusal")
+      })
+    )
+
+    it.effect("no-end-marker and malformed-json: the raw stream ends at message_delta / skips the bad event", () =>
+      Effect.gen(function* () {
+        const types = (fault: ChaosServer.Fault) =>
+          Effect.flatMap(anthropic(fault), (client) =>
+            Effect.promise(async () => {
+              const stream = await client.messages.create({ model: "m", max_tokens: 64, messages, stream: true })
+              const seen: Array<string> = []
+              for await (const event of stream) seen.push(event.type)
+              return seen
+            })
+          )
+        const cut = yield* types("no-end-marker")
+        assert.strictEqual(cut[cut.length - 1], "message_delta")
+        const skipped = yield* types("malformed-json")
+        assert.strictEqual(skipped[skipped.length - 1], "message_stop")
+        assert.strictEqual(skipped.filter((t) => t === "content_block_delta").length, 6)
       })
     )
 

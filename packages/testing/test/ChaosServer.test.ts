@@ -1,6 +1,8 @@
 /**
  * The chaos server itself: how a request picks its fault, request validation, options, and shutdown.
  */
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
@@ -126,4 +128,17 @@ describe("ChaosServer lifecycle", () => {
       assert.isTrue(Exit.isFailure(exit) && Cause.hasFails(exit.cause) && !Cause.hasInterrupts(exit.cause))
     }).pipe(Effect.provide(NodeHttpClient.layerUndici))
   )
+
+  it("a program whose sibling layer fails while the server starts exits with that error", () => {
+    const fixture = fileURLToPath(new URL("fixtures/sibling-fails.ts", import.meta.url))
+    const child = spawnSync(process.execPath, ["--conditions=@llm-resilience/source", fixture], {
+      encoding: "utf8",
+      timeout: 15_000,
+      killSignal: "SIGKILL"
+    })
+    // killed by the timeout: the half-started server kept the process alive
+    assert.strictEqual(child.signal, null, `the process did not exit by itself:\n${child.stderr}`)
+    assert.strictEqual(child.status, 1)
+    assert.include(child.stderr, "the sibling layer failed")
+  }, 30_000)
 })

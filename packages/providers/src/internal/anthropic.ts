@@ -1,12 +1,12 @@
 /**
  * The Anthropic Messages wire format: request encoding (system prompt apart, `max_tokens` required),
- * `message` decoding and the event stream decoder (end marker `message_stop`).
+ * `message` decoding and the event decoder (end marker `message_stop`).
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
-import type { Codec, DecodedBody, FinishMeta, Problem, StreamDecoder } from "./codec.ts"
-import { count, excerpt, isObject, parseJson } from "./codec.ts"
+import type { Codec, DecodedBody, Problem } from "./codec.ts"
+import { count, isObject } from "./codec.ts"
 
 /** Encoding choices. */
 export interface AnthropicWireOptions {
@@ -91,67 +91,37 @@ const decodeBody = (json: unknown): DecodedBody | Problem => {
   }
 }
 
-const streamDecoder = (meta: FinishMeta): StreamDecoder => {
-  let ended = false
-  let finish: LlmResponse.FinishReason = "unknown"
-  let usage: LlmResponse.Usage = { inputTokens: 0, outputTokens: 0 }
-  let model = meta.model
-  return {
-    ended: () => ended,
-    feed: (event, out) => {
-      if (ended) return undefined
-      if (event.event === "error") return { _tag: "ErrorReport", body: event.data }
-      const parsed = parseJson(event.data)
-      if (!parsed.ok || !isObject(parsed.value)) {
-        return { _tag: "Malformed", detail: `stream event is not a JSON object: ${excerpt(event.data)}` }
+const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
+  const type = name === "message" && typeof data.type === "string" ? data.type : name
+  switch (type) {
+    case "message_start": {
+      const message = data.message
+      if (isObject(message)) {
+        if (typeof message.model === "string" && message.model.length > 0) state.model = message.model
+        if (isObject(message.usage)) state.usage = usageOf(message.usage)
       }
-      const data = parsed.value
-      const type = event.event === "message" && typeof data.type === "string" ? data.type : event.event
-      switch (type) {
-        case "message_start": {
-          const message = data.message
-          if (isObject(message)) {
-            if (typeof message.model === "string" && message.model.length > 0) model = message.model
-            if (isObject(message.usage)) usage = usageOf(message.usage)
-          }
-          return undefined
-        }
-        case "content_block_delta": {
-          const delta = data.delta
-          if (
-            isObject(delta) &&
-            delta.type === "text_delta" &&
-            typeof delta.text === "string" &&
-            delta.text.length > 0
-          ) {
-            out.push({ _tag: "TextDelta", text: delta.text })
-          }
-          return undefined
-        }
-        case "message_delta": {
-          if (isObject(data.delta) && data.delta.stop_reason != null) finish = finishReason(data.delta.stop_reason)
-          if (isObject(data.usage)) usage = usageOf(data.usage, usage)
-          return undefined
-        }
-        case "message_stop": {
-          ended = true
-          out.push({
-            _tag: "Finish",
-            finishReason: finish,
-            usage,
-            provider: meta.provider,
-            model,
-            ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
-            ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
-          })
-          return undefined
-        }
-        case "error":
-          return { _tag: "ErrorReport", body: event.data }
-        default:
-          return undefined
-      }
+      return undefined
     }
+    case "content_block_delta": {
+      const delta = data.delta
+      if (isObject(delta) && delta.type === "text_delta" && typeof delta.text === "string" && delta.text.length > 0) {
+        out.push({ _tag: "TextDelta", text: delta.text })
+      }
+      return undefined
+    }
+    case "message_delta": {
+      if (isObject(data.delta) && data.delta.stop_reason != null) {
+        state.finishReason = finishReason(data.delta.stop_reason)
+      }
+      if (isObject(data.usage)) state.usage = usageOf(data.usage, state.usage)
+      return undefined
+    }
+    case "message_stop":
+      return "end"
+    case "error":
+      return { _tag: "ErrorReport", body: JSON.stringify(data) }
+    default:
+      return undefined
   }
 }
 
@@ -159,5 +129,6 @@ const streamDecoder = (meta: FinishMeta): StreamDecoder => {
 export const anthropicCodec = (options: AnthropicWireOptions): Codec => ({
   encode: encode(options),
   decodeBody,
-  streamDecoder
+  endData: undefined,
+  decodeEvent
 })

@@ -1,11 +1,10 @@
 /**
- * What the HTTP engine needs from a wire format: how to encode a request, decode a whole response, and
- * decode a stream of SSE events into chunks.
+ * What the providers need from a wire format: how to encode a request, decode a whole response, and
+ * decode one event of a stream into chunks.
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
-import type * as Sse from "effect/encoding/Sse"
 
 /** The parts of a whole response the wire format decodes. */
 export interface DecodedBody {
@@ -30,20 +29,44 @@ export interface FinishMeta {
   readonly rateLimit: LlmResponse.LlmResponse["rateLimit"]
 }
 
-/** A stateful decoder of one stream. */
-export interface StreamDecoder {
-  /** Decodes one SSE event, pushing chunks to `out`; returns a problem to end the stream with. */
-  readonly feed: (event: Sse.Event, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
-  /** Whether the wire's end marker has been seen (and `Finish` pushed). */
-  readonly ended: () => boolean
+/** What the events of one stream have said so far; a wire's event decoder updates it. */
+export interface StreamState {
+  /** Why the model stopped, once an event said so (OpenAI `finish_reason`, Anthropic `stop_reason`). */
+  finishReason: LlmResponse.FinishReason | undefined
+  /** Whether the model refused (OpenAI `refusal` content): the finish reason is then `content_filter`. */
+  refused: boolean
+  usage: LlmResponse.Usage
+  model: string
 }
 
 /** A wire format. */
 export interface Codec {
   readonly encode: (request: LlmRequest.LlmRequest, stream: boolean) => unknown
   readonly decodeBody: (json: unknown) => DecodedBody | Problem
-  readonly streamDecoder: (meta: FinishMeta) => StreamDecoder
+  /** The raw `data` of the wire's end marker when it is not JSON (OpenAI `[DONE]`). */
+  readonly endData: string | undefined
+  /**
+   * Decodes one parsed stream event named `name` (the SSE `event:` field, `message` when absent): pushes
+   * text deltas to `out`, updates `state`, and returns `"end"` at the wire's end marker or a problem.
+   */
+  readonly decodeEvent: (
+    name: string,
+    data: Record<string, unknown>,
+    state: StreamState,
+    out: Array<LlmResponse.StreamChunk>
+  ) => Problem | "end" | undefined
 }
+
+/** The response of a decoded whole body: the model the body names, else the one asked for. */
+export const responseOf = (decoded: DecodedBody, meta: FinishMeta): LlmResponse.LlmResponse => ({
+  text: decoded.text,
+  finishReason: decoded.finishReason,
+  usage: decoded.usage,
+  provider: meta.provider,
+  model: decoded.model ?? meta.model,
+  ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
+  ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
+})
 
 /** Whether a value is a plain object. */
 export const isObject = (u: unknown): u is Record<string, unknown> =>

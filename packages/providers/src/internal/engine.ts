@@ -1,7 +1,7 @@
 /**
  * The HTTP engine shared by the providers: sends one request, classifies every failure with the core
  * classifier, reads the rate-limit snapshot from every response, caps what it reads, and turns an SSE body
- * into chunks that end in `Finish` only after the wire's end marker.
+ * into chunks that end in `Finish` only once the stream is complete (see `stream.ts`).
  *
  * No retries and no timeouts here: those are stages of the toolkit.
  *
@@ -19,7 +19,8 @@ import { Clock, Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
 import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
-import { excerpt, parseJson } from "./codec.ts"
+import { excerpt, parseJson, responseOf } from "./codec.ts"
+import { decodeEvents, makeDecoder } from "./stream.ts"
 
 /** Byte caps on what the engine reads from a provider. */
 export interface Limits {
@@ -245,16 +246,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     }
     const decoded = yield* readWhole(response, c, nowMillis)
     const rateLimit = snapshotOf(response, nowMillis)
-    const out: LlmResponse.LlmResponse = {
-      text: decoded.text,
-      finishReason: decoded.finishReason,
-      usage: decoded.usage,
-      provider: name,
-      model: decoded.model ?? request.model,
-      ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
-      ...(rateLimit === undefined ? {} : { rateLimit })
-    }
-    return out
+    return responseOf(decoded, { provider: name, model: request.model, requestId: c.requestId, rateLimit })
   })
 
   const sseChunks = (
@@ -264,7 +256,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     nowMillis: number
   ): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.suspend(() => {
-      const decoder = codec.streamDecoder(meta)
+      const decoder = makeDecoder(codec, meta)
       const events: Array<Sse.Event> = []
       const parser = Sse.makeParser(
         (event) => {
@@ -273,47 +265,32 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         },
         { maxEventSize: limits.maxEventBytes }
       )
-      let received = 0
       const truncated = (message: string) =>
-        new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: received })
+        new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: decoder.received() })
 
-      const feed = (text: string): Effect.Effect<ReadonlyArray<LlmResponse.StreamChunk>, ProviderError> => {
-        const tooLarge = parser.feed(text)
-        if (tooLarge !== undefined) {
+      const parse = (text: string): Effect.Effect<ReadonlyArray<Sse.Event>, ProviderError> => {
+        if (parser.feed(text) !== undefined) {
           return Effect.fail(
             new LlmError.ServerError({ ...fields(c), message: `a stream event exceeds ${limits.maxEventBytes} bytes` })
           )
         }
-        if (events.length === 0) return Effect.succeed([])
-        const out: Array<LlmResponse.StreamChunk> = []
-        for (let i = 0; i < events.length; i++) {
-          const problem = decoder.feed(events[i], out)
-          if (problem !== undefined) {
-            events.length = 0
-            return Effect.fail(problemError(problem, response, c, nowMillis))
-          }
-        }
-        events.length = 0
-        for (const chunk of out) if (chunk._tag === "TextDelta") received++
-        return Effect.succeed(out)
+        return Effect.succeed(events.splice(0, events.length))
       }
 
-      return response.stream.pipe(
+      const sseEvents = response.stream.pipe(
         Stream.mapError((error): ProviderError =>
-          truncated(`connection lost mid-stream after ${received} chunks: ${causeMessage(error)}`)
+          truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`)
         ),
         Stream.decodeText,
-        Stream.mapEffect(feed),
-        Stream.flattenIterable,
-        Stream.takeUntil((chunk) => chunk._tag === "Finish"),
-        Stream.concat(
-          Stream.suspend(() =>
-            decoder.ended()
-              ? Stream.empty
-              : Stream.fail(truncated(`stream ended without its end marker after ${received} chunks`))
-          )
-        )
+        Stream.mapEffect(parse)
       )
+      return decodeEvents(sseEvents, decoder, {
+        feed: decoder.feed,
+        failure: (problem) => problemError(problem, response, c, nowMillis),
+        truncated,
+        provider: c.provider,
+        model: c.model
+      })
     })
 
   const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>

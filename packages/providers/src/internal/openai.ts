@@ -1,12 +1,13 @@
 /**
  * The OpenAI Chat Completions wire format: request encoding, `chat.completion` decoding and the
- * `chat.completion.chunk` stream decoder (end marker `data: [DONE]`).
+ * `chat.completion.chunk` event decoder (end marker `data: [DONE]`). A refusal (`message.refusal`,
+ * `delta.refusal`) is the answer's text, with finish reason `content_filter`.
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
-import type { Codec, DecodedBody, FinishMeta, Problem, StreamDecoder } from "./codec.ts"
-import { count, excerpt, isObject, parseJson } from "./codec.ts"
+import type { Codec, DecodedBody, Problem } from "./codec.ts"
+import { count, isObject } from "./codec.ts"
 
 /** Encoding choices that differ between OpenAI-compatible servers. */
 export interface OpenAiWireOptions {
@@ -63,6 +64,9 @@ const encode =
     return body
   }
 
+/** A non-empty string, or `undefined`. */
+const text = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
+
 const decodeBody = (json: unknown): DecodedBody | Problem => {
   if (!isObject(json)) return { _tag: "Malformed", detail: "response body is not a JSON object" }
   if (json.error !== undefined && json.error !== null) return { _tag: "ErrorReport", body: JSON.stringify(json) }
@@ -75,64 +79,46 @@ const decodeBody = (json: unknown): DecodedBody | Problem => {
   if (content !== null && content !== undefined && typeof content !== "string") {
     return { _tag: "Malformed", detail: "choices[0].message.content is not a string" }
   }
+  // a refusal comes as `message.refusal` (content null): its text is the answer, its finish `content_filter`
+  const refusal = text(first.message.refusal)
   return {
-    text: content ?? "",
-    finishReason: finishReason(first.finish_reason),
+    text: text(content) ?? refusal ?? "",
+    finishReason: refusal === undefined ? finishReason(first.finish_reason) : "content_filter",
     usage: usageOf(json.usage),
     model: typeof json.model === "string" ? json.model : undefined
   }
 }
 
-const streamDecoder = (meta: FinishMeta): StreamDecoder => {
-  let ended = false
-  let finish: LlmResponse.FinishReason = "unknown"
-  let usage: LlmResponse.Usage = { inputTokens: 0, outputTokens: 0 }
-  let model = meta.model
-  return {
-    ended: () => ended,
-    feed: (event, out) => {
-      if (ended) return undefined
-      const data = event.data
-      if (data === "[DONE]") {
-        ended = true
-        out.push({
-          _tag: "Finish",
-          finishReason: finish,
-          usage,
-          provider: meta.provider,
-          model,
-          ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
-          ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
-        })
-        return undefined
+const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
+  if (chunk.error !== undefined && chunk.error !== null) return { _tag: "ErrorReport", body: JSON.stringify(chunk) }
+  if (typeof chunk.model === "string" && chunk.model.length > 0) state.model = chunk.model
+  // usage comes on its own last chunk (`include_usage`), or on the finish chunk: both orders are fine
+  if (isObject(chunk.usage)) state.usage = usageOf(chunk.usage)
+  const choices = chunk.choices
+  if (!Array.isArray(choices)) return undefined
+  for (const choice of choices) {
+    if (!isObject(choice) || (choice.index !== undefined && choice.index !== 0)) continue
+    const delta = choice.delta
+    if (isObject(delta)) {
+      const content = text(delta.content)
+      if (content !== undefined) out.push({ _tag: "TextDelta", text: content })
+      const refusal = text(delta.refusal)
+      if (refusal !== undefined) {
+        state.refused = true
+        out.push({ _tag: "TextDelta", text: refusal })
       }
-      const parsed = parseJson(data)
-      if (!parsed.ok || !isObject(parsed.value)) {
-        return { _tag: "Malformed", detail: `stream event is not a JSON object: ${excerpt(data)}` }
-      }
-      const chunk = parsed.value
-      if (chunk.error !== undefined && chunk.error !== null) return { _tag: "ErrorReport", body: data }
-      if (typeof chunk.model === "string" && chunk.model.length > 0) model = chunk.model
-      if (isObject(chunk.usage)) usage = usageOf(chunk.usage)
-      const choices = chunk.choices
-      if (Array.isArray(choices)) {
-        for (const choice of choices) {
-          if (!isObject(choice) || (choice.index !== undefined && choice.index !== 0)) continue
-          const delta = choice.delta
-          if (isObject(delta) && typeof delta.content === "string" && delta.content.length > 0) {
-            out.push({ _tag: "TextDelta", text: delta.content })
-          }
-          if (typeof choice.finish_reason === "string") finish = finishReason(choice.finish_reason)
-        }
-      }
-      return undefined
     }
+    // some compatible servers send `""` for "not yet"; only a named reason finishes the stream
+    const reason = text(choice.finish_reason)
+    if (reason !== undefined) state.finishReason = finishReason(reason)
   }
+  return undefined
 }
 
 /** The OpenAI Chat Completions codec. */
 export const openAiCodec = (options: OpenAiWireOptions): Codec => ({
   encode: encode(options),
   decodeBody,
-  streamDecoder
+  endData: "[DONE]",
+  decodeEvent
 })

@@ -22,7 +22,8 @@ const parseRequest = (json: unknown): ParsedRequest | string => {
   }
 }
 
-const stopReason = (a: Answer) => (a.finish === "length" ? "max_tokens" : "end_turn")
+const stopReason = (a: Answer) =>
+  a.finish === "length" ? "max_tokens" : a.finish === "refusal" ? "refusal" : "end_turn"
 
 const usage = (a: Answer, outputTokens: number) => ({
   input_tokens: a.inputTokens - a.cachedInputTokens,

@@ -23,7 +23,10 @@ export const faultDescriptions = {
   "stall-mid-stream": "part of the answer, then no byte for `stallMs`, then the connection drops",
   "truncated-stream": "part of the answer, then a clean close without the end marker",
   "stream-error": "part of the stream, then an in-stream `error` event (HTTP 200)",
-  "malformed-json": "200 with a body (or SSE event) that is not valid JSON",
+  "malformed-json": "200 with a body that is not valid JSON; streams: one such event among good ones",
+  "no-end-marker":
+    "streams: the whole answer with its finish reason and usage, then a clean close without the end marker",
+  refusal: "the model refuses: OpenAI `refusal` content, Anthropic `stop_reason: refusal`",
   "keep-alive-only": "a stream of SSE keep-alive comments for `stallMs`, no content, then close",
   "wrong-content-type": "200 with text/html instead of JSON / SSE",
   "huge-body": "200 with a 10 MB body",

@@ -65,6 +65,9 @@ const htmlPage = (status: number, title: string) =>
 const portalPage =
   "<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body><p>Please sign in to continue.</p></body></html>"
 
+/** What the model says when it refuses (the `refusal` fault). */
+const refusalText = "I'm sorry, but I can't help with that request."
+
 const splitWords = (text: string): Array<string> => {
   const words = text.split(/(?<= )/)
   return words.filter((w) => w.length > 0)
@@ -191,8 +194,8 @@ export const makeHandler =
       }
 
       // an answer, whole or in part
-      let chunks = splitWords(settings.text)
-      let finish: Answer["finish"] = "stop"
+      let chunks = splitWords(step === "refusal" ? refusalText : settings.text)
+      let finish: Answer["finish"] = step === "refusal" ? "refusal" : "stop"
       if (parsed.maxTokens !== undefined && parsed.maxTokens < chunks.length) {
         chunks = chunks.slice(0, Math.max(0, parsed.maxTokens))
         finish = "length"
@@ -221,10 +224,15 @@ export const makeHandler =
 
       switch (step) {
         case "ok":
+        case "refusal":
         case "slow-headers": {
           if (step === "slow-headers") yield* sleep(delay(settings.slowHeadersMs))
           if (!parsed.stream) return json(200, wire.body(answer), okHeaders)
           return sse(texts([...frames.head, ...frames.deltas, ...frames.tail]), okHeaders)
+        }
+        case "no-end-marker": {
+          if (!parsed.stream) return json(200, wire.body(answer), okHeaders)
+          return sse(texts([...frames.head, ...frames.deltas, ...frames.tail.slice(0, -1)]), okHeaders)
         }
         case "connection-reset": {
           yield* destroySocket(request, true)

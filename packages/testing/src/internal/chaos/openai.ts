@@ -55,6 +55,9 @@ const base = (a: Answer) => ({
   system_fingerprint: fingerprint
 })
 
+/** OpenAI reports a refusal as content, not as a finish reason. */
+const finishReason = (a: Answer) => (a.finish === "refusal" ? "stop" : a.finish)
+
 const frames = (a: Answer): Frames => {
   const extra = a.includeUsage ? { usage: null } : {}
   const chunk = (delta: object, finish: string | null) =>
@@ -65,12 +68,15 @@ const frames = (a: Answer): Frames => {
         ...extra
       })
     )
-  const tail = [chunk({}, a.finish)]
+  const refused = a.finish === "refusal"
+  const tail = [chunk({}, finishReason(a))]
   if (a.includeUsage) tail.push(frame(JSON.stringify({ ...base(a), choices: [], usage: usage(a) })))
   tail.push(frame("[DONE]"))
   return {
-    head: [chunk({ role: "assistant", content: "", refusal: null }, null)],
-    deltas: a.chunks.map((text) => chunk({ content: text }, null)),
+    head: [
+      chunk(refused ? { role: "assistant", refusal: "" } : { role: "assistant", content: "", refusal: null }, null)
+    ],
+    deltas: a.chunks.map((text) => chunk(refused ? { refusal: text } : { content: text }, null)),
     tail
   }
 }
@@ -201,9 +207,12 @@ export const openAiWire: Wire = {
     choices: [
       {
         index: 0,
-        message: { role: "assistant", content: a.chunks.join(""), refusal: null, annotations: [] },
+        message:
+          a.finish === "refusal"
+            ? { role: "assistant", content: null, refusal: a.chunks.join(""), annotations: [] }
+            : { role: "assistant", content: a.chunks.join(""), refusal: null, annotations: [] },
         logprobs: null,
-        finish_reason: a.finish
+        finish_reason: finishReason(a)
       }
     ],
     usage: usage(a),

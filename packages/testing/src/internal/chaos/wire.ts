@@ -22,7 +22,8 @@ export interface Answer {
   readonly requestId: string
   readonly model: string
   readonly chunks: ReadonlyArray<string>
-  readonly finish: "stop" | "length"
+  /** `refusal`: `chunks` are the model's refusal. */
+  readonly finish: "stop" | "length" | "refusal"
   readonly inputTokens: number
   readonly cachedInputTokens: number
   readonly outputTokens: number

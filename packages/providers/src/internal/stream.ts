@@ -1,0 +1,154 @@
+/**
+ * From stream events to chunks, for the HTTP providers (SSE events) and the SDK-backed ones (events the
+ * SDK has parsed): when a stream is complete, and which events are skipped.
+ *
+ * - Complete: the wire's end marker (`data: [DONE]`, `message_stop`) arrived, or the body ended cleanly
+ *   after an event that said why the model stopped (`finish_reason`, `message_delta.stop_reason`). Its
+ *   `Finish` then carries the usage seen so far. Anything else is truncated.
+ * - Malformed events (not a JSON object) are skipped and counted, up to {@link malformedAllowance} plus
+ *   one per {@link goodPerMalformed} good events; the next one fails the stream as mostly garbage.
+ *
+ * @internal
+ */
+import { LlmError, type LlmResponse } from "@llm-resilience/core"
+import { Effect, Metric, Stream } from "effect"
+import type * as Sse from "effect/encoding/Sse"
+import { malformedEvents } from "../ProviderTelemetry.ts"
+import type { Codec, FinishMeta, Problem, StreamState } from "./codec.ts"
+import { excerpt, isObject, parseJson } from "./codec.ts"
+
+/** Malformed events a stream may always skip. */
+export const malformedAllowance = 2
+
+/** One more malformed event may be skipped per this many good events. */
+export const goodPerMalformed = 10
+
+/** The decoding state of one stream. */
+export interface StreamDecoder {
+  /** Decodes one SSE event. */
+  readonly feed: (event: Sse.Event, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
+  /** Decodes one event an SDK has already parsed. */
+  readonly feedParsed: (value: unknown, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
+  /** The body ended cleanly: pushes `Finish` if the stream is complete and not yet finished; whether it is. */
+  readonly end: (out: Array<LlmResponse.StreamChunk>) => boolean
+  /** Text deltas pushed so far. */
+  readonly received: () => number
+  /** Malformed events skipped so far. */
+  readonly skipped: () => number
+}
+
+/** A decoder of one stream in `codec`'s wire format. */
+export const makeDecoder = (codec: Codec, meta: FinishMeta): StreamDecoder => {
+  const state: StreamState = {
+    finishReason: undefined,
+    refused: false,
+    usage: { inputTokens: 0, outputTokens: 0 },
+    model: meta.model
+  }
+  let finished = false
+  let good = 0
+  let malformed = 0
+  let received = 0
+
+  const finish = (out: Array<LlmResponse.StreamChunk>) => {
+    finished = true
+    out.push({
+      _tag: "Finish",
+      finishReason: state.refused ? "content_filter" : (state.finishReason ?? "unknown"),
+      usage: state.usage,
+      provider: meta.provider,
+      model: state.model,
+      ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
+      ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
+    })
+  }
+
+  const skip = (detail: string): Problem | undefined => {
+    if (malformed + 1 > malformedAllowance + Math.floor(good / goodPerMalformed)) {
+      return {
+        _tag: "Malformed",
+        detail: `stream is mostly malformed (${malformed + 1} malformed events, ${good} good): ${detail}`
+      }
+    }
+    malformed++
+    return undefined
+  }
+
+  const decode = (name: string, value: unknown, out: Array<LlmResponse.StreamChunk>): Problem | undefined => {
+    if (!isObject(value)) return skip("an event is not a JSON object")
+    good++
+    const before = out.length
+    const result = codec.decodeEvent(name, value, state, out)
+    for (let i = before; i < out.length; i++) if (out[i]._tag === "TextDelta") received++
+    if (result === "end") {
+      finish(out)
+      return undefined
+    }
+    return result
+  }
+
+  return {
+    feed: (event, out) => {
+      if (finished) return undefined
+      if (event.event === "error") return { _tag: "ErrorReport", body: event.data }
+      if (event.data === codec.endData) {
+        good++
+        finish(out)
+        return undefined
+      }
+      const parsed = parseJson(event.data)
+      return parsed.ok ? decode(event.event, parsed.value, out) : skip(`not JSON: ${excerpt(event.data)}`)
+    },
+    feedParsed: (value, out) => (finished ? undefined : decode("message", value, out)),
+    end: (out) => {
+      if (!finished && state.finishReason !== undefined) finish(out)
+      return finished
+    },
+    received: () => received,
+    skipped: () => malformed
+  }
+}
+
+/**
+ * The chunks of a stream of event batches: each event through `feed`, a problem through `failure`, skipped
+ * events counted in the `llm_stream_malformed_events` metric, and a clean end that is not complete as
+ * `StreamTruncated`.
+ */
+export const decodeEvents = <A>(
+  batches: Stream.Stream<ReadonlyArray<A>, LlmError.ProviderError>,
+  decoder: StreamDecoder,
+  options: {
+    readonly feed: (event: A, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
+    readonly failure: (problem: Problem) => LlmError.ProviderError
+    readonly truncated: (message: string) => LlmError.ProviderError
+    readonly provider: string
+    readonly model: string
+  }
+): Stream.Stream<LlmResponse.StreamChunk, LlmError.ProviderError> => {
+  const counter = Metric.withAttributes(malformedEvents, { provider: options.provider, model: options.model })
+  const decodeBatch = (
+    events: ReadonlyArray<A>
+  ): Effect.Effect<ReadonlyArray<LlmResponse.StreamChunk>, LlmError.ProviderError> => {
+    const out: Array<LlmResponse.StreamChunk> = []
+    const skipped = decoder.skipped()
+    for (const event of events) {
+      const problem = options.feed(event, out)
+      if (problem !== undefined) return Effect.fail(options.failure(problem))
+    }
+    const newly = decoder.skipped() - skipped
+    return newly === 0 ? Effect.succeed(out) : Effect.as(Metric.update(counter, newly), out)
+  }
+  return batches.pipe(
+    Stream.mapEffect(decodeBatch),
+    Stream.flattenIterable,
+    Stream.takeUntil((chunk) => chunk._tag === "Finish"),
+    Stream.concat(
+      Stream.suspend(() => {
+        const out: Array<LlmResponse.StreamChunk> = []
+        return decoder.end(out)
+          ? Stream.fromIterable(out)
+          : Stream.fail(options.truncated(`stream ended before the model finished, after ${decoder.received()} chunks`))
+      })
+    )
+  )
+}

@@ -1,0 +1,202 @@
+/**
+ * The packaging test (`npm run test:pack`, the last step of `npm test`): installs the packages as a user
+ * would and uses them without this repository.
+ *
+ * 1. builds every package (`tsc -b tsconfig.build.json`), packs it (`npm pack`) and checks that each tarball
+ *    holds only what a user needs (the build, the sources its maps point at, the manifest);
+ * 2. installs the tarballs, `effect` and `@effect/platform-node` into a fresh project in a temporary
+ *    directory (no workspace, no TypeScript loader, none of this repository's npm settings);
+ * 3. runs README's Install program there as a plain `.mjs` file on Node 24: one resilient call against
+ *    `FakeProvider`, one over HTTP against the chaos server;
+ * 4. type-checks the same program as `.ts`, and `consumer.ts`, with strict settings;
+ * 5. runs the installed `llm-chaos-server --help`;
+ * 6. asserts `npm ls` shows one copy of `effect`, `@effect/platform-node` and `@llm-resilience/core`.
+ *
+ * Quiet on success (one line); on failure it prints the failing step's output and exits with 1. Every step has
+ * a time limit, and the temporary directory is removed in every case.
+ *
+ * @since 0.1.0
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+const here = path.join(root, "scripts", "packaging")
+const node = path.join(root, "node_modules", ".bin", "node")
+const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
+
+/** The marker in README.md before the Install program's code block. */
+const marker = "<!-- packaging-test: main.mjs -->"
+
+/** The program that follows {@link marker} in a markdown text, and the output shown after it ("It prints:"). */
+const installProgram = (markdown: string): { readonly program: string; readonly prints: string } => {
+  const at = markdown.indexOf(marker)
+  if (at < 0) throw new Error(`README.md has no "${marker}" before its Install program`)
+  const found = /```js\n([\s\S]*?)\n```\s*It prints:\s*```\n([\s\S]*?)\n```/.exec(markdown.slice(at + marker.length))
+  if (found === null)
+    throw new Error(`README.md: expected a js code block, "It prints:" and its output after "${marker}"`)
+  return { program: `${found[1]}\n`, prints: `${found[2]}\n` }
+}
+
+class StepFailed extends Error {}
+
+/** The environment of a user's shell: no npm script variables, no NODE_OPTIONS (this repository sets one). */
+const userEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_") && k !== "NODE_OPTIONS")
+  )
+
+/** Runs a command to completion within `timeoutMs`; resolves with its stdout, or rejects with its output. */
+const run = (
+  step: string,
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly cwd: string; readonly timeoutMs: number; readonly env?: NodeJS.ProcessEnv }
+): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? userEnv() })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs)
+    const fail = (why: string) =>
+      reject(
+        new StepFailed([`${step}: ${command} ${args.join(" ")} failed (${why})`, stdout, stderr].join("\n").trim())
+      )
+    child.on("error", (error) => {
+      clearTimeout(timer)
+      fail(error.message)
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      if (code === 0) resolve(stdout)
+      else fail(signal === null ? `exit ${code}` : `killed by ${signal} after ${options.timeoutMs} ms at most`)
+    })
+  })
+
+const expect = (step: string, ok: boolean, detail: string): void => {
+  if (!ok) throw new StepFailed(`${step}: ${detail}`)
+}
+
+const strictConfig = {
+  compilerOptions: {
+    target: "ES2023",
+    lib: ["ES2023"],
+    module: "NodeNext",
+    moduleResolution: "NodeNext",
+    strict: true,
+    exactOptionalPropertyTypes: true,
+    noUncheckedIndexedAccess: true,
+    noImplicitOverride: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: ["node"],
+    typeRoots: [path.join(root, "node_modules", "@types")]
+  },
+  files: ["main.ts", "consumer.ts"]
+}
+
+const version = (name: string): string =>
+  JSON.parse(fs.readFileSync(path.join(root, "node_modules", name, "package.json"), "utf8")).version
+
+const main = async (): Promise<void> => {
+  const started = performance.now()
+  const { program, prints } = installProgram(fs.readFileSync(path.join(root, "README.md"), "utf8"))
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "llm-resilience-pack-"))
+  try {
+    const tarballs = path.join(work, "tarballs")
+    const app = path.join(work, "app")
+    fs.mkdirSync(tarballs)
+    fs.mkdirSync(app)
+
+    await run("build", node, [tsc, "-b", "tsconfig.build.json"], { cwd: root, timeoutMs: 240_000, env: process.env })
+    // built just above: skip each package's prepack build
+    const manifests: ReadonlyArray<{
+      readonly filename: string
+      readonly files: ReadonlyArray<{ readonly path: string }>
+    }> = JSON.parse(
+      await run("pack", "npm", ["pack", "--workspaces", "--ignore-scripts", "--json", "--pack-destination", tarballs], {
+        cwd: root,
+        timeoutMs: 60_000
+      })
+    )
+    const packages = fs
+      .readdirSync(path.join(root, "packages"))
+      .filter((d) => fs.existsSync(path.join(root, "packages", d, "package.json")))
+    expect(
+      "pack",
+      manifests.length === packages.length,
+      `expected ${packages.length} tarballs, got ${manifests.length}`
+    )
+    for (const { filename, files } of manifests) {
+      // what a user needs: the build, the sources its maps point at, the manifest
+      const extra = files
+        .map((f) => f.path)
+        .filter((f) => !/^(dist\/.*\.(js|d\.ts)(\.map)?|(src|bin)\/.*\.ts|package\.json)$/.test(f))
+      expect("pack", extra.length === 0, `${filename} ships files a user does not need: ${extra.join(", ")}`)
+      expect(
+        "pack",
+        files.some((f) => f.path.endsWith(".d.ts")),
+        `${filename} ships no type declarations`
+      )
+    }
+    const packed = manifests.map((m) => m.filename)
+
+    fs.writeFileSync(
+      path.join(app, "package.json"),
+      JSON.stringify({ name: "app", private: true, type: "module" }, null, 2)
+    )
+    await run(
+      "install",
+      "npm",
+      [
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefer-offline",
+        "--loglevel=error",
+        ...packed.map((f) => path.join(tarballs, f)),
+        `effect@${version("effect")}`,
+        `@effect/platform-node@${version("@effect/platform-node")}`
+      ],
+      { cwd: app, timeoutMs: 180_000 }
+    )
+
+    fs.writeFileSync(path.join(app, "main.mjs"), program)
+    fs.writeFileSync(path.join(app, "main.ts"), program)
+    fs.copyFileSync(path.join(here, "consumer.ts"), path.join(app, "consumer.ts"))
+    fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify(strictConfig, null, 2))
+    const [out] = await Promise.all([
+      run("run main.mjs", node, ["main.mjs"], { cwd: app, timeoutMs: 60_000 }),
+      run("typecheck", node, [tsc, "-p", "tsconfig.json"], { cwd: app, timeoutMs: 120_000 }),
+      run("llm-chaos-server --help", node, [path.join(app, "node_modules", ".bin", "llm-chaos-server"), "--help"], {
+        cwd: app,
+        timeoutMs: 30_000
+      })
+    ])
+    expect("run main.mjs", out === prints, `it printed:\n${out}\nREADME.md says it prints:\n${prints}`)
+
+    for (const name of ["effect", "@effect/platform-node", "@llm-resilience/core"]) {
+      const listed = await run(`npm ls ${name}`, "npm", ["ls", name, "--all", "--parseable"], {
+        cwd: app,
+        timeoutMs: 60_000
+      })
+      const copies = new Set(listed.split("\n").filter((line) => line.trim().endsWith(`node_modules/${name}`)))
+      expect(`npm ls ${name}`, copies.size === 1, `expected one copy, found:\n${[...copies].join("\n")}`)
+    }
+    console.log(
+      `packaging: ${packed.length} packages installed and used outside the repository (${Math.round((performance.now() - started) / 1000)} s)`
+    )
+  } catch (error) {
+    console.error(error instanceof StepFailed ? error.message : error)
+    process.exitCode = 1
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) void main()
