@@ -4,6 +4,7 @@
  */
 import type { Minute, RunResult, Summary } from "./run.ts"
 import * as Day from "./scenario.ts"
+import { baseStyle, esc } from "../html.ts"
 
 /** One figure of the summary: its label, and which direction is better where one is. */
 interface Row {
@@ -91,8 +92,6 @@ export const table = (naive: Summary, resilient: Summary): string => {
   return lines.join("\n")
 }
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-
 /** The highest per-minute count of a timeline: both charts share one scale so that they compare. */
 const peak = (timeline: ReadonlyArray<Minute>) =>
   Math.max(10, ...timeline.map((m) => Math.max(m.requests, m.providerCalls)))
@@ -176,11 +175,9 @@ export const html = (naive: RunResult, resilient: RunResult): string => `<!docty
 <meta charset="utf-8">
 <title>llm-resilience outage drill</title>
 <style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
-figure { margin: 16px 0 28px; } figcaption { font-weight: 600; margin-bottom: 4px; }
+${baseStyle}
 table { border-collapse: collapse; margin: 12px 0; } td, th { padding: 3px 12px; border-bottom: 1px solid #eee; text-align: right; }
 td:first-child, th:first-child, .why { text-align: left; } .why { color: #555; max-width: 420px; }
-.legend span { display: inline-block; margin-right: 16px; } .sw { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 4px; }
 </style>
 </head>
 <body>

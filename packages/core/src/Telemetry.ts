@@ -12,6 +12,7 @@
  * | `llm_request_duration_ms` | histogram | provider, model, path |
  * | `llm_time_to_first_token_ms` | histogram | provider, model, path (streams) |
  * | `llm_tokens` | counter | provider, model, direction (`input` / `output` / `cached_input`) |
+ * | `llm_rate_limit_headroom` | gauge | key, limit (see `Headroom`) |
  *
  * The span is `llm.call` with `llm.path`, `llm.model` (requested), `llm.provider` and
  * `llm.response.model` (who answered), `llm.outcome`, `llm.duration_ms`, the usage and, for streams,
@@ -24,10 +25,12 @@
  * @since 0.1.0
  */
 import { Clock, type Context, Effect, Exit, type Fiber, Metric, Option, Stream, Tracer } from "effect"
+import * as Headroom from "./Headroom.ts"
 import type { LlmError } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
 import * as Metrics from "./internal/metrics.ts"
+import type { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
 
 /**
  * Calls by provider, model, path and outcome.
@@ -169,7 +172,14 @@ const errorOrigin = (error: unknown): { provider: string; model: string | undefi
   return { provider: e.provider ?? "toolkit", model: e.model }
 }
 
-type Answered = { readonly provider: string; readonly model: string; readonly usage: Usage } | undefined
+type Answered =
+  | {
+      readonly provider: string
+      readonly model: string
+      readonly usage: Usage
+      readonly rateLimit?: RateLimitSnapshot | undefined
+    }
+  | undefined
 
 const finish = (
   request: LlmRequest,
@@ -202,11 +212,13 @@ export const finishUnsafe = (
   let model: string
   let outcome: string
   let usage: Usage | undefined
+  let rateLimit: RateLimitSnapshot | undefined
   if (Exit.isSuccess(exit) && exit.value !== undefined) {
     provider = exit.value.provider
     model = exit.value.model
     outcome = "success"
     usage = exit.value.usage
+    rateLimit = exit.value.rateLimit
   } else if (Exit.isSuccess(exit)) {
     provider = "unknown"
     model = request.model
@@ -216,6 +228,7 @@ export const finishUnsafe = (
     const origin = errorOrigin(error)
     provider = origin.provider
     model = origin.model ?? request.model
+    rateLimit = (error as { readonly rateLimit?: RateLimitSnapshot } | undefined)?.rateLimit
     outcome = error === undefined ? (Exit.hasInterrupts(exit) ? "interrupted" : "defect") : (error as LlmError)._tag
   }
   const elapsed = now - startMs
@@ -236,6 +249,7 @@ export const finishUnsafe = (
   requestsOf(s, provider, model, path, outcome).updateUnsafe(1, context)
   s.latency.updateUnsafe(elapsed, context)
   if (usage !== undefined) recordUsage(s, provider, model, usage, context)
+  if (rateLimit !== undefined) Headroom.recordUnsafe(`${provider}/${model}`, rateLimit, context)
   // recorded at the end, with the provider and model that answered (unknown at the first chunk)
   if (ttftMs !== undefined) tagged(timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
 }
@@ -313,11 +327,16 @@ export const observeStream =
         const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
         const visible = spanVisible(fiber)
         let ttftMs: number | undefined
-        let finished: { provider: string; model: string; usage: Usage } | undefined
+        let finished: Answered
         const stream = self.pipe(
           Stream.tap((chunk) => {
             if (chunk._tag === "Finish") {
-              finished = { provider: chunk.provider, model: chunk.model, usage: chunk.usage }
+              finished = {
+                provider: chunk.provider,
+                model: chunk.model,
+                usage: chunk.usage,
+                rateLimit: chunk.rateLimit
+              }
               return Effect.void
             }
             if (ttftMs !== undefined) return Effect.void

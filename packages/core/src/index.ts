@@ -16,6 +16,7 @@ export * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
 export * as Resilience from "./Resilience.ts"
 export * as Stage from "./Stage.ts"
 export * as Telemetry from "./Telemetry.ts"
+export * as Headroom from "./Headroom.ts"
 
 // retries
 export * as Backoff from "./Backoff.ts"
@@ -34,6 +35,8 @@ export * as PriceTable from "./PriceTable.ts"
 export * as SpendGuard from "./SpendGuard.ts"
 export * as AgentGuard from "./AgentGuard.ts"
 export * as QualityJudge from "./QualityJudge.ts"
+export * as OutputMonitor from "./OutputMonitor.ts"
+export * as QualityBreaker from "./QualityBreaker.ts"
 
 // fallbacks, hedging, timeouts, validated output
 export * as FallbackPlan from "./FallbackPlan.ts"
