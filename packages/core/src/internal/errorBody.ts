@@ -93,7 +93,7 @@ const readDetails = (details: unknown, tokens: Array<string>, hints: Hints): voi
     if (type.endsWith("google.rpc.ErrorInfo")) pushToken(tokens, d.reason)
     else if (type.endsWith("google.rpc.RetryInfo") && typeof d.retryDelay === "string") {
       // a protobuf Duration in JSON: decimal seconds with an `s` suffix
-      const ms = /^\d/.test(d.retryDelay) ? goDuration(d.retryDelay) : undefined
+      const ms = goDuration(d.retryDelay)
       if (ms !== undefined) hints.retryAfterMs = ms
     } else if (type.endsWith("google.rpc.QuotaFailure") && Array.isArray(d.violations)) {
       for (const v of d.violations.slice(0, 20)) {
