@@ -18,11 +18,11 @@
  * @since 0.1.0
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { type Config, Effect, Layer, type Redacted, Schema } from "effect"
-import { HttpClient } from "effect/http"
+import { type Config, type Effect, Layer, type Redacted, Schema } from "effect"
+import type { HttpClient } from "effect/http"
 import { openAiCodec } from "./internal/openai.ts"
-import { connection, HttpUrl, joinUrl } from "./internal/options.ts"
-import { commonFields, makeProvider } from "./internal/provider.ts"
+import { HttpUrl, joinUrl } from "./internal/options.ts"
+import { commonFields, makeWith } from "./internal/provider.ts"
 
 /**
  * The default `api-version`: `2024-10-21` (the current stable data-plane version).
@@ -92,36 +92,34 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function* (options?: MakeOptions) {
-    const { apiKey: givenKey, ...rest } = options ?? {}
-    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const { apiKey, baseUrl } = yield* connection({
-      apiKey: givenKey,
+  makeWith(
+    Schema.decodeUnknownEffect(Options),
+    (o) => ({
       baseUrl: o.endpoint,
       envPrefix: "AZURE_OPENAI",
       baseUrlVar: "AZURE_OPENAI_ENDPOINT",
       defaultBaseUrl: undefined
-    })
-    const deployments = joinUrl(baseUrl, "openai/deployments")
-    const fixed = o.deployment === undefined ? undefined : `${deployments}/${encodeURIComponent(o.deployment)}`
-    return makeProvider(yield* HttpClient.HttpClient, {
-      options: o,
-      defaultName: "azure-openai",
-      spanPrefix: "AzureOpenAiProvider",
-      url: `${fixed ?? deployments}/chat/completions`,
-      route:
-        fixed === undefined
-          ? (model) => ({ url: `${deployments}/${encodeURIComponent(model)}/chat/completions` })
-          : undefined,
-      urlParams: { "api-version": o.apiVersion ?? defaultApiVersion },
-      codec: openAiCodec({
-        maxTokensField: o.maxTokensField ?? "max_completion_tokens",
-        includeUsage: o.includeUsage ?? true
-      }),
-      apiKey,
-      keyHeader: o.authHeader === "bearer" ? "authorization" : "api-key"
-    })
-  })
+    }),
+    (o, endpoint) => {
+      const deployments = joinUrl(endpoint, "openai/deployments")
+      const fixed = o.deployment === undefined ? undefined : `${deployments}/${encodeURIComponent(o.deployment)}`
+      return {
+        defaultName: "azure-openai",
+        spanPrefix: "AzureOpenAiProvider",
+        url: `${fixed ?? deployments}/chat/completions`,
+        route:
+          fixed === undefined
+            ? (model) => ({ url: `${deployments}/${encodeURIComponent(model)}/chat/completions` })
+            : undefined,
+        urlParams: { "api-version": o.apiVersion ?? defaultApiVersion },
+        codec: openAiCodec({
+          maxTokensField: o.maxTokensField ?? "max_completion_tokens",
+          includeUsage: o.includeUsage ?? true
+        }),
+        keyHeader: o.authHeader === "bearer" ? "authorization" : "api-key"
+      }
+    }
+  )
 
 /**
  * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`

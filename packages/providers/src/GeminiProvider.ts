@@ -21,11 +21,11 @@
  * @since 0.1.0
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { type Config, Effect, Layer, type Redacted, Schema } from "effect"
-import { HttpClient } from "effect/http"
+import { type Config, type Effect, Layer, type Redacted, Schema } from "effect"
+import type { HttpClient } from "effect/http"
 import { geminiCodec } from "./internal/gemini.ts"
-import { connection, HttpUrl, joinUrl } from "./internal/options.ts"
-import { commonFields, makeProvider } from "./internal/provider.ts"
+import { HttpUrl, joinUrl } from "./internal/options.ts"
+import { commonFields, makeWith } from "./internal/provider.ts"
 
 /**
  * The default base URL: `https://generativelanguage.googleapis.com/v1beta`.
@@ -87,17 +87,10 @@ const modelPath = (model: string): string =>
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function* (options?: MakeOptions) {
-    const { apiKey: givenKey, ...rest } = options ?? {}
-    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const { apiKey, baseUrl } = yield* connection({
-      apiKey: givenKey,
-      baseUrl: o.baseUrl,
-      envPrefix: "GEMINI",
-      defaultBaseUrl
-    })
-    return makeProvider(yield* HttpClient.HttpClient, {
-      options: o,
+  makeWith(
+    Schema.decodeUnknownEffect(Options),
+    (o) => ({ baseUrl: o.baseUrl, envPrefix: "GEMINI", defaultBaseUrl }),
+    (_, baseUrl) => ({
       defaultName: "gemini",
       spanPrefix: "GeminiProvider",
       url: baseUrl,
@@ -106,10 +99,9 @@ export const make: (
           ? { url: joinUrl(baseUrl, `${modelPath(model)}:streamGenerateContent`), urlParams: { alt: "sse" } }
           : { url: joinUrl(baseUrl, `${modelPath(model)}:generateContent`) },
       codec: geminiCodec,
-      apiKey,
       keyHeader: "x-goog-api-key"
     })
-  })
+  )
 
 /**
  * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`

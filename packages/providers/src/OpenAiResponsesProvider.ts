@@ -18,10 +18,10 @@
  * @since 0.1.0
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { type Config, Effect, Layer, type Redacted, Schema } from "effect"
-import { HttpClient } from "effect/http"
-import { connection, HttpUrl, joinUrl } from "./internal/options.ts"
-import { commonFields, makeProvider } from "./internal/provider.ts"
+import { type Config, type Effect, Layer, type Redacted, Schema } from "effect"
+import type { HttpClient } from "effect/http"
+import { HttpUrl, joinUrl } from "./internal/options.ts"
+import { commonFields, makeWith } from "./internal/provider.ts"
 import { responsesCodec } from "./internal/responses.ts"
 
 /**
@@ -85,17 +85,10 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function* (options?: MakeOptions) {
-    const { apiKey: givenKey, ...rest } = options ?? {}
-    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const { apiKey, baseUrl } = yield* connection({
-      apiKey: givenKey,
-      baseUrl: o.baseUrl,
-      envPrefix: "OPENAI",
-      defaultBaseUrl
-    })
-    return makeProvider(yield* HttpClient.HttpClient, {
-      options: o,
+  makeWith(
+    Schema.decodeUnknownEffect(Options),
+    (o) => ({ baseUrl: o.baseUrl, envPrefix: "OPENAI", defaultBaseUrl }),
+    (o, baseUrl) => ({
       defaultName: "openai",
       spanPrefix: "OpenAiResponsesProvider",
       url: joinUrl(baseUrl, "responses"),
@@ -105,10 +98,9 @@ export const make: (
         ...(o.project === undefined ? {} : { "openai-project": o.project })
       },
       codec: responsesCodec,
-      apiKey,
       keyHeader: "authorization"
     })
-  })
+  )
 
 /**
  * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`

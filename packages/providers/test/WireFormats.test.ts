@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { LlmError, LlmProvider, LlmRequest, LlmResponse } from "@llm-resilience/core"
-import { Effect, Exit, Redacted, Schema, Stream } from "effect"
+import { ConfigProvider, Effect, Exit, Redacted, Schema, Stream } from "effect"
 import { Headers, HttpBody, HttpClient, HttpClientResponse } from "effect/http"
 import * as fc from "fast-check"
 import { LlmError as Errors } from "@llm-resilience/core"
@@ -626,6 +626,60 @@ describe("Gemini", () => {
         ) as LlmError.RateLimited
         assert.deepStrictEqual([e._tag, e.retryAfterMs, e.rateLimit?.retryAfterMs], ["RateLimited", 34_400, 34_400])
       }
+    })
+  )
+})
+
+// ---------------------------------------------------------------------------------------------------------
+// configuration
+// ---------------------------------------------------------------------------------------------------------
+
+describe("configuration", () => {
+  const env = (vars: Record<string, string>) =>
+    Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromUnknown(vars))
+  const client = replayClient({ body: JSON.stringify(candidate([{ text: "ok" }], "STOP")) }, [])
+  const withClient = Effect.provideService(HttpClient.HttpClient, client)
+
+  it.effect("keys and endpoints come from GEMINI_* / AZURE_OPENAI_* / OPENAI_* when not passed", () =>
+    Effect.gen(function* () {
+      const seen: Array<Seen> = []
+      const recording = Effect.provideService(
+        HttpClient.HttpClient,
+        replayClient({ body: JSON.stringify(candidate([{ text: "ok" }], "STOP")) }, seen)
+      )
+      const vars = {
+        GEMINI_API_KEY: secret,
+        AZURE_OPENAI_API_KEY: secret,
+        AZURE_OPENAI_ENDPOINT: "https://eu.openai.azure.com",
+        OPENAI_API_KEY: secret
+      }
+      yield* Effect.exit((yield* GeminiProvider.make().pipe(env(vars), recording)).complete(request))
+      yield* Effect.exit((yield* AzureOpenAiProvider.make().pipe(env(vars), recording)).complete(request))
+      yield* Effect.exit((yield* OpenAiResponsesProvider.make().pipe(env(vars), recording)).complete(request))
+      assert.deepStrictEqual(
+        seen.map((r) => r.url),
+        [
+          "https://generativelanguage.googleapis.com/v1beta/models/m-1:generateContent",
+          "https://eu.openai.azure.com/openai/deployments/m-1/chat/completions?api-version=2024-10-21",
+          "https://api.openai.com/v1/responses"
+        ]
+      )
+    })
+  )
+
+  it.effect("a missing key or Azure endpoint is a ConfigError; invalid options a SchemaError naming the field", () =>
+    Effect.gen(function* () {
+      assert.strictEqual((yield* Effect.flip(GeminiProvider.make().pipe(env({}), withClient)))._tag, "ConfigError")
+      const noEndpoint = yield* Effect.flip(AzureOpenAiProvider.make({ apiKey }).pipe(env({}), withClient))
+      assert.strictEqual(noEndpoint._tag, "ConfigError")
+      const bad = yield* Effect.flip(AzureOpenAiProvider.make({ apiKey, endpoint: "not a url" }).pipe(withClient))
+      assert.include(bad.message, "endpoint")
+      const caps = yield* Effect.flip(GeminiProvider.make({ apiKey, maxEventBytes: 0 }).pipe(withClient))
+      assert.include(caps.message, "maxEventBytes")
+      const plain = yield* Effect.flip(
+        OpenAiResponsesProvider.make({ apiKey: secret as unknown as Redacted.Redacted<string> }).pipe(withClient)
+      )
+      assert.notInclude(plain.message, secret)
     })
   )
 })

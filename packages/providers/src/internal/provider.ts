@@ -5,11 +5,11 @@
  * @internal
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { Redacted, Schema } from "effect"
-import type { HttpClient } from "effect/http"
+import { type Config, Effect, Redacted, Schema } from "effect"
+import { HttpClient } from "effect/http"
 import type { Codec } from "./codec.ts"
 import { makeEngine, type Route } from "./engine.ts"
-import { ByteCount, defaultLimits, redactHeader, scrubber } from "./options.ts"
+import { ByteCount, connection, defaultLimits, redactHeader, scrubber } from "./options.ts"
 
 /** Option fields every provider has: `name`, extra `headers`, and the read caps. */
 export const commonFields = {
@@ -20,9 +20,11 @@ export const commonFields = {
   maxEventBytes: Schema.optional(ByteCount)
 }
 
+type CommonOptions = Schema.Struct.Type<typeof commonFields>
+
 /** One provider: its wire, where calls go, and how the key is sent. */
 export interface ProviderSpec {
-  readonly options: Schema.Struct.Type<typeof commonFields>
+  readonly options: CommonOptions
   readonly defaultName: string
   readonly spanPrefix: string
   readonly url: string
@@ -61,3 +63,35 @@ export const makeProvider = (client: HttpClient.HttpClient, spec: ProviderSpec):
     })
   )
 }
+
+/** Where a provider's key and base URL come from when they are not given (see `connection`). */
+export interface Connect {
+  readonly baseUrl: string | undefined
+  readonly envPrefix: string
+  readonly baseUrlVar?: string | undefined
+  readonly defaultBaseUrl: string | undefined
+}
+
+/**
+ * The `make` of a provider module: decodes the options (the key apart), resolves the key and base URL, and
+ * builds the service of `spec` on the `HttpClient` in context.
+ */
+export const makeWith =
+  <O extends CommonOptions>(
+    decode: (input: unknown) => Effect.Effect<O, Schema.SchemaError>,
+    connect: (options: O) => Connect,
+    spec: (options: O, baseUrl: string) => Omit<ProviderSpec, "options" | "apiKey">
+  ) =>
+  (options?: {
+    readonly apiKey?: Redacted.Redacted<string> | undefined
+  }): Effect.Effect<
+    LlmProvider.LlmProvider["Service"],
+    Schema.SchemaError | Config.ConfigError,
+    HttpClient.HttpClient
+  > =>
+    Effect.gen(function* () {
+      const { apiKey: givenKey, ...rest } = options ?? {}
+      const o = yield* decode(rest)
+      const { apiKey, baseUrl } = yield* connection({ apiKey: givenKey, ...connect(o) })
+      return makeProvider(yield* HttpClient.HttpClient, { ...spec(o, baseUrl), options: o, apiKey })
+    })
