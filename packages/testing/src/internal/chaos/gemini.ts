@@ -127,79 +127,62 @@ const retryInfo = (seconds: number) => ({
 const quotaMessage = (c: ErrorContext, metric: string, seconds: number) =>
   `You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/${metric}, limit: 15, model: ${c.model}\nPlease retry in ${seconds}s.`
 
-const invalidArgument = (message: string) => googleError(400, "INVALID_ARGUMENT", message)
-
 const error = (kind: ErrorKind, c: ErrorContext): ErrorReply => {
-  const reply = (status: number, body: unknown): ErrorReply => ({ status, headers: {}, body })
+  const reply = (code: number, status: string, message: string, details?: ReadonlyArray<unknown>): ErrorReply => ({
+    status: code,
+    headers: {},
+    body: googleError(code, status, message, details)
+  })
+  const exhausted = (quotaId: string, seconds: number) => {
+    const metric = "generate_content_free_tier_requests"
+    return reply(429, "RESOURCE_EXHAUSTED", quotaMessage(c, metric, seconds), [
+      quotaFailure(c, quotaId, metric),
+      help,
+      retryInfo(seconds)
+    ])
+  }
   switch (kind) {
-    case "rate-limit": {
-      const metric = "generate_content_free_tier_requests"
-      return reply(
-        429,
-        googleError(429, "RESOURCE_EXHAUSTED", quotaMessage(c, metric, c.retryAfterSeconds), [
-          quotaFailure(c, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", metric),
-          help,
-          retryInfo(c.retryAfterSeconds)
-        ])
-      )
-    }
-    case "insufficient-quota": {
-      const metric = "generate_content_free_tier_requests"
-      return reply(
-        429,
-        googleError(429, "RESOURCE_EXHAUSTED", quotaMessage(c, metric, 43_200), [
-          quotaFailure(c, "GenerateRequestsPerDayPerProjectPerModel-FreeTier", metric),
-          help,
-          retryInfo(43_200)
-        ])
-      )
-    }
+    case "rate-limit":
+      return exhausted("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", c.retryAfterSeconds)
+    case "insufficient-quota":
+      return exhausted("GenerateRequestsPerDayPerProjectPerModel-FreeTier", 43_200)
     case "overloaded":
-      return reply(503, googleError(503, "UNAVAILABLE", "The model is overloaded. Please try again later."))
+      return reply(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
     case "server-error":
       return reply(
         500,
-        googleError(
-          500,
-          "INTERNAL",
-          "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
-        )
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
       )
     case "authentication":
-      return reply(
-        400,
-        googleError(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [
-          {
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            reason: "API_KEY_INVALID",
-            domain: "googleapis.com",
-            metadata: { service: "generativelanguage.googleapis.com" }
-          },
-          { "@type": "type.googleapis.com/google.rpc.LocalizedMessage", locale: "en-US", message: "API key not valid." }
-        ])
-      )
+      return reply(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          reason: "API_KEY_INVALID",
+          domain: "googleapis.com",
+          metadata: { service: "generativelanguage.googleapis.com" }
+        },
+        { "@type": "type.googleapis.com/google.rpc.LocalizedMessage", locale: "en-US", message: "API key not valid." }
+      ])
     case "permission-denied":
-      return reply(403, googleError(403, "PERMISSION_DENIED", "The caller does not have permission"))
+      return reply(403, "PERMISSION_DENIED", "The caller does not have permission")
     case "model-not-found":
       return reply(
         404,
-        googleError(
-          404,
-          "NOT_FOUND",
-          `models/${c.model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.`
-        )
+        "NOT_FOUND",
+        `models/${c.model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.`
       )
     case "bad-request":
       return reply(
         400,
-        invalidArgument(
-          "Invalid JSON payload received. Unknown name \"temprature\" at 'generation_config': Cannot find field."
-        )
+        "INVALID_ARGUMENT",
+        "Invalid JSON payload received. Unknown name \"temprature\" at 'generation_config': Cannot find field."
       )
     case "context-length":
       return reply(
         400,
-        invalidArgument("The input token count (1234567) exceeds the maximum number of tokens allowed (1048576).")
+        "INVALID_ARGUMENT",
+        "The input token count (1234567) exceeds the maximum number of tokens allowed (1048576)."
       )
   }
 }
@@ -221,5 +204,5 @@ export const geminiWire: Wire = {
   error,
   rateLimitHeaders: () => ({}),
   garbageRateLimitHeaders: { "retry-after": "soon, maybe", "retry-after-ms": "NaN", "x-should-retry": "perhaps" },
-  invalidRequest: (message) => invalidArgument(message)
+  invalidRequest: (message) => googleError(400, "INVALID_ARGUMENT", message)
 }
