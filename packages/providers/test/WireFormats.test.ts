@@ -457,7 +457,7 @@ describe("Azure OpenAI", () => {
       const limited = {
         error: {
           code: "429",
-          message: `Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 30 seconds.`
+          message: `Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 30 seconds. (key ${secret})`
         }
       }
       const e = failure(

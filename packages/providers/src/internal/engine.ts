@@ -172,7 +172,8 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     Classification.classify({
       status: response.status,
       headers: response.headers,
-      body,
+      // a body that echoes the key (a proxy, a debugging server) must not carry it into the error message
+      body: scrub(body),
       provider: c.provider,
       model: c.model,
       nowMillis
