@@ -136,12 +136,15 @@ const apiKeyOf = (wire: Wire, request: HttpServerRequest.HttpServerRequest): str
   return request.headers[wire.apiKeyHeader]
 }
 
-const routeOf = (path: string, query: URLSearchParams): { readonly wire: Wire; readonly route: RouteInfo } => {
+const routeOf = (
+  path: string,
+  query: URLSearchParams
+): { readonly wire: Wire; readonly route: RouteInfo } | undefined => {
   for (const wire of wires) {
     const route = wire.match(path, query)
     if (route !== undefined) return { wire, route }
   }
-  return { wire: openAiWire, route: {} }
+  return undefined
 }
 
 /**
@@ -153,7 +156,10 @@ export const makeHandler =
     Effect.gen(function* () {
       const url = new URL(request.url, "http://chaos.local")
       const { fault: pathFault, path } = splitFaultPath(url.pathname)
-      const { route, wire } = routeOf(path, url.searchParams)
+      const routed = routeOf(path, url.searchParams)
+      // a path under a wildcard route (`/v1beta/models/*`) that no wire answers, e.g. another method
+      if (routed === undefined) return json(404, { error: { code: 404, message: `no route for ${path}` } }, {})
+      const { route, wire } = routed
       const sequence = ++state.sequence
       const requestId = `req_chaos_${String(sequence).padStart(6, "0")}`
       const nowMillis = yield* Clock.currentTimeMillis
