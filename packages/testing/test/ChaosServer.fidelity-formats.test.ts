@@ -8,29 +8,11 @@ import { ApiError, GoogleGenAI } from "@google/genai"
 import { Effect } from "effect"
 import OpenAI, { AzureOpenAI } from "openai"
 import { ChaosServer } from "../src/index.ts"
+import { ChaosLive, countRequests, type ErrorClass, key, rejection, text } from "./support/fidelity.ts"
 
-const key = "sk-fidelity-key"
-const text = "Fidelity is the whole point here."
 const refusal = "I'm sorry, but I can't help with that request."
 
-const ChaosLive = ChaosServer.layer({ apiKey: key, text, cachedInputTokens: 2, stallMs: 200 })
-
 const input = [{ role: "user" as const, content: "Please answer with the sentence you always say." }]
-
-/** An SDK error class. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- constructor parameters of foreign classes
-type ErrorClass = new (...args: Array<any>) => unknown
-
-/** The rejection of a promise (fails the test if it resolves). */
-const rejection = (f: () => Promise<unknown>): Effect.Effect<unknown> =>
-  Effect.promise(() =>
-    f().then(
-      () => {
-        throw new Error("expected the SDK call to fail")
-      },
-      (error: unknown) => error
-    )
-  )
 
 /** Reads a stream to its end. */
 const drain = async (stream: AsyncIterable<unknown>): Promise<void> => {
@@ -38,15 +20,6 @@ const drain = async (stream: AsyncIterable<unknown>): Promise<void> => {
     // drain
   }
 }
-
-/** How many requests reached the server while `effect` ran. */
-const countRequests = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
-    const chaos = yield* ChaosServer.ChaosServer
-    const before = (yield* chaos.requests).length
-    const value = yield* effect
-    return [value, (yield* chaos.requests).length - before] as const
-  })
 
 const openai = (fault?: ChaosServer.Fault) =>
   Effect.map(
