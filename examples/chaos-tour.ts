@@ -1,7 +1,7 @@
 /**
- * Chaos tour: starts the chaos server in-process, points the real OpenAI-compatible and Anthropic providers
- * at it (over real sockets, through `NodeHttpClient.layerUndici`), and runs one non-streaming and one
- * streaming call per fault. For each, it prints the typed error the provider produced (or the answer),
+ * Chaos tour: starts the chaos server in-process, points the real providers (OpenAI Chat Completions and
+ * Responses, Azure OpenAI, Anthropic, Gemini) at it (over real sockets, through `NodeHttpClient.layerUndici`),
+ * and runs one non-streaming and one streaming call per fault. For each, it prints the typed error the provider produced (or the answer),
  * whether the toolkit would retry it, the wait the provider asked for, and the request id.
  *
  * No API key, no network beyond localhost. Stalls are shortened to 300 ms.
@@ -10,7 +10,13 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { LlmError, type LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
-import { AnthropicProvider, OpenAiProvider } from "@llm-resilience/providers"
+import {
+  AnthropicProvider,
+  AzureOpenAiProvider,
+  GeminiProvider,
+  OpenAiProvider,
+  OpenAiResponsesProvider
+} from "@llm-resilience/providers"
 import { ChaosServer } from "@llm-resilience/testing"
 import { Console, Effect, Layer, Redacted, Result, Stream } from "effect"
 
@@ -43,13 +49,13 @@ const onePass = (name: string, provider: LlmProvider.LlmProvider["Service"]) =>
     const whole = yield* Effect.result(provider.complete(request))
     const streamed = yield* Effect.result(Stream.runCollect(provider.stream(request)))
     yield* Console.log(
-      `    ${name.padEnd(9)} complete: ${describeCall(
+      `    ${name.padEnd(12)} complete: ${describeCall(
         whole,
         (r: LlmResponse.LlmResponse) => `"${r.text.slice(0, 32)}..." (${r.usage.outputTokens} tokens)`
       )}`
     )
     yield* Console.log(
-      `    ${"".padEnd(9)} stream:   ${describeCall(
+      `    ${"".padEnd(12)} stream:   ${describeCall(
         streamed,
         (chunks) => `${chunks.length - 1} deltas, then ${chunks[chunks.length - 1]?._tag}`
       )}`
@@ -61,10 +67,11 @@ const program = Effect.gen(function* () {
   yield* Console.log(`chaos server on ${chaos.url}\n`)
   for (const fault of [undefined, ...ChaosServer.faults]) {
     yield* Console.log(fault === undefined ? "ok: a normal answer" : `${fault}: ${ChaosServer.describeFault(fault)}`)
-    const openai = yield* OpenAiProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl(fault) })
-    const anthropic = yield* AnthropicProvider.make({ apiKey, baseUrl: chaos.anthropicBaseUrl(fault) })
-    yield* onePass("openai", openai)
-    yield* onePass("anthropic", anthropic)
+    yield* onePass("openai", yield* OpenAiProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl(fault) }))
+    yield* onePass("responses", yield* OpenAiResponsesProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl(fault) }))
+    yield* onePass("azure-openai", yield* AzureOpenAiProvider.make({ apiKey, endpoint: chaos.azureEndpoint(fault) }))
+    yield* onePass("anthropic", yield* AnthropicProvider.make({ apiKey, baseUrl: chaos.anthropicBaseUrl(fault) }))
+    yield* onePass("gemini", yield* GeminiProvider.make({ apiKey, baseUrl: chaos.geminiBaseUrl(fault) }))
   }
   yield* Console.log("\nEvery fault ended in a typed error (or an answer); none crashed or hung.")
 })

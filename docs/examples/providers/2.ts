@@ -1,40 +1,19 @@
 // Generated from docs/providers.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import { Redacted } from "effect"
+import { NodeHttpClient } from "@effect/platform-node"
+import { LlmProvider } from "@llm-resilience/core"
 import { OpenAiProvider } from "@llm-resilience/providers"
+import { Effect, Layer, Stream } from "effect"
 
-// vLLM (`vllm serve ...`); the key is whatever --api-key you started it with
-export const vllm = OpenAiProvider.layer({
-  name: "vllm",
-  baseUrl: "http://localhost:8000/v1",
-  apiKey: Redacted.make("token-abc")
-})
+// the key is read from OPENAI_API_KEY as a Redacted
+export const OpenAiLive = OpenAiProvider.layer().pipe(Layer.provide(NodeHttpClient.layerUndici))
 
-// Ollama: any non-empty key; older versions want max_tokens
-export const ollama = OpenAiProvider.layer({
-  name: "ollama",
-  baseUrl: "http://localhost:11434/v1",
-  apiKey: Redacted.make("ollama"),
-  maxTokensField: "max_tokens"
-})
-
-// Azure OpenAI, v1 API (model = your deployment name); keys go in the api-key header
-export const azure = OpenAiProvider.layer({
-  name: "azure",
-  baseUrl: "https://my-resource.openai.azure.com/openai/v1",
-  authHeader: "api-key"
-})
-// Azure OpenAI, older deployment-scoped API
-export const azureLegacy = OpenAiProvider.layer({
-  name: "azure-gpt4o",
-  baseUrl: "https://my-resource.openai.azure.com/openai/deployments/gpt-5.4",
-  authHeader: "api-key",
-  urlParams: { "api-version": "2024-10-21" }
-})
-
-// OpenRouter (model ids like "anthropic/claude-sonnet-4.6")
-export const openrouter = OpenAiProvider.layer({
-  name: "openrouter",
-  baseUrl: "https://openrouter.ai/api/v1",
-  headers: { "HTTP-Referer": "https://example.com", "X-Title": "my-app" }
-})
+export const program = Effect.gen(function* () {
+  const llm = yield* LlmProvider.LlmProvider
+  const answer = yield* llm.complete({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] })
+  yield* Stream.runForEach(
+    llm.stream({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Count to 3" }] }),
+    (chunk) => Effect.log(chunk)
+  )
+  return answer.text
+}).pipe(Effect.provide(OpenAiLive))

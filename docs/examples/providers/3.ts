@@ -1,20 +1,34 @@
 // Generated from docs/providers.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import OpenAI from "openai"
-import Anthropic from "@anthropic-ai/sdk"
-import { SdkAdapter } from "@llm-resilience/providers"
+import { Redacted } from "effect"
+import { OpenAiProvider } from "@llm-resilience/providers"
 
-// Turn the SDK's own retries OFF: retries happen once, in the toolkit.
-export const openai = new OpenAI({ maxRetries: 0 })
-export const anthropic = new Anthropic({ maxRetries: 0 })
+// vLLM (`vllm serve ...`); the key is whatever --api-key you started it with
+export const vllm = OpenAiProvider.layer({
+  name: "vllm",
+  baseUrl: "http://localhost:8000/v1",
+  apiKey: Redacted.make("token-abc")
+})
 
-export const answer = SdkAdapter.tryPromise({ provider: "openai", model: "gpt-5.4-mini" }, (signal) =>
-  openai.chat.completions.create({ model: "gpt-5.4-mini", messages: [{ role: "user", content: "Hi" }] }, { signal })
-)
+// Ollama: any non-empty key; older versions want max_tokens
+export const ollama = OpenAiProvider.layer({
+  name: "ollama",
+  baseUrl: "http://localhost:11434/v1",
+  apiKey: Redacted.make("ollama"),
+  maxTokensField: "max_tokens"
+})
 
-export const events = SdkAdapter.stream({ provider: "anthropic", model: "claude-sonnet-4-6" }, (signal) =>
-  anthropic.messages.create(
-    { model: "claude-sonnet-4-6", max_tokens: 256, stream: true, messages: [{ role: "user", content: "Hi" }] },
-    { signal }
-  )
-)
+// Azure OpenAI, v1 API (model = your deployment name); keys go in the api-key header
+export const azure = OpenAiProvider.layer({
+  name: "azure",
+  baseUrl: "https://my-resource.openai.azure.com/openai/v1",
+  authHeader: "api-key"
+})
+// Azure OpenAI deployment URLs with an api-version: use AzureOpenAiProvider
+
+// OpenRouter (model ids like "anthropic/claude-sonnet-4.6")
+export const openrouter = OpenAiProvider.layer({
+  name: "openrouter",
+  baseUrl: "https://openrouter.ai/api/v1",
+  headers: { "HTTP-Referer": "https://example.com", "X-Title": "my-app" }
+})

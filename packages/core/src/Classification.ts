@@ -49,7 +49,8 @@ export interface HttpFailure {
 }
 
 /**
- * The provider's request id from the headers: `x-request-id` (OpenAI) or `request-id` (Anthropic).
+ * The provider's request id from the headers: `x-request-id` (OpenAI), `request-id` (Anthropic) or
+ * `apim-request-id` (Azure).
  *
  * @example
  * ```ts
@@ -94,9 +95,17 @@ const unavailableIds = set("service_unavailable_error", "service_unavailable", "
 const timeoutIds = set("timeout_error", "timeout", "request_timeout", "deadline_exceeded")
 const serverIds = set("api_error", "server_error", "internal_error", "internal_server_error", "conflict_error")
 const authIds = set("authentication_error", "invalid_api_key", "invalid_authentication", "unauthenticated")
+// Gemini answers a bad key with 400 INVALID_ARGUMENT and this ErrorInfo reason
+const keyInvalidIds = set("api_key_invalid")
 const permissionIds = set("permission_error", "permission_denied", "unsupported_country_region_territory")
-const notFoundIds = set("not_found_error", "model_not_found", "not_found")
-const badRequestIds = set("invalid_request_error", "request_too_large", "bad_request", "invalid_argument")
+const notFoundIds = set("not_found_error", "model_not_found", "not_found", "deploymentnotfound")
+const badRequestIds = set(
+  "invalid_request_error",
+  "request_too_large",
+  "bad_request",
+  "invalid_argument",
+  "failed_precondition"
+)
 
 const has = (tokens: ReadonlyArray<string>, ids: ReadonlySet<string>): boolean => {
   for (const t of tokens) if (ids.has(t)) return true
@@ -107,7 +116,11 @@ const has = (tokens: ReadonlyArray<string>, ids: ReadonlySet<string>): boolean =
 const quotaText =
   /credit balance is too low|specified api usage limits|exceeded your current quota|spend limit (?:reached|exceeded)|enforced_spend_limit/i
 const contextText =
-  /prompt is too long|maximum context length|context_length_exceeded|exceeds? (?:the )?(?:model'?s? )?context (?:limit|window|length)/i
+  /prompt is too long|maximum context length|context_length_exceeded|exceeds? (?:the )?(?:model'?s? )?context (?:limit|window|length)|input token count (?:\(\d+\) )?exceeds the maximum number of tokens/i
+// Azure's capacity 429 ("The system is currently experiencing high demand"): the provider's load, not your quota
+const highDemandText = /\bexperiencing high demand\b/i
+// Gemini's "limit: 0": the tier has no quota at all for this model, so no wait helps
+const zeroLimitText = /\blimit: ?0\b/
 const tooLargeText = /^request too large for\b/i
 const tokensText =
   /\btokens? per (?:min|minute|hour|day)\b|\b(?:TPM|TPD|ITPM|OTPM)\b|\b(?:input|output) tokens\b|\btoken rate limit\b/i
@@ -141,6 +154,11 @@ const byBody = (status: number, body: errorBody.ErrorBody): Kind | undefined => 
   const errorStatus = isHttpStatus(status) && status >= 400
   const requestStatus = status === 400 || status === 413 || status === 422
   if (has(t, quotaIds) || status === 402) return "QuotaExhausted"
+  if (has(t, keyInvalidIds)) return "Authentication"
+  // Gemini says "You exceeded your current quota" on every RESOURCE_EXHAUSTED: its QuotaFailure window decides
+  if (t.includes("resource_exhausted") && (status === 429 || !errorStatus)) {
+    return body.quotaWindow === "day" || zeroLimitText.test(msg) ? "QuotaExhausted" : "RateLimited"
+  }
   if (
     quotaText.test(msg) &&
     (status === 400 || status === 403 || status === 429 || has(t, badRequestIds) || has(t, rateIds))
@@ -155,6 +173,7 @@ const byBody = (status: number, body: errorBody.ErrorBody): Kind | undefined => 
   // OpenAI answers 429 "Request too large for <model> ... on tokens per min" when ONE request exceeds the
   // whole per-minute budget: no wait can make it fit, so it is a bad request, not a rate limit.
   if (status === 429 && tooLargeText.test(msg)) return "BadRequest"
+  if (status === 429 && highDemandText.test(msg)) return "Overloaded"
   if (has(t, rateIds) || status === 429) return "RateLimited"
   if (has(t, overloadIds) || status === 529 || status === 503) return "Overloaded"
   if (has(t, timeoutIds)) return "Timeout"
@@ -222,6 +241,7 @@ const maxReset = (ws: ReadonlyArray<Window>): number | undefined => {
 }
 
 const limitKind = (body: errorBody.ErrorBody, snap: RateLimitSnapshot.RateLimitSnapshot): LlmError.RateLimitKind => {
+  if (body.limit !== undefined) return body.limit
   for (const t of body.tokens) {
     if (t === "tokens" || t.endsWith("_tokens") || t.startsWith("tokens_")) return "tokens"
     if (t === "requests" || t.startsWith("requests_")) return "requests"
@@ -257,8 +277,13 @@ const classifyUnsafe = (failure: HttpFailure): LlmError.ProviderError => {
   const status = typeof failure.status === "number" ? failure.status : Number.NaN
   const nowMillis = typeof failure.nowMillis === "number" ? failure.nowMillis : Number.NaN
   const get = headers.lookup(failure.headers)
-  const snap = RateLimitSnapshot.fromHeaders(failure.headers, nowMillis)
   const body = errorBody.parse(failure.body)
+  const fromHeaders = RateLimitSnapshot.fromHeaders(failure.headers, nowMillis)
+  // a header's wait wins; a body's (Gemini RetryInfo, "Please retry after N seconds") fills in
+  const snap =
+    fromHeaders.retryAfterMs === undefined && body.retryAfterMs !== undefined
+      ? { ...fromHeaders, retryAfterMs: body.retryAfterMs }
+      : fromHeaders
   const rateLike = status === 429 || has(body.tokens, rateIds)
   const kind = applyShouldRetry(decide(status, body), snap.shouldRetry, rateLike)
 
@@ -293,10 +318,13 @@ const classifyUnsafe = (failure: HttpFailure): LlmError.ProviderError => {
  * Classifies a failed provider response into exactly one provider error. Pure and total: any input,
  * including garbage, gives an error value and never throws.
  *
- * Decision order: quota / billing identifiers (and 402) -> `QuotaExhausted`; content-filter identifiers
+ * Decision order: quota / billing identifiers (and 402) -> `QuotaExhausted`; Gemini's `API_KEY_INVALID` ->
+ * `Authentication`; Gemini's `RESOURCE_EXHAUSTED` -> `QuotaExhausted` when its `QuotaFailure` names a
+ * per-day quota or the message says `limit: 0`, else `RateLimited`; content-filter identifiers
  * -> `ContentFiltered`; `context_length_exceeded` or a 400 whose message says the prompt is too long ->
  * `ContextLengthExceeded`; OpenAI's 429 "Request too large for ..." (one request above the whole
- * per-minute budget) -> `BadRequest`; rate-limit identifiers or 429 -> `RateLimited` (with which limit); overload
+ * per-minute budget) -> `BadRequest`; Azure's 429 "experiencing high demand" -> `Overloaded`; rate-limit
+ * identifiers or 429 -> `RateLimited` (with which limit); overload
  * identifiers, 529 or 503 -> `Overloaded`; `timeout_error` or 408 -> `Timeout` (phase `total`); then
  * by status (401, 403, 404/410, 409 -> `ServerError`, other 4xx -> `BadRequest`, 5xx -> `ServerError`);
  * then by generic type for in-stream events. `x-should-retry: true` turns a fatal result into

@@ -42,7 +42,10 @@ export type LimitWindow = typeof LimitWindow.Type
  * @since 0.1.0
  */
 export const RateLimitSnapshot = Schema.Struct({
-  /** From `retry-after-ms` or `retry-after` (seconds or HTTP date). */
+  /**
+   * From `retry-after-ms` / `x-ms-retry-after-ms` or `retry-after` (seconds or HTTP date); in an error, also
+   * from a body's retry delay (Gemini `RetryInfo`, "Please retry after N seconds") when no header gave one.
+   */
   retryAfterMs: Schema.optional(Schema.Finite),
   /** From `x-should-retry`: the provider's own verdict, which overrides status-based classification. */
   shouldRetry: Schema.optional(Schema.Boolean),
@@ -109,7 +112,8 @@ const merge = (a: LimitWindow | undefined, b: LimitWindow | undefined): LimitWin
   a === undefined ? b : b === undefined ? a : { ...b, ...a }
 
 /**
- * Reads every rate-limit fact from a response's headers: `retry-after-ms` / `retry-after`,
+ * Reads every rate-limit fact from a response's headers: `retry-after-ms` / `x-ms-retry-after-ms` (Azure) /
+ * `retry-after`,
  * `x-should-retry`, OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and Anthropic's
  * `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`. Resets
  * become milliseconds after `nowMillis`. Pure and total: unreadable or absurd values (negative, NaN,
@@ -163,7 +167,8 @@ export const fromHeaders = (input: HeaderInput, nowMillis: number): RateLimitSna
 }
 
 /**
- * The wait a response asks for, in milliseconds: `retry-after-ms` (float ms) wins over `retry-after`,
+ * The wait a response asks for, in milliseconds: `retry-after-ms` (float ms) or Azure's `x-ms-retry-after-ms`
+ * wins over `retry-after`,
  * which may be seconds (fractional allowed) or an HTTP date (then measured from `nowMillis`; a past date
  * gives 0). Clamped to {@link maxDurationMs}; `undefined` when absent or unreadable. Never throws.
  *

@@ -90,7 +90,14 @@ describe("LlmError.rootCause", () => {
       assert.strictEqual(tooLong._tag, "RetryAfterTooLong")
       assert.strictEqual(LlmError.rootCause(tooLong), limited)
 
-      const profile = yield* Retry.profile({ name: "short", base: "5 seconds", cap: "5 seconds", deadline: "1 second" })
+      // no jitter: the first delay (5 s) is past the deadline (1 s) whatever the random draw
+      const profile = yield* Retry.profile({
+        name: "short",
+        base: "5 seconds",
+        cap: "5 seconds",
+        deadline: "1 second",
+        jitter: "none"
+      })
       const late = failureOf(yield* Effect.fail(overloaded).pipe(Retry.retry({ profile }), Effect.exit))
       assert.strictEqual(late._tag, "DeadlineExceeded")
       assert.strictEqual(LlmError.rootCause(late), overloaded)

@@ -1,13 +1,20 @@
 /**
- * Integration over real sockets: both providers, non-streaming and streaming, against every fault of the
- * chaos server, each ending in the expected typed error.
+ * Integration over real sockets: every provider (OpenAI Chat Completions and Responses, Azure OpenAI,
+ * Anthropic, Gemini), non-streaming and streaming, against every fault of the chaos server, each ending in
+ * the expected typed error.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
 import { type LlmError, type LlmProvider, type LlmRequest, type LlmResponse, Timeouts } from "@llm-resilience/core"
 import { ChaosServer } from "@llm-resilience/testing"
-import { Effect, Exit, Layer, Redacted, Result, Stream } from "effect"
-import { AnthropicProvider, OpenAiProvider } from "../src/index.ts"
+import { Clock, Effect, Exit, Layer, Redacted, Result, Stream } from "effect"
+import {
+  AnthropicProvider,
+  AzureOpenAiProvider,
+  GeminiProvider,
+  OpenAiProvider,
+  OpenAiResponsesProvider
+} from "../src/index.ts"
 
 const apiKey = Redacted.make("sk-chaos-test-0123456789abcdef")
 
@@ -40,8 +47,14 @@ const providersFor = (fault: ChaosServer.Fault) =>
     const chaos = yield* ChaosServer.ChaosServer
     const openai = yield* OpenAiProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl(fault) })
     const anthropic = yield* AnthropicProvider.make({ apiKey, baseUrl: chaos.anthropicBaseUrl(fault) })
-    return { openai, anthropic }
+    const responses = yield* OpenAiResponsesProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl(fault) })
+    const azure = yield* AzureOpenAiProvider.make({ apiKey, endpoint: chaos.azureEndpoint(fault) })
+    const gemini = yield* GeminiProvider.make({ apiKey, baseUrl: chaos.geminiBaseUrl(fault) })
+    return { openai, anthropic, responses, azure, gemini }
   })
+
+type Name = "openai" | "anthropic" | "responses" | "azure" | "gemini"
+const names: ReadonlyArray<Name> = ["openai", "anthropic", "responses", "azure", "gemini"]
 
 const toOutcome = <A>(
   result: Result.Result<A, LlmError.LlmError>,
@@ -74,28 +87,45 @@ const expectOutcome = (outcome: Outcome, expected: Expected, label: string): voi
   const error = outcome.error
   assert.strictEqual(error._tag, expected.tag, `${label}: ${error._tag}: ${"message" in error ? error.message : ""}`)
   if (expected.status !== undefined) assert.strictEqual((error as { status?: number }).status, expected.status, label)
-  if ("provider" in error) assert.include(["openai", "anthropic"], error.provider as string, label)
+  if ("provider" in error) {
+    assert.include(["openai", "anthropic", "azure-openai", "gemini"], error.provider as string, label)
+  }
 }
+
+type PerProvider = Readonly<Record<Name, Expected>>
 
 interface Row {
-  readonly complete: { readonly openai: Expected; readonly anthropic: Expected }
-  readonly stream: { readonly openai: Expected; readonly anthropic: Expected }
+  readonly complete: PerProvider
+  readonly stream: PerProvider
 }
 
-const both = (e: Expected) => ({ openai: e, anthropic: e })
-const all = (e: Expected): Row => ({ complete: both(e), stream: both(e) })
+/** The same expectation for every provider, but for `overrides`. */
+const both = (e: Expected, overrides: Partial<PerProvider> = {}): PerProvider => ({
+  openai: e,
+  anthropic: e,
+  responses: e,
+  azure: e,
+  gemini: e,
+  ...overrides
+})
+const all = (e: Expected, overrides: Partial<PerProvider> = {}): Row => ({
+  complete: both(e, overrides),
+  stream: both(e, overrides)
+})
 
 const table: Partial<Record<ChaosServer.Fault, Row>> = {
   "rate-limit": all({ tag: "RateLimited", status: 429 }),
   "insufficient-quota": all({ tag: "QuotaExhausted", status: 429 }),
-  overloaded: {
-    complete: { openai: { tag: "Overloaded", status: 503 }, anthropic: { tag: "Overloaded", status: 529 } },
-    stream: { openai: { tag: "Overloaded", status: 503 }, anthropic: { tag: "Overloaded", status: 529 } }
-  },
+  // Azure's capacity 429 says "experiencing high demand"
+  overloaded: all(
+    { tag: "Overloaded", status: 503 },
+    { anthropic: { tag: "Overloaded", status: 529 }, azure: { tag: "Overloaded", status: 429 } }
+  ),
   "server-error": all({ tag: "ServerError", status: 500 }),
   "bad-gateway": all({ tag: "ServerError", status: 502 }),
   "service-unavailable": all({ tag: "Overloaded", status: 503 }),
-  authentication: all({ tag: "Authentication", status: 401 }),
+  // Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID
+  authentication: all({ tag: "Authentication", status: 401 }, { gemini: { tag: "Authentication", status: 400 } }),
   "permission-denied": all({ tag: "PermissionDenied", status: 403 }),
   "model-not-found": all({ tag: "ModelNotFound", status: 404 }),
   "bad-request": all({ tag: "BadRequest", status: 400 }),
@@ -116,9 +146,15 @@ const table: Partial<Record<ChaosServer.Fault, Row>> = {
     stream: both({ tag: "StreamTruncated", status: 200 })
   },
   "stream-error": {
-    complete: { openai: { tag: "ServerError", status: 500 }, anthropic: { tag: "Overloaded", status: 529 } },
+    complete: both(
+      { tag: "ServerError", status: 500 },
+      { anthropic: { tag: "Overloaded", status: 529 }, gemini: { tag: "Overloaded", status: 503 } }
+    ),
     // the error event arrives inside an HTTP 200 stream
-    stream: { openai: { tag: "ServerError", status: 200 }, anthropic: { tag: "Overloaded", status: 200 } }
+    stream: both(
+      { tag: "ServerError", status: 200 },
+      { anthropic: { tag: "Overloaded", status: 200 }, gemini: { tag: "Overloaded", status: 200 } }
+    )
   },
   // a whole body that is not JSON fails; one malformed event in a good stream is skipped
   "malformed-json": { complete: both({ tag: "ServerError", status: 200 }), stream: both(success) },
@@ -136,11 +172,11 @@ const table: Partial<Record<ChaosServer.Fault, Row>> = {
 
 const runRow = (fault: ChaosServer.Fault, row: Row) =>
   Effect.gen(function* () {
-    const { anthropic, openai } = yield* providersFor(fault)
-    expectOutcome(yield* viaComplete(openai), row.complete.openai, `${fault} openai complete`)
-    expectOutcome(yield* viaComplete(anthropic), row.complete.anthropic, `${fault} anthropic complete`)
-    expectOutcome(yield* viaStream(openai), row.stream.openai, `${fault} openai stream`)
-    expectOutcome(yield* viaStream(anthropic), row.stream.anthropic, `${fault} anthropic stream`)
+    const providers = yield* providersFor(fault)
+    for (const name of names) {
+      expectOutcome(yield* viaComplete(providers[name]), row.complete[name], `${fault} ${name} complete`)
+      expectOutcome(yield* viaStream(providers[name]), row.stream[name], `${fault} ${name} stream`)
+    }
   })
 
 layer(TestLayer, { excludeTestServices: true })("providers against every chaos fault", (it) => {
@@ -158,15 +194,79 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
   describe("fault details", () => {
     it.effect("rate-limit keeps retry-after, the limit, the request id and the snapshot", () =>
       Effect.gen(function* () {
-        const { anthropic, openai } = yield* providersFor("rate-limit")
-        for (const p of [openai, anthropic]) {
-          const e = (yield* Effect.flip(p.complete(request))) as LlmError.RateLimited
-          assert.strictEqual(e._tag, "RateLimited")
-          assert.strictEqual(e.retryAfterMs, 2000)
-          assert.strictEqual(e.limit, "requests")
-          assert.match(e.requestId ?? "", /^req_chaos_\d+$/)
-          assert.strictEqual(e.rateLimit?.requests?.remaining, 0)
-          assert.strictEqual(e.model, "chaos-model")
+        const providers = yield* providersFor("rate-limit")
+        // Azure's 429 names the token rate limit; Gemini's QuotaFailure a requests-per-minute quota, its wait
+        // is RetryInfo's and it sends no request id or rate-limit headers
+        const limits = {
+          openai: "requests",
+          anthropic: "requests",
+          responses: "requests",
+          azure: "tokens",
+          gemini: "requests"
+        }
+        for (const name of names) {
+          const e = (yield* Effect.flip(providers[name].complete(request))) as LlmError.RateLimited
+          assert.strictEqual(e._tag, "RateLimited", name)
+          assert.strictEqual(e.retryAfterMs, 2000, name)
+          assert.strictEqual(e.limit, limits[name], name)
+          assert.strictEqual(e.model, "chaos-model", name)
+          if (name === "gemini") {
+            assert.isUndefined(e.requestId)
+            assert.deepStrictEqual(e.rateLimit, { retryAfterMs: 2000 })
+          } else {
+            assert.match(e.requestId ?? "", /^req_chaos_\d+$/, name)
+            assert.strictEqual(e.rateLimit?.requests?.remaining, 0, name)
+          }
+        }
+      })
+    )
+
+    it.effect("insufficient-quota: a per-day Gemini quota is QuotaExhausted with its reset", () =>
+      Effect.gen(function* () {
+        const { gemini } = yield* providersFor("insufficient-quota")
+        const before = yield* Clock.currentTimeMillis
+        const e = (yield* Effect.flip(gemini.complete(request))) as LlmError.QuotaExhausted
+        const after = yield* Clock.currentTimeMillis
+        assert.strictEqual(e._tag, "QuotaExhausted")
+        // RetryInfo's 43200s, from when the answer came
+        assert.isAtLeast(e.resetAt ?? 0, before + 43_200_000)
+        assert.isAtMost(e.resetAt ?? 0, after + 43_200_000)
+      })
+    )
+
+    it.effect("refusals and safety blocks finish with content_filter, whole and streamed", () =>
+      Effect.gen(function* () {
+        const providers = yield* providersFor("refusal")
+        // OpenAI, Responses and Anthropic refuse in words; Azure's filter and Gemini's SAFETY stop with no text
+        const refuses = { openai: true, anthropic: true, responses: true, azure: false, gemini: false }
+        for (const name of names) {
+          const r = yield* providers[name].complete(request)
+          assert.strictEqual(r.finishReason, "content_filter", name)
+          assert.strictEqual(r.text.length > 0, refuses[name], name)
+          const chunks = yield* Stream.runCollect(providers[name].stream(request))
+          const last = chunks[chunks.length - 1]
+          assert.strictEqual(last._tag === "Finish" ? last.finishReason : last._tag, "content_filter", name)
+          const text = chunks.map((c) => (c._tag === "TextDelta" ? c.text : "")).join("")
+          assert.strictEqual(text, r.text, name)
+        }
+      })
+    )
+
+    it.effect("usage and the answer agree between complete and stream for every provider", () =>
+      Effect.gen(function* () {
+        const providers = yield* providersFor("no-end-marker")
+        for (const name of names) {
+          const r = yield* providers[name].complete(request)
+          assert.strictEqual(r.text, "Hello from the chaos server. Every byte of this answer arrived.", name)
+          assert.isAbove(r.usage.inputTokens, 0, name)
+          assert.strictEqual(r.usage.outputTokens, 11, name)
+          const chunks = yield* Stream.runCollect(providers[name].stream(request))
+          const last = chunks[chunks.length - 1]
+          assert.strictEqual(last._tag, "Finish", name)
+          if (last._tag === "Finish") {
+            assert.deepStrictEqual(last.usage, r.usage, name)
+            assert.strictEqual(last.finishReason, "stop", name)
+          }
         }
       })
     )
@@ -174,8 +274,9 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
     it.effect("stall-mid-stream and truncated-stream report the chunks that did arrive", () =>
       Effect.gen(function* () {
         for (const fault of ["stall-mid-stream", "truncated-stream"] as const) {
-          const { anthropic, openai } = yield* providersFor(fault)
-          for (const p of [openai, anthropic]) {
+          const providers = yield* providersFor(fault)
+          for (const name of names) {
+            const p = providers[name]
             const e = (yield* Effect.flip(Stream.runCollect(p.stream(request)))) as LlmError.StreamTruncated
             assert.strictEqual(e._tag, "StreamTruncated")
             assert.isAbove(e.receivedChunks, 0)
@@ -199,11 +300,13 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
 
     it.effect("garbage rate-limit headers never become NaN or crash the classifier", () =>
       Effect.gen(function* () {
-        const { anthropic, openai } = yield* providersFor("garbage-headers")
-        for (const p of [openai, anthropic]) {
-          const e = (yield* Effect.flip(p.complete(request))) as LlmError.RateLimited
+        const providers = yield* providersFor("garbage-headers")
+        for (const name of names) {
+          const e = (yield* Effect.flip(providers[name].complete(request))) as LlmError.RateLimited
           assert.strictEqual(e._tag, "RateLimited")
-          assert.isUndefined(e.retryAfterMs)
+          // Azure's body says "Please retry after 2 seconds", Gemini's RetryInfo says 2s: those still count
+          if (name === "azure" || name === "gemini") assert.strictEqual(e.retryAfterMs, 2000, name)
+          else assert.isUndefined(e.retryAfterMs, name)
           const numbers = JSON.stringify(e.rateLimit ?? {}).match(/-?\d+(\.\d+)?/g) ?? []
           assert.notInclude(JSON.stringify(e.rateLimit ?? {}), "null")
           for (const n of numbers) assert.isTrue(Number.isFinite(Number(n)))
@@ -223,8 +326,8 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
 
     it.effect("slow-headers still answers, whole and streamed", () =>
       Effect.gen(function* () {
-        const { anthropic, openai } = yield* providersFor("slow-headers")
-        for (const p of [openai, anthropic]) {
+        const providers = yield* providersFor("slow-headers")
+        for (const p of names.map((name) => providers[name])) {
           const r = yield* p.complete(request)
           assert.strictEqual(r.finishReason, "stop")
           const chunks = yield* Stream.runCollect(p.stream(request))
@@ -242,8 +345,8 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
           ["stall-mid-stream", "idle"]
         ] as const
         for (const [fault, phase] of expectations) {
-          const { anthropic, openai } = yield* providersFor(fault)
-          for (const p of [openai, anthropic]) {
+          const providers = yield* providersFor(fault)
+          for (const p of names.map((name) => providers[name])) {
             const e = yield* Effect.flip(Stream.runCollect(timeouts.wrap(p).stream(request)))
             assert.strictEqual(e._tag, "Timeout", `${fault} ${p.name}`)
             assert.strictEqual((e as LlmError.Timeout).phase, phase, `${fault} ${p.name}`)

@@ -1,10 +1,13 @@
 /**
- * A real HTTP server that speaks the OpenAI Chat Completions and Anthropic Messages wire formats, and
- * misbehaves on request.
+ * A real HTTP server that speaks the OpenAI Chat Completions, OpenAI Responses, Azure OpenAI, Anthropic
+ * Messages and Google Gemini wire formats, and misbehaves on request.
  *
- * It answers `POST /v1/chat/completions` and `POST /v1/messages` faithfully enough for the official
- * `openai` and `@anthropic-ai/sdk` clients (whole answers and SSE streams, usage, request ids, rate-limit
- * headers), and injects a {@link Fault} chosen per request:
+ * It answers `POST /v1/chat/completions`, `/v1/responses`,
+ * `/openai/deployments/{deployment}/chat/completions?api-version=...`, `/v1/messages` and
+ * `/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse` faithfully enough for the
+ * official `openai` (also its `AzureOpenAI` client), `@anthropic-ai/sdk` and `@google/genai` clients (whole
+ * answers and SSE streams, usage, request ids, rate-limit headers and hints), and injects a {@link Fault}
+ * chosen per request, in each wire's own shapes:
  *
  * 1. the `x-chaos-fault: <fault>` request header, else
  * 2. a path prefix: `/fault/<fault>/v1/chat/completions`, `/fault/<fault>/v1/messages`, else
@@ -24,7 +27,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Clock, Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { HttpRouter, type HttpServerError } from "effect/http"
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
-import { makeHandler, type Recorded, type State } from "./internal/chaos/handler.ts"
+import { makeHandler, type Recorded, type State, wires } from "./internal/chaos/handler.ts"
 
 /**
  * The faults the server can inject.
@@ -148,6 +151,13 @@ export class ChaosServer extends Context.Service<
     readonly openAiBaseUrl: (fault?: Fault) => string
     /** A base URL for Anthropic clients (the SDK appends `/v1/messages`), with an optional fault. */
     readonly anthropicBaseUrl: (fault?: Fault) => string
+    /** An Azure OpenAI endpoint (clients append `/openai/deployments/...`), with an optional fault. */
+    readonly azureEndpoint: (fault?: Fault) => string
+    /**
+     * A Gemini base URL with an optional fault: `.../v1beta` (for the providers), or with `{ version: false }`
+     * the root the `@google/genai` client appends its API version to.
+     */
+    readonly geminiBaseUrl: (fault?: Fault, options?: { readonly version?: boolean }) => string
     /** Replaces the scenario: the next requests that name no fault take these steps in order. */
     readonly setScenario: (steps: ReadonlyArray<Step>, options?: { readonly loop?: boolean }) => Effect.Effect<void>
     /** The requests served so far. */
@@ -213,7 +223,7 @@ export const make: (
       })
     )
     const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
-    for (const path of ["/v1/chat/completions", "/v1/messages"] as const) {
+    for (const path of wires.flatMap((wire) => wire.routes) as ReadonlyArray<HttpRouter.PathInput>) {
       yield* router.add("POST", path, handler)
       yield* router.add("POST", `/fault/:fault${path}`, handler)
     }
@@ -236,6 +246,9 @@ export const make: (
       port,
       openAiBaseUrl: (fault) => (fault === undefined ? `${url}/v1` : `${url}/fault/${fault}/v1`),
       anthropicBaseUrl: (fault) => (fault === undefined ? url : `${url}/fault/${fault}`),
+      azureEndpoint: (fault) => (fault === undefined ? url : `${url}/fault/${fault}`),
+      geminiBaseUrl: (fault, opts) =>
+        `${fault === undefined ? url : `${url}/fault/${fault}`}${opts?.version === false ? "" : "/v1beta"}`,
       setScenario: (steps, opts) =>
         Effect.sync(() => {
           state.scenario = [...steps]

@@ -8,28 +8,9 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import OpenAI from "openai"
 import { ChaosServer } from "../src/index.ts"
-
-const key = "sk-fidelity-key"
-const text = "Fidelity is the whole point here."
-
-const ChaosLive = ChaosServer.layer({ apiKey: key, text, cachedInputTokens: 2, stallMs: 200 })
+import { ChaosLive, countRequests, type ErrorClass, key, rejection, text } from "./support/fidelity.ts"
 
 const messages = [{ role: "user" as const, content: "Please answer with the sentence you always say." }]
-
-/** An SDK error class (constructor arity differs between the SDKs). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- constructor parameters of foreign classes
-type ErrorClass = new (...args: Array<any>) => unknown
-
-/** The rejection of a promise (fails the test if it resolves). */
-const rejection = (f: () => Promise<unknown>): Effect.Effect<unknown> =>
-  Effect.promise(() =>
-    f().then(
-      () => {
-        throw new Error("expected the SDK call to fail")
-      },
-      (error: unknown) => error
-    )
-  )
 
 const openai = (fault?: ChaosServer.Fault) =>
   Effect.map(
@@ -42,15 +23,6 @@ const anthropic = (fault?: ChaosServer.Fault) =>
     ChaosServer.ChaosServer,
     (chaos) => new Anthropic({ apiKey: key, baseURL: chaos.anthropicBaseUrl(fault), maxRetries: 0, timeout: 5_000 })
   )
-
-/** How many requests reached the server while `effect` ran. */
-const countRequests = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
-    const chaos = yield* ChaosServer.ChaosServer
-    const before = (yield* chaos.requests).length
-    const value = yield* effect
-    return [value, (yield* chaos.requests).length - before] as const
-  })
 
 layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => {
   describe("openai SDK", () => {

@@ -46,6 +46,40 @@ layer(TestLayer, { excludeTestServices: true })("ChaosServer", (it) => {
     })
   )
 
+  it.effect("Responses, Azure and Gemini routes: the wire is told by the path, the model and streaming too", () =>
+    Effect.gen(function* () {
+      const chaos = yield* ChaosServer.ChaosServer
+      const responses = yield* post(`${chaos.url}/v1/responses`, { model: "gpt-5.4-mini", input: "hi" })
+      assert.strictEqual(JSON.parse(responses.text).object, "response")
+      const azure = yield* post(
+        `${chaos.azureEndpoint()}/openai/deployments/eu-4o/chat/completions?api-version=2024-10-21`,
+        {
+          messages: chatBody.messages
+        }
+      )
+      assert.deepStrictEqual([azure.status, typeof azure.headers["apim-request-id"]], [200, "string"])
+      // Azure wants its api-version
+      const noVersion = yield* post(`${chaos.url}/openai/deployments/eu-4o/chat/completions`, chatBody)
+      assert.strictEqual(noVersion.status, 400)
+      const gemini = yield* post(
+        `${chaos.geminiBaseUrl("rate-limit")}/models/gemini-2.5-flash:streamGenerateContent?alt=sse`,
+        {
+          contents: [{ role: "user", parts: [{ text: "hi" }] }]
+        }
+      )
+      assert.strictEqual(JSON.parse(gemini.text).error.status, "RESOURCE_EXHAUSTED")
+      const unknownMethod = yield* post(`${chaos.geminiBaseUrl()}/models/gemini-2.5-flash:countTokens`, {})
+      assert.strictEqual(unknownMethod.status, 404)
+      const seen = (yield* chaos.requests).slice(-4).map((r) => [r.wire, r.model, r.stream])
+      assert.deepStrictEqual(seen, [
+        ["openai-responses", "gpt-5.4-mini", false],
+        ["azure-openai", "eu-4o", false],
+        ["azure-openai", undefined, false],
+        ["gemini", "gemini-2.5-flash", true]
+      ])
+    })
+  )
+
   it.effect("a looping scenario repeats", () =>
     Effect.gen(function* () {
       const chaos = yield* ChaosServer.ChaosServer

@@ -1,9 +1,11 @@
 /**
- * Internal: reads a provider error body (OpenAI, Anthropic, OpenAI-compatible servers, proxy pages) into
- * the few facts classification needs. Total: any string (or non-string) gives a result, never a throw.
+ * Internal: reads a provider error body (OpenAI, Anthropic, Azure OpenAI, Gemini, OpenAI-compatible servers,
+ * proxy pages) into the few facts classification needs. Total: any string (or non-string) gives a result,
+ * never a throw.
  *
  * @internal
  */
+import { goDuration, secondsToMs } from "./headers.ts"
 
 /** Longest message kept on an error. */
 export const MAX_MESSAGE_LENGTH = 500
@@ -11,15 +13,30 @@ export const MAX_MESSAGE_LENGTH = 500
 /** Bodies longer than this are not parsed as JSON (an error body is small; a huge one is garbage). */
 const MAX_JSON_LENGTH = 1_000_000
 
-/** What a body told us. `tokens` are the lower-cased `type` / `code` / `status` identifiers it carried. */
+/**
+ * What a body told us. `tokens` are the lower-cased `type` / `code` / `status` identifiers it carried (and
+ * Gemini `ErrorInfo` reasons). The optional hints come from Gemini `details` and from message text:
+ *
+ * - `retryAfterMs`: a `RetryInfo.retryDelay` (`"34.4s"`), else "Please retry in 45.57s" / "retry after 20
+ *   seconds" in the message;
+ * - `quotaWindow`: the window of a `QuotaFailure` violation (`...PerDay...` -> `day`, `...PerMinute...` ->
+ *   `minute`), the longest one when several;
+ * - `limit`: whether that violation counts tokens or requests.
+ */
 export interface ErrorBody {
   readonly shape: "empty" | "html" | "json" | "text"
   readonly tokens: ReadonlyArray<string>
   readonly message: string | undefined
   readonly requestId: string | undefined
+  readonly retryAfterMs?: number | undefined
+  readonly quotaWindow?: "minute" | "day" | undefined
+  readonly limit?: "tokens" | "requests" | undefined
 }
 
 const emptyBody: ErrorBody = { shape: "empty", tokens: [], message: undefined, requestId: undefined }
+
+/** "Please retry in 45.57s." (Gemini), "Please retry after 20 seconds." (Azure). */
+const retryText = /\bretry (?:in|after) (\d{1,9}(?:\.\d{1,6})?) ?(ms|s|sec|secs|seconds?)\b/i
 
 /** Collapses whitespace, drops control characters and caps the length (without splitting a surrogate pair). */
 export const cleanMessage = (s: string, max: number = MAX_MESSAGE_LENGTH): string => {
@@ -61,20 +78,64 @@ const messageOf = (u: unknown): string | undefined => {
   }
 }
 
+interface Hints {
+  retryAfterMs?: number
+  quotaWindow?: "minute" | "day"
+  limit?: "tokens" | "requests"
+}
+
+/** Gemini's `error.details`: `google.rpc.ErrorInfo` reasons, `RetryInfo` delays, `QuotaFailure` windows. */
+const readDetails = (details: unknown, tokens: Array<string>, hints: Hints): void => {
+  if (!Array.isArray(details)) return
+  for (const d of details.slice(0, 20)) {
+    if (!isRecord(d) || typeof d["@type"] !== "string") continue
+    const type = d["@type"]
+    if (type.endsWith("google.rpc.ErrorInfo")) pushToken(tokens, d.reason)
+    else if (type.endsWith("google.rpc.RetryInfo") && typeof d.retryDelay === "string") {
+      // a protobuf Duration in JSON: decimal seconds with an `s` suffix
+      const ms = goDuration(d.retryDelay)
+      if (ms !== undefined) hints.retryAfterMs = ms
+    } else if (type.endsWith("google.rpc.QuotaFailure") && Array.isArray(d.violations)) {
+      for (const v of d.violations.slice(0, 20)) {
+        if (!isRecord(v)) continue
+        const id = `${asString(v.quotaId) ?? ""} ${asString(v.quotaMetric) ?? ""}`
+        const window = /perday|daily|per_day/i.test(id)
+          ? "day"
+          : /perminute|per_minute/i.test(id)
+            ? "minute"
+            : undefined
+        if (window === "day" || (window === "minute" && hints.quotaWindow === undefined)) hints.quotaWindow = window
+        const limit = /token/i.test(id) ? "tokens" : /request/i.test(id) ? "requests" : undefined
+        if (hints.limit === undefined && limit !== undefined) hints.limit = limit
+      }
+    }
+  }
+}
+
+const retryFromText = (message: string | undefined): number | undefined => {
+  const m = message === undefined ? null : retryText.exec(message)
+  if (m === null) return undefined
+  const n = Number(m[1])
+  return m[2].toLowerCase() === "ms" ? secondsToMs(n / 1000) : secondsToMs(n)
+}
+
 const fromJson = (json: unknown): ErrorBody | undefined => {
   let obj = json
   if (Array.isArray(obj)) obj = obj[0]
   if (!isRecord(obj)) return undefined
   const tokens: Array<string> = []
+  const hints: Hints = {}
   let message: string | undefined
   const err = obj.error
   if (isRecord(err)) {
     // OpenAI {"error":{message,type,param,code}}, Anthropic {"type":"error","error":{type,message}},
-    // Gemini-compatible {"error":{code,message,status}}, Azure {"error":{code,innererror:{code}}}
+    // Gemini {"error":{code,message,status,details}}, Azure {"error":{code,innererror|inner_error:{code}}}
     pushToken(tokens, err.type)
     pushToken(tokens, err.code)
     pushToken(tokens, err.status)
     if (isRecord(err.innererror)) pushToken(tokens, err.innererror.code)
+    if (isRecord(err.inner_error)) pushToken(tokens, err.inner_error.code)
+    readDetails(err.details, tokens, hints)
     message = messageOf(err.message)
   } else if (typeof err === "string") {
     message = err
@@ -88,11 +149,16 @@ const fromJson = (json: unknown): ErrorBody | undefined => {
     message = messageOf(obj.message) ?? messageOf(obj.detail) ?? messageOf(obj.error_message)
   }
   const rid = asString(obj.request_id) ?? (isRecord(err) ? asString(err.request_id) : undefined)
+  if (hints.retryAfterMs === undefined) {
+    const fromText = retryFromText(message)
+    if (fromText !== undefined) hints.retryAfterMs = fromText
+  }
   return {
     shape: "json",
     tokens,
     message: message === undefined ? undefined : cleanMessage(message),
-    requestId: rid !== undefined && rid.length > 0 && rid.length <= 200 ? rid : undefined
+    requestId: rid !== undefined && rid.length > 0 && rid.length <= 200 ? rid : undefined,
+    ...hints
   }
 }
 

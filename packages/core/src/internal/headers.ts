@@ -293,13 +293,14 @@ export const resetAfter = (s: string | undefined, nowMillis: number): number | u
 }
 
 /**
- * The wait a response asks for: `retry-after-ms` (float milliseconds) wins over `retry-after` (seconds,
- * possibly fractional, or an HTTP date relative to `nowMillis`). Clamped to {@link MAX_DURATION_MS}.
+ * The wait a response asks for: `retry-after-ms` (float milliseconds, OpenAI and Azure) or Azure's
+ * `x-ms-retry-after-ms` wins over `retry-after` (seconds, possibly fractional, or an HTTP date relative to
+ * `nowMillis`). Clamped to {@link MAX_DURATION_MS}.
  */
 export const retryAfter = (get: Lookup, nowMillis: number): number | undefined => {
-  const ms = get("retry-after-ms")
-  if (ms !== undefined) {
-    const n = nonNegativeNumber(ms)
+  for (const name of ["retry-after-ms", "x-ms-retry-after-ms"]) {
+    const ms = get(name)
+    const n = ms === undefined ? undefined : nonNegativeNumber(ms)
     if (n !== undefined) return clampDuration(n)
   }
   const ra = get("retry-after")
@@ -321,8 +322,8 @@ export const shouldRetry = (get: Lookup): boolean | undefined => {
 /** Longest request id kept; longer values are garbage. */
 const MAX_REQUEST_ID_LENGTH = 200
 
-/** The provider's request id: `x-request-id` (OpenAI) or `request-id` (Anthropic). */
+/** The provider's request id: `x-request-id` (OpenAI), `request-id` (Anthropic) or `apim-request-id` (Azure). */
 export const requestId = (get: Lookup): string | undefined => {
-  const v = get("x-request-id") ?? get("request-id")
+  const v = get("x-request-id") ?? get("request-id") ?? get("apim-request-id")
   return v !== undefined && v.length <= MAX_REQUEST_ID_LENGTH ? v : undefined
 }

@@ -32,11 +32,19 @@ export interface Limits {
   readonly maxEventBytes: number
 }
 
+/** Where one call goes: its URL and extra query parameters. */
+export interface Route {
+  readonly url: string
+  readonly urlParams?: Readonly<Record<string, string>> | undefined
+}
+
 /** Everything the engine needs to call one provider. */
 export interface EngineOptions {
   readonly name: string
   readonly spanPrefix: string
   readonly url: string
+  /** The URL of one call when it depends on the model or on streaming (Gemini, Azure deployments). */
+  readonly route?: ((model: string, stream: boolean) => Route) | undefined
   readonly headers: Readonly<Record<string, string>>
   readonly urlParams: Readonly<Record<string, string>>
   readonly codec: Codec
@@ -130,8 +138,13 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         })
       )
     }
+    let http = stream ? sseRequest : jsonRequest
+    const route = o.route?.(request.model, stream)
+    if (route !== undefined) {
+      http = HttpClientRequest.appendUrlParams(HttpClientRequest.setUrl(http, route.url), route.urlParams ?? {})
+    }
     return client
-      .execute(HttpClientRequest.bodyText(stream ? sseRequest : jsonRequest, body, "application/json"))
+      .execute(HttpClientRequest.bodyText(http, body, "application/json"))
       .pipe(
         Effect.mapError(
           (error): ProviderError =>
@@ -159,7 +172,8 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     Classification.classify({
       status: response.status,
       headers: response.headers,
-      body,
+      // a body that echoes the key (a proxy, a debugging server) must not carry it into the error message
+      body: scrub(body),
       provider: c.provider,
       model: c.model,
       nowMillis

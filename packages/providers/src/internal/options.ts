@@ -52,19 +52,21 @@ export const checkApiKey = (u: unknown): Effect.Effect<Redacted.Redacted<string>
   Effect.map(Schema.decodeUnknownEffect(ApiKey)({ apiKey: u }), (o) => o.apiKey as Redacted.Redacted<string>)
 
 /**
- * The key and base URL of a provider: the given ones, else `<PREFIX>_API_KEY` / `<PREFIX>_BASE_URL` from the
- * config (environment), the URL defaulting to `defaultBaseUrl`; both validated.
+ * The key and base URL of a provider: the given ones, else `<PREFIX>_API_KEY` / `<PREFIX>_BASE_URL` (or
+ * `baseUrlVar`) from the config (environment), the URL defaulting to `defaultBaseUrl`; both validated.
  */
 export const connection = Effect.fnUntraced(function* (options: {
   readonly apiKey: Redacted.Redacted<string> | undefined
   readonly baseUrl: string | undefined
   readonly envPrefix: string
-  readonly defaultBaseUrl: string
+  readonly baseUrlVar?: string | undefined
+  readonly defaultBaseUrl: string | undefined
 }) {
   const apiKey = yield* checkApiKey(options.apiKey ?? (yield* Config.Redacted(`${options.envPrefix}_API_KEY`)))
+  const urlVar = Config.String(options.baseUrlVar ?? `${options.envPrefix}_BASE_URL`)
   const baseUrl =
     options.baseUrl ??
-    (yield* Config.String(`${options.envPrefix}_BASE_URL`).pipe(Config.withDefault(options.defaultBaseUrl)))
+    (yield* options.defaultBaseUrl === undefined ? urlVar : urlVar.pipe(Config.withDefault(options.defaultBaseUrl)))
   yield* Schema.decodeUnknownEffect(Schema.Struct({ baseUrl: HttpUrl }))({ baseUrl })
   return { apiKey, baseUrl }
 })

@@ -173,8 +173,13 @@ const error = (
 /** The Anthropic Messages wire format. */
 export const anthropicWire: Wire = {
   name: "anthropic",
-  path: "/v1/messages",
+  routes: ["/v1/messages"],
+  match: (path) => (path === "/v1/messages" ? {} : undefined),
   requestIdHeader: "request-id",
+  apiKeyHeader: "x-api-key",
+  endMarker: true,
+  streamErrorKind: "overloaded",
+  answerId: (sequence) => `msg_chaos${sequence}`,
   parseRequest,
   body: (a) => ({
     id: a.id,

@@ -7,8 +7,8 @@
 /** Every fault the chaos server can inject, with a one-line description (printed by the CLI). */
 export const faultDescriptions = {
   "rate-limit": "429 transient rate limit with Retry-After and rate-limit headers",
-  "insufficient-quota": "429 quota / spend limit exhausted (permanent)",
-  overloaded: "overloaded: 529 overloaded_error (Anthropic) / 503 server_error (OpenAI)",
+  "insufficient-quota": "429 quota / spend limit exhausted (permanent; Gemini: a per-day quota)",
+  overloaded: "overloaded: 529 overloaded_error (Anthropic), 503 (OpenAI; Gemini UNAVAILABLE), 429 high demand (Azure)",
   "server-error": "500 JSON server error",
   "bad-gateway": "502 HTML error page, as a proxy sends it",
   "service-unavailable": "503 HTML error page, as a proxy sends it",
@@ -26,7 +26,8 @@ export const faultDescriptions = {
   "malformed-json": "200 with a body that is not valid JSON; streams: one such event among good ones",
   "no-end-marker":
     "streams: the whole answer with its finish reason and usage, then a clean close without the end marker",
-  refusal: "the model refuses: OpenAI `refusal` content, Anthropic `stop_reason: refusal`",
+  refusal:
+    "the model refuses: OpenAI `refusal` content, Anthropic `stop_reason: refusal`, Azure `content_filter`, Gemini `SAFETY`",
   "keep-alive-only": "a stream of SSE keep-alive comments for `stallMs`, no content, then close",
   "wrong-content-type": "200 with text/html instead of JSON / SSE",
   "huge-body": "200 with a 10 MB body",

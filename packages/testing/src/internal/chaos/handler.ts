@@ -11,8 +11,11 @@ import { Clock, Duration, Effect, Stream } from "effect"
 import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { anthropicWire } from "./anthropic.ts"
 import { delayHeader, type Fault, faultHeader, faults, isStep, type Step, splitFaultPath } from "./faults.ts"
+import { azureWire } from "./azure.ts"
+import { geminiWire } from "./gemini.ts"
 import { openAiWire } from "./openai.ts"
-import type { Answer, ErrorKind, Wire } from "./wire.ts"
+import { responsesWire } from "./responses.ts"
+import type { Answer, ErrorKind, RouteInfo, Wire } from "./wire.ts"
 
 /** Resolved server settings. */
 export interface Settings {
@@ -28,7 +31,7 @@ export interface Settings {
 
 /** One request as the server saw it. */
 export interface Recorded {
-  readonly wire: "openai" | "anthropic"
+  readonly wire: Wire["name"]
   readonly step: Step
   readonly model: string | undefined
   readonly stream: boolean
@@ -45,7 +48,8 @@ export interface State {
 
 const encoder = new TextEncoder()
 
-const wires: ReadonlyArray<Wire> = [openAiWire, anthropicWire]
+/** Every wire format the server speaks. */
+export const wires: ReadonlyArray<Wire> = [openAiWire, responsesWire, azureWire, anthropicWire, geminiWire]
 
 const errorKinds: ReadonlySet<string> = new Set<ErrorKind>([
   "rate-limit",
@@ -125,11 +129,22 @@ const pickStep = (
   return "ok"
 }
 
-/** The key a request carries: `Authorization: Bearer`, or `x-api-key` (Anthropic), or `api-key` (Azure). */
+/** The key a request carries: `Authorization: Bearer`, or the wire's key header (`x-api-key`, `api-key` ...). */
 const apiKeyOf = (wire: Wire, request: HttpServerRequest.HttpServerRequest): string | undefined => {
   const auth = request.headers.authorization
   if (auth?.startsWith("Bearer ")) return auth.slice(7)
-  return wire.name === "anthropic" ? request.headers["x-api-key"] : request.headers["api-key"]
+  return request.headers[wire.apiKeyHeader]
+}
+
+const routeOf = (
+  path: string,
+  query: URLSearchParams
+): { readonly wire: Wire; readonly route: RouteInfo } | undefined => {
+  for (const wire of wires) {
+    const route = wire.match(path, query)
+    if (route !== undefined) return { wire, route }
+  }
+  return undefined
 }
 
 /**
@@ -141,11 +156,15 @@ export const makeHandler =
     Effect.gen(function* () {
       const url = new URL(request.url, "http://chaos.local")
       const { fault: pathFault, path } = splitFaultPath(url.pathname)
-      const wire = wires.find((w) => w.path === path) ?? openAiWire
+      const routed = routeOf(path, url.searchParams)
+      // a path under a wildcard route (`/v1beta/models/*`) that no wire answers, e.g. another method
+      if (routed === undefined) return json(404, { error: { code: 404, message: `no route for ${path}` } }, {})
+      const { route, wire } = routed
       const sequence = ++state.sequence
       const requestId = `req_chaos_${String(sequence).padStart(6, "0")}`
       const nowMillis = yield* Clock.currentTimeMillis
-      const baseHeaders: Record<string, string> = { [wire.requestIdHeader]: requestId }
+      const baseHeaders: Record<string, string> =
+        wire.requestIdHeader === undefined ? {} : { [wire.requestIdHeader]: requestId }
       const delayOverride = Number(request.headers[delayHeader])
       const delay = (fallback: number) =>
         Number.isFinite(delayOverride) && delayOverride >= 0 ? delayOverride : fallback
@@ -158,7 +177,9 @@ export const makeHandler =
       } catch {
         parsedJson = undefined
       }
-      const parsed = parsedJson === undefined ? "Invalid JSON in request body" : wire.parseRequest(parsedJson)
+      const parsed =
+        route.invalid ??
+        (parsedJson === undefined ? "Invalid JSON in request body" : wire.parseRequest(parsedJson, route))
       state.recorded.push({
         wire: wire.name,
         step: typeof chosen === "string" ? chosen : "bad-request",
@@ -202,7 +223,7 @@ export const makeHandler =
       }
       const inputTokens = Math.max(1, Math.ceil(parsed.promptChars / 4))
       const answer: Answer = {
-        id: wire.name === "openai" ? `chatcmpl-chaos${sequence}` : `msg_chaos${sequence}`,
+        id: wire.answerId(sequence),
         requestId,
         model: parsed.model,
         chunks,
@@ -232,7 +253,8 @@ export const makeHandler =
         }
         case "no-end-marker": {
           if (!parsed.stream) return json(200, wire.body(answer), okHeaders)
-          return sse(texts([...frames.head, ...frames.deltas, ...frames.tail.slice(0, -1)]), okHeaders)
+          const tail = wire.endMarker ? frames.tail.slice(0, -1) : frames.tail
+          return sse(texts([...frames.head, ...frames.deltas, ...tail]), okHeaders)
         }
         case "connection-reset": {
           yield* destroySocket(request, true)
@@ -297,7 +319,7 @@ export const makeHandler =
           return sse(texts([...frames.head, ...frames.deltas.slice(0, half)]), okHeaders)
         }
         case "stream-error": {
-          if (!parsed.stream) return errorReply(wire.name === "anthropic" ? "overloaded" : "server-error")
+          if (!parsed.stream) return errorReply(wire.streamErrorKind)
           return sse(texts([...frames.head, ...frames.deltas.slice(0, half), wire.errorFrame(requestId)]), okHeaders)
         }
         case "malformed-json": {

@@ -196,8 +196,13 @@ const error = (
 /** The OpenAI Chat Completions wire format. */
 export const openAiWire: Wire = {
   name: "openai",
-  path: "/v1/chat/completions",
+  routes: ["/v1/chat/completions"],
+  match: (path) => (path === "/v1/chat/completions" ? {} : undefined),
   requestIdHeader: "x-request-id",
+  apiKeyHeader: "api-key",
+  endMarker: true,
+  streamErrorKind: "server-error",
+  answerId: (sequence) => `chatcmpl-chaos${sequence}`,
   parseRequest,
   body: (a) => ({
     id: a.id,

@@ -1,6 +1,7 @@
 /**
- * What the chaos server needs from a wire format (OpenAI Chat Completions, Anthropic Messages): how to read
- * a request, how to render an answer (whole or as SSE frames), and how that provider's errors look.
+ * What the chaos server needs from a wire format (OpenAI Chat Completions and Responses, Azure OpenAI,
+ * Anthropic Messages, Gemini): which paths it answers, how to read a request, how to render an answer (whole
+ * or as SSE frames), and how that provider's errors look.
  *
  * @internal
  */
@@ -60,12 +61,30 @@ export interface Frames {
   readonly tail: ReadonlyArray<string>
 }
 
+/** What a request's path (and query) says: the model and streaming when the path carries them, or a problem. */
+export interface RouteInfo {
+  readonly model?: string | undefined
+  readonly stream?: boolean | undefined
+  readonly invalid?: string | undefined
+}
+
 /** A wire format. */
 export interface Wire {
-  readonly name: "openai" | "anthropic"
-  readonly path: string
-  readonly requestIdHeader: string
-  readonly parseRequest: (json: unknown) => ParsedRequest | string
+  readonly name: "openai" | "openai-responses" | "azure-openai" | "anthropic" | "gemini"
+  /** The router patterns of its routes. */
+  readonly routes: ReadonlyArray<string>
+  /** Whether a path (after any `/fault/<name>` prefix) is this wire's, and what it says. */
+  readonly match: (path: string, query: URLSearchParams) => RouteInfo | undefined
+  /** The header carrying the request id, when the provider sends one. */
+  readonly requestIdHeader: string | undefined
+  /** The header carrying the key, besides `Authorization: Bearer`. */
+  readonly apiKeyHeader: string
+  /** Whether the last frame of `tail` is an end marker apart from the finish (`no-end-marker` drops it). */
+  readonly endMarker: boolean
+  /** The error kind a whole (non-streamed) request gets for `stream-error`. */
+  readonly streamErrorKind: ErrorKind
+  readonly answerId: (sequence: number) => string
+  readonly parseRequest: (json: unknown, route: RouteInfo) => ParsedRequest | string
   readonly body: (answer: Answer) => unknown
   readonly frames: (answer: Answer) => Frames
   /** A frame carrying an in-stream error event. */
@@ -90,6 +109,10 @@ export interface ErrorContext {
   readonly retryAfterSeconds: number
   readonly nowMillis: number
 }
+
+/** Whether a value is a plain object. */
+export const isObject = (u: unknown): u is Record<string, unknown> =>
+  u !== null && typeof u === "object" && !Array.isArray(u)
 
 /** A rendered SSE frame: `event:` line when named, one `data:` line, blank line. */
 export const frame = (data: string, event?: string): string =>
