@@ -16,7 +16,9 @@ export default defineConfig({
   },
   test: {
     root: fileURLToPath(new URL("../../packages/core", import.meta.url)),
-    include: ["test/**/*.test.ts"],
+    // `MUTATION_TESTS=test/A.test.ts,test/B.test.ts` narrows a run to some files while writing tests (the
+    // scores recorded are always those of the whole suite)
+    include: process.env.MUTATION_TESTS?.split(",") ?? ["test/**/*.test.ts"],
     // the guides' examples are checked by `npm test`; they exercise no policy
     exclude: ["test/DocsExamples.test.ts"]
   }
