@@ -303,7 +303,7 @@ describe("circuit: open", () => {
   it("a Retry-After seen earlier in the closed state still lengthens the opening", () => {
     const { c } = circuit({ consecutiveFailures: 2 })
     call(c, FAILURE, 0, 0, 3_000)
-    call(c, FAILURE, 100)
+    call(c, FAILURE, 100, 100, 100) // a shorter one later does not shorten the first
     assert.strictEqual(c.openUntil, 3_000)
   })
 
@@ -510,6 +510,8 @@ describe("circuit: downgrades", () => {
     call(c, SUCCESS, 0)
     c.downgrade(5_000)
     assert.strictEqual(counts(c).failures, 1)
+    c.refresh(14_999)
+    assert.strictEqual(counts(c).failures, 1)
     c.refresh(15_999)
     assert.strictEqual(counts(c).failures, 0)
   })
@@ -648,4 +650,101 @@ describe("CircuitBreaker: which outcomes count", () => {
       assert.strictEqual((yield* breaker.status("k"))._tag, "Open")
     })
   )
+})
+
+describe("circuit: more edges", () => {
+  it("admission applies the window's expiry too, and can find the circuit tripped", () => {
+    const { c } = circuit({ failureRateThreshold: 0.6, minimumCalls: 1 })
+    call(c, SUCCESS, 0)
+    call(c, FAILURE, 5_000)
+    assert.isUndefined(c.admit(10_000))
+    assert.strictEqual(c.state, OPEN)
+  })
+
+  it("the slow-call rate trips at exactly its threshold; a threshold of 0 needs a slow call", () => {
+    const { c } = circuit({ slowCallMs: 1_000, slowCallRateThreshold: 0.5, minimumCalls: 2 })
+    call(c, SUCCESS, 0, 10)
+    call(c, SUCCESS, 0, 1_000)
+    assert.strictEqual(c.state, OPEN)
+    const zero = circuit({ slowCallMs: 1_000, slowCallRateThreshold: 0, minimumCalls: 1 }).c
+    for (let i = 0; i < 3; i++) call(zero, SUCCESS, i, i + 10)
+    assert.strictEqual(zero.state, CLOSED)
+    call(zero, SUCCESS, 100, 1_100)
+    assert.strictEqual(zero.state, OPEN)
+  })
+
+  it("a finished probe no longer counts toward the probe timeout", () => {
+    const { c } = opened({ probes: 2, probeTimeoutMs: 5_000 })
+    const a = c.admit(1_000)!
+    c.admit(3_000)
+    c.complete(a, SUCCESS, 1_010, undefined)
+    c.refresh(7_999)
+    assert.strictEqual(c.state, HALF_OPEN)
+    c.refresh(8_000)
+    assert.strictEqual(c.state, OPEN)
+  })
+
+  it("of several hung probes, the earliest decides when the circuit reopened", () => {
+    const { c, transitions } = opened({ probes: 2, probeTimeoutMs: 5_000 })
+    c.admit(2_000)
+    c.admit(1_000)
+    c.refresh(50_000)
+    const reopened = transitions.find((t) => t.reason === "probe-timeout")!
+    assert.strictEqual(reopened.at, 6_000)
+    assert.deepStrictEqual(transitions[1], {
+      key: "p/m",
+      from: "Open",
+      to: "HalfOpen",
+      at: 1_000,
+      reason: "open-elapsed"
+    })
+  })
+
+  it("a call still hanging from before an opening is not counted after the close", () => {
+    const { c } = circuit({ consecutiveFailures: 2, slowCallMs: 5_000 })
+    c.admit(0) // hangs
+    call(c, FAILURE, 1)
+    call(c, FAILURE, 2)
+    assert.strictEqual(c.state, OPEN)
+    call(c, SUCCESS, 1_002) // probe: closed again
+    assert.strictEqual(c.state, CLOSED)
+    c.refresh(6_000)
+    assert.strictEqual(c.state, CLOSED)
+    assert.deepStrictEqual(counts(c), { calls: 0, failures: 0, slow: 0, streak: 0 })
+  })
+
+  it("finished calls are not retained while a slow-call threshold is set", () => {
+    const { c } = circuit({ slowCallMs: 1_000 })
+    for (let i = 0; i < 3_000; i++) call(c, SUCCESS, i / 100)
+    assert.isAtMost(c.pending.length, 1)
+    // one call hangs at the head, thousands finish behind it, another hangs at the tail
+    const { c: d } = circuit({ slowCallMs: 1_000 })
+    d.admit(0)
+    for (let i = 0; i < 2_000; i++) call(d, SUCCESS, 1)
+    d.admit(500)
+    d.refresh(1_000) // the head turns slow; the scan stops at the tail's call
+    assert.strictEqual(d.pendingSlow, 1)
+    call(d, SUCCESS, 1_001)
+    assert.isAtMost(d.pending.length, 3)
+    d.refresh(1_500)
+    assert.strictEqual(d.pendingSlow, 2)
+  })
+
+  it("a downgrade while forced closed is recorded but never trips", () => {
+    const { c } = circuit({ consecutiveFailures: 1 })
+    c.forceClose(0)
+    call(c, SUCCESS, 1)
+    c.downgrade(2)
+    assert.strictEqual(c.state, FORCED_CLOSED)
+    assert.strictEqual(counts(c).failures, 1)
+  })
+
+  it("at most 1,024 recorded successes can be downgraded; later downgrades wait for the next success", () => {
+    const { c } = circuit({})
+    for (let i = 0; i < 1_100; i++) call(c, SUCCESS, 0)
+    for (let i = 0; i < 1_025; i++) c.downgrade(0)
+    assert.strictEqual(counts(c).failures, 1_024)
+    call(c, SUCCESS, 0)
+    assert.strictEqual(counts(c).failures, 1_025)
+  })
 })
