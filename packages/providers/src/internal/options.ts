@@ -82,7 +82,7 @@ export const credentialHeaders: ReadonlyArray<string | RegExp> = [
   "x-goog-api-key",
   "cookie",
   "set-cookie",
-  /(?:^|-)(?:api-?key|secret|password|token)$/i
+  /(?:^|-)(?:auth|api-?key|secret|password|token)$/i
 ]
 
 /**
