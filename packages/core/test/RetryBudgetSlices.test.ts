@@ -63,6 +63,18 @@ describe("RetryBudget: slices and floor", () => {
     })
   )
 
+  it.effect("a withdrawal never draws on credit that has left the window", () =>
+    Effect.gen(function* () {
+      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetriesPerSecond: 0 })
+      yield* budget.deposit("k") // slice 0, never used: its ring position is visited before slice 12's
+      yield* at(12_000)
+      yield* budget.deposit("k") // slice 12
+      yield* at(15_000)
+      assert.isTrue(yield* budget.withdraw("k")) // paid by slice 12
+      assert.isFalse(yield* budget.withdraw("k"))
+    })
+  )
+
   it.effect("the floor refills at minRetriesPerSecond up to max(1, rate) retries", () =>
     Effect.gen(function* () {
       const budget = yield* RetryBudget.make({ ratio: 0, minRetriesPerSecond: 2 })
