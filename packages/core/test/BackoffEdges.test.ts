@@ -37,6 +37,9 @@ describe("Backoff: bounds", () => {
     assert.strictEqual(millisOf("f", "2 seconds", 7), 2_000)
     assert.throws(() => millisOf("Backoff.base", -1, 7), RangeError, "Backoff.base")
     assert.throws(() => millisOf("Backoff.cap", "soon" as Duration.Input, 7), RangeError, "Backoff.cap")
+    assert.throws(() => Backoff.exponential({ base: -1 }), RangeError, "Backoff.base")
+    assert.throws(() => Backoff.fullJitter({ cap: -1 }), RangeError, "Backoff.cap")
+    assert.throws(() => Backoff.withRetryAfter({ maxRetryAfter: -1 }), RangeError, "Backoff.maxRetryAfter")
   })
 
   it("retryAfterOf reads a non-negative number only", () => {
