@@ -199,6 +199,29 @@ describe("Classification: which limit a 429 is about", () => {
     assert.strictEqual(limit("", { ...req, ...tok, "x-ratelimit-reset-tokens": "5s" }), "tokens")
   })
 
+  it("when both are exhausted, only exhausted windows' resets count, the latest of them", () => {
+    const both = {
+      "x-ratelimit-limit-requests": "100",
+      "x-ratelimit-remaining-requests": "0",
+      "x-ratelimit-reset-requests": "10s",
+      "x-ratelimit-limit-tokens": "1000",
+      "x-ratelimit-remaining-tokens": "0",
+      "x-ratelimit-reset-tokens": "5s"
+    }
+    // an input-token window that still has room resets later: it does not count
+    const roomy = {
+      "anthropic-ratelimit-input-tokens-remaining": "50",
+      "anthropic-ratelimit-input-tokens-reset": "2099-01-01T00:00:00Z"
+    }
+    assert.strictEqual(limit("", { ...both, ...roomy }), "requests")
+    // an exhausted one that resets later does
+    const spent = {
+      "anthropic-ratelimit-output-tokens-remaining": "0",
+      "anthropic-ratelimit-output-tokens-reset": "20s"
+    }
+    assert.strictEqual(limit("", { ...both, ...spent }), "tokens")
+  })
+
   it("only rate limits carry a limit", () => {
     assert.isUndefined((classify(503, json({ type: "tokens" })) as { limit?: string }).limit)
   })
@@ -244,6 +267,22 @@ describe("Classification: what the error carries", () => {
     assert.isUndefined(classify(0).status)
     assert.strictEqual(classify(500).provider, "p")
     assert.strictEqual(classify(500).model, "m")
+  })
+
+  it("a 1xx is a status, not a missing response", () => {
+    assert.strictEqual(classify(100).status, 100)
+    assert.strictEqual(classify(100).message, "HTTP 100 (empty body)")
+  })
+
+  it("an input that throws when read gives a ServerError, not an exception", () => {
+    const hostile = {
+      get status(): number {
+        throw new Error("no")
+      }
+    } as unknown as Classification.HttpFailure
+    const e = Classification.classify(hostile)
+    assert.strictEqual(e._tag, "ServerError")
+    assert.strictEqual(e.message, "unclassifiable provider failure")
   })
 
   it("inputs that break the declared types still classify", () => {
