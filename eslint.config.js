@@ -4,7 +4,15 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/node_modules/**", "bench/results/**", "docs/examples/**", "drill-report.html"]
+    ignores: [
+      "**/node_modules/**",
+      "bench/results/**",
+      "docs/examples/**",
+      "drill-report.html",
+      // mutation testing: the sandbox of a run and its reports
+      ".stryker-tmp/**",
+      "reports/**"
+    ]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
