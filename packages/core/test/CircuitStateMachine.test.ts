@@ -491,6 +491,19 @@ describe("circuit: downgrades", () => {
     assert.deepStrictEqual(counts(c), { calls: 1, failures: 1, slow: 0, streak: 1 })
     call(c, SUCCESS, 2)
     assert.deepStrictEqual(counts(c), { calls: 2, failures: 1, slow: 0, streak: 0 })
+    // the failure sits in its bucket and leaves the window with it
+    c.refresh(20_000)
+    assert.deepStrictEqual(counts(c), { calls: 0, failures: 0, slow: 0, streak: 0 })
+  })
+
+  it("a pending downgrade waits for a success that is neither failed nor slow", () => {
+    const { c } = circuit({ slowCallMs: 1_000 })
+    c.downgrade(0)
+    call(c, FAILURE, 0)
+    call(c, SUCCESS, 0, 1_000)
+    assert.deepStrictEqual(counts(c), { calls: 2, failures: 1, slow: 1, streak: 2 })
+    call(c, SUCCESS, 1_000, 1_001)
+    assert.deepStrictEqual(counts(c), { calls: 3, failures: 2, slow: 1, streak: 3 })
   })
 
   it("two downgrades turn two successes into failures in the window", () => {
