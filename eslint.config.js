@@ -4,7 +4,16 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/node_modules/**", "**/dist/**", "bench/results/**", "docs/examples/**", "drill-report.html"]
+    ignores: [
+      "**/node_modules/**",
+      "**/dist/**",
+      "bench/results/**",
+      "docs/examples/**",
+      "drill-report.html",
+      // mutation testing: the sandbox of a run and its reports
+      ".stryker-tmp/**",
+      "reports/**"
+    ]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

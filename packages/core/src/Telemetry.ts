@@ -167,9 +167,14 @@ const recordUsage = (
   }
 }
 
+/** Who an error came from; an exit without a typed error (interruption, defect) came from the toolkit. */
 const errorOrigin = (error: unknown): { provider: string; model: string | undefined } => {
-  const e = error as { readonly provider?: string; readonly model?: string }
-  return { provider: e.provider ?? "toolkit", model: e.model }
+  if (typeof error !== "object" || error === null) return { provider: "toolkit", model: undefined }
+  const e = error as { readonly provider?: unknown; readonly model?: unknown }
+  return {
+    provider: typeof e.provider === "string" ? e.provider : "toolkit",
+    model: typeof e.model === "string" ? e.model : undefined
+  }
 }
 
 type Answered =

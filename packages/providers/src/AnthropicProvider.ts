@@ -45,6 +45,8 @@ export const defaultBaseUrl = "https://api.anthropic.com"
  * - `headers`: extra request headers.
  * - `defaultMaxTokens` (default `4096`): `max_tokens` when a request has no `maxOutputTokens`.
  * - `maxResponseBytes` (default 8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB): read caps.
+ * - `tracePrompts` (default `false`): record the request body (the prompt) on the provider's span as
+ *   `llm.request.body`. Off, no span keeps a prompt.
  *
  * @since 0.1.0
  */
@@ -57,7 +59,8 @@ export const Options = Schema.Struct({
   defaultMaxTokens: Schema.optional(ByteCount),
   maxResponseBytes: Schema.optional(ByteCount),
   maxErrorBodyBytes: Schema.optional(ByteCount),
-  maxEventBytes: Schema.optional(ByteCount)
+  maxEventBytes: Schema.optional(ByteCount),
+  tracePrompts: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -124,7 +127,8 @@ export const make: (
           maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
           maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
         },
-        scrub: scrubber(apiKey)
+        scrub: scrubber(apiKey),
+        tracePrompts: o.tracePrompts ?? false
       })
     )
   })

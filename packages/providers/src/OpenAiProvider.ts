@@ -23,7 +23,7 @@ import { Config, Effect, Layer, Redacted, Schema } from "effect"
 import { HttpClient } from "effect/http"
 import { makeEngine } from "./internal/engine.ts"
 import { openAiCodec } from "./internal/openai.ts"
-import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, redactHeader, scrubber } from "./internal/options.ts"
+import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, scrubber } from "./internal/options.ts"
 
 /**
  * The default base URL: `https://api.openai.com/v1`.
@@ -48,6 +48,8 @@ export const defaultBaseUrl = "https://api.openai.com/v1"
  *   OpenAI-compatible servers want `max_tokens`.
  * - `includeUsage` (default `true`): ask streams for a final usage chunk.
  * - `maxResponseBytes` (default 8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB): read caps.
+ * - `tracePrompts` (default `false`): record the request body (the prompt) on the provider's span as
+ *   `llm.request.body`. Off, no span keeps a prompt.
  *
  * @since 0.1.0
  */
@@ -63,7 +65,8 @@ export const Options = Schema.Struct({
   includeUsage: Schema.optional(Schema.Boolean),
   maxResponseBytes: Schema.optional(ByteCount),
   maxErrorBodyBytes: Schema.optional(ByteCount),
-  maxEventBytes: Schema.optional(ByteCount)
+  maxEventBytes: Schema.optional(ByteCount),
+  tracePrompts: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -120,7 +123,7 @@ export const make: (
     }
     const client = yield* HttpClient.HttpClient
     return LlmProvider.LlmProvider.of(
-      makeEngine(authHeader === "api-key" ? redactHeader(client, "api-key") : client, {
+      makeEngine(client, {
         name: o.name ?? "openai",
         spanPrefix: "OpenAiProvider",
         url: joinUrl(baseUrl, "chat/completions"),
@@ -135,7 +138,8 @@ export const make: (
           maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
           maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
         },
-        scrub: scrubber(apiKey)
+        scrub: scrubber(apiKey),
+        tracePrompts: o.tracePrompts ?? false
       })
     )
   })

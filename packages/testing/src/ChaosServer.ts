@@ -24,8 +24,15 @@
 import * as Http from "node:http"
 import type { Socket } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Clock, Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
-import { HttpRouter, type HttpServerError } from "effect/http"
+import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { constTrue } from "effect/Function"
+import {
+  HttpMiddleware,
+  HttpRouter,
+  type HttpServerError,
+  type HttpServerRequest,
+  HttpTraceContext as TraceContext
+} from "effect/http"
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
 import { makeHandler, type Recorded, type State, wires } from "./internal/chaos/handler.ts"
 
@@ -223,13 +230,30 @@ export const make: (
       })
     )
     const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
+    // The server's own span. Effect's server span is off: for a 5xx it records the request, whose headers
+    // (and the socket's) hold the caller's API key. This one records the method, path and status only,
+    // joining the caller's trace when the request carries one.
+    const traced = (request: HttpServerRequest.HttpServerRequest) =>
+      handler(request).pipe(
+        Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
+        Effect.withSpan("ChaosServer.request", {
+          kind: "server",
+          parent: Option.getOrUndefined(TraceContext.fromHeaders(request.headers)),
+          attributes: {
+            "http.request.method": request.method,
+            "url.path": new URL(request.url, "http://chaos.local").pathname
+          }
+        })
+      )
     for (const path of wires.flatMap((wire) => wire.routes) as ReadonlyArray<HttpRouter.PathInput>) {
-      yield* router.add("POST", path, handler)
-      yield* router.add("POST", `/fault/:fault${path}`, handler)
+      yield* router.add("POST", path, traced)
+      yield* router.add("POST", `/fault/:fault${path}`, traced)
     }
     // Stalls are real waits even when the layer is built under a TestClock.
     const realClock = Clock.Clock.defaultValue()
-    yield* server.serve(Effect.provideService(router.asHttpEffect(), Clock.Clock, realClock))
+    yield* server
+      .serve(Effect.provideService(router.asHttpEffect(), Clock.Clock, realClock))
+      .pipe(Effect.provideService(HttpMiddleware.TracerDisabledWhen, constTrue))
     // Runs before the server's own shutdown: drop every connection so that close does not wait on them.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {

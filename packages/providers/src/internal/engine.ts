@@ -3,7 +3,8 @@
  * classifier, reads the rate-limit snapshot from every response, caps what it reads, and turns an SSE body
  * into chunks that end in `Finish` only once the stream is complete (see `stream.ts`).
  *
- * No retries and no timeouts here: those are stages of the toolkit.
+ * No retries and no timeouts here: those are stages of the toolkit. The HTTP client's span keeps no key and
+ * no prompt (see `withoutRetainedSecrets`); the prompt is recorded only when `tracePrompts` is set.
  *
  * @internal
  */
@@ -20,6 +21,7 @@ import * as Sse from "effect/encoding/Sse"
 import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
 import { excerpt, parseJson, responseOf } from "./codec.ts"
+import { withoutRetainedSecrets } from "./options.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
 
 /** Byte caps on what the engine reads from a provider. */
@@ -51,6 +53,8 @@ export interface EngineOptions {
   readonly limits: Limits
   /** Removes secrets from any text that ends up in an error message. */
   readonly scrub: (text: string) => string
+  /** Records the request body (the prompt) on the provider's span as `llm.request.body`. Default off. */
+  readonly tracePrompts?: boolean | undefined
 }
 
 type ProviderError = LlmError.ProviderError
@@ -122,6 +126,7 @@ const readCapped = (
 /** Builds the provider service on an HTTP client. */
 export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): LlmProvider.LlmProvider["Service"] => {
   const { codec, limits, name, scrub } = o
+  const http = withoutRetainedSecrets(client)
   const base = HttpClientRequest.post(o.url, { headers: o.headers, urlParams: o.urlParams })
   const jsonRequest = HttpClientRequest.setHeader(base, "accept", "application/json")
   const sseRequest = HttpClientRequest.setHeader(base, "accept", "text/event-stream")
@@ -138,19 +143,20 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         })
       )
     }
-    let http = stream ? sseRequest : jsonRequest
+    let outgoing = stream ? sseRequest : jsonRequest
     const route = o.route?.(request.model, stream)
     if (route !== undefined) {
-      http = HttpClientRequest.appendUrlParams(HttpClientRequest.setUrl(http, route.url), route.urlParams ?? {})
+      outgoing = HttpClientRequest.appendUrlParams(HttpClientRequest.setUrl(outgoing, route.url), route.urlParams ?? {})
     }
-    return client
-      .execute(HttpClientRequest.bodyText(http, body, "application/json"))
-      .pipe(
-        Effect.mapError(
-          (error): ProviderError =>
-            new LlmError.ConnectionError({ ...fields(c), message: scrub(`request failed: ${causeMessage(error)}`) })
-        )
+    const sent = http.execute(HttpClientRequest.bodyText(outgoing, body, "application/json"))
+    return (
+      o.tracePrompts === true ? Effect.andThen(Effect.annotateCurrentSpan("llm.request.body", scrub(body)), sent) : sent
+    ).pipe(
+      Effect.mapError(
+        (error): ProviderError =>
+          new LlmError.ConnectionError({ ...fields(c), message: scrub(`request failed: ${causeMessage(error)}`) })
       )
+    )
   }
 
   /** Observes a response: status, request id, span attributes. */

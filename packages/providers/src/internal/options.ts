@@ -3,8 +3,9 @@
  *
  * @internal
  */
-import { Config, Effect, Redacted, Schema } from "effect"
-import { Headers, HttpClient } from "effect/http"
+import { Cause, Config, Effect, Exit, Redacted, Schema } from "effect"
+import { constTrue } from "effect/Function"
+import { Headers, HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 
 /** An absolute http(s) URL. */
 export const HttpUrl = Schema.String.check(
@@ -71,13 +72,78 @@ export const connection = Effect.fnUntraced(function* (options: {
   return { apiKey, baseUrl }
 })
 
-/** Makes the HTTP client redact an extra header name wherever it renders request headers. */
-export const redactHeader = (client: HttpClient.HttpClient, header: string): HttpClient.HttpClient =>
-  HttpClient.transform(client, (effect) =>
-    Effect.withFiber((fiber) =>
-      Effect.provideService(effect, Headers.CurrentRedactedNames, [
-        ...fiber.getRef(Headers.CurrentRedactedNames),
-        header
-      ])
-    )
+/**
+ * Header names that carry credentials. They are redacted wherever the HTTP client renders headers, on top of
+ * effect's `Headers.CurrentRedactedNames` (the names an application configures there stay redacted too).
+ */
+export const credentialHeaders: ReadonlyArray<string | RegExp> = [
+  "authorization",
+  "proxy-authorization",
+  "api-key",
+  "x-api-key",
+  "x-goog-api-key",
+  "cookie",
+  "set-cookie",
+  /(?:^|-)(?:auth|api-?key|secret|password|token)$/i
+]
+
+/**
+ * Once an exchange is over, replaces what a request object retains by what may be kept: the values of
+ * credential headers become `<redacted>` and the body (the prompt) is dropped. The request has been sent;
+ * only the objects that keep a reference to it (the client span's recorded exit, the response, errors) see
+ * the change.
+ */
+const strip = (request: unknown, names: ReadonlyArray<string | RegExp>, done: WeakSet<object>): void => {
+  if (!HttpClientRequest.isHttpClientRequest(request) || done.has(request)) return
+  done.add(request)
+  const headers: Record<string, string> = {}
+  for (const name in request.headers) {
+    headers[name] = Headers.isRedactedName(name, names) ? "<redacted>" : request.headers[name]
+  }
+  const retained = request as { headers: Headers.Headers; body: HttpBody.HttpBody }
+  retained.headers = Headers.fromInput(headers)
+  retained.body = HttpBody.empty
+}
+
+/** The requests an exit of the client refers to: the response's, or each error's (and its response's). */
+const requestsOf = (exit: Exit.Exit<HttpClientResponse.HttpClientResponse, unknown>): Array<unknown> => {
+  if (Exit.isSuccess(exit)) return [exit.value.request]
+  const out: Array<unknown> = []
+  for (const reason of exit.cause.reasons) {
+    const error = Cause.isFailReason(reason) ? reason.error : Cause.isDieReason(reason) ? reason.defect : undefined
+    const r = (error as { readonly reason?: { readonly request?: unknown; readonly response?: { request?: unknown } } })
+      ?.reason
+    out.push(r?.request, r?.response?.request)
+  }
+  return out
+}
+
+/**
+ * The client the providers send with. Effect's client span records the response (or the error) as its exit,
+ * and both keep the request with all its headers and its body: the API key and the prompt, readable by any
+ * exporter that looks at the exit. This client keeps the span as effect makes it (attributes, headers
+ * rendered with {@link credentialHeaders} redacted, trace propagation), runs the given client untraced
+ * inside it, and strips the request once the exchange is over, before the span ends.
+ */
+export const withoutRetainedSecrets = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  HttpClient.transform(
+    HttpClient.make((request, _url, _signal, fiber) => {
+      const names = fiber.getRef(Headers.CurrentRedactedNames)
+      return Effect.onExit(
+        Effect.provideService(client.execute(request), HttpClient.TracerDisabledWhen, constTrue),
+        (exit) =>
+          Effect.sync(() => {
+            const done = new WeakSet<object>()
+            strip(request, names, done)
+            for (const r of requestsOf(exit)) strip(r, names, done)
+          })
+      )
+    }),
+    (effect) =>
+      Effect.withFiber((fiber) =>
+        Effect.provideService(effect, Headers.CurrentRedactedNames, [
+          ...fiber.getRef(Headers.CurrentRedactedNames),
+          ...credentialHeaders
+        ])
+      )
   )

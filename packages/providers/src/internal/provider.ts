@@ -9,7 +9,7 @@ import { type Config, Effect, Redacted, Schema } from "effect"
 import { HttpClient } from "effect/http"
 import type { Codec } from "./codec.ts"
 import { makeEngine, type Route } from "./engine.ts"
-import { ByteCount, connection, defaultLimits, redactHeader, scrubber } from "./options.ts"
+import { ByteCount, connection, defaultLimits, scrubber } from "./options.ts"
 
 /** Option fields every provider has: `name`, extra `headers`, and the read caps. */
 export const commonFields = {
@@ -42,7 +42,7 @@ export const makeProvider = (client: HttpClient.HttpClient, spec: ProviderSpec):
   const { options: o } = spec
   const key = Redacted.value(spec.apiKey)
   return LlmProvider.LlmProvider.of(
-    makeEngine(spec.keyHeader === "authorization" ? client : redactHeader(client, spec.keyHeader), {
+    makeEngine(client, {
       name: o.name ?? spec.defaultName,
       spanPrefix: spec.spanPrefix,
       url: spec.url,
