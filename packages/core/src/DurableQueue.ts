@@ -101,7 +101,9 @@ export const oldestJobAge = Metric.gauge("durable_queue_oldest_job_age_seconds",
 /**
  * @since 0.1.0
  */
-export const deadLetterSize = Metric.gauge("durable_queue_dead_letters", { description: "jobs in the dead-letter queue" })
+export const deadLetterSize = Metric.gauge("durable_queue_dead_letters", {
+  description: "jobs in the dead-letter queue"
+})
 
 /**
  * @since 0.1.0
@@ -303,10 +305,13 @@ const make = Effect.fnUntraced(function* (options: Options) {
     Effect.gen(function* () {
       const provider = yield* LlmProvider
       const stored = yield* load(element.ticket)
-      let job: Job = Option.getOrElse(
-        stored,
-        (): Job => ({ ...element, status: "queued", attempts: 0, replays: 0, failures: [] })
-      )
+      let job: Job = Option.getOrElse(stored, (): Job => ({
+        ...element,
+        status: "queued",
+        attempts: 0,
+        replays: 0,
+        failures: []
+      }))
       if (job.status === "done" || job.status === "dead") return
       const decoded = yield* Effect.result(decodeRequest(job.request))
       if (decoded._tag === "Failure") {
@@ -366,12 +371,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
   })
 
   const work = (opts: WorkerOptions = {}): Effect.Effect<never, never, LlmProvider> => {
-    const one = queue.take((element) => handle(element, opts.onComplete)).pipe(
-      Effect.catchCause((cause) =>
-        Effect.andThen(Effect.logWarning("durable queue worker: store failure", cause), Effect.sleep("1 second"))
-      ),
-      Effect.forever
-    )
+    const one = queue
+      .take((element) => handle(element, opts.onComplete))
+      .pipe(
+        Effect.catchCause((cause) =>
+          Effect.andThen(Effect.logWarning("durable queue worker: store failure", cause), Effect.sleep("1 second"))
+        ),
+        Effect.forever
+      )
     const metrics = sample.pipe(
       Effect.catchCause((cause) => Effect.logWarning("durable queue metrics", cause)),
       Effect.repeat(Schedule.spaced(opts.metricsInterval ?? "15 seconds")),
@@ -471,10 +478,16 @@ export const layerLaterQueue: Layer.Layer<FallbackPlan.LaterQueue, never, Durabl
       q.accept(request).pipe(
         Effect.catchTag("DurableQueueError", (e) =>
           // the store is down: the plan moves on as from a full queue, and the cause is logged
-          Effect.andThen(Effect.logError("durable queue: accept failed", e), Effect.fail(new FallbackPlan.LaterQueueFull({ capacity: 0 })))
+          Effect.andThen(
+            Effect.logError("durable queue: accept failed", e),
+            Effect.fail(new FallbackPlan.LaterQueueFull({ capacity: 0 }))
+          )
         )
       ),
     take: Effect.die("a durable queue is drained by its workers (DurableQueue.layerWorkers)"),
-    size: Effect.map(Effect.orElseSucceed(q.stats, () => ({ active: 0 })), (s) => s.active)
+    size: Effect.map(
+      Effect.orElseSucceed(q.stats, () => ({ active: 0 })),
+      (s) => s.active
+    )
   }))
 )
