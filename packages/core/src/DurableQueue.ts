@@ -313,6 +313,13 @@ const make = Effect.fnUntraced(function* (options: Options) {
         failures: []
       }))
       if (job.status === "done" || job.status === "dead") return
+      if (job.status === "running") {
+        // the worker running this attempt stopped before recording its outcome
+        const at = yield* now
+        const lost = { attempt: job.attempts, at, tag: "WorkerLost", message: "the worker stopped during this attempt" }
+        job = { ...job, status: "queued", failures: [...job.failures, lost] }
+        yield* save(job)
+      }
       const decoded = yield* Effect.result(decodeRequest(job.request))
       if (decoded._tag === "Failure") {
         const at = yield* now
@@ -331,13 +338,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
         const wait = (job.nextAttemptAt ?? 0) - (yield* now)
         if (wait > 0) yield* Effect.sleep(wait)
         if (job.attempts >= maxAttempts) {
-          // the last attempt was lost with its worker
-          const at = yield* now
-          const failure = { attempt: job.attempts, at, tag: "WorkerLost", message: "the worker stopped mid-attempt" }
-          return yield* finish(
-            { ...job, status: "dead", failures: [...job.failures, failure], finishedAt: at, reason: "WorkerLost" },
-            onComplete
-          )
+          // the last attempt was lost with its worker (recorded above)
+          return yield* finish({ ...job, status: "dead", finishedAt: yield* now, reason: "WorkerLost" }, onComplete)
         }
         const attempt = job.attempts + 1
         job = { ...job, status: "running", attempts: attempt, nextAttemptAt: undefined }
