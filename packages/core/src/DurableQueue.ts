@@ -24,11 +24,13 @@
  * @since 0.1.0
  */
 import { Context, Duration, Effect, Layer, Metric, Option, Schedule, Schema } from "effect"
+import type { HttpClient } from "effect/http"
 import { PersistedQueue } from "effect/persistence"
 import * as FallbackPlan from "./FallbackPlan.ts"
 import type { LlmError } from "./LlmError.ts"
 import { LlmProvider } from "./LlmProvider.ts"
 import { LlmRequest } from "./LlmRequest.ts"
+import * as callback from "./internal/jobCallback.ts"
 import * as jobs from "./internal/jobs.ts"
 
 /**
@@ -153,11 +155,11 @@ export interface Options {
  *
  * @since 0.1.0
  */
-export interface WorkerOptions {
+export interface WorkerOptions<R = never> {
   /** Jobs run at once by this process (default 4). */
   readonly concurrency?: number | undefined
   /** Runs after a job ends, done or dead; its failures are logged and never change the job. */
-  readonly onComplete?: ((job: Job) => Effect.Effect<void, unknown>) | undefined
+  readonly onComplete?: ((job: Job) => Effect.Effect<void, unknown, R>) | undefined
   /** How often the gauges are sampled (default 15 seconds). */
   readonly metricsInterval?: Duration.Input | undefined
 }
@@ -200,7 +202,7 @@ export class DurableQueue extends Context.Service<
     readonly purge: (ticket?: string) => Effect.Effect<number, DurableQueueError>
     readonly stats: Effect.Effect<Stats, DurableQueueError>
     /** Runs `concurrency` workers until interrupted; see {@link layerWorkers}. */
-    readonly work: (options?: WorkerOptions) => Effect.Effect<never, never, LlmProvider>
+    readonly work: <R = never>(options?: WorkerOptions<R>) => Effect.Effect<never, never, LlmProvider | R>
   }
 >()("@llm-resilience/core/DurableQueue") {}
 
@@ -284,7 +286,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
       return { ticketId: stored.ticket, acceptedAt: stored.acceptedAt, request }
     })
 
-  const finish = (job: Job, onComplete: WorkerOptions["onComplete"]) =>
+  const finish = <R>(job: Job, onComplete: WorkerOptions<R>["onComplete"]) =>
     Effect.gen(function* () {
       yield* save(job)
       if (job.status === "done") yield* Metric.update(Metric.withAttributes(jobsDone, attrs), 1)
@@ -301,7 +303,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     })
 
   /** Runs one claimed element to its end: done, dead, or (on interruption) left for redelivery. */
-  const handle = (element: jobs.Element, onComplete: WorkerOptions["onComplete"]) =>
+  const handle = <R>(element: jobs.Element, onComplete: WorkerOptions<R>["onComplete"]) =>
     Effect.gen(function* () {
       const provider = yield* LlmProvider
       const stored = yield* load(element.ticket)
@@ -372,7 +374,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     yield* Metric.update(Metric.withAttributes(deadLetterSize, attrs), s.dead)
   })
 
-  const work = (opts: WorkerOptions = {}): Effect.Effect<never, never, LlmProvider> => {
+  const work = <R = never>(opts: WorkerOptions<R> = {}): Effect.Effect<never, never, LlmProvider | R> => {
     const one = queue
       .take((element) => handle(element, opts.onComplete))
       .pipe(
@@ -458,7 +460,9 @@ export const layerMemory = (options: Options = {}): Layer.Layer<DurableQueue, Sc
  * ```
  * @since 0.1.0
  */
-export const layerWorkers = (options: WorkerOptions = {}): Layer.Layer<never, never, DurableQueue | LlmProvider> =>
+export const layerWorkers = <R = never>(
+  options: WorkerOptions<R> = {}
+): Layer.Layer<never, never, DurableQueue | LlmProvider | R> =>
   Layer.effectDiscard(Effect.forkScoped(Effect.flatMap(DurableQueue, (q) => q.work(options))))
 
 /**
@@ -493,3 +497,22 @@ export const layerLaterQueue: Layer.Layer<FallbackPlan.LaterQueue, never, Durabl
     )
   }))
 )
+
+/**
+ * A completion handler POSTing the finished job (the JSON of {@link Job}) to `url`, with the header
+ * `idempotency-key: <ticket>` so the receiver can drop the repeat an at-least-once delivery can send;
+ * retried 3 times with backoff. Needs an `HttpClient`.
+ *
+ * @example
+ * ```ts
+ * import { DurableQueue } from "@llm-resilience/core"
+ * const Workers = DurableQueue.layerWorkers({
+ *   onComplete: DurableQueue.httpCallback("https://app.example.com/hooks/llm", { headers: { authorization: "Bearer t" } })
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const httpCallback: (
+  url: string,
+  options?: { readonly headers?: Readonly<Record<string, string>> | undefined }
+) => (job: Job) => Effect.Effect<void, unknown, HttpClient.HttpClient> = callback.httpCallback

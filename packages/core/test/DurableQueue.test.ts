@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Metric, Option } from "effect"
+import { HttpClient, HttpClientResponse } from "effect/http"
 import { PersistedQueue } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { DurableQueue } from "@llm-resilience/core"
@@ -17,7 +18,7 @@ describe("DurableQueue (memory store)", () => {
   functionalSuite({ layer: memory, tick, test: it.effect })
 
   const withWorkers = (options: DurableQueue.Options, s = scripted()) =>
-    DurableQueue.layerWorkers({ concurrency: 2, metricsInterval: "1 second" }).pipe(
+    DurableQueue.layerWorkers({ concurrency: 2, metricsInterval: "5 seconds" }).pipe(
       Layer.provideMerge(DurableQueue.layerMemory(options)),
       Layer.provide(s.layer)
     )
@@ -78,6 +79,36 @@ describe("DurableQueue (memory store)", () => {
       Effect.provideService(Metric.MetricRegistry, new Map())
     )
   )
+
+  it.effect("the HTTP callback POSTs the finished job with its ticket as idempotency key, retrying a failure", () => {
+    const posts: Array<{ url: string; key: string | undefined; body: string }> = []
+    const client = HttpClient.make((request, url) =>
+      Effect.sync(() => {
+        const body = request.body._tag === "Uint8Array" ? new TextDecoder().decode(request.body.body) : ""
+        posts.push({ url: url.toString(), key: request.headers["idempotency-key"], body })
+        return HttpClientResponse.fromWeb(request, new Response(null, { status: posts.length === 1 ? 503 : 204 }))
+      })
+    )
+    const s = scripted()
+    return Effect.gen(function* () {
+      const queue = yield* DurableQueue.DurableQueue
+      yield* queue.accept(req("ok", "h-1"))
+      yield* settled("h-1", tick)
+      for (let i = 0; i < 100 && posts.length < 2; i++) yield* TestClock.adjust("100 millis")
+      assert.strictEqual(posts.length, 2)
+      assert.deepStrictEqual([posts[1]!.url, posts[1]!.key], ["https://hooks.example/llm", "h-1"])
+      const job = JSON.parse(posts[1]!.body)
+      assert.deepStrictEqual([job.ticket, job.status, job.response.text], ["h-1", "done", "answer to ok (call 1)"])
+    }).pipe(
+      Effect.provide(
+        DurableQueue.layerWorkers({ onComplete: DurableQueue.httpCallback("https://hooks.example/llm") }).pipe(
+          Layer.provideMerge(DurableQueue.layerMemory()),
+          Layer.provide(s.layer),
+          Layer.provide(Layer.succeed(HttpClient.HttpClient, client))
+        )
+      )
+    )
+  })
 
   it.effect("bad options are typed errors", () =>
     Effect.gen(function* () {
