@@ -225,11 +225,23 @@ export const functionalSuite = (h: Harness) => {
         yield* raw.offer({ ticket: "junk", request: { model: 42 }, acceptedAt: 0 }, { id: "junk" })
         const queue = yield* DurableQueue.DurableQueue
         const ok = yield* queue.accept(req("ok", "after-junk"))
+        // a stored record this version cannot read
+        const store = yield* DurableQueue.JobStore
+        const index = { status: "queued", acceptedAt: 0, finishedAt: undefined, ttlMs: undefined } as const
+        yield* store.put("corrupt", "{not json", index)
+        yield* raw.offer({ ticket: "corrupt", request: req("ok:corrupt"), acceptedAt: 0 }, { id: "corrupt" })
         const junk = yield* settled("junk", h.tick)
         assert.deepStrictEqual(
           [junk.status, junk.reason, junk.failures[0]!.tag],
           ["dead", "DecodeError", "DecodeError"]
         )
+        // (its status fails with DurableQueueError until the worker has replaced it)
+        for (let i = 0; i < 3_000 && (yield* queue.deadLetters).length < 2; i++) yield* h.tick
+        const corrupt = yield* settled("corrupt", h.tick)
+        assert.deepStrictEqual([corrupt.status, corrupt.reason], ["dead", "DecodeError"])
+        assert.include(corrupt.failures[0]!.message, "does not decode")
+        assert.strictEqual(s.callsOf("ok:corrupt"), 0)
+        assert.deepStrictEqual((yield* queue.deadLetters).map((j) => j.ticket).sort(), ["corrupt", "junk"])
         assert.strictEqual((yield* settled(ok.ticketId, h.tick)).status, "done")
         assert.strictEqual(s.callsOf("ok"), 1)
       })

@@ -9,6 +9,12 @@ import * as LlmErrors from "../LlmError.ts"
 import type { LlmError } from "../LlmError.ts"
 import { LlmResponse } from "../LlmResponse.ts"
 
+/** A store or queue operation failed (the backing store is unreachable, a record cannot be written). */
+export class DurableQueueError extends Schema.TaggedError<DurableQueueError>()("DurableQueueError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
 /** The lifecycle of a job. */
 export const Status = Schema.Literals(["queued", "running", "done", "dead"])
 export type Status = typeof Status.Type
