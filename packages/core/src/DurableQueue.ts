@@ -56,6 +56,16 @@ export type AttemptFailure = jobs.AttemptFailure
 /**
  * A store or queue operation failed (the backing store is unreachable, a record is corrupt).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DurableQueue } from "@llm-resilience/core"
+ *
+ * const depth = Effect.flatMap(DurableQueue.DurableQueue, (q) => q.stats).pipe(
+ *   Effect.map((s) => s.active),
+ *   Effect.catchTag("DurableQueueError", () => Effect.succeed(-1))
+ * )
+ * ```
  * @since 0.1.0
  */
 export const DurableQueueError = jobs.DurableQueueError
@@ -68,8 +78,17 @@ export type DurableQueueError = jobs.DurableQueueError
 /**
  * Where job records are kept. Records are JSON strings; the store keeps the indexes the queue reads
  * (active jobs by acceptance time, dead ones by death time) and drops done records after their time to
- * live. {@link layerJobStoreMemory} is the in-memory one.
+ * live. {@link layerJobStoreMemory} is the in-memory one; `RedisQueue.layerJobStore` of
+ * `@llm-resilience/redis` the Redis one.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DurableQueue } from "@llm-resilience/core"
+ *
+ * // how many jobs are waiting, read straight from the store
+ * const waiting = Effect.map(DurableQueue.JobStore, (store) => store.stats)
+ * ```
  * @since 0.1.0
  */
 export class JobStore extends Context.Service<JobStore, jobs.JobStoreShape<DurableQueueError>>()(

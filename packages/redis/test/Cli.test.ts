@@ -5,7 +5,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { NodeRedis } from "@effect/platform-node"
 import { DurableQueue, LlmError, LlmProvider } from "@llm-resilience/core"
 import { RedisQueue } from "@llm-resilience/redis"
-import { Effect, Layer, ManagedRuntime, Option, Stream } from "effect"
+import { Effect, Layer, ManagedRuntime, Option, Runtime, Stream } from "effect"
+import { parse } from "../src/internal/dlqCli.ts"
 import { startRedis } from "./redisServer.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -38,6 +39,37 @@ const refusing = Layer.succeed(LlmProvider.LlmProvider, {
 })
 
 describe("llm-resilience dlq", () => {
+  it.effect("a bad command line is a UsageError (exit 2) that says what is wrong", () =>
+    Effect.gen(function* () {
+      const env = { REDIS_URL: "redis://10.0.0.1:6380" }
+      const wrong = [
+        [["dlq", "replay"], "dlq replay needs a ticket or --all (not both)"],
+        [["dlq", "purge", "t", "--all"], "dlq purge needs a ticket or --all (not both)"],
+        [["dlq", "show"], "dlq show needs one ticket"],
+        [["dlq", "list", "t"], "dlq list takes no ticket"],
+        [["dlq", "drop"], "unknown dlq command: drop"],
+        [["queue", "list"], "unknown command: queue"],
+        [["dlq", "list", "--port", "1"], "Unknown option '--port'"]
+      ] as const
+      for (const [argv, message] of wrong) {
+        const error = yield* Effect.flip(parse(argv, env))
+        assert.include(error.message, message)
+        assert.strictEqual(error[Runtime.errorExitCode], 2)
+      }
+      const ok = yield* parse(["dlq", "replay", "--all"], env)
+      assert.deepStrictEqual(ok, {
+        _tag: "Dlq",
+        action: "replay",
+        ticket: undefined,
+        redisUrl: "redis://10.0.0.1:6380",
+        queue: "llm-later",
+        prefix: "llmq:",
+        json: false
+      })
+      assert.deepStrictEqual(yield* parse([], env), { _tag: "Help" })
+    })
+  )
+
   it("lists, shows, replays and purges dead jobs in Redis", { timeout: 90_000 }, async () => {
     const redis = await startRedis()
     const queueLayer = RedisQueue.layer({ name: "cli", prefix: "cli:" }).pipe(
@@ -58,13 +90,13 @@ describe("llm-resilience dlq", () => {
       )
       await workers.dispose()
 
-      const list = await cli(["dlq", "list", ...opts])
+      // read-only commands together, then the two writes (on different jobs) together
+      const [list, show] = await Promise.all([cli(["dlq", "list", ...opts]), cli(["dlq", "show", "t-bad", ...opts])])
       assert.strictEqual(list.code, 0, list.err)
       assert.match(list.out, /^TICKET\s+REASON\s+ATTEMPTS\s+DIED AT\s+LAST ERROR\n/)
       assert.match(list.out, /t-bad\s+BadRequest\s+1\s/)
       assert.match(list.out, /t-auth\s+Authentication\s+1\s/)
 
-      const show = await cli(["dlq", "show", "t-bad", ...opts])
       assert.strictEqual(show.code, 0, show.err)
       const job = JSON.parse(show.out)
       assert.deepStrictEqual(
@@ -72,14 +104,12 @@ describe("llm-resilience dlq", () => {
         ["dead", "BadRequest", 400]
       )
 
-      const replay = await cli(["dlq", "replay", "t-bad", ...opts])
-      assert.strictEqual(replay.out.trim(), "replayed 1")
-      const purge = await cli(["dlq", "purge", "--all", ...opts])
-      assert.strictEqual(purge.out.trim(), "purged 1")
-
-      const usage = await cli(["dlq", "replay", ...opts])
-      assert.strictEqual(usage.code, 2)
-      assert.include(usage.err, "dlq replay needs a ticket or --all")
+      const [replay, purge] = await Promise.all([
+        cli(["dlq", "replay", "t-bad", ...opts]),
+        cli(["dlq", "purge", "t-auth", ...opts])
+      ])
+      assert.strictEqual(replay.out.trim(), "replayed 1", replay.err)
+      assert.strictEqual(purge.out.trim(), "purged 1", purge.err)
 
       const check = ManagedRuntime.make(queueLayer)
       const [replayed, purged] = await check.runPromise(

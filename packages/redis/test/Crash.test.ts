@@ -124,15 +124,20 @@ describe("RedisQueue crash test", () => {
           { concurrency: 32, discard: true }
         )
       )
-      workers.push(...(await Promise.all([startWorker(env), startWorker(env)])))
-
+      // two worker processes; at each kill moment one of them is killed and a replacement starts at once
+      // (the next kill hits the other process, so the kills do not wait for the restarts)
+      // every started process is in `workers`, for the cleanup
+      const spawnWorker = () => startWorker(env).then((w) => (workers.push(w), w))
+      const slots = [spawnWorker(), spawnWorker()]
       const random = seeded(17)
       for (let k = 0; k < KILLS; k++) {
         await sleep(150 + Math.floor(random() * 600))
-        const i = k % workers.length
-        await kill(workers[i]!)
-        workers[i] = await startWorker(env)
+        const i = k % slots.length
+        const victim = await slots[i]!
+        await kill(victim)
+        slots[i] = spawnWorker()
       }
+      await Promise.all(slots)
 
       const deadline = Date.now() + 60_000
       let stats = await runtime.runPromise(queue.stats)
