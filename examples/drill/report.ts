@@ -34,6 +34,10 @@ const rows: ReadonlyArray<Row> = [
   { key: "failFast", label: "failed fast (< 1 s)" },
   { key: "rateLimited429", label: "429s received", better: "lower" },
   { key: "outageCallsToPrimary", label: "calls into the outage", better: "lower" },
+  { key: "acceptedForLater", label: "accepted for later (ticket)" },
+  { key: "answeredLater", label: "answered later by the queue" },
+  { key: "laterMaxWaitMs", label: "longest wait for it (ms)" },
+  { key: "lastLaterAnswerAtMs", label: "last one answered at (ms)" },
   {
     key: "costUsd",
     label: "cost (USD)",
@@ -204,7 +208,10 @@ ${chart(
 <h2>Summary</h2>
 <p>Amplification is provider calls per caller request; "calls into the outage" counts calls that reached the
 primary while it was hanging; latency is measured per caller request, from the first attempt to the last answer
-or error (background work that waited in the admission queue during the storm is included).</p>
+or error (background work that waited in the admission queue during the storm is included). The storm's batch
+requests that could not start within a minute were accepted for later: the caller got a ticket at once (counted
+as not answered, and in the latency up to the ticket), and the queue's workers answered them when capacity freed
+up; the "answered later" rows say how many, the longest wait from ticket to answer, and when the last answer came.</p>
 <table>
 <tr><th></th><th>naive</th><th>resilient</th><th class="why">why the resilient figure is worse</th></tr>
 ${summaryRows(naive.summary, resilient.summary)}

@@ -6,9 +6,17 @@
  *   timeout per attempt, no breaker, no retry budget, no admission control, no fallback, no guards;
  * - `resilient`: the same calls through `Resilience` (see `resilientConfig`).
  */
-import { LlmError, type LlmProvider, type LlmRequest, type LlmResponse, Resilience } from "@llm-resilience/core"
+import {
+  DurableQueue,
+  LlmError,
+  LlmProvider as Provider,
+  type LlmProvider,
+  type LlmRequest,
+  type LlmResponse,
+  Resilience
+} from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
-import { Clock, Duration, Effect, Fiber, Logger, Schedule, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, Layer, Logger, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Day from "./scenario.ts"
 
@@ -22,6 +30,8 @@ export interface RequestRecord {
   readonly servedBy: string | undefined
   /** The error tag, when it failed. */
   readonly error: string | undefined
+  /** The request's idempotency key: its ticket when it was accepted for later. */
+  readonly ticket: string | undefined
 }
 
 /** Per-minute counts for the report's timeline. */
@@ -53,6 +63,13 @@ export interface Summary {
   readonly rateLimited429: number
   readonly outageCallsToPrimary: number
   readonly costUsd: number
+  /** Requests the plan accepted for later (answered with a ticket, then by the queue's workers). */
+  readonly acceptedForLater: number
+  /** Of those, the ones the workers answered before the end of the drain. */
+  readonly answeredLater: number
+  /** The longest wait from acceptance to answer, and when (virtual ms since the start) the last one came. */
+  readonly laterMaxWaitMs: number
+  readonly lastLaterAnswerAtMs: number
 }
 
 export interface RunResult {
@@ -73,7 +90,15 @@ export const resilientConfig: Resilience.Config = {
       timeouts: { totalMs: 8_000, firstTokenMs: 3_000, idleMs: 3_000 },
       maxWaitMs: 1_500
     },
-    background: { retry: "background", timeouts: { totalMs: 30_000 }, maxWaitMs: 600_000 }
+    background: { retry: "background", timeouts: { totalMs: 30_000 }, maxWaitMs: 600_000 },
+    // the storm's batch job: what cannot start within a minute is accepted for later and answered by the
+    // queue's workers when capacity frees up
+    batch: {
+      retry: "background",
+      timeouts: { totalMs: 30_000 },
+      maxWaitMs: 60_000,
+      fallback: [{ provider: "primary", model: "main" }, { acceptForLater: true }]
+    }
   },
   // batch work may wait up to 10 minutes, behind every interactive request
   admission: { agingMs: 600_000 },
@@ -174,11 +199,34 @@ export const runDay = (mode: "naive" | "resilient", onProgress: (virtualMs: numb
       const primary = yield* FakeProvider.make(Day.primaryScenario)
       const secondary = yield* FakeProvider.make(Day.secondaryScenario)
       const transitions: Array<{ at: number; to: string }> = []
+      const answeredLater: Array<{ readonly ticket: string; readonly at: number; readonly ok: boolean }> = []
       let call: Call
       if (mode === "naive") {
         call = naiveClient(primary.provider)
       } else {
-        const resilient = yield* Resilience.make(resilientConfig, [primary.provider, secondary.provider])
+        // the accept-for-later queue (in memory) and its workers, draining through the same pipeline
+        const queue = yield* Layer.build(
+          DurableQueue.layerLaterQueue.pipe(
+            Layer.provideMerge(DurableQueue.layerMemory({ name: "drill", maxAttempts: 10, backoff: "30 seconds" }))
+          )
+        )
+        const resilient = yield* Resilience.make(resilientConfig, [primary.provider, secondary.provider]).pipe(
+          Effect.provideContext(queue)
+        )
+        yield* Context.get(queue, DurableQueue.DurableQueue)
+          .work({
+            concurrency: 8,
+            metricsInterval: "10 minutes",
+            onComplete: (job) =>
+              Effect.sync(() =>
+                answeredLater.push({
+                  ticket: job.ticket,
+                  at: (job.finishedAt ?? 0) - origin,
+                  ok: job.status === "done"
+                })
+              )
+          })
+          .pipe(Effect.provideService(Provider.LlmProvider, resilient.provider), Effect.forkScoped)
         yield* resilient.stages.breaker.transitions.pipe(
           Stream.runForEach((t) =>
             Effect.sync(() => {
@@ -194,13 +242,15 @@ export const runDay = (mode: "naive" | "resilient", onProgress: (virtualMs: numb
       const run = (kind: Day.Kind, request: LlmRequest.LlmRequest) =>
         Effect.gen(function* () {
           const start = (yield* Clock.currentTimeMillis) - origin
+          const ticket = request.metadata?.idempotencyKey
           const exit = yield* Effect.exit(call(request, kind === "interactive"))
           const end = (yield* Clock.currentTimeMillis) - origin
           const record: RequestRecord =
             exit._tag === "Success"
-              ? { kind, start, end, ok: true, servedBy: exit.value.provider, error: undefined }
+              ? { kind, start, end, ok: true, servedBy: exit.value.provider, error: undefined, ticket }
               : {
                   kind,
+                  ticket,
                   start,
                   end,
                   ok: false,
@@ -268,11 +318,28 @@ export const runDay = (mode: "naive" | "resilient", onProgress: (virtualMs: numb
         rateLimited429: allCalls.filter((c) => c.outcome === "RateLimited").length,
         outageCallsToPrimary: primaryCalls.filter((c) => c.startedAt >= Day.outage.from && c.startedAt < Day.outage.to)
           .length,
-        costUsd: round(costOf(allCalls), 4)
+        costUsd: round(costOf(allCalls), 4),
+        ...later(records, answeredLater)
       }
       return { summary, timeline: timeline(records, allCalls, transitions), agentTurns } satisfies RunResult
     })
   ).pipe(Effect.provide([TestClock.layer(), Logger.layer([])]))
+
+/** The accepted-for-later figures: the requests that got a ticket, and when the workers answered them. */
+const later = (
+  records: ReadonlyArray<RequestRecord>,
+  answers: ReadonlyArray<{ readonly ticket: string; readonly at: number; readonly ok: boolean }>
+) => {
+  const accepted = records.filter((r) => r.error === "AcceptedForLater")
+  const done = answers.filter((a) => a.ok)
+  const acceptedAt = new Map(accepted.map((r) => [r.ticket, r.end]))
+  return {
+    acceptedForLater: accepted.length,
+    answeredLater: done.length,
+    laterMaxWaitMs: Math.max(0, ...done.map((a) => a.at - (acceptedAt.get(a.ticket) ?? a.at))),
+    lastLaterAnswerAtMs: Math.max(0, ...done.map((a) => a.at))
+  }
+}
 
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits
 

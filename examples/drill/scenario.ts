@@ -7,7 +7,7 @@
  * | when (virtual) | event |
  * | --- | --- |
  * | 00:00 - 02:00 | steady traffic: 50 interactive streams and 50 background completions per minute |
- * | 20:00 | rate-limit storm: a batch job dumps 300 background requests at once on a 120 RPM model |
+ * | 20:00 | rate-limit storm: a batch job dumps 300 background requests at once on a 120 RPM model (path `batch`: what cannot start within a minute is accepted for later) |
  * | 45:00 - 50:00 | outage of the primary: every call hangs (no answer, no error) |
  * | 70:00 - 72:00 | stalled streams: the primary's streams never send their first token |
  * | 90:00 - 02:00 | a runaway agent loop: one conversation calls again 2 s after every answer |
@@ -102,7 +102,7 @@ const background = (id: number, at: number, kind: "background" | "storm"): Plann
     model: "main",
     messages: [{ role: "user", content: prompt(id) }],
     maxOutputTokens: 200,
-    metadata: { path: "background", priority: "background" }
+    metadata: { path: kind === "storm" ? "batch" : "background", priority: "background", idempotencyKey: `req-${id}` }
   }
 })
 

@@ -1,7 +1,8 @@
 // A strict TypeScript consumer of the packed packages: every public type it names must resolve from dist.
-import { NodeHttpClient } from "@effect/platform-node"
-import { LlmError, LlmProvider, type LlmResponse, Resilience } from "@llm-resilience/core"
+import { NodeHttpClient, NodeRedis } from "@effect/platform-node"
+import { DurableQueue, LlmError, LlmProvider, type LlmResponse, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, OpenAiProvider } from "@llm-resilience/providers"
+import { RedisQueue } from "@llm-resilience/redis"
 import { ChaosServer, FakeProvider } from "@llm-resilience/testing"
 import { Effect, Layer, Redacted } from "effect"
 
@@ -34,4 +35,12 @@ const withFake: Effect.Effect<string, LlmError.LlmError | FakeProvider.InvalidSc
     Effect.provide(Resilience.layer(config).pipe(Layer.provide(FakeProvider.layer(scenario))))
   )
 
-export { Providers, withFake }
+const Later: Layer.Layer<DurableQueue.DurableQueue, unknown> = RedisQueue.layer({ name: "later", maxAttempts: 3 }).pipe(
+  Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" }))
+)
+
+const Workers: Layer.Layer<never, unknown, LlmProvider.LlmProvider> = DurableQueue.layerWorkers({
+  concurrency: 4
+}).pipe(Layer.provide(Later))
+
+export { Later, Providers, Workers, withFake }

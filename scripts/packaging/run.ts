@@ -4,12 +4,12 @@
  *
  * 1. builds every package (`tsc -b tsconfig.build.json`), packs it (`npm pack`) and checks that each tarball
  *    holds only what a user needs (the build, the sources its maps point at, the manifest);
- * 2. installs the tarballs, `effect` and `@effect/platform-node` into a fresh project in a temporary
+ * 2. installs the tarballs, `effect`, `@effect/platform-node` and `redis` into a fresh project in a temporary
  *    directory (no workspace, no TypeScript loader, none of this repository's npm settings);
  * 3. runs README's Install program there as a plain `.mjs` file on Node 24: one resilient call against
  *    `FakeProvider`, one over HTTP against the chaos server;
  * 4. type-checks the same program as `.ts`, and `consumer.ts`, with strict settings;
- * 5. runs the installed `llm-chaos-server --help`;
+ * 5. runs the installed `llm-chaos-server --help` and `llm-resilience --help`;
  * 6. asserts `npm ls` shows one copy of `effect`, `@effect/platform-node` and `@llm-resilience/core`.
  *
  * Quiet on success (one line); on failure it prints the failing step's output and exits with 1. Every step has
@@ -161,7 +161,8 @@ const main = async (): Promise<void> => {
         "--loglevel=error",
         ...packed.map((f) => path.join(tarballs, f)),
         `effect@${version("effect")}`,
-        `@effect/platform-node@${version("@effect/platform-node")}`
+        `@effect/platform-node@${version("@effect/platform-node")}`,
+        `redis@${version("redis")}`
       ],
       { cwd: app, timeoutMs: 180_000 }
     )
@@ -170,14 +171,19 @@ const main = async (): Promise<void> => {
     fs.writeFileSync(path.join(app, "main.ts"), program)
     fs.copyFileSync(path.join(here, "consumer.ts"), path.join(app, "consumer.ts"))
     fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify(strictConfig, null, 2))
-    const [out] = await Promise.all([
+    const [out, , , help] = await Promise.all([
       run("run main.mjs", node, ["main.mjs"], { cwd: app, timeoutMs: 60_000 }),
       run("typecheck", node, [tsc, "-p", "tsconfig.json"], { cwd: app, timeoutMs: 120_000 }),
       run("llm-chaos-server --help", node, [path.join(app, "node_modules", ".bin", "llm-chaos-server"), "--help"], {
         cwd: app,
         timeoutMs: 30_000
+      }),
+      run("llm-resilience --help", node, [path.join(app, "node_modules", ".bin", "llm-resilience"), "--help"], {
+        cwd: app,
+        timeoutMs: 30_000
       })
     ])
+    expect("llm-resilience --help", help.includes("dlq replay --all"), `it printed:\n${help}`)
     expect("run main.mjs", out === prints, `it printed:\n${out}\nREADME.md says it prints:\n${prints}`)
 
     for (const name of ["effect", "@effect/platform-node", "@llm-resilience/core"]) {

@@ -40,6 +40,7 @@ export * as QualityBreaker from "./QualityBreaker.ts"
 
 // fallbacks, hedging, timeouts, validated output
 export * as FallbackPlan from "./FallbackPlan.ts"
+export * as DurableQueue from "./DurableQueue.ts"
 export * as Hedge from "./Hedge.ts"
 export * as Timeouts from "./Timeouts.ts"
 export * as ValidatedOutput from "./ValidatedOutput.ts"

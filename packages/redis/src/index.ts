@@ -1,0 +1,12 @@
+/**
+ * Redis-backed state for `@llm-resilience/core`.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * The durable accept-for-later queue in Redis.
+ *
+ * @since 0.1.0
+ */
+export * as RedisQueue from "./RedisQueue.ts"
