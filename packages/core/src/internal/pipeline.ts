@@ -43,7 +43,7 @@ export interface Options {
   readonly profile: Retry.Profile | undefined
   readonly budget: Retry.Options["budget"]
   /** The path's name, to record the call's telemetry under; `undefined`: the caller records it. */
-  readonly observe: string | undefined
+  readonly observe: string | Telemetry.Labels | undefined
 }
 
 /** @internal */
@@ -56,7 +56,10 @@ export const make = (o: Options): Call => {
   const attempt = (request: LlmRequest, key: string): Effect.Effect<LlmResponse, LlmError> =>
     Attempts.run(stages, request, key, provider.complete(request))
 
-  const continuation = (retry: Model["retry"], observe: string | undefined): Attempts.Continuation | undefined =>
+  const continuation = (
+    retry: Model["retry"],
+    observe: string | Telemetry.Labels | undefined
+  ): Attempts.Continuation | undefined =>
     retry === undefined && observe === undefined
       ? undefined
       : (run, exit: Exit.Exit<LlmResponse, LlmError>) => {
