@@ -6,7 +6,7 @@
  *   built and warmed up (`retainedMb`). Each key's breaker circuit, retry-budget state and metric series must
  *   be dropped or collapsed, so this stays far below 64 MB.
  * - Throughput: calls per second over the first and the last `WINDOW` calls (sequential calls).
- * - The machine: nproc, CPU model, Node version and the load average at the start.
+ * - The machine: nproc, CPU model, Node version and the load average (1, 5, 15 min) at the start.
  *
  * Prints one JSON object and writes bench/results/keys.json. Run: `npx node --expose-gc bench/keys.ts`.
  */
@@ -71,6 +71,7 @@ const program = Effect.scoped(
   })
 )
 
+const loadAtStart = loadavg().map((l) => Math.round(l * 100) / 100)
 const { baselineMb, endMb, rates } = await Effect.runPromise(program)
 const result = {
   name: "keys",
@@ -84,7 +85,7 @@ const result = {
     nproc: availableParallelism(),
     cpu: cpus()[0]?.model,
     node: process.version,
-    loadavg: loadavg().map((l) => Math.round(l * 100) / 100)
+    loadavgAtStart: loadAtStart
   }
 }
 console.log(JSON.stringify(result))
