@@ -189,7 +189,8 @@ export const make = Effect.fnUntraced(function* (
         stages,
         profile,
         budget,
-        observe
+        observe,
+        models: knownModels
       }),
       stream:
         profile === undefined

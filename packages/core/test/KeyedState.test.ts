@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import { TestClock } from "effect/testing"
-import { CircuitBreaker, LlmError, type LlmResponse, Resilience, RetryBudget } from "@llm-resilience/core"
+import { CircuitBreaker, LlmError, type LlmResponse, Resilience, Retry, RetryBudget } from "@llm-resilience/core"
 import { KeyedState } from "../src/internal/keyedState.ts"
 
 const e503 = new LlmError.ServerError({ message: "service unavailable", status: 503 })
@@ -101,13 +101,22 @@ describe("bounded per-key state in the stages", () => {
       const raw = {
         name: "p",
         complete: (request: { readonly model: string }) =>
-          Effect.succeed<LlmResponse.LlmResponse>({
-            text: "Hi",
-            finishReason: "stop",
-            usage: { inputTokens: 1, outputTokens: 1 },
-            provider: "p",
-            model: request.model
-          }),
+          request.model.startsWith("bad")
+            ? Effect.fail(
+                new LlmError.ModelNotFound({
+                  message: "no such model",
+                  status: 404,
+                  provider: "p",
+                  model: request.model
+                })
+              )
+            : Effect.succeed<LlmResponse.LlmResponse>({
+                text: "Hi",
+                finishReason: "stop",
+                usage: { inputTokens: 1, outputTokens: 1 },
+                provider: "p",
+                model: request.model
+              }),
         stream: () => {
           throw new Error("unused")
         }
@@ -122,11 +131,14 @@ describe("bounded per-key state in the stages", () => {
       for (const model of ["known", "priced", "made-up-1", "made-up-2"]) {
         yield* provider.complete({ model, messages: [{ role: "user", content: "Hi" }] })
       }
-      const models = (yield* Metric.snapshot)
-        .filter((m) => m.id === "llm_requests")
-        .map((m) => m.attributes?.model)
-        .sort()
-      assert.deepStrictEqual(models, ["known", "other", "priced"])
+      for (const model of ["bad-1", "bad-2"]) {
+        yield* Effect.exit(provider.complete({ model, messages: [{ role: "user", content: "Hi" }] }))
+      }
+      const snapshot = yield* Metric.snapshot
+      const labels = (id: string, name: string) =>
+        [...new Set(snapshot.filter((m) => m.id === id).map((m) => m.attributes?.[name]))].sort()
+      assert.deepStrictEqual(labels("llm_requests", "model"), ["known", "other", "priced"])
+      assert.deepStrictEqual(labels(Retry.giveUpsTotal.id, "key"), ["p/other"])
     }).pipe(Effect.scoped, Effect.orDie, Effect.provideService(Metric.MetricRegistry, new Map()))
   )
 })
