@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process"
 
 const benches: ReadonlyArray<{ readonly file: string; readonly flags?: ReadonlyArray<string> }> = [
   { file: "bench/pipeline.ts", flags: ["--expose-gc"] },
+  { file: "bench/keys.ts", flags: ["--expose-gc"] },
   { file: "bench/breaker.ts" },
   { file: "bench/admission.ts" },
   { file: "bench/timeouts.ts" },

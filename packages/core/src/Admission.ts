@@ -398,16 +398,14 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
   const backfillScan = opts.backfillScan ?? 16
   const paths = opts.paths ?? {}
   const perKey = opts.keys ?? {}
-  const states = new Map<string, KeyState | null>()
+  const states = new Map<string, KeyState>()
 
   const stateFor = (key: string): KeyState | undefined => {
     let ks = states.get(key)
     if (ks === undefined) {
       const l = Object.hasOwn(perKey, key) ? perKey[key] : opts.defaults
-      if (l === undefined) {
-        states.set(key, null)
-        return undefined
-      }
+      // a key without limits keeps no state: the caller chooses the model string
+      if (l === undefined) return undefined
       const limits: AdmissionStore.Limits = {
         windowMs,
         requests: l.requestsPerMinute ?? Infinity,
@@ -439,7 +437,7 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       }
       states.set(key, ks)
     }
-    return ks ?? undefined
+    return ks
   }
 
   const retryHint = (ks: KeyState, now: number): number | undefined =>

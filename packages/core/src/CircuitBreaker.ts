@@ -49,6 +49,7 @@ import {
 } from "effect"
 import * as internal from "./internal/circuit.ts"
 import { keyOnly } from "./internal/keyOnly.ts"
+import { KeyedState } from "./internal/keyedState.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
@@ -273,6 +274,12 @@ export interface Options {
   readonly countRateLimited?: boolean | undefined
   /** `"metrics-only"` computes states, transitions and metrics but never rejects. ["enforce"] */
   readonly mode?: "enforce" | "metrics-only" | undefined
+  /**
+   * Bounds on the circuits kept: at most `maxKeys` [10,000]; a circuit unused for `idleMs` [600,000] is
+   * dropped. Only closed circuits are dropped; an open, half-open, isolated or forced circuit stays. At the
+   * cap with every circuit in use, a new key's circuit is not kept (each call of that key starts Closed).
+   */
+  readonly keys?: { readonly maxKeys?: number | undefined; readonly idleMs?: number | undefined } | undefined
 }
 
 // -----------------------------------------------------------------------------------------------------
@@ -490,24 +497,22 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   if (options.countRateLimited) failureTags.add("RateLimited")
 
   const pubsub = yield* PubSub.sliding<Transition>(1024)
-  const circuits = new Map<string, internal.Circuit>()
-  const circuitMetrics = new Map<internal.Circuit, CircuitMetrics>()
+  const circuits = new KeyedState<internal.Circuit>(options.keys, (c) => c.state === internal.CLOSED)
+  const circuitMetrics = new WeakMap<internal.Circuit, CircuitMetrics>()
   const outbox: Array<Transition> = []
   const sink: internal.Sink = (t) => {
     outbox.push(t)
   }
 
   const circuitFor = (key: string, now: number): internal.Circuit => {
-    let circuit = circuits.get(key)
-    if (circuit === undefined) {
-      circuit = new internal.Circuit(key, policy, sink, now)
-      circuits.set(key, circuit)
+    return circuits.getOrCreate(key, now, () => {
+      const circuit = new internal.Circuit(key, policy, sink, now)
       circuitMetrics.set(circuit, {
         state: Metric.withAttributes(metrics.state, { key }),
         rejections: Metric.withAttributes(metrics.rejections, { key })
       })
-    }
-    return circuit
+      return circuit
+    })
   }
 
   const flush = (fiber: Fiber.Fiber<unknown, unknown>): void => {
@@ -563,7 +568,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   }
 
   const admitUnsafe = (key: string, now: number, fiber: Fiber.Fiber<unknown, unknown>): internal.Call | CircuitOpen => {
-    const circuit = circuits.get(key) ?? circuitFor(key, now)
+    const circuit = circuitFor(key, now)
     const call = circuit.admit(now)
     if (outbox.length > 0) flush(fiber)
     if (call === undefined) return rejection(circuit, fiber)
@@ -588,7 +593,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       if (policy.metricsOnly) return undefined
       const fiber = attempt.fiber
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = circuits.get(attempt.key) ?? circuitFor(attempt.key, now)
+      const circuit = circuitFor(attempt.key, now)
       const open = !circuit.wouldAdmit(now)
       if (outbox.length > 0) flush(fiber)
       return open ? Effect.fail(rejection(circuit, fiber)) : undefined

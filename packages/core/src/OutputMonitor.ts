@@ -38,6 +38,7 @@ import * as internal from "./internal/outputMonitor.ts"
 import * as windows from "./internal/outputWindows.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmResponse } from "./LlmResponse.ts"
+import { KeyedState } from "./internal/keyedState.ts"
 import type { QualityJudge } from "./QualityJudge.ts"
 
 /**
@@ -275,10 +276,12 @@ export const make = (options: Options = {}): Effect.Effect<OutputMonitor, Schema
     const refusal = refusalOption ?? defaultRefusal
     const dimensions = options.dimensions ?? 64
     const sampleRate = options.embeddingSampleRate ?? 0.1
-    const keys = new Map<
-      string,
-      { readonly state: windows.KeyState; readonly observations: Metric.Metric<number, unknown> }
-    >()
+    // at most 10,000 keys; a key unused for longer than its reference history holds nothing worth keeping;
+    // a drifted key is never dropped
+    const keys = new KeyedState<{
+      readonly state: windows.KeyState
+      readonly observations: Metric.Metric<number, unknown>
+    }>({ idleMs: (config.referenceBuckets + 1) * bucketMs + windowMs }, (entry) => !windows.isDrifted(entry.state))
     const pubsub = yield* PubSub.sliding<DriftEvent>(1024)
 
     const embedWithModel = (model: EmbeddingModel, text: string): Effect.Effect<Float64Array | undefined> =>
@@ -336,18 +339,14 @@ export const make = (options: Options = {}): Effect.Effect<OutputMonitor, Schema
       const key = facts.key ?? `${response.provider}/${response.model}`
       const text = response.text
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      let entry = keys.get(key)
-      if (entry === undefined) {
-        entry = {
-          state: windows.make(),
-          observations: Metric.counter(metrics.observations.id, {
-            description: metrics.observations.description,
-            attributes: { key },
-            incremental: true
-          })
-        }
-        keys.set(key, entry)
-      }
+      const entry = keys.getOrCreate(key, now, () => ({
+        state: windows.make(),
+        observations: Metric.counter(metrics.observations.id, {
+          description: metrics.observations.description,
+          attributes: { key },
+          incremental: true
+        })
+      }))
       let changes: ReadonlyArray<windows.Change> = []
       if (windows.due(entry.state, now, config)) {
         const random = fiber.getRef(Random.Random)

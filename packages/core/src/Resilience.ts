@@ -143,6 +143,13 @@ export const make = Effect.fnUntraced(function* (
   const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
     yield* config.build(configuration)
 
+  // Metric series are labelled with configured models only (any other model string is `other`).
+  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
+  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
+  for (const steps of [c.fallback, ...Object.values(pathConfigs).map((p) => p.fallback)]) {
+    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
+  }
+
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting
   // in the admission queue never counts as a slow call.
@@ -160,7 +167,7 @@ export const make = Effect.fnUntraced(function* (
   const guarded = (
     raw: LlmProvider["Service"],
     profile: Retry.Profile | undefined,
-    observe: string | undefined
+    observe: Telemetry.Labels | undefined
   ): LlmProvider["Service"] => {
     const timed = timeouts.wrap(raw)
     // a stream's attempt passes the stages of your own too (inside the spend guard, around the timeouts)
@@ -182,7 +189,8 @@ export const make = Effect.fnUntraced(function* (
         stages,
         profile,
         budget,
-        observe
+        observe,
+        models: knownModels
       }),
       stream:
         profile === undefined
@@ -196,11 +204,12 @@ export const make = Effect.fnUntraced(function* (
     const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
     const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
+    const labels: Telemetry.Labels = { path: name, models: knownModels }
     const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
-      Telemetry.observeStream(request, name)(Stream.unwrap(Effect.as(agent.turn(request), self)))
+      Telemetry.observeStream(request, labels)(Stream.unwrap(Effect.as(agent.turn(request), self)))
     if (steps === undefined) {
       // No plan: the request's own model on the first provider, observed by the step itself.
-      const only = guarded(providers[0], profile, name)
+      const only = guarded(providers[0], profile, labels)
       return {
         complete: only.complete,
         stream: (request: LlmRequest) => observeStream(request, only.stream(request))
@@ -252,7 +261,7 @@ export const make = Effect.fnUntraced(function* (
       degraded ? Effect.provideContext(self, services as Context.Context<R>) : (self as Effect.Effect<A, E>)
     return {
       complete: (request: LlmRequest) =>
-        Telemetry.observeCall(request, name)(agent.protect(request)(provide(plan.complete(request)))),
+        Telemetry.observeCall(request, labels)(agent.protect(request)(provide(plan.complete(request)))),
       stream: (request: LlmRequest) =>
         observeStream(request, Stream.provideContext(plan.stream(request), services as never))
     } satisfies PathPlan

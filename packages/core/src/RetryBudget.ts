@@ -21,6 +21,7 @@
  *
  * @since 0.1.0
  */
+import { KeyedState } from "./internal/keyedState.ts"
 import { Duration, Effect, Schema } from "effect"
 
 /**
@@ -43,6 +44,8 @@ export interface Options {
   readonly minRetriesPerSecond?: number | undefined
   /** Where the per-key state lives (default: a fresh {@link memoryStore}). */
   readonly store?: Store | undefined
+  /** Bounds on the keys the default in-process store keeps (see {@link KeyBounds}). */
+  readonly keys?: KeyBounds | undefined
 }
 
 /**
@@ -134,7 +137,7 @@ export const make = Effect.fnUntraced(function* (options?: Options) {
     windowMs: decoded.window,
     minRetriesPerSecond: decoded.minRetriesPerSecond
   }
-  const store = options?.store ?? memoryStore()
+  const store = options?.store ?? memoryStore(options?.keys)
   const depositAt = (key: string, nowMs: number) => store.deposit(key, nowMs, policy)
   const budget: RetryBudget = {
     policy,
@@ -180,8 +183,19 @@ interface KeyState {
 }
 
 /**
+ * Bounds on the keys an in-process store keeps: at most `maxKeys` [10,000]; a key unused for `idleMs`
+ * [600,000] is dropped (it starts again with a full floor and no credit).
+ *
+ * @since 0.1.0
+ */
+export interface KeyBounds {
+  readonly maxKeys?: number | undefined
+  readonly idleMs?: number | undefined
+}
+
+/**
  * An in-process {@link Store}: per key, a ring of ten time slices covering the window, plus the floor's token
- * bucket. Follows Effect's `Clock`, so TestClock moves it.
+ * bucket. Follows Effect's `Clock`, so TestClock moves it. Holds at most `bounds.maxKeys` keys.
  *
  * @example
  * ```ts
@@ -191,21 +205,15 @@ interface KeyState {
  * ```
  * @since 0.1.0
  */
-export const memoryStore = (): Store => {
-  const keys = new Map<string, KeyState>()
-  const stateOf = (key: string, now: number, policy: Policy): KeyState => {
-    let state = keys.get(key)
-    if (state === undefined) {
-      state = {
-        slice: new Float64Array(SLICES).fill(-Infinity),
-        credit: new Float64Array(SLICES),
-        floor: Math.max(1, policy.minRetriesPerSecond) * UNIT,
-        floorAt: now
-      }
-      keys.set(key, state)
-    }
-    return state
-  }
+export const memoryStore = (bounds?: KeyBounds): Store => {
+  const keys = new KeyedState<KeyState>(bounds)
+  const stateOf = (key: string, now: number, policy: Policy): KeyState =>
+    keys.getOrCreate(key, now, () => ({
+      slice: new Float64Array(SLICES).fill(-Infinity),
+      credit: new Float64Array(SLICES),
+      floor: Math.max(1, policy.minRetriesPerSecond) * UNIT,
+      floorAt: now
+    }))
   const deposit = (key: string, now: number, policy: Policy): void => {
     const state = stateOf(key, now, policy)
     const current = Math.floor(now / (policy.windowMs / SLICES))

@@ -314,6 +314,8 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     const price = PriceTable.priceOf(options.prices, model, provider)
     if (price === undefined) {
       if (unknownModels.has(model)) return [0, undefined]
+      // warned once per model; the caller chooses model strings, so the memory of them is bounded
+      if (unknownModels.size >= 1_000) unknownModels.clear()
       unknownModels.add(model)
       return [0, Effect.logWarning(`SpendGuard: no price for model ${model}; its calls are charged $0`)]
     }

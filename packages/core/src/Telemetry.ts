@@ -186,9 +186,36 @@ type Answered =
     }
   | undefined
 
+/**
+ * What a call's metrics are recorded under: its path, and the models whose names are kept as the `model`
+ * label. The caller chooses the model string, so each new name would add metric series for good; a call
+ * whose requested and answered models are both outside `models` is recorded under the model `other`. A bare
+ * path string keeps every model name.
+ *
+ * @example
+ * ```ts
+ * import { Telemetry } from "@llm-resilience/core"
+ * const labels: Telemetry.Labels = { path: "chat", models: new Set(["gpt-5.4-mini"]) }
+ * ```
+ * @since 0.1.0
+ */
+export interface Labels {
+  readonly path: string
+  readonly models: ReadonlySet<string>
+}
+
+/**
+ * The model label value of calls to models outside {@link Labels.models}.
+ *
+ * @since 0.1.0
+ */
+export const otherModel = "other"
+
+const pathOf = (labels: string | Labels): string => (typeof labels === "string" ? labels : labels.path)
+
 const finish = (
   request: LlmRequest,
-  path: string,
+  path: string | Labels,
   startMs: number,
   exit: Exit.Exit<Answered, unknown>,
   ttftMs?: number
@@ -206,7 +233,7 @@ const finish = (
 export const finishUnsafe = (
   fiber: Fiber.Fiber<unknown, unknown>,
   request: LlmRequest,
-  path: string,
+  labels: string | Labels,
   startMs: number,
   exit: Exit.Exit<Answered, unknown>,
   ttftMs?: number,
@@ -250,6 +277,10 @@ export const finishUnsafe = (
     if (ttftMs !== undefined) span.attribute("llm.ttft_ms", ttftMs)
   }
   const context = fiber.context
+  const path = pathOf(labels)
+  if (typeof labels !== "string" && !labels.models.has(model) && !labels.models.has(request.model)) {
+    model = otherModel
+  }
   const s = seriesOf(provider, model, path)
   requestsOf(s, provider, model, path, outcome).updateUnsafe(1, context)
   s.latency.updateUnsafe(elapsed, context)
@@ -260,9 +291,9 @@ export const finishUnsafe = (
 }
 
 // No stack trace: `withSpan` would capture one per call (several microseconds), and it would only point here.
-const spanOptions = (request: LlmRequest, path: string) => ({
+const spanOptions = (request: LlmRequest, labels: string | Labels) => ({
   kind: "client" as const,
-  attributes: { "llm.path": path, "llm.model": request.model },
+  attributes: { "llm.path": pathOf(labels), "llm.model": request.model },
   captureStackTrace: false
 })
 
@@ -282,7 +313,7 @@ const spanOptions = (request: LlmRequest, path: string) => ({
  * @since 0.1.0
  */
 export const observeCall =
-  (request: LlmRequest, path: string) =>
+  (request: LlmRequest, path: string | Labels) =>
   <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
     Effect.withFiber((fiber) => {
       const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
@@ -325,7 +356,7 @@ export const spanVisible = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
  * @since 0.1.0
  */
 export const observeStream =
-  (request: LlmRequest, path: string) =>
+  (request: LlmRequest, path: string | Labels) =>
   <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E, R> =>
     Stream.unwrap(
       Effect.withFiber((fiber) => {

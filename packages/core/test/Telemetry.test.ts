@@ -366,7 +366,7 @@ describe("the llm.call span is created only where it can be seen", () => {
       const served = yield* Metric.value(
         Metric.withAttributes(Telemetry.requests, {
           provider: "probe",
-          model: "m",
+          model: Telemetry.otherModel, // "m" is not named in the configuration
           path: "default",
           outcome: "success"
         })

@@ -43,7 +43,9 @@ export interface Options {
   readonly profile: Retry.Profile | undefined
   readonly budget: Retry.Options["budget"]
   /** The path's name, to record the call's telemetry under; `undefined`: the caller records it. */
-  readonly observe: string | undefined
+  readonly observe: string | Telemetry.Labels | undefined
+  /** The models named in the configuration; others are labelled `other` in the retry metrics. [all named] */
+  readonly models?: ReadonlySet<string> | undefined
 }
 
 /** @internal */
@@ -56,7 +58,10 @@ export const make = (o: Options): Call => {
   const attempt = (request: LlmRequest, key: string): Effect.Effect<LlmResponse, LlmError> =>
     Attempts.run(stages, request, key, provider.complete(request))
 
-  const continuation = (retry: Model["retry"], observe: string | undefined): Attempts.Continuation | undefined =>
+  const continuation = (
+    retry: Model["retry"],
+    observe: string | Telemetry.Labels | undefined
+  ): Attempts.Continuation | undefined =>
     retry === undefined && observe === undefined
       ? undefined
       : (run, exit: Exit.Exit<LlmResponse, LlmError>) => {
@@ -83,7 +88,9 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const retry = o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key))
+      const label = o.models === undefined || o.models.has(model) ? key : `${provider.name}/${Telemetry.otherModel}`
+      const retry =
+        o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
       models.set(model, m)
     }

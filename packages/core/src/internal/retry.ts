@@ -121,6 +121,8 @@ export interface Config {
   readonly schedule: Schedule.Schedule<Duration.Duration>
   readonly budget: RetryBudget | undefined
   readonly key: string
+  /** The `key` label of the retry metrics (the key itself, or `provider/other` for a model not configured). */
+  readonly label: string
 }
 
 /**
@@ -146,7 +148,7 @@ type Step = (now: number, input: unknown) => Effect.Effect<[Duration.Duration, D
  * chosen delay and succeeds (try again) or fails with the error the call ends with.
  */
 export const makeRetrier = (config: Config, startMs: number) => {
-  const { budget, key, profile: p } = config
+  const { budget, key, label, profile: p } = config
   let attempt = 1
   let step: Step | undefined
   const giveUp = <E>(error: E, reason: Reason, delayMs: number | undefined, cause: unknown) =>
@@ -160,7 +162,7 @@ export const makeRetrier = (config: Config, startMs: number) => {
           "llm.retry.delay_ms": delayMs,
           "llm.retry.key": key
         }),
-        Metric.update(tagged(giveUpsTotal, { reason, key }), 1)
+        Metric.update(tagged(giveUpsTotal, { reason, key: label }), 1)
       ),
       Effect.fail(error)
     )
@@ -186,7 +188,7 @@ export const makeRetrier = (config: Config, startMs: number) => {
       return yield* giveUp(new DeadlineExceeded({ deadlineMs: p.deadlineMs, lastError }), "deadline", delayMs, error)
     }
     if (budget !== undefined && !(yield* budget.withdraw(key))) {
-      yield* Metric.update(tagged(budgetRejectionsTotal, { key }), 1)
+      yield* Metric.update(tagged(budgetRejectionsTotal, { key: label }), 1)
       return yield* giveUp(new RetryBudgetExhausted({ key, lastError }), "budget", undefined, error)
     }
     const reason: Reason = retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
@@ -198,18 +200,24 @@ export const makeRetrier = (config: Config, startMs: number) => {
       "llm.retry.delay_ms": delayMs,
       "llm.retry.key": key
     })
-    yield* Metric.update(tagged(retriesTotal, { reason: tagOf(error), key }), 1)
+    yield* Metric.update(tagged(retriesTotal, { reason: tagOf(error), key: label }), 1)
     attempt++
     yield* Effect.sleep(Duration.millis(delayMs))
   })
 }
 
-/** A resolved configuration for `profile`, `budget` and `key`. */
-export const configFor = (profile: Profile, budget: RetryBudget | undefined, key: string): Config => ({
+/** A resolved configuration for `profile`, `budget` and `key`, its metrics labelled with `label`. */
+export const configFor = (
+  profile: Profile,
+  budget: RetryBudget | undefined,
+  key: string,
+  label: string = key
+): Config => ({
   profile,
   schedule: Backoff.make(profile.jitter, { base: profile.baseMs, cap: profile.capMs }),
   budget,
-  key
+  key,
+  label
 })
 
 export const retryWith = (
