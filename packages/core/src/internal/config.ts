@@ -14,14 +14,12 @@ import * as Retry from "../Retry.ts"
 import * as RetryBudget from "../RetryBudget.ts"
 import * as SpendGuard from "../SpendGuard.ts"
 import * as Timeouts from "../Timeouts.ts"
-import { millis } from "./duration.ts"
+import { fromMillis, millis } from "./duration.ts"
 
-const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
-const PositiveMs = millis(Positive)
 const NonNegativeMs = millis(NonNegative)
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
@@ -38,22 +36,11 @@ export const ModelConfig = Schema.Struct({
 })
 
 /**
- * A retry profile: a built-in name, or a profile extending one (durations in milliseconds).
+ * A retry profile: a built-in name, or a profile extending one (`Retry.Config`).
  *
  * @since 0.1.0
  */
-export const RetryConfig = Schema.Union([
-  Schema.Literals(["interactive", "background", "none"]),
-  Schema.Struct({
-    extends: Schema.optional(Schema.Literals(["interactive", "background"])),
-    maxRetries: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 100 }))),
-    jitter: Schema.optional(Schema.Literals(["none", "full", "equal", "decorrelated"])),
-    baseMs: Schema.optional(NonNegativeMs),
-    capMs: Schema.optional(NonNegativeMs),
-    deadlineMs: Schema.optional(PositiveMs),
-    maxRetryAfterMs: Schema.optional(NonNegativeMs)
-  })
-])
+export const RetryConfig = Retry.Config
 
 /**
  * One step of a fallback plan: a provider and model, or a degraded answer.
@@ -68,15 +55,11 @@ export const StepConfig = Schema.Union([
 ])
 
 /**
- * The timeouts of a path, in milliseconds.
+ * The timeouts of a path (`Timeouts.Limits`).
  *
  * @since 0.1.0
  */
-export const TimeoutConfig = Schema.Struct({
-  totalMs: Schema.optional(PositiveMs),
-  firstTokenMs: Schema.optional(PositiveMs),
-  idleMs: Schema.optional(PositiveMs)
-})
+export const TimeoutConfig = Timeouts.Limits
 
 /**
  * How one path (a route or feature: `chat`, `summarize-batch` ...) is served.
@@ -103,24 +86,11 @@ export const PathConfig = Schema.Struct({
 })
 
 /**
- * Circuit-breaker settings (durations in milliseconds).
+ * Circuit-breaker settings (`CircuitBreaker.Config`).
  *
  * @since 0.1.0
  */
-export const BreakerConfig = Schema.Struct({
-  consecutiveFailures: Schema.optional(NonNegativeInt),
-  failureRateThreshold: Schema.optional(Fraction),
-  slowCallThresholdMs: Schema.optional(PositiveMs),
-  slowCallRateThreshold: Schema.optional(Fraction),
-  windowMs: Schema.optional(PositiveMs),
-  minimumCalls: Schema.optional(PositiveInt),
-  openDurationMs: Schema.optional(PositiveMs),
-  maxOpenDurationMs: Schema.optional(PositiveMs),
-  halfOpenProbes: Schema.optional(PositiveInt),
-  probeTimeoutMs: Schema.optional(PositiveMs),
-  countRateLimited: Schema.optional(Schema.Boolean),
-  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
-})
+export const BreakerConfig = CircuitBreaker.Config
 
 /**
  * The whole configuration. Every field is optional; see {@link defaults} for what an empty one means.
@@ -154,13 +124,7 @@ export const Config = Schema.Struct({
   /** The fallback plan of paths that do not set their own. */
   fallback: Schema.optional(Schema.Array(StepConfig)),
   breaker: Schema.optional(BreakerConfig),
-  retryBudget: Schema.optional(
-    Schema.Struct({
-      ratio: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 }))),
-      windowMs: Schema.optional(PositiveMs),
-      minRetriesPerSecond: Schema.optional(NonNegative)
-    })
-  ),
+  retryBudget: Schema.optional(RetryBudget.Config),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
@@ -170,27 +134,8 @@ export const Config = Schema.Struct({
   ),
   /** Prices per model (see `PriceTable`); without them no cost is accounted. */
   prices: Schema.optional(PriceTable.PriceTable),
-  spend: Schema.optional(
-    Schema.Struct({
-      budgets: Schema.optional(
-        Schema.Array(
-          Schema.Struct({
-            scope: Schema.Literals(["global", "key", "tenant", "conversation"]),
-            limitUsd: Positive,
-            windowMs: Schema.optional(PositiveMs)
-          })
-        )
-      ),
-      expensiveRequestUsd: Schema.optional(Positive)
-    })
-  ),
-  agent: Schema.optional(
-    Schema.Struct({
-      maxTurns: Schema.optional(PositiveInt),
-      loopRepeats: Schema.optional(PositiveInt),
-      loopWindowMs: Schema.optional(PositiveMs)
-    })
-  )
+  spend: Schema.optional(SpendGuard.Config),
+  agent: Schema.optional(AgentGuard.Config)
 })
 
 /**
@@ -253,38 +198,18 @@ export const invalid = (field: string, issue: string) => Effect.fail(new Invalid
 
 export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
   if (b === undefined) return {}
-  const ms = (n: number | undefined) => (n === undefined ? undefined : `${n} millis`)
-  return {
-    consecutiveFailures: b.consecutiveFailures,
-    failureRateThreshold: b.failureRateThreshold,
-    slowCallThreshold: ms(b.slowCallThresholdMs),
-    slowCallRateThreshold: b.slowCallRateThreshold,
-    window: ms(b.windowMs),
-    minimumCalls: b.minimumCalls,
-    // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
-    openDuration: b.openDurationMs === undefined ? undefined : Schedule.exponential(Duration.millis(b.openDurationMs)),
-    maxOpenDuration: ms(b.maxOpenDurationMs),
-    halfOpenProbes: b.halfOpenProbes,
-    probeTimeout: ms(b.probeTimeoutMs),
-    countRateLimited: b.countRateLimited,
-    mode: b.mode
-  } as CircuitBreaker.Options
+  const { openDurationMs, ...rest } = b
+  // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+  return openDurationMs === undefined
+    ? fromMillis(rest)
+    : { ...fromMillis(rest), openDuration: Schedule.exponential(Duration.millis(openDurationMs)) }
 }
 
 export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
   if (r === undefined || r === "interactive") return Effect.succeed(Retry.interactive)
   if (r === "background") return Effect.succeed(Retry.background)
   if (r === "none") return Effect.succeed(undefined)
-  const ms = (n: number | undefined) => (n === undefined ? undefined : (`${n} millis` as const))
-  return Retry.profile({
-    extends: r.extends,
-    maxRetries: r.maxRetries,
-    jitter: r.jitter,
-    base: ms(r.baseMs),
-    cap: ms(r.capMs),
-    deadline: ms(r.deadlineMs),
-    maxRetryAfter: ms(r.maxRetryAfterMs)
-  })
+  return Retry.profile(fromMillis(r))
 }
 
 /**
@@ -338,27 +263,15 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
         ? Effect.succeed(undefined)
         : SpendGuard.make({
             prices,
-            budgets: c.spend?.budgets?.map((b) => ({
-              scope: b.scope,
-              limitUsd: b.limitUsd,
-              window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
-            })),
+            budgets: c.spend?.budgets?.map(fromMillis),
             expensiveRequestUsd: c.spend?.expensiveRequestUsd,
             breaker
           }).pipe(atField("spend"))
   )
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
-    AgentGuard.make({
-      maxTurns: c.agent?.maxTurns,
-      loopRepeats: c.agent?.loopRepeats,
-      loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
-    }).pipe(atField("agent"))
+    AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make({
-    ratio: c.retryBudget?.ratio,
-    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
-    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
-  }).pipe(atField("retryBudget"))
+  const budget = yield* RetryBudget.make(fromMillis(c.retryBudget ?? {})).pipe(atField("retryBudget"))
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"
