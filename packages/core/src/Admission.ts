@@ -48,6 +48,12 @@ import type { Stage } from "./Stage.ts"
 // ---------------------------------------------------------------------------------------------------------
 
 const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+/** A token budget below one token per window would admit no request at all. */
+const TokenLimit = Schema.Finite.check(
+  Schema.isGreaterThanOrEqualTo(1, {
+    message: "a token budget below 1 per window admits no request: give at least 1, or leave it out (no limit)"
+  })
+)
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -60,11 +66,11 @@ const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 export const KeyLimits = Schema.Struct({
   requestsPerMinute: Schema.optional(PositiveInt),
   /** Input plus output tokens (OpenAI's TPM, Anthropic's combined limit). */
-  tokensPerMinute: Schema.optional(Positive),
+  tokensPerMinute: Schema.optional(TokenLimit),
   /** Anthropic's ITPM. */
-  inputTokensPerMinute: Schema.optional(Positive),
+  inputTokensPerMinute: Schema.optional(TokenLimit),
   /** Anthropic's OTPM, charged with the output cap and reconciled with real output. */
-  outputTokensPerMinute: Schema.optional(Positive),
+  outputTokensPerMinute: Schema.optional(TokenLimit),
   /** Concurrency cap (bulkhead) for the key. */
   maxConcurrency: Schema.optional(PositiveInt),
   /** Waiters allowed in the bulkhead's own queue. Default 1000. */

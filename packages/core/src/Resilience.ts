@@ -141,7 +141,10 @@ export const make = Effect.fnUntraced(function* (
   for (const p of providers) byName.set(p.name, p)
   const atField = (field: string) => Effect.mapError(config.issueAt(field))
   const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
-    yield* config.build(configuration)
+    yield* config.build(
+      configuration,
+      providers.map((p) => p.name)
+    )
 
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting

@@ -48,7 +48,7 @@ export const RetryConfig = Retry.Config
  * @since 0.1.0
  */
 export const StepConfig = Schema.Union([
-  Schema.Struct({ provider: Schema.String, model: Schema.String }),
+  Schema.Struct({ provider: Schema.NonEmptyString, model: Schema.NonEmptyString }),
   Schema.Struct({ staticAnswer: Schema.String }),
   Schema.Struct({ cached: Schema.Literal(true) }),
   Schema.Struct({ acceptForLater: Schema.Literal(true) })
@@ -170,29 +170,66 @@ export type Decoded = typeof Config.Type
 export type PathDecoded = typeof PathConfig.Type
 export type StepDecoded = typeof StepConfig.Type
 
-/** Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`. */
+/**
+ * Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`;
+ * `input`, when given, is what was decoded (to say more about the offending value).
+ */
 export const issueAt =
-  (prefix: string | undefined) =>
+  (prefix: string | undefined, input?: unknown) =>
   (error: Schema.SchemaError): InvalidConfig => {
     const text = error.message
     const at = /at \[(.*)\]\s*$/m.exec(text)
-    const path =
-      at === null
-        ? undefined
-        : at[1]
-            .split("][")
-            .map((segment, i) =>
-              /^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`
-            )
-            .join("")
+    const segments = at === null ? undefined : at[1].split("][").map((segment) => segment.replace(/"/g, ""))
+    const path = segments
+      ?.map((segment, i) => (/^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment}`))
+      .join("")
     const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
-    const issue = text.split("\n")[0]
-    return new InvalidConfig({
-      field,
-      issue:
-        issue === "Expected no excess property" ? "unknown field (misspelt, or not a setting of this section)" : issue
-    })
+    let value = input
+    for (const segment of segments ?? []) value = (value as Record<string, unknown> | undefined)?.[segment]
+    return new InvalidConfig({ field, issue: explain(text.split("\n")[0], value) })
   }
+
+/** Says what is wrong where a schema's first line alone would not. */
+const explain = (issue: string, value: unknown): string => {
+  if (issue === "Expected no excess property") return "unknown field (misspelt, or not a setting of this section)"
+  if (!issue.startsWith("Expected an integer") || typeof value !== "number") return issue
+  return Number.isInteger(value)
+    ? `${issue}: ${value} is beyond the largest exact integer (${Number.MAX_SAFE_INTEGER})`
+    : `${issue}: ${value} is not a whole number`
+}
+
+const STEP_SHAPES =
+  'a step is { provider, model }, { staticAnswer: "..." }, { cached: true } or { acceptForLater: true }'
+
+/** Whether `step` has one of the accepted shapes (a provider step's own fields are checked by the schema). */
+const isStepShape = (step: unknown): boolean => {
+  if (typeof step !== "object" || step === null) return false
+  if ("provider" in step || "model" in step) return true
+  const keys = Object.keys(step)
+  if (keys.length !== 1) return false
+  const value = (step as Record<string, unknown>)[keys[0]]
+  return keys[0] === "staticAnswer"
+    ? typeof value === "string"
+    : keys[0] in { cached: 0, acceptForLater: 0 } && value === true
+}
+
+/** The first fallback step, at the top level or in a path, that has none of the accepted shapes. */
+const misshapenStep = (configuration: unknown): string | undefined => {
+  if (typeof configuration !== "object" || configuration === null) return undefined
+  const lists: Array<[string, unknown]> = [["fallback", (configuration as Config).fallback]]
+  const paths = (configuration as Config).paths
+  if (typeof paths === "object" && paths !== null) {
+    for (const [name, p] of Object.entries(paths)) {
+      if (typeof p === "object" && p !== null) lists.push([`paths.${name}.fallback`, p.fallback])
+    }
+  }
+  for (const [field, steps] of lists) {
+    if (!Array.isArray(steps)) continue
+    const i = steps.findIndex((s) => !isStepShape(s))
+    if (i >= 0) return `${field}[${i}]`
+  }
+  return undefined
+}
 
 export const invalid = (field: string, issue: string) => Effect.fail(new InvalidConfig({ field, issue }))
 
@@ -216,11 +253,23 @@ export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profi
  * Decodes a configuration and builds the stages it describes, each from the context when a service for it is
  * provided, else from its section: the shared stages, the retry profile and timeouts of every path.
  */
-export const build = Effect.fnUntraced(function* (configuration: Config) {
+export const build = Effect.fnUntraced(function* (configuration: Config, providers: ReadonlyArray<string>) {
+  const seen = new Set<string>()
+  for (let i = 0; i < providers.length; i++) {
+    if (seen.has(providers[i])) {
+      return yield* invalid(
+        `providers[${i}]`,
+        `a second provider named ${providers[i]}: names must be unique (they key breakers, limits and fallback steps)`
+      )
+    }
+    seen.add(providers[i])
+  }
+  const misshapen = misshapenStep(configuration)
+  if (misshapen !== undefined) return yield* invalid(misshapen, `not a fallback step: ${STEP_SHAPES}`)
   const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(configuration ?? {}, {
     errors: "first",
     onExcessProperty: "error"
-  }).pipe(Effect.mapError(issueAt(undefined)))
+  }).pipe(Effect.mapError(issueAt(undefined, configuration)))
   const atField = (field: string) => Effect.mapError(issueAt(field))
   /** The stage service in context, else the one built from the configuration. */
   const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
@@ -233,6 +282,10 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
     if (!key.includes("/")) return yield* invalid(`models.${key}`, "keys are provider/model")
+    const provider = key.slice(0, key.indexOf("/"))
+    if (!seen.has(provider)) {
+      return yield* invalid(`models.${key}`, `no provider named ${provider} (providers: ${providers.join(", ")})`)
+    }
     const { contextWindow: _, ...limits } = m
     keys[key] = limits
   }
@@ -284,6 +337,20 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
   const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
   for (const [name, p] of Object.entries(pathConfigs)) {
     const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
+    if (profile !== undefined && profile.capMs < profile.baseMs) {
+      const field = typeof p.retry === "object" && p.retry.capMs !== undefined ? "capMs" : "baseMs"
+      return yield* invalid(
+        `paths.${name}.retry.${field}`,
+        `the backoff cap (${profile.capMs} ms) is below its base (${profile.baseMs} ms): capMs must be at least baseMs`
+      )
+    }
+    const steps = p.fallback ?? c.fallback ?? []
+    if (p.hedge !== undefined && steps.filter((s) => "provider" in s).length < 2) {
+      return yield* invalid(
+        `paths.${name}.hedge`,
+        "hedging needs a later provider step to hedge into: give the path's fallback at least two provider steps"
+      )
+    }
     profiles.set(name, profile)
     const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
     const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)
