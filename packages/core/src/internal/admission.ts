@@ -4,6 +4,9 @@
  * public face; everything here is reached through its one stage, as the breaker's state machine is
  * reached through `internal/circuit.ts`.
  *
+ * One module, longer than most: the scheduler is one closure over a key's state, and its parts (admit now,
+ * enqueue, drain, settle) each read and update the same per-key queue, timer and budget view.
+ *
  * @internal
  */
 import { Cause, Clock, Effect, Exit, type Fiber, Metric, type Scope, type Stream } from "effect"
@@ -366,16 +369,13 @@ export const make = (
   // acquire: permit (if capped), then rate budget; synchronous when both are free
   // -------------------------------------------------------------------------------------------------------
 
-  type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-
   const enqueue = (
     ks: KeyState,
     ticket: Ticket,
     request: LlmRequest,
     lane: 0 | 1,
     now: number,
-    fiber: Fiber.Fiber<unknown, unknown>,
-    restore: Restore
+    fiber: Fiber.Fiber<unknown, unknown>
   ): Effect.Effect<Ticket, AdmissionRejected> => {
     if (ks.queue.size >= maxQueueLength) return reject(ks, fiber, "queue-full", retryHint(ks, now))
     const path = request.metadata?.path
@@ -400,7 +400,7 @@ export const make = (
     // arrival becomes the head or the head's status is unknown.
     const settleArrival =
       !wasEmpty && now < ks.blockedUntil && ks.queue.head(now) !== w ? backfillArrival(ks, w, now) : drain(ks)
-    const wait = restore(
+    const wait = Effect.interruptible(
       Effect.callback<void>((resume) => {
         if (w.state !== WAITING) return resume(Effect.void)
         w.resume = resume
@@ -446,14 +446,13 @@ export const make = (
     request: LlmRequest,
     lane: 0 | 1,
     now: number,
-    fiber: Fiber.Fiber<unknown, unknown>,
-    restore: Restore
+    fiber: Fiber.Fiber<unknown, unknown>
   ): Effect.Effect<Ticket, AdmissionRejected> => {
     if (!ks.rateLimited) {
       ks.metrics.admitted.updateUnsafe(1, fiber.context)
       return Effect.succeed(ticket)
     }
-    if (ks.queue.size > 0) return enqueue(ks, ticket, request, lane, now, fiber, restore)
+    if (ks.queue.size > 0) return enqueue(ks, ticket, request, lane, now, fiber)
     const onDecision = (d: AdmissionStore.Decision): Effect.Effect<Ticket, AdmissionRejected> => {
       if (d._tag === "Reserved") {
         ticket.reservation = d.reservation
@@ -463,7 +462,7 @@ export const make = (
         return Effect.succeed(ticket)
       }
       ks.blockedUntil = d.availableAtMs
-      return enqueue(ks, ticket, request, lane, now, fiber, restore)
+      return enqueue(ks, ticket, request, lane, now, fiber)
     }
     return Effect.flatMap(tryReserve(ks.key, ks.limits, ticket.cost, now), onDecision)
   }
@@ -486,8 +485,7 @@ export const make = (
   const acquire = (
     ks: KeyState,
     request: LlmRequest,
-    fiber: Fiber.Fiber<unknown, unknown>,
-    restore: Restore
+    fiber: Fiber.Fiber<unknown, unknown>
   ): Effect.Effect<Ticket, AdmissionRejected> => {
     const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
     const cost = costOf(request, fiber)
@@ -495,14 +493,14 @@ export const make = (
     const lane = request.metadata?.priority === "background" ? 1 : 0
     const ticket = new Ticket(ks, cost)
     const permits = ks.permits
-    if (permits === undefined) return reserve(ks, ticket, request, lane, now, fiber, restore)
-    return acquirePermit(permits, lane, now, restore).pipe(
+    if (permits === undefined) return reserve(ks, ticket, request, lane, now, fiber)
+    return acquirePermit(permits, lane, now, Effect.interruptible).pipe(
       Effect.tapError(() =>
         Effect.sync(() => ks.metrics.rejected["concurrency-queue-full"].updateUnsafe(1, fiber.context))
       ),
       Effect.flatMap(() => {
         ticket.permit = true
-        return Effect.onExit(reserve(ks, ticket, request, lane, now, fiber, restore), (exit) =>
+        return Effect.onExit(reserve(ks, ticket, request, lane, now, fiber), (exit) =>
           Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => permits.release(now))
         )
       })
@@ -645,7 +643,7 @@ export const make = (
       if (ks === undefined) return null
       const fiber = attempt.fiber
       // nobody waits and the budget allows: the ticket at once; otherwise the queued path decides from scratch
-      return admitNow(ks, attempt.request, fiber) ?? acquire(ks, attempt.request, fiber, Effect.interruptible)
+      return admitNow(ks, attempt.request, fiber) ?? acquire(ks, attempt.request, fiber)
     },
     exit: (ticket, exit, attempt) =>
       ticket === null
