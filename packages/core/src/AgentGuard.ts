@@ -20,7 +20,7 @@ import * as Attempts from "./internal/attempt.ts"
 import { LoopDetected, TurnLimitExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { Stage } from "./Stage.ts"
-import { DurationInput } from "./internal/duration.ts"
+import { DurationInput, millis } from "./internal/duration.ts"
 import { tagged } from "./internal/metrics.ts"
 
 const OptionsSchema = Schema.Struct({
@@ -28,6 +28,24 @@ const OptionsSchema = Schema.Struct({
   loopRepeats: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(2))),
   loopWindow: Schema.optional(DurationInput),
   idleTimeToLive: Schema.optional(DurationInput)
+})
+
+/**
+ * The `agent` section of `Resilience.Config`: the guard's {@link Options} as plain data, durations as `...Ms`
+ * fields (milliseconds, or a duration string such as `"5 minutes"`).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const section = Schema.decodeUnknownSync(AgentGuard.Config)({ maxTurns: 30, loopWindowMs: "5 minutes" })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  maxTurns: OptionsSchema.fields.maxTurns,
+  loopRepeats: OptionsSchema.fields.loopRepeats,
+  loopWindowMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
 })
 
 /**

@@ -53,7 +53,7 @@ import { KeyedState } from "./internal/keyedState.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
-import { DurationInput } from "./internal/duration.ts"
+import { DurationInput, millis } from "./internal/duration.ts"
 import { tagged } from "./internal/metrics.ts"
 
 // -----------------------------------------------------------------------------------------------------
@@ -222,6 +222,38 @@ const OptionsSchema = Schema.Struct({
   failureTags: Schema.optional(Schema.Array(Schema.String)),
   countRateLimited: Schema.optional(Schema.Boolean),
   mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
+})
+
+const Ms = Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
+const { consecutiveFailures, failureRateThreshold, slowCallRateThreshold, minimumCalls, halfOpenProbes } =
+  OptionsSchema.fields
+
+/**
+ * The `breaker` section of `Resilience.Config`: the {@link Options} that plain data can hold, durations as
+ * `...Ms` fields (milliseconds, or a duration string such as `"10 seconds"`). `openDurationMs` is the first
+ * opening; each further consecutive one lasts twice the last, up to `maxOpenDurationMs`.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const section = Schema.decodeUnknownSync(CircuitBreaker.Config)({ failureRateThreshold: 0.2, windowMs: "1 minute" })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  consecutiveFailures,
+  failureRateThreshold,
+  slowCallThresholdMs: Ms,
+  slowCallRateThreshold,
+  windowMs: Ms,
+  minimumCalls,
+  openDurationMs: Ms,
+  maxOpenDurationMs: Ms,
+  halfOpenProbes,
+  probeTimeoutMs: Ms,
+  countRateLimited: OptionsSchema.fields.countRateLimited,
+  mode: OptionsSchema.fields.mode
 })
 
 /**

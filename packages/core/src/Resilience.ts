@@ -141,7 +141,10 @@ export const make = Effect.fnUntraced(function* (
   for (const p of providers) byName.set(p.name, p)
   const atField = (field: string) => Effect.mapError(config.issueAt(field))
   const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
-    yield* config.build(configuration)
+    yield* config.build(
+      configuration,
+      providers.map((p) => p.name)
+    )
 
   // Metric series are labelled with configured models only (any other model string is `other`).
   const knownModels = new Set<string>(Object.keys(c.prices ?? {}))

@@ -37,6 +37,7 @@
  */
 import { Clock, Duration, Effect, Schema, Stream } from "effect"
 import * as Backoff from "./Backoff.ts"
+import { millis } from "./internal/duration.ts"
 import * as internal from "./internal/retry.ts"
 import type { DeadlineExceeded, RetryAfterTooLong, RetryBudgetExhausted } from "./LlmError.ts"
 import type { RetryBudget } from "./RetryBudget.ts"
@@ -143,6 +144,33 @@ const ProfileOptionsSchema = Schema.Struct({
   deadline: Schema.Number.check(Schema.isGreaterThan(0)),
   maxRetryAfter: nonNegativeMs
 })
+
+const NonNegativeMs = Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))))
+
+/**
+ * A path's `retry` in `Resilience.Config`: a built-in profile's name, or {@link ProfileOptions} as plain data
+ * extending one, durations as `...Ms` fields (milliseconds, or a duration string such as `"2 minutes"`).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Retry } from "@llm-resilience/core"
+ * const retry = Schema.decodeUnknownSync(Retry.Config)({ extends: "background", maxRetries: 3, deadlineMs: "2 minutes" })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Union([
+  Schema.Literals(["interactive", "background", "none"]),
+  Schema.Struct({
+    extends: Schema.optional(Schema.Literals(["interactive", "background"])),
+    maxRetries: Schema.optional(ProfileOptionsSchema.fields.maxRetries),
+    jitter: Schema.optional(ProfileOptionsSchema.fields.jitter),
+    baseMs: NonNegativeMs,
+    capMs: NonNegativeMs,
+    deadlineMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0)))),
+    maxRetryAfterMs: NonNegativeMs
+  })
+])
 
 const durationOrNaN = (input: Duration.Input | undefined, fallback: number): number => {
   if (input === undefined) return fallback

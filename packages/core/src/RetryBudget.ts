@@ -23,6 +23,7 @@
  */
 import { KeyedState } from "./internal/keyedState.ts"
 import { Duration, Effect, Schema } from "effect"
+import { millis } from "./internal/duration.ts"
 
 /**
  * Options of a retry budget.
@@ -57,6 +58,24 @@ export const Policy = Schema.Struct({
   ratio: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 })),
   windowMs: Schema.Finite.check(Schema.isGreaterThan(0)),
   minRetriesPerSecond: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+})
+
+/**
+ * The `retryBudget` section of `Resilience.Config`: the budget's {@link Options} as plain data, its window as
+ * `windowMs` (milliseconds, or a duration string such as `"30 seconds"`).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { RetryBudget } from "@llm-resilience/core"
+ * const section = Schema.decodeUnknownSync(RetryBudget.Config)({ ratio: 0.2, windowMs: "30 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  ratio: Schema.optional(Policy.fields.ratio),
+  windowMs: Schema.optional(millis(Policy.fields.windowMs)),
+  minRetriesPerSecond: Schema.optional(Policy.fields.minRetriesPerSecond)
 })
 
 /**

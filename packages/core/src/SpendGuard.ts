@@ -26,7 +26,7 @@ import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
-import { DurationInput } from "./internal/duration.ts"
+import { DurationInput, millis } from "./internal/duration.ts"
 import { tagged } from "./internal/metrics.ts"
 
 /**
@@ -74,6 +74,34 @@ const OptionsSchema = Schema.Struct({
   budgets: Schema.optional(Schema.Array(BudgetSchema)),
   expensiveRequestUsd: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
   idleTimeToLive: Schema.optional(DurationInput)
+})
+
+/**
+ * The `spend` section of `Resilience.Config`: the guard's budgets and expensive-request threshold as plain
+ * data, a budget's window as `windowMs` (milliseconds, or a duration string such as `"1 day"`). The prices
+ * come from the configuration's `prices`.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { SpendGuard } from "@llm-resilience/core"
+ * const section = Schema.decodeUnknownSync(SpendGuard.Config)({
+ *   budgets: [{ scope: "tenant", limitUsd: 50, windowMs: "1 day" }]
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  budgets: Schema.optional(
+    Schema.Array(
+      Schema.Struct({
+        scope: BudgetSchema.fields.scope,
+        limitUsd: BudgetSchema.fields.limitUsd,
+        windowMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
+      })
+    )
+  ),
+  expensiveRequestUsd: OptionsSchema.fields.expensiveRequestUsd
 })
 
 /**

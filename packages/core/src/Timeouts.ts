@@ -28,12 +28,15 @@ import type { LlmRequest } from "./LlmRequest.ts"
 import type { StreamChunk } from "./LlmResponse.ts"
 import * as Attempts from "./internal/attempt.ts"
 import * as Deadline from "./internal/deadline.ts"
+import { millis } from "./internal/duration.ts"
 import type { Stage } from "./Stage.ts"
 
-const Millis = Schema.Number.check(Schema.isGreaterThan(0))
+/** Milliseconds, or a duration string such as `"8 seconds"` (the configuration's duration convention). */
+const Millis = millis(Schema.Number.check(Schema.isGreaterThan(0)))
 
 /**
- * The limits of one path. Every field is optional; `Infinity` disables a limit.
+ * The limits of one path (and the `timeouts` of a path in `Resilience.Config`). Every field is optional;
+ * `Infinity` disables a limit; a limit is milliseconds or a duration string such as `"8 seconds"`.
  *
  * - `totalMs` (default 120 000): the whole call or stream.
  * - `firstTokenMs` (default 30 000): a stream's first chunk.

@@ -14,14 +14,12 @@ import * as Retry from "../Retry.ts"
 import * as RetryBudget from "../RetryBudget.ts"
 import * as SpendGuard from "../SpendGuard.ts"
 import * as Timeouts from "../Timeouts.ts"
-import { millis } from "./duration.ts"
+import { fromMillis, millis } from "./duration.ts"
 
-const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
-const PositiveMs = millis(Positive)
 const NonNegativeMs = millis(NonNegative)
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
@@ -38,22 +36,11 @@ export const ModelConfig = Schema.Struct({
 })
 
 /**
- * A retry profile: a built-in name, or a profile extending one (durations in milliseconds).
+ * A retry profile: a built-in name, or a profile extending one (`Retry.Config`).
  *
  * @since 0.1.0
  */
-export const RetryConfig = Schema.Union([
-  Schema.Literals(["interactive", "background", "none"]),
-  Schema.Struct({
-    extends: Schema.optional(Schema.Literals(["interactive", "background"])),
-    maxRetries: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 100 }))),
-    jitter: Schema.optional(Schema.Literals(["none", "full", "equal", "decorrelated"])),
-    baseMs: Schema.optional(NonNegativeMs),
-    capMs: Schema.optional(NonNegativeMs),
-    deadlineMs: Schema.optional(PositiveMs),
-    maxRetryAfterMs: Schema.optional(NonNegativeMs)
-  })
-])
+export const RetryConfig = Retry.Config
 
 /**
  * One step of a fallback plan: a provider and model, or a degraded answer.
@@ -61,22 +48,18 @@ export const RetryConfig = Schema.Union([
  * @since 0.1.0
  */
 export const StepConfig = Schema.Union([
-  Schema.Struct({ provider: Schema.String, model: Schema.String }),
+  Schema.Struct({ provider: Schema.NonEmptyString, model: Schema.NonEmptyString }),
   Schema.Struct({ staticAnswer: Schema.String }),
   Schema.Struct({ cached: Schema.Literal(true) }),
   Schema.Struct({ acceptForLater: Schema.Literal(true) })
 ])
 
 /**
- * The timeouts of a path, in milliseconds.
+ * The timeouts of a path (`Timeouts.Limits`).
  *
  * @since 0.1.0
  */
-export const TimeoutConfig = Schema.Struct({
-  totalMs: Schema.optional(PositiveMs),
-  firstTokenMs: Schema.optional(PositiveMs),
-  idleMs: Schema.optional(PositiveMs)
-})
+export const TimeoutConfig = Timeouts.Limits
 
 /**
  * How one path (a route or feature: `chat`, `summarize-batch` ...) is served.
@@ -103,24 +86,11 @@ export const PathConfig = Schema.Struct({
 })
 
 /**
- * Circuit-breaker settings (durations in milliseconds).
+ * Circuit-breaker settings (`CircuitBreaker.Config`).
  *
  * @since 0.1.0
  */
-export const BreakerConfig = Schema.Struct({
-  consecutiveFailures: Schema.optional(NonNegativeInt),
-  failureRateThreshold: Schema.optional(Fraction),
-  slowCallThresholdMs: Schema.optional(PositiveMs),
-  slowCallRateThreshold: Schema.optional(Fraction),
-  windowMs: Schema.optional(PositiveMs),
-  minimumCalls: Schema.optional(PositiveInt),
-  openDurationMs: Schema.optional(PositiveMs),
-  maxOpenDurationMs: Schema.optional(PositiveMs),
-  halfOpenProbes: Schema.optional(PositiveInt),
-  probeTimeoutMs: Schema.optional(PositiveMs),
-  countRateLimited: Schema.optional(Schema.Boolean),
-  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
-})
+export const BreakerConfig = CircuitBreaker.Config
 
 /**
  * The whole configuration. Every field is optional; see {@link defaults} for what an empty one means.
@@ -154,13 +124,7 @@ export const Config = Schema.Struct({
   /** The fallback plan of paths that do not set their own. */
   fallback: Schema.optional(Schema.Array(StepConfig)),
   breaker: Schema.optional(BreakerConfig),
-  retryBudget: Schema.optional(
-    Schema.Struct({
-      ratio: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 }))),
-      windowMs: Schema.optional(PositiveMs),
-      minRetriesPerSecond: Schema.optional(NonNegative)
-    })
-  ),
+  retryBudget: Schema.optional(RetryBudget.Config),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
@@ -170,27 +134,8 @@ export const Config = Schema.Struct({
   ),
   /** Prices per model (see `PriceTable`); without them no cost is accounted. */
   prices: Schema.optional(PriceTable.PriceTable),
-  spend: Schema.optional(
-    Schema.Struct({
-      budgets: Schema.optional(
-        Schema.Array(
-          Schema.Struct({
-            scope: Schema.Literals(["global", "key", "tenant", "conversation"]),
-            limitUsd: Positive,
-            windowMs: Schema.optional(PositiveMs)
-          })
-        )
-      ),
-      expensiveRequestUsd: Schema.optional(Positive)
-    })
-  ),
-  agent: Schema.optional(
-    Schema.Struct({
-      maxTurns: Schema.optional(PositiveInt),
-      loopRepeats: Schema.optional(PositiveInt),
-      loopWindowMs: Schema.optional(PositiveMs)
-    })
-  )
+  spend: Schema.optional(SpendGuard.Config),
+  agent: Schema.optional(AgentGuard.Config)
 })
 
 /**
@@ -225,77 +170,106 @@ export type Decoded = typeof Config.Type
 export type PathDecoded = typeof PathConfig.Type
 export type StepDecoded = typeof StepConfig.Type
 
-/** Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`. */
+/**
+ * Turns a `SchemaError` into an {@link InvalidConfig} whose field is the path of the issue under `prefix`;
+ * `input`, when given, is what was decoded (to say more about the offending value).
+ */
 export const issueAt =
-  (prefix: string | undefined) =>
+  (prefix: string | undefined, input?: unknown) =>
   (error: Schema.SchemaError): InvalidConfig => {
     const text = error.message
     const at = /at \[(.*)\]\s*$/m.exec(text)
-    const path =
-      at === null
-        ? undefined
-        : at[1]
-            .split("][")
-            .map((segment, i) =>
-              /^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment.replace(/"/g, "")}`
-            )
-            .join("")
+    const segments = at === null ? undefined : at[1].split("][").map((segment) => segment.replace(/"/g, ""))
+    const path = segments
+      ?.map((segment, i) => (/^\d+$/.test(segment) ? `[${segment}]` : `${i === 0 ? "" : "."}${segment}`))
+      .join("")
     const field = prefix === undefined ? (path ?? "config") : path === undefined ? prefix : `${prefix}.${path}`
-    const issue = text.split("\n")[0]
-    return new InvalidConfig({
-      field,
-      issue:
-        issue === "Expected no excess property" ? "unknown field (misspelt, or not a setting of this section)" : issue
-    })
+    let value = input
+    for (const segment of segments ?? []) value = (value as Record<string, unknown> | undefined)?.[segment]
+    return new InvalidConfig({ field, issue: explain(text.split("\n")[0], value) })
   }
+
+/** Says what is wrong where a schema's first line alone would not. */
+const explain = (issue: string, value: unknown): string => {
+  if (issue === "Expected no excess property") return "unknown field (misspelt, or not a setting of this section)"
+  if (!issue.startsWith("Expected an integer") || typeof value !== "number") return issue
+  return Number.isInteger(value)
+    ? `${issue}: ${value} is beyond the largest exact integer (${Number.MAX_SAFE_INTEGER})`
+    : `${issue}: ${value} is not a whole number`
+}
+
+const STEP_SHAPES =
+  'a step is { provider, model }, { staticAnswer: "..." }, { cached: true } or { acceptForLater: true }'
+
+/** Whether `step` has one of the accepted shapes (a provider step's own fields are checked by the schema). */
+const isStepShape = (step: unknown): boolean => {
+  if (typeof step !== "object" || step === null) return false
+  if ("provider" in step || "model" in step) return true
+  const keys = Object.keys(step)
+  if (keys.length !== 1) return false
+  const value = (step as Record<string, unknown>)[keys[0]]
+  return keys[0] === "staticAnswer"
+    ? typeof value === "string"
+    : keys[0] in { cached: 0, acceptForLater: 0 } && value === true
+}
+
+/** The first fallback step, at the top level or in a path, that has none of the accepted shapes. */
+const misshapenStep = (configuration: unknown): string | undefined => {
+  if (typeof configuration !== "object" || configuration === null) return undefined
+  const lists: Array<[string, unknown]> = [["fallback", (configuration as Config).fallback]]
+  const paths = (configuration as Config).paths
+  if (typeof paths === "object" && paths !== null) {
+    for (const [name, p] of Object.entries(paths)) {
+      if (typeof p === "object" && p !== null) lists.push([`paths.${name}.fallback`, p.fallback])
+    }
+  }
+  for (const [field, steps] of lists) {
+    if (!Array.isArray(steps)) continue
+    const i = steps.findIndex((s) => !isStepShape(s))
+    if (i >= 0) return `${field}[${i}]`
+  }
+  return undefined
+}
 
 export const invalid = (field: string, issue: string) => Effect.fail(new InvalidConfig({ field, issue }))
 
 export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
   if (b === undefined) return {}
-  const ms = (n: number | undefined) => (n === undefined ? undefined : `${n} millis`)
-  return {
-    consecutiveFailures: b.consecutiveFailures,
-    failureRateThreshold: b.failureRateThreshold,
-    slowCallThreshold: ms(b.slowCallThresholdMs),
-    slowCallRateThreshold: b.slowCallRateThreshold,
-    window: ms(b.windowMs),
-    minimumCalls: b.minimumCalls,
-    // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
-    openDuration: b.openDurationMs === undefined ? undefined : Schedule.exponential(Duration.millis(b.openDurationMs)),
-    maxOpenDuration: ms(b.maxOpenDurationMs),
-    halfOpenProbes: b.halfOpenProbes,
-    probeTimeout: ms(b.probeTimeoutMs),
-    countRateLimited: b.countRateLimited,
-    mode: b.mode
-  } as CircuitBreaker.Options
+  const { openDurationMs, ...rest } = b
+  // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+  return openDurationMs === undefined
+    ? fromMillis(rest)
+    : { ...fromMillis(rest), openDuration: Schedule.exponential(Duration.millis(openDurationMs)) }
 }
 
 export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
   if (r === undefined || r === "interactive") return Effect.succeed(Retry.interactive)
   if (r === "background") return Effect.succeed(Retry.background)
   if (r === "none") return Effect.succeed(undefined)
-  const ms = (n: number | undefined) => (n === undefined ? undefined : (`${n} millis` as const))
-  return Retry.profile({
-    extends: r.extends,
-    maxRetries: r.maxRetries,
-    jitter: r.jitter,
-    base: ms(r.baseMs),
-    cap: ms(r.capMs),
-    deadline: ms(r.deadlineMs),
-    maxRetryAfter: ms(r.maxRetryAfterMs)
-  })
+  return Retry.profile(fromMillis(r))
 }
 
 /**
  * Decodes a configuration and builds the stages it describes, each from the context when a service for it is
  * provided, else from its section: the shared stages, the retry profile and timeouts of every path.
  */
-export const build = Effect.fnUntraced(function* (configuration: Config) {
+export const build = Effect.fnUntraced(function* (configuration: Config, providers: ReadonlyArray<string>) {
+  const seen = new Set<string>()
+  for (let i = 0; i < providers.length; i++) {
+    if (seen.has(providers[i])) {
+      return yield* invalid(
+        `providers[${i}]`,
+        `a second provider named ${providers[i]}: names must be unique (they key breakers, limits and fallback steps)`
+      )
+    }
+    seen.add(providers[i])
+  }
+  const misshapen = misshapenStep(configuration)
+  if (misshapen !== undefined) return yield* invalid(misshapen, `not a fallback step: ${STEP_SHAPES}`)
   const c: Decoded = yield* Schema.decodeUnknownEffect(Config)(configuration ?? {}, {
     errors: "first",
     onExcessProperty: "error"
-  }).pipe(Effect.mapError(issueAt(undefined)))
+  }).pipe(Effect.mapError(issueAt(undefined, configuration)))
   const atField = (field: string) => Effect.mapError(issueAt(field))
   /** The stage service in context, else the one built from the configuration. */
   const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
@@ -308,6 +282,10 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
     if (!key.includes("/")) return yield* invalid(`models.${key}`, "keys are provider/model")
+    const provider = key.slice(0, key.indexOf("/"))
+    if (!seen.has(provider)) {
+      return yield* invalid(`models.${key}`, `no provider named ${provider} (providers: ${providers.join(", ")})`)
+    }
     const { contextWindow: _, ...limits } = m
     keys[key] = limits
   }
@@ -338,27 +316,15 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
         ? Effect.succeed(undefined)
         : SpendGuard.make({
             prices,
-            budgets: c.spend?.budgets?.map((b) => ({
-              scope: b.scope,
-              limitUsd: b.limitUsd,
-              window: b.windowMs === undefined ? undefined : (`${b.windowMs} millis` as const)
-            })),
+            budgets: c.spend?.budgets?.map(fromMillis),
             expensiveRequestUsd: c.spend?.expensiveRequestUsd,
             breaker
           }).pipe(atField("spend"))
   )
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
-    AgentGuard.make({
-      maxTurns: c.agent?.maxTurns,
-      loopRepeats: c.agent?.loopRepeats,
-      loopWindow: c.agent?.loopWindowMs === undefined ? undefined : `${c.agent.loopWindowMs} millis`
-    }).pipe(atField("agent"))
+    AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make({
-    ratio: c.retryBudget?.ratio,
-    window: c.retryBudget?.windowMs === undefined ? undefined : `${c.retryBudget.windowMs} millis`,
-    minRetriesPerSecond: c.retryBudget?.minRetriesPerSecond
-  }).pipe(atField("retryBudget"))
+  const budget = yield* RetryBudget.make(fromMillis(c.retryBudget ?? {})).pipe(atField("retryBudget"))
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"
@@ -371,6 +337,20 @@ export const build = Effect.fnUntraced(function* (configuration: Config) {
   const timeoutPaths: Record<string, typeof TimeoutConfig.Type> = {}
   for (const [name, p] of Object.entries(pathConfigs)) {
     const profile = yield* retryProfile(p.retry).pipe(atField(`paths.${name}.retry`))
+    if (profile !== undefined && profile.capMs < profile.baseMs) {
+      const field = typeof p.retry === "object" && p.retry.capMs !== undefined ? "capMs" : "baseMs"
+      return yield* invalid(
+        `paths.${name}.retry.${field}`,
+        `the backoff cap (${profile.capMs} ms) is below its base (${profile.baseMs} ms): capMs must be at least baseMs`
+      )
+    }
+    const steps = p.fallback ?? c.fallback ?? []
+    if (p.hedge !== undefined && steps.filter((s) => "provider" in s).length < 2) {
+      return yield* invalid(
+        `paths.${name}.hedge`,
+        "hedging needs a later provider step to hedge into: give the path's fallback at least two provider steps"
+      )
+    }
     profiles.set(name, profile)
     const deadlineMs = profile?.deadlineMs ?? Number.POSITIVE_INFINITY
     const totalMs = p.timeouts?.totalMs ?? (deadlineMs < Timeouts.defaults.totalMs ? deadlineMs : undefined)

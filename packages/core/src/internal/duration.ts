@@ -32,3 +32,20 @@ const toMillis = SchemaTransformation.transform<number, string>({
  */
 export const millis = <S extends Schema.Codec<number, number>>(bounds: S) =>
   Schema.Union([bounds, DurationString.pipe(Schema.decodeTo(bounds, toMillis))])
+
+/** A configuration section's fields as a stage's options: each `fooMs` becomes `foo` (milliseconds). @internal */
+export type FromMillis<T> = {
+  readonly [K in keyof T as K extends `${infer B}Ms` ? B : K]: T[K]
+}
+
+/**
+ * Turns a decoded configuration section into its stage's options by the duration convention: a `fooMs` field
+ * (milliseconds) is the stage's `foo` option (a `Duration.Input`, for which a number is milliseconds).
+ *
+ * @internal
+ */
+export const fromMillis = <T extends object>(section: T): FromMillis<T> => {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(section)) out[k.endsWith("Ms") ? k.slice(0, -2) : k] = v
+  return out as FromMillis<T>
+}
