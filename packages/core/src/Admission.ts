@@ -35,6 +35,7 @@
  */
 import { Cause, Clock, Context, Effect, Exit, type Fiber, Layer, Metric, Schema, Scope, Stream } from "effect"
 import * as AdmissionStore from "./AdmissionStore.ts"
+import * as CallReport from "./CallReport.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { acquire as acquirePermit, Permits } from "./internal/permits.ts"
 import { MinHeap } from "./internal/MinHeap.ts"
@@ -44,7 +45,7 @@ import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "./LlmResponse.ts"
 import type { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
-import type { Stage } from "./Stage.ts"
+import type { Attempt, Stage } from "./Stage.ts"
 import { TokenEstimator } from "./TokenEstimator.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -874,6 +875,16 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
     return ticket
   }
 
+  /** The general path of an attempt, telling the listener (`CallReport.Events`) how long it waited. */
+  const waited = (attempt: Attempt, acquired: Effect.Effect<Ticket, AdmissionRejected>) =>
+    Effect.tap(acquired, () =>
+      Effect.withFiber((fiber) => {
+        const waitedMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() - attempt.startMs
+        if (waitedMs > 0) CallReport.emitUnsafe(fiber, () => ({ _tag: "AdmissionWaited", key: attempt.key, waitedMs }))
+        return Effect.void
+      })
+    )
+
   /** Admission as a stage, settling a success with `settle`. */
   const stageWith = <A>(settle: (a: A) => Settlement): Stage<Ticket | null> => ({
     name: "admission",
@@ -882,7 +893,10 @@ export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
       if (ks === undefined) return null
       const fiber = attempt.fiber
       // nobody waits and the budget allows: the ticket at once; otherwise the queued path decides from scratch
-      return admitNow(ks, attempt.request, fiber) ?? acquire(ks, attempt.request, fiber, Effect.interruptible)
+      return (
+        admitNow(ks, attempt.request, fiber) ??
+        waited(attempt, acquire(ks, attempt.request, fiber, Effect.interruptible))
+      )
     },
     exit: (ticket, exit, attempt) =>
       ticket === null

@@ -198,7 +198,8 @@ export const makeRetrier = (config: Config, startMs: number, trail?: Trail) => {
       yield* CallReport.emit(() => ({ _tag: "BudgetRefused", key, error: tagOf(error) }))
       return yield* giveUp(new RetryBudgetExhausted({ key, lastError }), "budget", undefined, error)
     }
-    const reason: "backoff" | "retry-after" = retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
+    const reason: "backoff" | "retry-after" =
+      retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
     yield* spanEvent({
       "llm.retry.attempt": attempt,
       "llm.retry.error": tagOf(error),
