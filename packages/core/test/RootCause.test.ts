@@ -90,7 +90,13 @@ describe("LlmError.rootCause", () => {
       assert.strictEqual(tooLong._tag, "RetryAfterTooLong")
       assert.strictEqual(LlmError.rootCause(tooLong), limited)
 
-      const profile = yield* Retry.profile({ name: "short", base: "5 seconds", cap: "5 seconds", deadline: "1 second" })
+      const profile = yield* Retry.profile({
+        name: "short",
+        jitter: "none",
+        base: "5 seconds",
+        cap: "5 seconds",
+        deadline: "1 second"
+      })
       const late = failureOf(yield* Effect.fail(overloaded).pipe(Retry.retry({ profile }), Effect.exit))
       assert.strictEqual(late._tag, "DeadlineExceeded")
       assert.strictEqual(LlmError.rootCause(late), overloaded)
