@@ -1,8 +1,11 @@
 // Generated from docs/telemetry.md (block 4) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Layer } from "effect"
+import { HttpRouter } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 
-export const counters = new Set(["llm_requests", "llm_tokens", "llm_cost_usd", "llm_retries", "fallback_activations"])
-export const layer = PrometheusMetrics.layerHttp({
-  metricNameMapper: (name) => (counters.has(name) ? `${name}_total` : name)
-})
+export const MetricsServer = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: "/metrics" }), {
+  disableLogger: true
+}).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port: 9464 })))

@@ -1,13 +1,8 @@
 // Generated from docs/telemetry.md (block 6) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import { Effect, Tracer } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 
-export const spans: Array<Tracer.NativeSpan> = []
-export const capturing = Tracer.make({
-  span(options) {
-    const span = new Tracer.NativeSpan(options)
-    spans.push(span)
-    return span
-  }
+export const counters = new Set(["llm_requests", "llm_tokens", "llm_cost_usd", "llm_retries", "fallback_activations"])
+export const layer = PrometheusMetrics.layerHttp({
+  metricNameMapper: (name) => (counters.has(name) ? `${name}_total` : name)
 })
-export const traced = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provideService(self, Tracer.Tracer, capturing)

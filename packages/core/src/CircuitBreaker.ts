@@ -55,6 +55,7 @@ import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } fr
 import type { Stage } from "./Stage.ts"
 import { DurationInput, millis } from "./internal/duration.ts"
 import { tagged } from "./internal/metrics.ts"
+import * as CallReport from "./CallReport.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -555,6 +556,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
       const m = circuits.get(t.key)
       if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
       tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+      CallReport.emitUnsafe(fiber, () => ({ _tag: "BreakerTransition", key: t.key, from: t.from, to: t.to }))
     }
     outbox.length = 0
   }

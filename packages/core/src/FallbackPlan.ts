@@ -43,7 +43,9 @@ import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, StreamChunk } from "./LlmResponse.ts"
 import { TokenEstimator } from "./TokenEstimator.ts"
+import * as CallReports from "./CallReport.ts"
 import { tagged } from "./internal/metrics.ts"
+import { attemptReport, reportOf } from "./internal/report.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // degraded-step services
@@ -395,6 +397,9 @@ interface Failure {
 class Needs {
   minWindow = 0
   exhausted: Set<string> | undefined = undefined
+  /** The attempts of the steps moved on from (none until the first move), and the last report taken in. */
+  moved: Array<CallReports.AttemptReport> | undefined = undefined
+  taken: CallReports.Report | undefined = undefined
   readonly request: LlmRequest
   constructor(request: LlmRequest) {
     this.request = request
@@ -506,7 +511,10 @@ export const make = <const S extends ReadonlyArray<Step>>(
 const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined): FallbackPlan<Services> => {
   const activate = (failure: Failure, to: string) =>
     Effect.andThen(
-      Metric.update(tagged(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
+      Effect.andThen(
+        Metric.update(tagged(fallbackActivations, { from: failure.from, to, reason: failure.reason }), 1),
+        CallReports.emit(() => ({ _tag: "FallbackMoved", from: failure.from, to, reason: failure.reason }))
+      ),
       Effect.logWarning("fallback activated").pipe(
         Effect.annotateLogs({ "fallback.from": failure.from, "fallback.to": to, "fallback.reason": failure.reason })
       )
@@ -599,7 +607,7 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
     const s = steps[j] as ProviderStep
     if (!s.moveOn.has(error._tag)) return Effect.fail(error)
     learn(w, s, error)
-    return runFrom(w, j + 1, { from: s.label, reason: error._tag, error })
+    return moved(w, s, error, runFrom(w, j + 1, { from: s.label, reason: error._tag, error }))
   }
 
   /** `Effect.catch`'s rule, in the one handler a step in flight keeps: a failure (no defect) moves on. */
@@ -629,7 +637,12 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
       const failed = steps[f.index] as ProviderStep
       if (!failed.moveOn.has(f.error._tag)) return Effect.fail(f.error)
       learn(w, failed, f.error)
-      return runFrom(w, Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
+      return moved(
+        w,
+        failed,
+        f.error,
+        runFrom(w, Math.max(j, k) + 1, { from: failed.label, reason: f.error._tag, error: f.error })
+      )
     })
   }
 
@@ -653,6 +666,36 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
     return Effect.flatMap(degraded(s, failure, w.request), (r) =>
       r._tag === "Answer" ? Effect.succeed(r.response) : runFrom(w, j + 1, r.failure)
     )
+  }
+
+  /**
+   * Takes the attempts of step `s`, which failed with `error`, into the walk's report (its last attempt moved
+   * on); the first move also wraps what follows so that the answer or the final error gets the whole report.
+   */
+  const moved = (w: Needs, s: ProviderStep, error: LlmError, rest: Outcome): Outcome => {
+    const first = w.moved === undefined
+    const attempts = (w.moved ??= [])
+    const report = CallReports.of(error)
+    w.taken = report
+    const own = report?.attempts ?? [attemptReport(s.key, error._tag, 0, "fallback")]
+    for (let i = 0; i < own.length - 1; i++) attempts.push(own[i])
+    const last = own[own.length - 1]
+    if (last !== undefined) attempts.push({ ...last, next: "fallback", reason: error._tag })
+    if (!first) return rest
+    return Effect.mapBoth(rest, {
+      onSuccess: (response) => {
+        const answeredBy = response.report?.answeredBy ?? `${response.provider}/${response.model}`
+        const own = response.report?.attempts ?? []
+        return { ...response, report: reportOf(attempts.concat(own), answeredBy) }
+      },
+      onFailure: (e) => {
+        const own = CallReports.of(e)
+        return CallReports.attach(
+          e,
+          reportOf(own === undefined || own === w.taken ? attempts : attempts.concat(own.attempts), undefined)
+        )
+      }
+    })
   }
 
   // suspended: what a frame around the call keeps of it while in flight is this one effect, not the first step's

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { Report } from "./CallReport.ts"
 import { RateLimitSnapshot } from "./RateLimitSnapshot.ts"
 
 /**
@@ -66,7 +67,9 @@ export const LlmResponse = Schema.Struct({
   /** The model that actually answered (providers may resolve aliases). */
   model: Schema.String,
   requestId: Schema.optional(Schema.String),
-  rateLimit: Schema.optional(RateLimitSnapshot)
+  rateLimit: Schema.optional(RateLimitSnapshot),
+  /** What the call did: its attempts, the step that answered, its admission wait (set by `Resilience`). */
+  report: Schema.optional(Report)
 })
 
 /**

@@ -16,6 +16,7 @@ export * as RateLimitSnapshot from "./RateLimitSnapshot.ts"
 export * as Resilience from "./Resilience.ts"
 export * as Stage from "./Stage.ts"
 export * as Telemetry from "./Telemetry.ts"
+export * as CallReport from "./CallReport.ts"
 export * as Headroom from "./Headroom.ts"
 
 // retries

@@ -16,7 +16,8 @@ import { AdmissionRejected, type AdmissionRejectionReason, isProviderError, type
 import type { LlmRequest } from "../LlmRequest.ts"
 import type { LlmResponse, StreamChunk, Usage } from "../LlmResponse.ts"
 import type { RateLimitSnapshot } from "../RateLimitSnapshot.ts"
-import type { Stage } from "../Stage.ts"
+import * as CallReport from "../CallReport.ts"
+import type { Attempt, Stage } from "../Stage.ts"
 import { TokenEstimator } from "../TokenEstimator.ts"
 import * as Attempts from "./attempt.ts"
 import { MinHeap } from "./MinHeap.ts"
@@ -633,6 +634,16 @@ export const make = (
     return ticket
   }
 
+  /** The queued path of an attempt, telling the listener (`CallReport.Events`) how long it waited. */
+  const waited = <T>(attempt: Attempt, acquired: Effect.Effect<T, AdmissionRejected>) =>
+    Effect.tap(acquired, () =>
+      Effect.withFiber((fiber) => {
+        const waitedMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() - attempt.startMs
+        if (waitedMs > 0) CallReport.emitUnsafe(fiber, () => ({ _tag: "AdmissionWaited", key: attempt.key, waitedMs }))
+        return Effect.void
+      })
+    )
+
   /** Admission as a stage, settling a success with `settle`. */
   const stageWith = <A>(settle: (a: A) => Settlement): Stage<Ticket | null> => ({
     name: "admission",
@@ -641,7 +652,7 @@ export const make = (
       if (ks === undefined) return null
       const fiber = attempt.fiber
       // nobody waits and the budget allows: the ticket at once; otherwise the queued path decides from scratch
-      return admitNow(ks, attempt.request, fiber) ?? acquire(ks, attempt.request, fiber)
+      return admitNow(ks, attempt.request, fiber) ?? waited(attempt, acquire(ks, attempt.request, fiber))
     },
     exit: (ticket, exit, attempt) =>
       ticket === null

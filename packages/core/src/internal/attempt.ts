@@ -28,6 +28,8 @@ export type Continuation = (run: Run, exit: Exit.Exit<LlmResponse, LlmError>) =>
 /** One attempt in flight: the stages' view of it (`Attempt`) and what the frame keeps. */
 export class Run implements Attempt {
   endMs = 0
+  /** How long the stages made the attempt wait before the provider was called (an admission queue). */
+  waitedMs = 0
   /** How many stages entered (their exits are owed). */
   entered = 0
   readonly tickets: Array<unknown>
@@ -76,6 +78,7 @@ const enter = (r: Run, from: number): AnyEffect => {
         return Effect.flatMap(t as AnyEffect, (ticket) => {
           r.tickets[i] = ticket
           r.entered = next
+          r.waitedMs = now(r.fiber) - r.startMs
           return enter(r, next)
         })
       }

@@ -13,7 +13,8 @@
  *
  * @internal
  */
-import { Clock, Effect, type Exit } from "effect"
+import { Clock, Effect, Exit } from "effect"
+import * as CallReport from "../CallReport.ts"
 import type { LlmError } from "../LlmError.ts"
 import type { LlmProvider } from "../LlmProvider.ts"
 import type { LlmRequest } from "../LlmRequest.ts"
@@ -22,15 +23,16 @@ import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import * as Report from "./report.ts"
 import * as Retrying from "./retry.ts"
 
 /** What one model of the step needs, built once per model: its key, its retry stage, its continuation. */
 interface Model {
   readonly key: string
   readonly retry: ReturnType<typeof Retrying.stage> | undefined
-  readonly then: Attempts.Continuation | undefined
+  readonly then: Attempts.Continuation
   /** The continuation without telemetry, for a call observed by a span around it. */
-  readonly quiet: Attempts.Continuation | undefined
+  readonly quiet: Attempts.Continuation
 }
 
 /** @internal */
@@ -55,32 +57,68 @@ export type Call = (request: LlmRequest) => Effect.Effect<LlmResponse, LlmError>
 export const make = (o: Options): Call => {
   const { provider, stages, observe } = o
   const first = o.callStages.length === 0 ? stages : [...o.callStages, ...stages]
-  const attempt = (request: LlmRequest, key: string): Effect.Effect<LlmResponse, LlmError> =>
-    Attempts.run(stages, request, key, provider.complete(request))
 
-  const continuation = (
-    retry: Model["retry"],
-    observe: string | Telemetry.Labels | undefined
-  ): Attempts.Continuation | undefined =>
-    retry === undefined && observe === undefined
-      ? undefined
-      : (run, exit: Exit.Exit<LlmResponse, LlmError>) => {
-          let result: Effect.Effect<LlmResponse, LlmError> = exit
-          // retried: a failed attempt that the call stages let through, outside any other retry stage
-          if (exit._tag === "Failure" && run.inner !== undefined && run.entered >= o.callStages.length) {
-            result = Effect.catch(exit, (error) =>
-              Effect.interruptible(retry!.after(attempt(run.request, run.key), run.startMs, error))
-            )
+  /** The next attempts of a retrying call, each telling `trail` how long it waited for admission. */
+  const tracked = (request: LlmRequest, key: string, trail: Report.Trail): Effect.Effect<LlmResponse, LlmError> =>
+    Effect.withFiber((fiber) =>
+      Attempts.start(fiber, stages, request, key, provider.complete(request), (r, exit) => {
+        trail.admissionWaitMs = r.waitedMs
+        return exit
+      })
+    )
+
+  // The call ends here: its report goes on the response or the error (built once, from what the attempts kept).
+  const continuation =
+    (retry: Model["retry"], observe: string | Telemetry.Labels | undefined): Attempts.Continuation =>
+    (run, exit: Exit.Exit<LlmResponse, LlmError>) => {
+      let result: Effect.Effect<LlmResponse, LlmError>
+      // retried: a failed attempt that the call stages let through, outside any other retry stage
+      if (
+        exit._tag === "Failure" &&
+        retry !== undefined &&
+        run.inner !== undefined &&
+        run.entered >= o.callStages.length
+      ) {
+        const trail = new Report.Trail(run.key, run.waitedMs)
+        result = Effect.mapBoth(
+          Effect.catch(exit, (error) =>
+            Effect.interruptible(retry.after(tracked(run.request, run.key, trail), run.startMs, error, trail))
+          ),
+          {
+            onSuccess: (response) => {
+              trail.push("ok", "answered")
+              return { ...response, report: Report.reportOf(trail.attempts, run.key) }
+            },
+            onFailure: (error) => CallReport.attach(error, Report.reportOf(trail.attempts, undefined))
           }
-          if (observe === undefined) return result
-          if (result === exit) {
-            Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, exit, undefined, run.endMs)
-            return exit
-          }
-          return Effect.onExit(result, (final) =>
-            Effect.sync(() => Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, final))
-          )
-        }
+        )
+      } else if (exit._tag === "Success") {
+        result = Exit.succeed({ ...exit.value, report: Report.answered(run.key, run.waitedMs) })
+      } else {
+        const error = Exit.findErrorOption(exit)
+        if (error._tag === "Some") stamp(run, error.value)
+        result = exit
+      }
+      if (observe === undefined) return result
+      if (Exit.isExit(result)) {
+        const done = result as Exit.Exit<LlmResponse, LlmError>
+        Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, done, undefined, run.endMs)
+        return done
+      }
+      return Effect.onExit(result, (final) =>
+        Effect.sync(() => Telemetry.finishUnsafe(run.fiber, run.request, observe, run.startMs, final))
+      )
+    }
+
+  /** A failure that was not retried: one attempt (none if the call stages refused it), and the call gave up. */
+  const stamp = (run: Attempts.Run, error: LlmError): LlmError =>
+    CallReport.attach(
+      error,
+      Report.reportOf(
+        run.entered < first.length ? [] : [Report.attemptReport(run.key, error._tag, run.waitedMs, "gave-up")],
+        undefined
+      )
+    )
 
   const models = new Map<string, Model>()
   const modelOf = (model: string): Model => {

@@ -6,6 +6,7 @@
  */
 import { Clock, Context, Duration, Effect, Metric, Schedule } from "effect"
 import * as Backoff from "../Backoff.ts"
+import * as CallReport from "../CallReport.ts"
 import {
   type AttemptError,
   DeadlineExceeded,
@@ -17,6 +18,7 @@ import type { Profile, Rejection } from "../Retry.ts"
 import type { RetryBudget } from "../RetryBudget.ts"
 import { floorRetryAfter, retryAfterOf } from "./backoff.ts"
 import { tagged } from "./metrics.ts"
+import type { Trail } from "./report.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // one layer only
@@ -147,12 +149,14 @@ type Step = (now: number, input: unknown) => Effect.Effect<[Duration.Duration, D
  * The retry state of one call, created at its first failure. `next(error)` decides: it either sleeps the
  * chosen delay and succeeds (try again) or fails with the error the call ends with.
  */
-export const makeRetrier = (config: Config, startMs: number) => {
+export const makeRetrier = (config: Config, startMs: number, trail?: Trail) => {
   const { budget, key, label, profile: p } = config
   let attempt = 1
   let step: Step | undefined
-  const giveUp = <E>(error: E, reason: Reason, delayMs: number | undefined, cause: unknown) =>
-    Effect.andThen(
+  const giveUp = <E>(error: E, reason: Reason, delayMs: number | undefined, cause: unknown) => {
+    trail?.push(tagOf(cause), "gave-up", reason)
+    const n = attempt
+    return Effect.andThen(
       Effect.andThen(
         spanEvent({
           "llm.retry.attempt": attempt,
@@ -164,8 +168,12 @@ export const makeRetrier = (config: Config, startMs: number) => {
         }),
         Metric.update(tagged(giveUpsTotal, { reason, key: label }), 1)
       ),
-      Effect.fail(error)
+      Effect.andThen(
+        CallReport.emit(() => ({ _tag: "GaveUp", key, attempt: n, error: tagOf(cause), reason })),
+        Effect.fail(error)
+      )
     )
+  }
   return Effect.fnUntraced(function* <E>(error: E) {
     if (!retryable(error)) return yield* giveUp(error, "not-retryable", undefined, error)
     if (attempt > p.maxRetries) return yield* giveUp(error, "max-retries", undefined, error)
@@ -189,9 +197,11 @@ export const makeRetrier = (config: Config, startMs: number) => {
     }
     if (budget !== undefined && !(yield* budget.withdraw(key))) {
       yield* Metric.update(tagged(budgetRejectionsTotal, { key: label }), 1)
+      yield* CallReport.emit(() => ({ _tag: "BudgetRefused", key, error: tagOf(error) }))
       return yield* giveUp(new RetryBudgetExhausted({ key, lastError }), "budget", undefined, error)
     }
-    const reason: Reason = retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
+    const reason: "backoff" | "retry-after" =
+      retryAfterMs !== undefined && retryAfterMs > jitteredMs ? "retry-after" : "backoff"
     yield* spanEvent({
       "llm.retry.attempt": attempt,
       "llm.retry.error": tagOf(error),
@@ -201,6 +211,9 @@ export const makeRetrier = (config: Config, startMs: number) => {
       "llm.retry.key": key
     })
     yield* Metric.update(tagged(retriesTotal, { reason: tagOf(error), key: label }), 1)
+    trail?.push(tagOf(error), "retry", reason, delayMs)
+    const n = attempt
+    yield* CallReport.emit(() => ({ _tag: "Retried", key, attempt: n, error: tagOf(error), reason, delayMs }))
     attempt++
     yield* Effect.sleep(Duration.millis(delayMs))
   })
@@ -260,9 +273,14 @@ export const retryWith = (
 /** What follows a failed first attempt: decide, sleep, run `self` again (marked), until it succeeds or gives up. */
 const retryAfter =
   (config: Config) =>
-  <A, E, R>(self: Effect.Effect<A, E, R>, startMs: number, error: E): Effect.Effect<A, E | Rejection, R> => {
+  <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    startMs: number,
+    error: E,
+    trail?: Trail
+  ): Effect.Effect<A, E | Rejection, R> => {
     const marked = Effect.updateContext(self, mark<R>)
-    const next = makeRetrier(config, startMs)
+    const next = makeRetrier(config, startMs, trail)
     const loop = (e: E): Effect.Effect<A, E | Rejection, R> => Effect.andThen(next(e), Effect.catch(marked, loop))
     return loop(error)
   }
