@@ -226,10 +226,10 @@ const scope = Effect.runSync(Scope.make())
 const build = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> =>
   Effect.runPromise(Scope.provide(effect, scope))
 
-const pipeline = await build(Resilience.make(baseConfig, [rawProvider("bench")]))
+const pipeline = await build(Resilience.make(baseConfig, [rawProvider("bench"), rawProvider("backup")]))
 /** The same without rate limits: admission has no key to reserve on (for the breakdown only). */
 const { models: _, ...noLimitsConfig } = baseConfig
-const unlimited = await build(Resilience.make(noLimitsConfig, [rawProvider("bench")]))
+const unlimited = await build(Resilience.make(noLimitsConfig, [rawProvider("bench"), rawProvider("backup")]))
 const planned = await build(Resilience.make(planConfig, [rawProvider("bench"), rawProvider("backup")]))
 /** The same with a spend guard configured: prices and a global daily budget (checked and charged per attempt). */
 const spendConfig: Resilience.Config = {
@@ -237,7 +237,7 @@ const spendConfig: Resilience.Config = {
   prices: { m: { inputPerMillion: 1, outputPerMillion: 2 } } satisfies PriceTable.PriceTable,
   spend: { budgets: [{ scope: "global", limitUsd: 1e12, windowMs: 86_400_000 }] }
 }
-const spendGuarded = await build(Resilience.make(spendConfig, [rawProvider("bench")]))
+const spendGuarded = await build(Resilience.make(spendConfig, [rawProvider("bench"), rawProvider("backup")]))
 /** The same with a user-provided stage implementing the contract (it counts the attempts in flight). */
 let inFlight = 0
 const counting: Stage.Stage<true> = {
@@ -251,7 +251,9 @@ const counting: Stage.Stage<true> = {
   }
 }
 const custom = await build(
-  Resilience.make(baseConfig, [rawProvider("bench")]).pipe(Effect.provideService(Resilience.CustomStages, [counting]))
+  Resilience.make(baseConfig, [rawProvider("bench"), rawProvider("backup")]).pipe(
+    Effect.provideService(Resilience.CustomStages, [counting])
+  )
 )
 
 /** The same stages built one by one, innermost first, for the breakdown. */
