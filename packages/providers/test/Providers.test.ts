@@ -23,6 +23,7 @@ import {
 } from "effect"
 import { HttpClient } from "effect/http"
 import { AnthropicProvider, OpenAiProvider } from "../src/index.ts"
+import { capturingTracer } from "./support/tracer.ts"
 
 const secret = "sk-live-SECRET-4f2b9c7d1e0a"
 const apiKey = Redacted.make(secret)
@@ -210,14 +211,7 @@ describe("secrets", () => {
   it.live("logs, error messages and span attributes of a failing authenticated call never show the key", () =>
     Effect.gen(function* () {
       const chaos = yield* ChaosServer.ChaosServer
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = capturingTracer()
       const logs: Array<string> = []
       const capture = Logger.make((o) => {
         logs.push(inspect(o.message, { depth: 10 }), Cause.pretty(o.cause))

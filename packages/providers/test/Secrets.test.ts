@@ -13,6 +13,7 @@ import { ChaosServer } from "@llm-resilience/testing"
 import { Cause, Effect, Exit, Fiber, Logger, Metric, Option, Redacted, References, Stream, Tracer } from "effect"
 import { Headers, HttpClient } from "effect/http"
 import { AnthropicProvider, OpenAiProvider } from "../src/index.ts"
+import { capturingTracer } from "./support/tracer.ts"
 
 const KEY = "sk-LEAKCHECK-7f3a9c1e5b2d46801"
 const PROMPT = "PROMPT-MARKER-3b9d2e71"
@@ -116,14 +117,7 @@ describe("secrets and prompts", () => {
     "no span, log, error or metric holds a key or a prompt while calls fail in every way",
     () =>
       Effect.gen(function* () {
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span: (options) => {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = capturingTracer()
         const logs: Array<unknown> = []
         const capture = Logger.make((o) => {
           logs.push({
