@@ -30,7 +30,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Option, type Scope, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Option, type Schema, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
 import * as AgentGuard from "./AgentGuard.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
@@ -54,8 +54,34 @@ export {
   /** @since 0.1.0 */
   defaults,
   /** @since 0.1.0 */
-  InvalidConfig
+  InvalidConfig,
+  /** @since 0.1.0 */
+  ModelConfig,
+  /** @since 0.1.0 */
+  PathConfig,
+  /** @since 0.1.0 */
+  StepConfig
 } from "./internal/config.ts"
+
+/**
+ * Turns a `SchemaError` from decoding a configuration into an {@link InvalidConfig} whose `field` is the path
+ * of the offending field under `prefix` (for configurations that embed these sections in a larger file).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Resilience } from "@llm-resilience/core"
+ *
+ * const checked = Schema.decodeUnknownEffect(Resilience.Config)({ breaker: { windowMs: -1 } }).pipe(
+ *   Effect.mapError(Resilience.invalidConfigAt("resilience"))
+ * ) // fails with field "resilience.breaker.windowMs"
+ * ```
+ * @since 0.1.0
+ */
+export const invalidConfigAt: (
+  prefix: string | undefined,
+  input?: unknown
+) => (error: Schema.SchemaError) => config.InvalidConfig = config.issueAt
 
 // ---------------------------------------------------------------------------------------------------------
 // the service

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/**
+ * `llm-resilience-gateway --config gateway.json` (also `llm-resilience gateway ...`): starts the gateway.
+ * `--help` lists the options.
+ */
+import { GatewayCli } from "../src/index.ts"
+
+GatewayCli.main(process.argv.slice(2))

@@ -1,0 +1,286 @@
+/**
+ * An HTTP gateway that speaks the OpenAI Chat Completions and Anthropic Messages wire formats and sends
+ * every call through `Resilience`: any OpenAI or Anthropic client (any language) gets retries, fallbacks,
+ * breakers, admission, budgets and timeouts by changing its base URL.
+ *
+ * Routes:
+ *
+ * - `POST /v1/chat/completions` (OpenAI, whole and streamed), `POST /v1/messages` (Anthropic, whole and
+ *   streamed);
+ * - `GET /v1/models`: the routes and models clients can name;
+ * - `GET /metrics` (Prometheus text), `GET /healthz` (the process is up), `GET /readyz` (the gateway takes
+ *   requests; 503 once shutdown began).
+ *
+ * Per request, these headers override the defaults: `x-llm-path` (the route, instead of the one `model`
+ * names), `x-llm-fallbacks` (comma-separated routes or models tried after the request's own, like the body
+ * field `fallbacks`), `x-llm-priority` (`interactive` / `background`), `x-llm-conversation-id` and
+ * `x-llm-tenant` (only for a key that maps to no tenant). Every answer carries `x-llm-model` (the model
+ * that answered), `x-llm-report` (the pipeline's report as JSON) and `x-request-id`.
+ *
+ * @since 0.1.0
+ */
+import { createHash, randomUUID } from "node:crypto"
+import { createServer } from "node:http"
+import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+import { type LlmProvider, Resilience } from "@llm-resilience/core"
+import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
+import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
+import { type HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { RateLimiter } from "effect/persistence"
+import * as GatewayConfig from "./GatewayConfig.ts"
+import { anthropic } from "./internal/anthropic.ts"
+import { gatewayFailure } from "./internal/failure.ts"
+import { type Caller, type Context, handle, type Target } from "./internal/handler.ts"
+import { openAi } from "./internal/openai.ts"
+
+/**
+ * The SHA-256 (hex) of a gateway key, as the configuration's `keys[].sha256` stores it.
+ *
+ * @example
+ * ```ts
+ * import { Gateway } from "@llm-resilience/gateway"
+ * Gateway.hashKey("gw-team-a-secret") // "…64 hex digits…"
+ * ```
+ * @since 0.1.0
+ */
+export const hashKey = (key: string): string => createHash("sha256").update(key).digest("hex")
+
+const defaultKeyEnv = { openai: "OPENAI_API_KEY", anthropic: "ANTHROPIC_API_KEY", gemini: "GEMINI_API_KEY" } as const
+
+const configError = (field: string, issue: string) => new GatewayConfig.GatewayConfigError({ field, issue })
+
+/** The upstream providers of a configuration, keys read from `env`. */
+const providersOf = Effect.fnUntraced(function* (
+  config: GatewayConfig.GatewayConfig,
+  env: Readonly<Record<string, string | undefined>>
+) {
+  const built: Array<LlmProvider.LlmProvider["Service"]> = []
+  for (const [name, p] of Object.entries(config.providers)) {
+    const field = `providers.${name}`
+    const variable = p.apiKeyEnv ?? defaultKeyEnv[p.kind]
+    const key = env[variable]
+    if (key === undefined || key.length === 0) {
+      return yield* configError(`${field}.apiKeyEnv`, `the environment variable ${variable} is not set`)
+    }
+    const options = {
+      name,
+      apiKey: Redacted.make(key),
+      ...(p.baseUrl === undefined ? {} : { baseUrl: p.baseUrl }),
+      ...(p.headers === undefined ? {} : { headers: p.headers })
+    }
+    const make =
+      p.kind === "openai"
+        ? OpenAiProvider.make(options)
+        : p.kind === "anthropic"
+          ? AnthropicProvider.make(options)
+          : GeminiProvider.make(options)
+    built.push(
+      yield* make.pipe(
+        Effect.mapError((e) =>
+          configError(field, e._tag === "SchemaError" ? e.message.split("\n")[0] : String(e.message))
+        )
+      )
+    )
+  }
+  return built
+})
+
+/** The names clients can put in `model`: routes, `provider/model` keys, and bare model names that are unique. */
+const targetsOf = (config: GatewayConfig.GatewayConfig): ReadonlyMap<string, Target> => {
+  const targets = new Map<string, Target>()
+  const bare = new Map<string, Target | null>()
+  for (const key of Object.keys(config.models ?? {})) {
+    const model = key.slice(key.indexOf("/") + 1)
+    const target = { path: key, model }
+    targets.set(key, target)
+    bare.set(model, bare.has(model) ? null : target)
+  }
+  for (const [model, target] of bare) if (target !== null && !targets.has(model)) targets.set(model, target)
+  for (const [name, route] of Object.entries(config.routes ?? {})) {
+    const first = route.fallback[0]
+    targets.set(name, { path: name, model: "model" in first ? first.model : name })
+  }
+  return targets
+}
+
+/**
+ * The gateway's request handling, built from a configuration: the resilient provider, the keys, the
+ * tenant limits. Fails with a `GatewayConfigError` naming the field when the configuration cannot be used
+ * (including a provider whose key variable is unset).
+ *
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (
+  input: unknown,
+  options?: { readonly env?: Readonly<Record<string, string | undefined>> }
+): Effect.fn.Return<
+  Context & { readonly config: GatewayConfig.GatewayConfig },
+  GatewayConfig.GatewayConfigError,
+  HttpClient.HttpClient | RateLimiter.RateLimiter | Scope.Scope
+> {
+  const config = yield* GatewayConfig.decode(input)
+  const providers = yield* providersOf(config, options?.env ?? process.env)
+  const { provider } = yield* Resilience.make(GatewayConfig.toResilience(config), providers).pipe(
+    Effect.mapError((e) => configError(GatewayConfig.fieldOf(e.field), e.issue))
+  )
+  const keys = new Map<string, Caller>()
+  for (const k of config.keys ?? []) keys.set(k.sha256, { tenant: k.tenant, requestsPerMinute: k.requestsPerMinute })
+  const open: Caller = { tenant: undefined, requestsPerMinute: undefined }
+  const limiter = yield* RateLimiter.RateLimiter
+  return {
+    config,
+    provider,
+    targets: targetsOf(config),
+    authenticate: (headers) => {
+      if (keys.size === 0) return open
+      const bearer = headers["authorization"]?.match(/^Bearer\s+(.+)$/i)?.[1] ?? headers["x-api-key"]
+      return bearer === undefined ? undefined : keys.get(hashKey(bearer.trim()))
+    },
+    admitTenant: (caller) =>
+      caller.requestsPerMinute === undefined
+        ? Effect.succeed(undefined)
+        : limiter
+            .consume({
+              key: `tenant:${caller.tenant ?? "-"}`,
+              limit: caller.requestsPerMinute,
+              window: "1 minute",
+              onExceeded: "fail"
+            })
+            .pipe(
+              Effect.as(undefined),
+              Effect.catch((e) =>
+                Effect.succeed(
+                  e.reason._tag === "RateLimitExceeded"
+                    ? gatewayFailure(429, `tenant ${caller.tenant ?? "-"} is over its request limit`, {
+                        code: "tenant_rate_limited",
+                        retryAfterMs: Duration.toMillis(e.reason.retryAfter)
+                      })
+                    : gatewayFailure(503, "the shared limit store is unavailable", { retryAfterMs: 1_000 })
+                )
+              )
+            ),
+    nextId: () => randomUUID().replaceAll("-", "")
+  } satisfies Context & { readonly config: GatewayConfig.GatewayConfig }
+})
+
+/** The tenant limiter's store: Redis when the configuration names one, else memory. */
+const limiterLayer = (
+  redisUrl: string | undefined
+): Layer.Layer<RateLimiter.RateLimiter, GatewayConfig.GatewayConfigError> =>
+  redisUrl === undefined
+    ? RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))
+    : Layer.unwrap(
+        Effect.promise(() => import("@effect/platform-node/NodeRedis")).pipe(
+          Effect.map((NodeRedis) =>
+            (RateLimiter.layer as Layer.Layer<RateLimiter.RateLimiter, never, RateLimiter.RateLimiterStore>).pipe(
+              Layer.provide(RateLimiter.layerStoreRedis({ prefix: "llm-gateway:rl:" })),
+              Layer.provide(NodeRedis.layer({ url: redisUrl, disableOfflineQueue: true })),
+              Layer.catchTag("RedisError", (e) =>
+                Layer.effect(
+                  RateLimiter.RateLimiter,
+                  Effect.fail(configError("redisUrl", `cannot reach Redis: ${String(e.cause)}`))
+                )
+              )
+            )
+          )
+        )
+      )
+
+/**
+ * The gateway's routes on the `HttpRouter` in context.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { HttpRouter } from "effect/http"
+ * import { Gateway } from "@llm-resilience/gateway"
+ * import { createServer } from "node:http"
+ *
+ * const Live = HttpRouter.serve(Gateway.routes(config)).pipe(
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 8080 })),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * declare const config: unknown
+ * ```
+ * @since 0.1.0
+ */
+export const routes = (
+  input: unknown,
+  options?: { readonly env?: Readonly<Record<string, string | undefined>> }
+): Layer.Layer<never, GatewayConfig.GatewayConfigError, HttpRouter.HttpRouter | HttpClient.HttpClient> =>
+  Layer.unwrap(
+    Effect.map(GatewayConfig.decode(input), (config) =>
+      Layer.effectDiscard(
+        Effect.gen(function* () {
+          const router = yield* HttpRouter.HttpRouter
+          const ctx = yield* make(config, options)
+          let draining = false
+          // runs before the server stops accepting: readiness fails first, so a load balancer moves away
+          yield* Effect.addFinalizer(() => Effect.sync(() => (draining = true)))
+          yield* router.add("POST", "/v1/chat/completions", handle(ctx, openAi))
+          yield* router.add("POST", "/v1/messages", handle(ctx, anthropic))
+          yield* router.add(
+            "GET",
+            "/v1/models",
+            HttpServerResponse.text(
+              JSON.stringify({
+                object: "list",
+                data: [...ctx.targets.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: "gateway" }))
+              }),
+              { contentType: "application/json" }
+            )
+          )
+          yield* router.add(
+            "GET",
+            "/metrics",
+            Effect.map(PrometheusMetrics.format(), (text) =>
+              HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+            )
+          )
+          yield* router.add("GET", "/healthz", HttpServerResponse.text("ok"))
+          yield* router.add(
+            "GET",
+            "/readyz",
+            Effect.sync(() =>
+              draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
+            )
+          )
+        })
+      ).pipe(Layer.provide(limiterLayer(config.redisUrl)))
+    )
+  )
+
+/**
+ * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
+ * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
+ * released (SIGTERM under `NodeRuntime.runMain`), `/readyz` answers 503, the server stops accepting, and
+ * in-flight requests and streams get `server.shutdownGraceMs` (default 10 s) to finish.
+ *
+ * @example
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Effect, Layer } from "effect"
+ * import { Gateway, GatewayConfig } from "@llm-resilience/gateway"
+ *
+ * Effect.flatMap(GatewayConfig.load("gateway.json"), (config) => Layer.launch(Gateway.layer(config))).pipe(
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (
+  config: GatewayConfig.GatewayConfig,
+  options?: { readonly env?: Readonly<Record<string, string | undefined>> }
+): Layer.Layer<HttpServer.HttpServer, GatewayConfig.GatewayConfigError | HttpServerError.ServeError> =>
+  HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provide(NodeHttpClient.layerUndici),
+    Layer.provideMerge(
+      NodeHttpServer.layer(createServer, {
+        port: config.server?.port ?? 8080,
+        host: config.server?.host ?? "127.0.0.1",
+        gracefulShutdownTimeout: Duration.millis(config.server?.shutdownGraceMs ?? 10_000)
+      })
+    )
+  )

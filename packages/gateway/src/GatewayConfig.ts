@@ -1,0 +1,219 @@
+/**
+ * The gateway's configuration file: the providers it calls, the models and routes it serves, the policies
+ * of `Resilience` (breaker, budgets, retry budget, admission, agent guard), the gateway keys of its clients
+ * and, optionally, a Redis server for state shared between instances.
+ *
+ * The file is JSON, decoded with Schema; every error names the field (`routes.chat.fallback[1].provider`).
+ * The policy sections are `Resilience.Config`'s own schemas, so a section means the same here as in an
+ * Effect program, and {@link toResilience} maps the file onto a `Resilience.Config`:
+ *
+ * - each route becomes a path of the same name (its fallback steps, retry profile, timeouts, hedging);
+ * - each model under `models` also becomes a path of its own (`provider/model`, one step), so clients can
+ *   name a model directly and list models in `fallbacks`;
+ * - `budgets` is `Resilience.Config.spend`.
+ *
+ * API keys are never in the file: a provider names the environment variable that holds its key.
+ * Gateway keys are stored as SHA-256 hashes (`sha256`), never in clear.
+ *
+ * @since 0.1.0
+ */
+import { Resilience } from "@llm-resilience/core"
+import { Data, Effect, Schema } from "effect"
+import * as fs from "node:fs"
+
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * One upstream provider: its wire format (`kind`), base URL, and the name of the environment variable that
+ * holds its API key (default `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` / `GEMINI_API_KEY`).
+ *
+ * @since 0.1.0
+ */
+export const ProviderConfig = Schema.Struct({
+  kind: Schema.Literals(["openai", "anthropic", "gemini"]),
+  baseUrl: Schema.optional(Schema.String),
+  apiKeyEnv: Schema.optional(Schema.NonEmptyString),
+  headers: Schema.optional(Schema.Record(Schema.String, Schema.String))
+})
+
+/**
+ * What to do when a stream fails after its first chunk reached the client. `error` (the default, and the
+ * only mode of this version): send the wire's in-band error event and end the stream.
+ *
+ * @since 0.1.0
+ */
+export const MidStreamMode = Schema.Literals(["error"])
+
+/**
+ * One route: a model alias clients name in `model`, served by a `Resilience` path (fallback steps, retry
+ * profile, timeouts, hedging) and a mid-stream mode.
+ *
+ * @since 0.1.0
+ */
+export const RouteConfig = Schema.Struct({
+  ...Resilience.PathConfig.fields,
+  fallback: Schema.Array(Resilience.StepConfig),
+  midStream: Schema.optional(MidStreamMode)
+})
+
+/**
+ * A gateway key: the SHA-256 of the key (hex), the tenant it maps to (its spend budgets, conversation
+ * guards and metrics), and the tenant's request limit per minute.
+ *
+ * @since 0.1.0
+ */
+export const KeyConfig = Schema.Struct({
+  sha256: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/)),
+  tenant: Schema.optional(Schema.NonEmptyString),
+  requestsPerMinute: Schema.optional(PositiveInt)
+})
+
+/**
+ * Where the gateway listens and how long it lets in-flight requests finish on shutdown.
+ *
+ * @since 0.1.0
+ */
+export const ServerConfig = Schema.Struct({
+  host: Schema.optional(Schema.String),
+  port: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))),
+  shutdownGraceMs: Schema.optional(NonNegativeInt)
+})
+
+const policies = Resilience.Config.fields
+
+/**
+ * The whole file.
+ *
+ * @example
+ * ```ts
+ * import type { GatewayConfig } from "@llm-resilience/gateway"
+ * const config: GatewayConfig.GatewayConfig = {
+ *   providers: { openai: { kind: "openai", apiKeyEnv: "OPENAI_API_KEY" } },
+ *   models: { "openai/gpt-5.4-mini": { requestsPerMinute: 500, contextWindow: 128000 } },
+ *   routes: { chat: { fallback: [{ provider: "openai", model: "gpt-5.4-mini" }], retry: "interactive" } }
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export const GatewayConfig = Schema.Struct({
+  server: Schema.optional(ServerConfig),
+  providers: Schema.Record(Schema.String, ProviderConfig),
+  models: policies.models,
+  routes: Schema.optional(Schema.Record(Schema.String, RouteConfig)),
+  breaker: policies.breaker,
+  retryBudget: policies.retryBudget,
+  admission: policies.admission,
+  prices: policies.prices,
+  budgets: policies.spend,
+  agent: policies.agent,
+  /** Gateway keys; without any, the gateway serves every request (for a trusted network only). */
+  keys: Schema.optional(Schema.Array(KeyConfig)),
+  /** A Redis server for the state gateway instances share (tenant limits). */
+  redisUrl: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type GatewayConfig = typeof GatewayConfig.Encoded
+
+/**
+ * The configuration cannot be used: `field` is the path of the offending field.
+ *
+ * @since 0.1.0
+ */
+export class GatewayConfigError extends Data.TaggedError("GatewayConfigError")<{
+  readonly field: string
+  readonly issue: string
+}> {
+  override get message(): string {
+    return `invalid gateway configuration at ${this.field}: ${this.issue}`
+  }
+}
+
+/**
+ * Checks a configuration, failing with a {@link GatewayConfigError} that names the field; succeeds with the
+ * configuration as given (durations as written, for {@link toResilience}).
+ *
+ * @example
+ * ```ts
+ * import { GatewayConfig } from "@llm-resilience/gateway"
+ * const checked = GatewayConfig.decode({ providers: { openai: { kind: "openia" } } })
+ * // fails: invalid gateway configuration at providers.openai.kind: ...
+ * ```
+ * @since 0.1.0
+ */
+export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConfigError> =>
+  Schema.decodeUnknownEffect(GatewayConfig)(input, { errors: "first", onExcessProperty: "error" }).pipe(
+    Effect.mapError((e) => {
+      const invalid = Resilience.invalidConfigAt(undefined, input)(e)
+      return new GatewayConfigError({ field: invalid.field, issue: invalid.issue })
+    }),
+    Effect.flatMap((c) => {
+      for (const [name, route] of Object.entries(c.routes ?? {})) {
+        if (name.includes("/")) {
+          return Effect.fail(new GatewayConfigError({ field: `routes.${name}`, issue: "route names have no /" }))
+        }
+        if (route.fallback.length === 0) {
+          return Effect.fail(new GatewayConfigError({ field: `routes.${name}.fallback`, issue: "needs a step" }))
+        }
+      }
+      return Effect.succeed(input as GatewayConfig)
+    })
+  )
+
+/**
+ * Reads and decodes a JSON file.
+ *
+ * @example
+ * ```ts
+ * import { GatewayConfig } from "@llm-resilience/gateway"
+ * const config = GatewayConfig.load("gateway.json")
+ * ```
+ * @since 0.1.0
+ */
+export const load = (path: string): Effect.Effect<GatewayConfig, GatewayConfigError> =>
+  Effect.try({
+    try: () => JSON.parse(fs.readFileSync(path, "utf8")) as unknown,
+    catch: (e) => new GatewayConfigError({ field: path, issue: e instanceof Error ? e.message : String(e) })
+  }).pipe(Effect.flatMap(decode))
+
+/**
+ * The `Resilience.Config` a gateway configuration means: routes and models become paths, `budgets` the
+ * spend guard's budgets.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { GatewayConfig } from "@llm-resilience/gateway"
+ * const resilience = Effect.map(GatewayConfig.load("gateway.json"), GatewayConfig.toResilience)
+ * ```
+ * @since 0.1.0
+ */
+export const toResilience = (c: GatewayConfig): Resilience.Config => {
+  const paths: Record<string, NonNullable<Resilience.Config["paths"]>[string]> = {}
+  for (const key of Object.keys(c.models ?? {})) {
+    const at = key.indexOf("/")
+    paths[key] = { fallback: [{ provider: key.slice(0, at), model: key.slice(at + 1) }] }
+  }
+  for (const [name, { midStream: _, ...path }] of Object.entries(c.routes ?? {})) paths[name] = path
+  return {
+    ...(c.models === undefined ? {} : { models: c.models }),
+    paths,
+    ...(c.breaker === undefined ? {} : { breaker: c.breaker }),
+    ...(c.retryBudget === undefined ? {} : { retryBudget: c.retryBudget }),
+    ...(c.admission === undefined ? {} : { admission: c.admission }),
+    ...(c.prices === undefined ? {} : { prices: c.prices }),
+    ...(c.budgets === undefined ? {} : { spend: c.budgets }),
+    ...(c.agent === undefined ? {} : { agent: c.agent })
+  }
+}
+
+/**
+ * The field of a gateway configuration that a `Resilience` configuration field came from.
+ *
+ * @since 0.1.0
+ */
+export const fieldOf = (resilienceField: string): string =>
+  resilienceField.replace(/^paths\./, "routes.").replace(/^spend\b/, "budgets")

@@ -1,0 +1,136 @@
+/**
+ * The Anthropic Messages wire format as the gateway serves it: `POST /v1/messages`, whole and streamed
+ * (`message_start` ... `message_stop`), and the `{"type": "error", "error": {...}}` body; an error after the
+ * stream started is an `event: error`.
+ *
+ * @internal
+ */
+import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
+import type { Failure } from "./failure.ts"
+import type { OutEvent, Wire, WireRequest } from "./wire.ts"
+import { fallbacksOf, isObject, positiveInt, textOf } from "./wire.ts"
+
+const decode: Wire["decode"] = (body) => {
+  if (!isObject(body)) return { problem: "the body must be a JSON object" }
+  if (typeof body.model !== "string" || body.model.length === 0)
+    return { problem: "model: Field required", param: "model" }
+  if (!Array.isArray(body.messages) || body.messages.length === 0) {
+    return { problem: "messages: must be a non-empty list", param: "messages" }
+  }
+  const messages: Array<LlmRequest.Message> = []
+  const system = textOf(body.system)
+  if (system === undefined) return { problem: "system: must be text or text blocks", param: "system" }
+  if (system.length > 0) messages.push({ role: "system", content: system })
+  for (let i = 0; i < body.messages.length; i++) {
+    const m: unknown = body.messages[i]
+    const role = isObject(m) && (m.role === "user" || m.role === "assistant") ? m.role : undefined
+    const content = isObject(m) ? textOf(m.content) : undefined
+    if (role === undefined) return { problem: `messages.${i}.role: must be user or assistant`, param: "messages" }
+    if (content === undefined) return { problem: `messages.${i}.content: must be text or blocks`, param: "messages" }
+    messages.push({ role, content })
+  }
+  const maxOutputTokens = positiveInt(body.max_tokens, "max_tokens")
+  if (maxOutputTokens === undefined) return { problem: "max_tokens: Field required", param: "max_tokens" }
+  if (isObject(maxOutputTokens)) return { ...maxOutputTokens, param: "max_tokens" }
+  if (body.temperature !== undefined && body.temperature !== null && typeof body.temperature !== "number") {
+    return { problem: "temperature: must be a number", param: "temperature" }
+  }
+  const fallbacks = fallbacksOf(body.fallbacks)
+  if ("problem" in fallbacks) return { ...fallbacks, param: "fallbacks" }
+  return {
+    model: body.model,
+    messages,
+    maxOutputTokens,
+    ...(typeof body.temperature === "number" ? { temperature: body.temperature } : {}),
+    stream: body.stream === true,
+    includeUsage: true,
+    fallbacks
+  } satisfies WireRequest
+}
+
+const stopReason = (reason: LlmResponse.FinishReason): string => {
+  switch (reason) {
+    case "length":
+      return "max_tokens"
+    case "content_filter":
+      return "refusal"
+    case "tool_calls":
+      return "tool_use"
+    default:
+      return "end_turn"
+  }
+}
+
+const usage = (u: LlmResponse.Usage) => ({
+  input_tokens: Math.max(0, u.inputTokens - (u.cachedInputTokens ?? 0)),
+  output_tokens: u.outputTokens,
+  ...(u.cachedInputTokens === undefined ? {} : { cache_read_input_tokens: u.cachedInputTokens })
+})
+
+const response: Wire["response"] = (r, id) => ({
+  id,
+  type: "message",
+  role: "assistant",
+  model: r.model,
+  content: [{ type: "text", text: r.text }],
+  stop_reason: stopReason(r.finishReason),
+  stop_sequence: null,
+  usage: usage(r.usage)
+})
+
+const event = (name: string, json: Record<string, unknown>): OutEvent => ({
+  event: name,
+  data: JSON.stringify({ type: name, ...json })
+})
+
+const stream: Wire["stream"] = (_request, id) => {
+  let started = false
+  const start = (model: string): ReadonlyArray<OutEvent> => {
+    if (started) return []
+    started = true
+    return [
+      event("message_start", {
+        message: {
+          id,
+          type: "message",
+          role: "assistant",
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: 0, output_tokens: 0 }
+        }
+      }),
+      event("content_block_start", { index: 0, content_block: { type: "text", text: "" } })
+    ]
+  }
+  return {
+    chunk: (c, model) =>
+      c._tag === "TextDelta"
+        ? [...start(model), event("content_block_delta", { index: 0, delta: { type: "text_delta", text: c.text } })]
+        : [
+            ...start(c.model),
+            event("content_block_stop", { index: 0 }),
+            event("message_delta", {
+              delta: { stop_reason: stopReason(c.finishReason), stop_sequence: null },
+              usage: usage(c.usage)
+            }),
+            event("message_stop", {})
+          ],
+    error: (failure) => [event("error", { error: { type: failure.anthropicType, message: failure.message } })]
+  }
+}
+
+/** The Anthropic Messages wire. */
+export const anthropic: Wire = {
+  name: "anthropic",
+  decode,
+  response,
+  stream,
+  errorBody: (failure: Failure, requestId: string) => ({
+    type: "error",
+    error: { type: failure.anthropicType, message: failure.message },
+    request_id: requestId
+  }),
+  status: (failure) => failure.anthropicStatus ?? failure.status
+}

@@ -1,0 +1,249 @@
+/**
+ * One gateway request: authenticate, read the wire's body and the override headers, resolve the model to
+ * the paths to try, and answer whole or as a stream through the resilient provider.
+ *
+ * A stream's response starts only once its first chunk arrived: until then a failure is an HTTP error with
+ * the right status (and a request-level fallback can still run); after it, a failure is the wire's in-band
+ * error event.
+ *
+ * @internal
+ */
+import { CallReport, LlmError, type LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
+import { Cause, Clock, Effect, Exit, Metric, Result, Scope, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { Pull } from "effect"
+import { type Failure, failureHeaders, failureOf, gatewayFailure } from "./failure.ts"
+import type { OutEvent, Wire, WireRequest } from "./wire.ts"
+
+/** A model clients can name: the path that serves it and the model its first step calls. */
+export interface Target {
+  readonly path: string
+  readonly model: string
+}
+
+/** Who is calling: the tenant of the gateway key and its request limit. */
+export interface Caller {
+  readonly tenant: string | undefined
+  readonly requestsPerMinute: number | undefined
+}
+
+/** What the handler needs from the gateway. */
+export interface Context {
+  readonly provider: LlmProvider.LlmProvider["Service"]
+  readonly targets: ReadonlyMap<string, Target>
+  /** The caller of a request's credentials; `undefined` when they are missing or wrong. */
+  readonly authenticate: (headers: Readonly<Record<string, string | undefined>>) => Caller | undefined
+  /** Counts a request against its tenant's limit; a failure when the limit is reached. */
+  readonly admitTenant: (caller: Caller) => Effect.Effect<Failure | undefined>
+  readonly nextId: () => string
+}
+
+/** Requests served, by wire, route and status. */
+export const requests = Metric.counter("gateway_requests", {
+  description: "Requests the gateway answered, by wire format, route and HTTP status",
+  incremental: true
+})
+
+const json = (body: unknown, status: number, headers: Record<string, string>) =>
+  HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers })
+
+const sse = (e: OutEvent): string => `${e.event === undefined ? "" : `event: ${e.event}\n`}data: ${e.data}\n\n`
+
+const reportHeader = (report: unknown): Record<string, string> => ({ "x-llm-report": JSON.stringify(report) })
+
+const isFallbackable = (error: LlmError.LlmError) => LlmError.fallbackTags.includes(error._tag)
+
+const headerOf = (headers: Readonly<Record<string, string | undefined>>, name: string) => {
+  const value = headers[name]?.trim()
+  return value === undefined || value.length === 0 ? undefined : value
+}
+
+/** Serves one request of `wire`. */
+export const handle = (ctx: Context, wire: Wire) =>
+  Effect.gen(function* () {
+    const http = yield* HttpServerRequest.HttpServerRequest
+    const requestId = ctx.nextId()
+    let route = "-"
+    const answer = (response: HttpServerResponse.HttpServerResponse) =>
+      Effect.as(
+        Metric.update(Metric.withAttributes(requests, { wire: wire.name, route, status: String(response.status) }), 1),
+        response
+      )
+    const fail = (failure: Failure, extra: Record<string, string> = {}) =>
+      answer(
+        json(wire.errorBody(failure, requestId), wire.status(failure), {
+          ...failureHeaders(failure),
+          ...extra,
+          "x-request-id": requestId
+        })
+      )
+
+    const caller = ctx.authenticate(http.headers)
+    if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
+    const body = yield* Effect.result(http.json)
+    if (Result.isFailure(body)) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
+    const decoded = wire.decode(body.success)
+    if ("problem" in decoded) {
+      return yield* fail(
+        gatewayFailure(400, decoded.problem, decoded.param === undefined ? undefined : { param: decoded.param })
+      )
+    }
+
+    // overrides from headers
+    const h = http.headers
+    const priority = headerOf(h, "x-llm-priority")
+    if (priority !== undefined && priority !== "interactive" && priority !== "background") {
+      return yield* fail(gatewayFailure(400, "x-llm-priority must be interactive or background"))
+    }
+    const pathHeader = headerOf(h, "x-llm-path")
+    const fallbackHeader = headerOf(h, "x-llm-fallbacks")
+    const names = [
+      pathHeader ?? decoded.model,
+      ...decoded.fallbacks,
+      ...(fallbackHeader === undefined ? [] : fallbackHeader.split(",").map((s) => s.trim()))
+    ]
+    const targets: Array<Target> = []
+    for (const name of names) {
+      const target = ctx.targets.get(name)
+      if (target === undefined) {
+        return yield* fail(
+          gatewayFailure(404, `The model \`${name}\` does not exist or you do not have access to it.`, {
+            code: "model_not_found",
+            param: "model"
+          })
+        )
+      }
+      targets.push(target)
+    }
+    route = targets[0].path
+    const tenant = caller.tenant ?? headerOf(h, "x-llm-tenant")
+    const conversationId = headerOf(h, "x-llm-conversation-id")
+    const limited = yield* ctx.admitTenant(caller)
+    if (limited !== undefined) return yield* fail(limited)
+
+    const request: LlmRequest.LlmRequest = {
+      model: decoded.model,
+      messages: decoded.messages,
+      ...(decoded.maxOutputTokens === undefined ? {} : { maxOutputTokens: decoded.maxOutputTokens }),
+      ...(decoded.temperature === undefined ? {} : { temperature: decoded.temperature }),
+      ...(decoded.responseFormat === undefined ? {} : { responseFormat: decoded.responseFormat }),
+      metadata: {
+        ...(tenant === undefined ? {} : { tenant }),
+        ...(conversationId === undefined ? {} : { conversationId }),
+        ...(priority === undefined ? {} : { priority })
+      }
+    }
+    const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+    const at = (target: Target): LlmRequest.LlmRequest => ({
+      ...request,
+      model: target.model,
+      metadata: { ...request.metadata, path: target.path }
+    })
+
+    if (!decoded.stream) {
+      const reports: Array<CallReport.Report> = []
+      for (let i = 0; ; i++) {
+        const result = yield* Effect.result(ctx.provider.complete(at(targets[i])))
+        if (Result.isSuccess(result)) {
+          const r: LlmResponse.LlmResponse = result.success
+          if (r.report !== undefined) reports.push(r.report)
+          return yield* answer(
+            json(wire.response(r, `${wire.name === "openai" ? "chatcmpl" : "msg"}_${requestId}`, created), 200, {
+              "x-request-id": requestId,
+              "x-llm-provider": r.provider,
+              "x-llm-model": r.model,
+              ...reportHeader(merge(reports))
+            })
+          )
+        }
+        const report = CallReport.of(result.failure)
+        if (report !== undefined) reports.push(report)
+        if (i === targets.length - 1 || !isFallbackable(result.failure)) {
+          return yield* fail(failureOf(result.failure), reportHeader(merge(reports)))
+        }
+      }
+    }
+    return yield* streamed(ctx, wire, decoded, targets, at, requestId, created, answer, fail)
+  })
+
+const merge = (reports: ReadonlyArray<CallReport.Report>) => ({
+  attempts: reports.flatMap((r) => r.attempts),
+  answeredBy: reports.at(-1)?.answeredBy,
+  admissionWaitMs: reports.reduce((sum, r) => sum + r.admissionWaitMs, 0)
+})
+
+/** A stream that delivered its first chunks, with the rest still to pull. */
+interface Started {
+  readonly first: Arr.NonEmptyReadonlyArray<LlmResponse.StreamChunk>
+  readonly pull: Pull.Pull<Arr.NonEmptyReadonlyArray<LlmResponse.StreamChunk>, LlmError.LlmError>
+  readonly scope: Scope.Closeable
+  readonly model: string
+}
+
+const streamed = Effect.fnUntraced(function* (
+  ctx: Context,
+  wire: Wire,
+  decoded: WireRequest,
+  targets: ReadonlyArray<Target>,
+  at: (target: Target) => LlmRequest.LlmRequest,
+  requestId: string,
+  created: number,
+  answer: (r: HttpServerResponse.HttpServerResponse) => Effect.Effect<HttpServerResponse.HttpServerResponse>,
+  fail: (failure: Failure, extra?: Record<string, string>) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+) {
+  const events: Array<CallReport.Event> = []
+  const listener: CallReport.Listener = (event) => Effect.sync(() => events.push(event))
+  let started: Started | undefined
+  for (let i = 0; started === undefined; i++) {
+    const target = targets[i]
+    const scope = yield* Scope.make()
+    const attempt = yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const pull = yield* Stream.toPull(
+          ctx.provider.stream(at(target)).pipe(Stream.provideService(CallReport.Events, listener))
+        ).pipe(Scope.provide(scope))
+        const first = yield* Effect.result(restore(pull))
+        if (Result.isFailure(first)) yield* Scope.close(scope, Exit.void)
+        return { pull, first }
+      }).pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
+    )
+    if (Result.isSuccess(attempt.first)) {
+      // the step that answered: the last one the plan moved to, else the path's first
+      const moved = events.findLast((e) => e._tag === "FallbackMoved")
+      const label = moved?._tag === "FallbackMoved" ? moved.to : undefined
+      const model = label === undefined ? target.model : label.slice(label.indexOf("/") + 1)
+      started = { first: attempt.first.success, pull: attempt.pull as Started["pull"], scope, model }
+      break
+    }
+    const error = attempt.first.failure
+    if (Cause.isDone(error)) {
+      return yield* fail(
+        failureOf(new LlmError.StreamTruncated({ message: "the stream ended empty", receivedChunks: 0 }))
+      )
+    }
+    if (i === targets.length - 1 || !isFallbackable(error)) {
+      return yield* fail(failureOf(error), reportHeader({ events }))
+    }
+  }
+  const { first, pull, scope, model } = started
+  const writer = wire.stream(decoded, `${wire.name === "openai" ? "chatcmpl" : "msg"}_${requestId}`, created)
+  const body = Stream.fromIterable(first).pipe(
+    Stream.concat(Stream.fromPull(Effect.succeed(pull))),
+    Stream.map((chunk) => writer.chunk(chunk, model).map(sse).join("")),
+    Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)).map(sse).join(""))),
+    Stream.encodeText,
+    Stream.ensuring(Scope.close(scope, Exit.void))
+  )
+  return yield* answer(
+    HttpServerResponse.stream(body, {
+      contentType: "text/event-stream",
+      headers: {
+        "cache-control": "no-cache",
+        "x-request-id": requestId,
+        "x-llm-model": model,
+        ...reportHeader({ events })
+      }
+    })
+  )
+})
