@@ -116,7 +116,15 @@ export const LlmRequest = Schema.Struct({
   maxOutputTokens: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   temperature: Schema.optional(Schema.Finite),
   responseFormat: Schema.optional(ResponseFormat),
-  metadata: Schema.optional(RequestMetadata)
+  metadata: Schema.optional(RequestMetadata),
+  /**
+   * Body fields the toolkit does not interpret, by wire format (`openai` for Chat Completions, `anthropic`
+   * for Messages): a provider speaking that format sends them as given, over its own encoding of the
+   * request (except `model`, `stream` and `stream_options`, which it controls); other providers ignore
+   * them. This is how an OpenAI-compatible gateway passes `tools`, `top_p`, `user` or messages with tool
+   * calls through. A provider that used them also returns its whole response body (`LlmResponse.raw`).
+   */
+  passThrough: Schema.optional(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
 })
 
 /**

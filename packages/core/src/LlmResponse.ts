@@ -69,7 +69,12 @@ export const LlmResponse = Schema.Struct({
   requestId: Schema.optional(Schema.String),
   rateLimit: Schema.optional(RateLimitSnapshot),
   /** What the call did: its attempts, the step that answered, its admission wait (set by `Resilience`). */
-  report: Schema.optional(Report)
+  report: Schema.optional(Report),
+  /**
+   * The provider's whole response body, in its wire format (`openai`, `anthropic`), when the request
+   * carried `passThrough` fields for that format: for returning fields the toolkit does not read unchanged.
+   */
+  raw: Schema.optional(Schema.Struct({ wire: Schema.String, body: Schema.Unknown }))
 })
 
 /**

@@ -21,6 +21,8 @@ describe("Gateway with the official clients", () => {
       )
       assert.strictEqual(data.choices[0].message.content, text)
       assert.strictEqual(data.model, "gpt-small")
+      // a field the gateway does not read, returned as the provider sent it
+      assert.match(data.system_fingerprint ?? "", /^fp_/)
       assert.isAbove(data.usage!.completion_tokens, 0)
       assert.strictEqual(response.headers.get("x-llm-model"), "gpt-small")
       const report = JSON.parse(response.headers.get("x-llm-report")!)

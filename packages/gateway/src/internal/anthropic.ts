@@ -8,7 +8,7 @@
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf } from "./wire.ts"
+import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const decode: Wire["decode"] = (body) => {
   if (!isObject(body)) return { problem: "the body must be a JSON object" }
@@ -44,7 +44,8 @@ const decode: Wire["decode"] = (body) => {
     ...(typeof body.temperature === "number" ? { temperature: body.temperature } : {}),
     stream: body.stream === true,
     includeUsage: true,
-    fallbacks
+    fallbacks,
+    passThrough: without(body, ["fallbacks"])
   } satisfies WireRequest
 }
 
@@ -67,7 +68,10 @@ const usage = (u: LlmResponse.Usage) => ({
   ...(u.cachedInputTokens === undefined ? {} : { cache_read_input_tokens: u.cachedInputTokens })
 })
 
-const response: Wire["response"] = (r, id) => ({
+const response: Wire["response"] = (r, id, created) =>
+  r.raw?.wire === "anthropic" && isObject(r.raw.body) ? r.raw.body : encodeResponse(r, id, created)
+
+const encodeResponse: Wire["response"] = (r, id) => ({
   id,
   type: "message",
   role: "assistant",

@@ -7,7 +7,7 @@
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf } from "./wire.ts"
+import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const roles: Record<string, LlmRequest.Role> = {
   system: "system",
@@ -61,7 +61,9 @@ const decode: Wire["decode"] = (body) => {
     ...(responseFormat === undefined ? {} : { responseFormat }),
     stream: body.stream === true,
     includeUsage: isObject(body.stream_options) && body.stream_options.include_usage === true,
-    fallbacks
+    fallbacks,
+    // the output cap is re-encoded under the field the upstream server wants
+    passThrough: without(body, ["fallbacks", "max_tokens", "max_completion_tokens"])
   } satisfies WireRequest
 }
 
@@ -74,7 +76,10 @@ const usage = (u: LlmResponse.Usage) => ({
   ...(u.cachedInputTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: u.cachedInputTokens } })
 })
 
-const response: Wire["response"] = (r, id, created) => ({
+const response: Wire["response"] = (r, id, created) =>
+  r.raw?.wire === "openai" && isObject(r.raw.body) ? r.raw.body : encodeResponse(r, id, created)
+
+const encodeResponse: Wire["response"] = (r, id, created) => ({
   id,
   object: "chat.completion",
   created,

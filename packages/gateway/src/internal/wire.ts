@@ -20,6 +20,8 @@ export interface WireRequest {
   readonly includeUsage: boolean
   /** The gateway extension `fallbacks`: routes or models tried in order after the request's own. */
   readonly fallbacks: ReadonlyArray<string>
+  /** The body's fields sent as they are to a provider of the same wire format (`LlmRequest.passThrough`). */
+  readonly passThrough: Record<string, unknown>
 }
 
 /** One SSE event to send. */
@@ -71,6 +73,13 @@ export const positiveInt = (u: unknown, param: string): number | undefined | { r
     : typeof u === "number" && Number.isInteger(u) && u >= 1
       ? u
       : { problem: `${param} must be a positive integer` }
+
+/** A body without the fields the gateway re-encodes (`fallbacks`, and those named differently upstream). */
+export const without = (body: Record<string, unknown>, keys: ReadonlyArray<string>): Record<string, unknown> => {
+  const rest: Record<string, unknown> = {}
+  for (const key of Object.keys(body)) if (!keys.includes(key)) rest[key] = body[key]
+  return rest
+}
 
 /** The `fallbacks` extension: a list of strings, or a problem. */
 export const fallbacksOf = (u: unknown): ReadonlyArray<string> | { readonly problem: string } =>

@@ -127,6 +127,7 @@ const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
 
 /** The Anthropic Messages codec. */
 export const anthropicCodec = (options: AnthropicWireOptions): Codec => ({
+  wire: "anthropic",
   encode: encode(options),
   decodeBody,
   endData: undefined,

@@ -41,6 +41,8 @@ export interface StreamState {
 
 /** A wire format. */
 export interface Codec {
+  /** The wire's key in `LlmRequest.passThrough` (`openai`, `anthropic`, `gemini`, `responses`). */
+  readonly wire: string
   readonly encode: (request: LlmRequest.LlmRequest, stream: boolean) => unknown
   readonly decodeBody: (json: unknown) => DecodedBody | Problem
   /** The raw `data` of the wire's end marker when it is not JSON (OpenAI `[DONE]`). */
@@ -57,15 +59,36 @@ export interface Codec {
   ) => Problem | "end" | undefined
 }
 
-/** The response of a decoded whole body: the model the body names, else the one asked for. */
-export const responseOf = (decoded: DecodedBody, meta: FinishMeta): LlmResponse.LlmResponse => ({
+/** Fields of the body a provider controls: never taken from `LlmRequest.passThrough`. */
+const controlled: ReadonlySet<string> = new Set(["model", "stream", "stream_options"])
+
+/** The body of a request: the wire's encoding, with the request's pass-through fields for this wire over it. */
+export const encodeBody = (codec: Codec, request: LlmRequest.LlmRequest, stream: boolean): unknown => {
+  const encoded = codec.encode(request, stream)
+  const fields = request.passThrough?.[codec.wire]
+  if (fields === undefined || !isObject(encoded)) return encoded
+  const body: Record<string, unknown> = { ...encoded }
+  for (const key of Object.keys(fields)) if (!controlled.has(key)) body[key] = fields[key]
+  return body
+}
+
+/**
+ * The response of a decoded whole body: the model the body names, else the one asked for; with the whole
+ * body (`raw`) when the request passed fields through this wire.
+ */
+export const responseOf = (
+  decoded: DecodedBody,
+  meta: FinishMeta,
+  raw?: { readonly codec: Codec; readonly request: LlmRequest.LlmRequest; readonly body: unknown }
+): LlmResponse.LlmResponse => ({
   text: decoded.text,
   finishReason: decoded.finishReason,
   usage: decoded.usage,
   provider: meta.provider,
   model: decoded.model ?? meta.model,
   ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }),
-  ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit })
+  ...(meta.rateLimit === undefined ? {} : { rateLimit: meta.rateLimit }),
+  ...(raw?.request.passThrough?.[raw.codec.wire] === undefined ? {} : { raw: { wire: raw.codec.wire, body: raw.body } })
 })
 
 /** Whether a value is a plain object. */

@@ -20,7 +20,7 @@ import { Clock, Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
 import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
-import { excerpt, parseJson, responseOf } from "./codec.ts"
+import { encodeBody, excerpt, parseJson, responseOf } from "./codec.ts"
 import { withoutRetainedSecrets } from "./options.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
 
@@ -134,7 +134,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
   const send = (request: LlmRequest.LlmRequest, stream: boolean, c: CallContext) => {
     let body: string
     try {
-      body = JSON.stringify(codec.encode(request, stream))
+      body = JSON.stringify(encodeBody(codec, request, stream))
     } catch (cause) {
       return Effect.fail(
         new LlmError.BadRequest({
@@ -221,7 +221,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     response: HttpClientResponse.HttpClientResponse,
     c: CallContext,
     nowMillis: number
-  ): Effect.Effect<DecodedBody, ProviderError> =>
+  ): Effect.Effect<DecodedBody & { readonly json: unknown }, ProviderError> =>
     readCapped(response, limits.maxResponseBytes).pipe(
       Effect.mapError(
         (error): ProviderError =>
@@ -249,7 +249,9 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
           )
         }
         const decoded = codec.decodeBody(parsed.value)
-        return "_tag" in decoded ? Effect.fail(problemError(decoded, response, c, nowMillis)) : Effect.succeed(decoded)
+        return "_tag" in decoded
+          ? Effect.fail(problemError(decoded, response, c, nowMillis))
+          : Effect.succeed({ ...decoded, json: parsed.value })
       })
     )
 
@@ -266,7 +268,11 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     }
     const decoded = yield* readWhole(response, c, nowMillis)
     const rateLimit = snapshotOf(response, nowMillis)
-    return responseOf(decoded, { provider: name, model: request.model, requestId: c.requestId, rateLimit })
+    return responseOf(
+      decoded,
+      { provider: name, model: request.model, requestId: c.requestId, rateLimit },
+      { codec, request, body: decoded.json }
+    )
   })
 
   const sseChunks = (

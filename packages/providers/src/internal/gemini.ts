@@ -133,6 +133,7 @@ const decodeEvent: Codec["decodeEvent"] = (_name, data, state, out) => {
 
 /** The Gemini codec. */
 export const geminiCodec: Codec = {
+  wire: "gemini",
   encode,
   decodeBody,
   endData: undefined,

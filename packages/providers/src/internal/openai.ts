@@ -117,6 +117,7 @@ const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
 
 /** The OpenAI Chat Completions codec. */
 export const openAiCodec = (options: OpenAiWireOptions): Codec => ({
+  wire: "openai",
   encode: encode(options),
   decodeBody,
   endData: "[DONE]",

@@ -138,6 +138,7 @@ const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
 
 /** The OpenAI Responses codec. */
 export const responsesCodec: Codec = {
+  wire: "responses",
   encode,
   decodeBody,
   endData: undefined,

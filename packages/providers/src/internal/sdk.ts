@@ -15,7 +15,7 @@ import {
 } from "@llm-resilience/core"
 import { Clock, Effect, Stream } from "effect"
 import type { Codec, FinishMeta, Problem } from "./codec.ts"
-import { responseOf } from "./codec.ts"
+import { encodeBody, responseOf } from "./codec.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
 
 /** Where a call goes. */
@@ -264,18 +264,20 @@ export const sdkProvider = (name: string, codec: Codec, create: Create): LlmProv
     Effect.gen(function* () {
       const target = { provider: name, model: request.model }
       const { data, headers } = yield* tryPromise(target, (signal) =>
-        call(create, codec.encode(request, false), signal)
+        call(create, encodeBody(codec, request, false), signal)
       )
       const { failure, meta } = yield* context(request.model, headers)
       const decoded = codec.decodeBody(data)
-      return "_tag" in decoded ? yield* Effect.fail(failure(decoded)) : responseOf(decoded, meta)
+      return "_tag" in decoded
+        ? yield* Effect.fail(failure(decoded))
+        : responseOf(decoded, meta, { codec, request, body: data })
     })
 
   const streamOf = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, LlmError.ProviderError> => {
     const target = { provider: name, model: request.model }
     return opened(
       target,
-      (signal) => call(create, codec.encode(request, true), signal),
+      (signal) => call(create, encodeBody(codec, request, true), signal),
       ({ data, headers }) =>
         Stream.unwrap(
           Effect.map(context(request.model, headers), ({ failure, meta }) => {
