@@ -8,8 +8,8 @@
  * - `POST /v1/chat/completions` (OpenAI, whole and streamed), `POST /v1/messages` (Anthropic, whole and
  *   streamed);
  * - `GET /v1/models`: the routes and models clients can name;
- * - `GET /metrics` (Prometheus text), `GET /healthz` (the process is up), `GET /readyz` (the gateway takes
- *   requests; 503 once shutdown began).
+ * - `GET /metrics` (Prometheus text), `GET /healthz` (the process is up), `GET /readyz` (the gateway is built:
+ *   providers, stores and stages).
  *
  * Per request, these headers override the defaults: `x-llm-path` (the route, instead of the one `model`
  * names), `x-llm-fallbacks` (comma-separated routes or models tried after the request's own, like the body
@@ -216,9 +216,6 @@ export const routes = (
         Effect.gen(function* () {
           const router = yield* HttpRouter.HttpRouter
           const ctx = yield* make(config, options)
-          let draining = false
-          // runs before the server stops accepting: readiness fails first, so a load balancer moves away
-          yield* Effect.addFinalizer(() => Effect.sync(() => (draining = true)))
           yield* router.add("POST", "/v1/chat/completions", handle(ctx, openAi))
           yield* router.add("POST", "/v1/messages", handle(ctx, anthropic))
           yield* router.add(
@@ -240,13 +237,8 @@ export const routes = (
             )
           )
           yield* router.add("GET", "/healthz", HttpServerResponse.text("ok"))
-          yield* router.add(
-            "GET",
-            "/readyz",
-            Effect.sync(() =>
-              draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
-            )
-          )
+          // served once every provider, store and stage is built; on shutdown the server stops accepting
+          yield* router.add("GET", "/readyz", HttpServerResponse.text("ready"))
         })
       ).pipe(Layer.provide(limiterLayer(config.redisUrl)))
     )
@@ -255,8 +247,8 @@ export const routes = (
 /**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
- * released (SIGTERM under `NodeRuntime.runMain`), `/readyz` answers 503, the server stops accepting, and
- * in-flight requests and streams get `server.shutdownGraceMs` (default 10 s) to finish.
+ * released (SIGTERM under `GatewayCli.run`), the server stops accepting, and in-flight requests and
+ * streams get `server.shutdownGraceMs` (default 10 s) to finish.
  *
  * @example
  * ```ts

@@ -1,0 +1,80 @@
+import * as Http from "node:http"
+import { assert, describe, it } from "@effect/vitest"
+import { ChaosServer } from "@llm-resilience/testing"
+import { Effect } from "effect"
+import { bundleCli, startCli, tempDir } from "./support/process.ts"
+import { text, upstreamKey } from "./support/gateway.ts"
+
+/** A request on a new connection: its status, or the connection error's code. */
+const fresh = (url: string): Promise<number | string> =>
+  new Promise((resolve) => {
+    const req = Http.get(`${url}/healthz`, { agent: false, timeout: 5_000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? -1)
+    })
+    req.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message))
+    req.on("timeout", () => req.destroy(new Error("timeout")))
+  })
+
+/** A streamed chat completion read to its end: the text and whether `[DONE]` arrived. */
+const streamed = (url: string) =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "slow", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    signal: AbortSignal.timeout(20_000)
+  }).then(async (res) => {
+    const body = await res.text()
+    const deltas = body
+      .split("\n")
+      .filter((line) => line.startsWith("data: {"))
+      .map((line) => JSON.parse(line.slice(6)).choices?.[0]?.delta?.content ?? "")
+    return { status: res.status, text: deltas.join(""), done: body.includes("data: [DONE]") }
+  })
+
+describe("Gateway shutdown", () => {
+  it.live(
+    "on SIGTERM it stops accepting, lets the in-flight stream finish, and exits 0",
+    () =>
+      Effect.gen(function* () {
+        const chaos = yield* ChaosServer.make({ slowHeadersMs: 1_500 })
+        const { dir, remove } = tempDir()
+        yield* Effect.addFinalizer(() => Effect.sync(remove))
+        const bundle = yield* Effect.promise(() => bundleCli(dir))
+        const gateway = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            startCli(
+              bundle,
+              {
+                server: { port: 0, shutdownGraceMs: 10_000 },
+                providers: { slow: { kind: "openai", baseUrl: chaos.openAiBaseUrl("slow-headers"), apiKeyEnv: "K" } },
+                models: { "slow/slow": {} }
+              },
+              { K: upstreamKey },
+              dir
+            )
+          ),
+          (g) => Effect.sync(() => g.child.kill("SIGKILL"))
+        )
+        assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url)), 200)
+        const inFlight = streamed(gateway.url)
+        // the stream's request is in flight (the provider answers after 1.5 s) when the signal arrives
+        yield* Effect.sleep("500 millis")
+        gateway.child.kill("SIGTERM")
+        const refused = yield* Effect.promise(async () => {
+          for (let i = 0; i < 50; i++) {
+            const answer = await fresh(gateway.url)
+            if (answer !== 200) return answer
+            await new Promise((r) => setTimeout(r, 20))
+          }
+          return "still accepting"
+        })
+        // refused, or reset when it reached the listen backlog just as the server closed
+        assert.include(["ECONNREFUSED", "ECONNRESET"], refused)
+        const result = yield* Effect.promise(() => inFlight)
+        assert.deepStrictEqual(result, { status: 200, text, done: true })
+        assert.strictEqual(yield* Effect.promise(() => gateway.exited), 0, gateway.stderr())
+      }),
+    60_000
+  )
+})

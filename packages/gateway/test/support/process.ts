@@ -1,0 +1,74 @@
+/** The gateway's command line as a child process, bundled to one file so that it starts fast. */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { build } from "rolldown"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const node = path.resolve(here, "../../../../node_modules/.bin/node")
+
+/** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
+export const bundleCli = async (dir: string): Promise<string> => {
+  const file = path.join(dir, "gateway.mjs")
+  await build({
+    input: path.resolve(here, "../../bin/llm-resilience-gateway.ts"),
+    platform: "node",
+    resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
+    output: { file, format: "esm", codeSplitting: false },
+    logLevel: "silent"
+  })
+  return file
+}
+
+/** A running gateway process. */
+export interface GatewayProcess {
+  readonly child: ChildProcess
+  readonly url: string
+  /** Resolves with the exit code (or the signal that killed it). */
+  readonly exited: Promise<number | string>
+  readonly stderr: () => string
+}
+
+/** A temporary directory, removed by the returned function. */
+export const tempDir = (): { readonly dir: string; readonly remove: () => void } => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-gateway-"))
+  return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Starts the bundled CLI with a configuration; resolves once it prints its address (30 s at most). */
+export const startCli = (
+  bundle: string,
+  config: unknown,
+  env: Record<string, string>,
+  dir: string
+): Promise<GatewayProcess> =>
+  new Promise((resolve, reject) => {
+    const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
+    fs.writeFileSync(file, JSON.stringify(config))
+    const child = spawn(node, [bundle, "--config", file], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    const exited = new Promise<number | string>((r) => child.once("exit", (code, signal) => r(code ?? signal ?? -1)))
+    let err = ""
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d))
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`gateway not listening within 30 s\n${err}`))
+    }, 30_000)
+    let out = ""
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      out += d
+      const found = /listening on (http:\/\/\S+)/.exec(out)
+      if (found !== null) {
+        clearTimeout(timer)
+        resolve({ child, url: found[1], exited, stderr: () => err })
+      }
+    })
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`gateway exited with ${code} before listening\n${err}`))
+    })
+  })
