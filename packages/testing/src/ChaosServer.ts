@@ -214,7 +214,9 @@ export const make: (
     )
 
     const sockets = new Set<Socket>()
-    const nodeServer = Http.createServer({ keepAliveTimeout: 1_000 })
+    // undici reuses a connection only when the server's keep-alive timeout exceeds its 2 s safety margin:
+    // with less, every request of a load test would open a new connection
+    const nodeServer = Http.createServer({ keepAliveTimeout: 5_000 })
     nodeServer.on("connection", (socket: Socket) => {
       sockets.add(socket)
       socket.on("close", () => sockets.delete(socket))

@@ -1,4 +1,4 @@
-/** The gateway's command line as a child process, bundled to one file so that it starts fast. */
+/** The gateway's (and the chaos server's) command line as a child process, bundled to one file so that it starts fast. */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -9,11 +9,11 @@ import { build } from "rolldown"
 const here = path.dirname(fileURLToPath(import.meta.url))
 const node = path.resolve(here, "../../../../node_modules/.bin/node")
 
-/** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
-export const bundleCli = async (dir: string): Promise<string> => {
-  const file = path.join(dir, "gateway.mjs")
+/** Bundles a program of the repository (its workspace packages from source) into `dir`; the file's path. */
+export const bundle = async (input: string, dir: string, name: string): Promise<string> => {
+  const file = path.join(dir, `${name}.mjs`)
   await build({
-    input: path.resolve(here, "../../bin/llm-resilience-gateway.ts"),
+    input,
     platform: "node",
     resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
     output: { file, format: "esm", codeSplitting: false },
@@ -21,6 +21,14 @@ export const bundleCli = async (dir: string): Promise<string> => {
   })
   return file
 }
+
+/** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
+export const bundleCli = (dir: string): Promise<string> =>
+  bundle(path.resolve(here, "../../bin/llm-resilience-gateway.ts"), dir, "gateway")
+
+/** Bundles the chaos server's command line into `dir`; the file's path. */
+export const bundleChaos = (dir: string): Promise<string> =>
+  bundle(path.resolve(here, "../../../testing/bin/chaos-server.ts"), dir, "chaos")
 
 /** A running gateway process. */
 export interface GatewayProcess {
@@ -39,15 +47,24 @@ export const tempDir = (): { readonly dir: string; readonly remove: () => void }
 
 /** Starts the bundled CLI with a configuration; resolves once it prints its address (30 s at most). */
 export const startCli = (
-  bundle: string,
+  program: string,
   config: unknown,
   env: Record<string, string>,
   dir: string
+): Promise<GatewayProcess> => {
+  const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
+  fs.writeFileSync(file, JSON.stringify(config))
+  return startProcess(program, ["--config", file], env)
+}
+
+/** Starts a bundled server program; resolves once it prints `listening on <url>` (30 s at most). */
+export const startProcess = (
+  program: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {}
 ): Promise<GatewayProcess> =>
   new Promise((resolve, reject) => {
-    const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
-    fs.writeFileSync(file, JSON.stringify(config))
-    const child = spawn(node, [bundle, "--config", file], {
+    const child = spawn(node, [program, ...args], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -56,7 +73,7 @@ export const startCli = (
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d))
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`gateway not listening within 30 s\n${err}`))
+      reject(new Error(`${program} not listening within 30 s\n${err}`))
     }, 30_000)
     let out = ""
     child.stdout!.setEncoding("utf8").on("data", (d: string) => {
@@ -69,6 +86,6 @@ export const startCli = (
     })
     child.once("exit", (code) => {
       clearTimeout(timer)
-      reject(new Error(`gateway exited with ${code} before listening\n${err}`))
+      reject(new Error(`${program} exited with ${code} before listening\n${err}`))
     })
   })
