@@ -57,7 +57,7 @@ const twoSteps = (
   Effect.gen(function* () {
     const p = yield* FakeProvider.make({ name: "primary", default: { stream: shape, text: full, ...primary } })
     const s = yield* FakeProvider.make({ name: "secondary", default: { stream: shape, text: full, ...secondary } })
-    const { provider } = yield* Resilience.make(
+    const { provider, stages } = yield* Resilience.make(
       {
         models,
         paths: { chat },
@@ -68,7 +68,7 @@ const twoSteps = (
       },
       [p.provider, s.provider]
     )
-    return { provider, primary: p, secondary: s }
+    return { provider, stages, primary: p, secondary: s }
   })
 
 const badPrefill = new LlmError.BadRequest({ message: "assistant prefill is not supported", status: 400 })
@@ -92,14 +92,17 @@ describe("mid-stream recovery", () => {
     isolated(
       Effect.gen(function* () {
         const t = yield* twoSteps(
-          { midStream: "continue", retry: noJitter },
+          { midStream: "continue", retry: noJitter, maxWaitMs: 0 },
           { script: [FakeProvider.truncate(40)] },
-          {}
+          {},
+          { "primary/m1": { maxConcurrency: 1 } }
         )
         const out = yield* collect(t.provider.stream(ask))
         assert.isTrue(Exit.isSuccess(out.exit))
         assert.strictEqual(out.text, full)
         assert.strictEqual(out.finishes.length, 1)
+        // the cut attempt gave its permit back before the retry took one, and the retry gave it back too
+        assert.strictEqual((yield* t.stages.admission.stats("primary/m1")).availablePermits, 1)
         assert.deepStrictEqual(
           (yield* t.primary.calls).map((c) => c.outcome),
           ["StreamTruncated", "success"]
