@@ -7,7 +7,8 @@
  * The policy sections are `Resilience.Config`'s own schemas, so a section means the same here as in an
  * Effect program, and {@link toResilience} maps the file onto a `Resilience.Config`:
  *
- * - each route becomes a path of the same name (its fallback steps, retry profile, timeouts, hedging);
+ * - each route becomes a path of the same name (its fallback steps, retry profile, timeouts, hedging,
+ *   mid-stream mode);
  * - each model under `models` also becomes a path of its own (`provider/model`, one step), so clients can
  *   name a model directly and list models in `fallbacks`;
  * - `budgets` is `Resilience.Config.spend`.
@@ -38,23 +39,15 @@ export const ProviderConfig = Schema.Struct({
 })
 
 /**
- * What to do when a stream fails after its first chunk reached the client. `error` (the default, and the
- * only mode of this version): send the wire's in-band error event and end the stream.
- *
- * @since 0.1.0
- */
-export const MidStreamMode = Schema.Literals(["error"])
-
-/**
- * One route: a model alias clients name in `model`, served by a `Resilience` path (fallback steps, retry
- * profile, timeouts, hedging) and a mid-stream mode.
+ * One route: a model alias clients name in `model`, served by the `Resilience` path of the same name: its
+ * fallback steps (required here), retry profile, timeouts, hedging and mid-stream mode (`fail`: the client
+ * gets the wire's in-band error event; `continue`: the next step carries on with the answer; `buffer`).
  *
  * @since 0.1.0
  */
 export const RouteConfig = Schema.Struct({
   ...Resilience.PathConfig.fields,
-  fallback: Schema.Array(Resilience.StepConfig),
-  midStream: Schema.optional(MidStreamMode)
+  fallback: Schema.Array(Resilience.StepConfig)
 })
 
 /**
@@ -197,7 +190,7 @@ export const toResilience = (c: GatewayConfig): Resilience.Config => {
     const at = key.indexOf("/")
     paths[key] = { fallback: [{ provider: key.slice(0, at), model: key.slice(at + 1) }] }
   }
-  for (const [name, { midStream: _, ...path }] of Object.entries(c.routes ?? {})) paths[name] = path
+  for (const [name, path] of Object.entries(c.routes ?? {})) paths[name] = path
   return {
     ...(c.models === undefined ? {} : { models: c.models }),
     paths,

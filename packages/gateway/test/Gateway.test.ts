@@ -173,6 +173,33 @@ describe("Gateway with the official clients", () => {
     })
   )
 
+  it.live("with midStream continue, the next step carries on the answer and its chunks name its model", () =>
+    Effect.gen(function* () {
+      const { url } = yield* startGateway((chaos) => {
+        const config = baseConfig(chaos, "truncated-stream")
+        return { ...config, routes: { ...config.routes, resume: { ...config.routes.chat, midStream: "continue" } } }
+      })
+      const chunks = yield* Effect.promise(async () => {
+        const stream = await openAiClient(url).chat.completions.create({
+          model: "resume",
+          messages: user,
+          stream: true
+        })
+        const all: Array<OpenAI.ChatCompletionChunk> = []
+        for await (const chunk of stream) all.push(chunk)
+        return all
+      })
+      assert.strictEqual(chunks.map((c) => c.choices[0]?.delta.content ?? "").join(""), text)
+      const models = chunks.map((c) => c.model)
+      assert.strictEqual(models[0], "gpt-large")
+      assert.strictEqual(models.at(-1), "gpt-small")
+      // once the second step carries on, every chunk names it: its text chunks, not only the last one
+      const switched = models.indexOf("gpt-small")
+      assert.isBelow(switched, models.length - 3)
+      assert.deepStrictEqual([...new Set(models.slice(switched))], ["gpt-small"])
+    })
+  )
+
   it.live("models, metrics, health and readiness", () =>
     Effect.gen(function* () {
       const { url } = yield* startGateway(baseConfig)

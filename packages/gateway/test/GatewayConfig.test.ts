@@ -16,7 +16,7 @@ const valid = {
     chat: {
       retry: "interactive",
       timeouts: { totalMs: "5 seconds" },
-      midStream: "error",
+      midStream: "fail",
       fallback: [{ provider: "up", model: "gpt-a" }, { staticAnswer: "busy" }]
     }
   }
@@ -72,6 +72,7 @@ describe("GatewayConfig", () => {
       chat: {
         retry: "interactive",
         timeouts: { totalMs: "5 seconds" },
+        midStream: "fail",
         fallback: [{ provider: "up", model: "gpt-a" }, { staticAnswer: "busy" }]
       }
     })

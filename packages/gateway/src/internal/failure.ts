@@ -103,6 +103,7 @@ export const failureOf = (error: LlmError.LlmError): Failure => {
     case "ConnectionError":
     case "StreamTruncated":
     case "OutputInvalid":
+    case "StreamDiverged":
       return of(502, error, { code: "upstream_error" })
     case "Timeout":
       return of(504, error, { code: "upstream_timeout" })

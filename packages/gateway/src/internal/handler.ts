@@ -210,11 +210,7 @@ const streamed = Effect.fnUntraced(function* (
       }).pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
     )
     if (Result.isSuccess(attempt.first)) {
-      // the step that answered: the last one the plan moved to, else the path's first
-      const moved = events.findLast((e) => e._tag === "FallbackMoved")
-      const label = moved?._tag === "FallbackMoved" ? moved.to : undefined
-      const model = label === undefined ? target.model : label.slice(label.indexOf("/") + 1)
-      started = { first: attempt.first.success, pull: attempt.pull as Started["pull"], scope, model }
+      started = { first: attempt.first.success, pull: attempt.pull as Started["pull"], scope, model: target.model }
       break
     }
     const error = attempt.first.failure
@@ -227,11 +223,23 @@ const streamed = Effect.fnUntraced(function* (
       return yield* fail(failureOf(error), reportHeader({ events }))
     }
   }
-  const { first, pull, scope, model } = started
+  const { first, pull, scope } = started
+  // the model answering: the path's first step's, then the step of each fallback move (before the first
+  // chunk, or mid-stream when the path's mode is `continue`)
+  let model = started.model
+  let read = 0
+  const answering = () => {
+    for (; read < events.length; read++) {
+      const e = events[read]
+      if (e._tag === "FallbackMoved") model = e.to.slice(e.to.indexOf("/") + 1)
+    }
+    return model
+  }
+  const firstModel = answering()
   const writer = wire.stream(decoded, `${wire.name === "openai" ? "chatcmpl" : "msg"}_${requestId}`, created)
   const body = Stream.fromIterable(first).pipe(
     Stream.concat(Stream.fromPull(Effect.succeed(pull))),
-    Stream.map((chunk) => writer.chunk(chunk, model).map(sse).join("")),
+    Stream.map((chunk) => writer.chunk(chunk, answering()).map(sse).join("")),
     Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)).map(sse).join(""))),
     Stream.encodeText,
     Stream.ensuring(Scope.close(scope, Exit.void))
@@ -242,7 +250,7 @@ const streamed = Effect.fnUntraced(function* (
       headers: {
         "cache-control": "no-cache",
         "x-request-id": requestId,
-        "x-llm-model": model,
+        "x-llm-model": firstModel,
         ...reportHeader({ events })
       }
     })
