@@ -10,3 +10,10 @@
  * @since 0.1.0
  */
 export * as RedisQueue from "./RedisQueue.ts"
+
+/**
+ * The admission store in Redis: limits shared by every instance.
+ *
+ * @since 0.1.0
+ */
+export * as RedisAdmissionStore from "./RedisAdmissionStore.ts"

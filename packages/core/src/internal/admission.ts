@@ -10,7 +10,7 @@
  * @internal
  */
 import { Cause, Clock, Effect, Exit, type Fiber, Metric, type Scope, type Stream } from "effect"
-import type { AdmissionOptions, AdmissionShape, AdmissionStats, Settlement } from "../Admission.ts"
+import type { AdmissionOptions, AdmissionShape, AdmissionStats, GroupLimits, Settlement } from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import { AdmissionRejected, type AdmissionRejectionReason, isProviderError, type LlmError } from "../LlmError.ts"
 import type { LlmRequest } from "../LlmRequest.ts"
@@ -107,7 +107,8 @@ const metricsFor = (key: string): KeyMetrics => {
       "queue-full": rejected("queue-full"),
       "wait-too-long": rejected("wait-too-long"),
       "never-admissible": rejected("never-admissible"),
-      "concurrency-queue-full": rejected("concurrency-queue-full")
+      "concurrency-queue-full": rejected("concurrency-queue-full"),
+      "store-unavailable": rejected("store-unavailable")
     },
     queueDepth: Metric.gauge("llm_admission_queue_depth", { ...queueDepthOptions, attributes }),
     waitMs: Metric.histogram("llm_admission_wait_ms", { ...waitMsOptions, attributes }),
@@ -117,6 +118,7 @@ const metricsFor = (key: string): KeyMetrics => {
 }
 
 const ZERO: AdmissionStore.Cost = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 }
+const NONE: ReadonlyArray<AdmissionStore.Correction> = []
 
 const usageCost = (u: Usage): AdmissionStore.Cost => ({
   requests: 1,
@@ -124,6 +126,9 @@ const usageCost = (u: Usage): AdmissionStore.Cost => ({
   inputTokens: u.inputTokens,
   outputTokens: u.outputTokens
 })
+
+const fitsOne = (cost: AdmissionStore.Cost, l: AdmissionStore.Cost): boolean =>
+  cost.tokens <= l.tokens && cost.inputTokens <= l.inputTokens && cost.outputTokens <= l.outputTokens
 
 const fitsIn = (c: AdmissionStore.Cost, s: AdmissionStore.Cost): boolean =>
   c.requests <= s.requests && c.tokens <= s.tokens && c.inputTokens <= s.inputTokens && c.outputTokens <= s.outputTokens
@@ -147,6 +152,14 @@ const snapshotCorrections = (snapshot: RateLimitSnapshot): Array<AdmissionStore.
   }
   return out
 }
+
+/** The per-window limits of configured per-minute limits (`Infinity` where not limited). */
+const perMinute = (l: GroupLimits): AdmissionStore.Cost => ({
+  requests: l.requestsPerMinute ?? Infinity,
+  tokens: l.tokensPerMinute ?? Infinity,
+  inputTokens: l.inputTokensPerMinute ?? Infinity,
+  outputTokens: l.outputTokensPerMinute ?? Infinity
+})
 
 /** A response's settlement; a stream that ended without a `Finish` chunk keeps its estimate. */
 export const settleResponse = (r: LlmResponse | undefined): Settlement => r ?? {}
@@ -173,8 +186,13 @@ export const make = (
     }
     return Effect.succeed(d)
   }
-  const reconcile = (r: AdmissionStore.Reservation, actual: AdmissionStore.Cost, now: number) => {
-    const done = store.reconcile(r, actual, now)
+  const settleStore = (
+    r: AdmissionStore.Reservation,
+    actual: AdmissionStore.Cost | undefined,
+    corrections: ReadonlyArray<AdmissionStore.Correction>,
+    now: number
+  ) => {
+    const done = store.settle(r, actual, corrections, now)
     return Effect.isEffect(done) ? done : undefined
   }
   const windowMs = opts.windowMs ?? 60_000
@@ -184,6 +202,7 @@ export const make = (
   const backfillScan = opts.backfillScan ?? 16
   const paths = opts.paths ?? {}
   const perKey = opts.keys ?? {}
+  const limitGroups = opts.limitGroups ?? {}
   const states = new Map<string, KeyState>()
 
   const stateFor = (key: string): KeyState | undefined => {
@@ -192,17 +211,17 @@ export const make = (
       const l = Object.hasOwn(perKey, key) ? perKey[key] : opts.defaults
       // a key without limits keeps no state: the caller chooses the model string
       if (l === undefined) return undefined
+      const groups = (l.groups ?? []).map((name) => ({ name, ...perMinute(limitGroups[name]) }))
       const limits: AdmissionStore.Limits = {
         windowMs,
-        requests: l.requestsPerMinute ?? Infinity,
-        tokens: l.tokensPerMinute ?? Infinity,
-        inputTokens: l.inputTokensPerMinute ?? Infinity,
-        outputTokens: l.outputTokensPerMinute ?? Infinity
+        ...perMinute(l),
+        groups: groups.length === 0 ? undefined : groups
       }
       ks = {
         key,
         limits,
         rateLimited:
+          groups.length > 0 ||
           l.requestsPerMinute !== undefined ||
           l.tokensPerMinute !== undefined ||
           l.inputTokensPerMinute !== undefined ||
@@ -225,6 +244,9 @@ export const make = (
     }
     return ks
   }
+
+  const sharesGroup = (a: KeyState, b: KeyState): boolean =>
+    a.limits.groups !== undefined && a.limits.groups.some((g) => b.limits.groups!.some((h) => h.name === g.name))
 
   const retryHint = (ks: KeyState, now: number): number | undefined =>
     Number.isFinite(ks.blockedUntil) && ks.blockedUntil > now ? ks.blockedUntil - now : undefined
@@ -256,13 +278,16 @@ export const make = (
     if (w.resume !== undefined) w.resume(Effect.yieldNow)
   }
 
-  const rejectWaiter = (ks: KeyState, w: RateWaiter, now: number) => {
+  const rejectWaiter = (
+    ks: KeyState,
+    w: RateWaiter,
+    now: number,
+    reason: "wait-too-long" | "store-unavailable" = "wait-too-long"
+  ) => {
     w.state = REJECTED
-    const retryAfterMs = retryHint(ks, now)
+    const retryAfterMs = reason === "wait-too-long" ? retryHint(ks, now) : undefined
     w.error = new AdmissionRejected(
-      retryAfterMs === undefined
-        ? { key: ks.key, reason: "wait-too-long" }
-        : { key: ks.key, reason: "wait-too-long", retryAfterMs }
+      retryAfterMs === undefined ? { key: ks.key, reason } : { key: ks.key, reason, retryAfterMs }
     )
     ks.queue.removed()
     if (w.resume !== undefined) w.resume(Effect.yieldNow)
@@ -279,6 +304,10 @@ export const make = (
         const d = yield* tryReserve(ks.key, ks.limits, head.cost, now)
         if (d._tag === "Reserved") {
           admitWaiter(ks, head, d.reservation)
+          continue
+        }
+        if (d._tag === "Unavailable") {
+          rejectWaiter(ks, head, now, "store-unavailable")
           continue
         }
         blockedAt = d.availableAtMs
@@ -417,7 +446,7 @@ export const make = (
         Effect.suspend(() => {
           if (w.state !== ADMITTED) return Effect.void
           w.state = RELEASED
-          return Effect.andThen(reconcile(w.reservation!, ZERO, now) ?? Effect.void, drain(ks))
+          return Effect.andThen(settleStore(w.reservation!, ZERO, NONE, now) ?? Effect.void, drain(ks))
         })
       ),
       Effect.flatMap(() =>
@@ -432,7 +461,7 @@ export const make = (
             m.waitMs.updateUnsafe(fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() - now, fiber.context)
             return Effect.succeed(ticket)
           }
-          m.rejected["wait-too-long"].updateUnsafe(1, fiber.context)
+          m.rejected[w.error!.reason].updateUnsafe(1, fiber.context)
           return Effect.fail(w.error!)
         })
       )
@@ -460,6 +489,7 @@ export const make = (
         ks.metrics.waitMs.updateUnsafe(0, fiber.context)
         return Effect.succeed(ticket)
       }
+      if (d._tag === "Unavailable") return reject(ks, fiber, "store-unavailable", undefined)
       ks.blockedUntil = d.availableAtMs
       return enqueue(ks, ticket, request, lane, now, fiber)
     }
@@ -479,7 +509,7 @@ export const make = (
 
   /** Whether `cost` could ever be admitted: no single budget smaller than it. */
   const fits = (cost: AdmissionStore.Cost, l: AdmissionStore.Limits): boolean =>
-    cost.tokens <= l.tokens && cost.inputTokens <= l.inputTokens && cost.outputTokens <= l.outputTokens
+    fitsOne(cost, l) && (l.groups === undefined || l.groups.every((g) => fitsOne(cost, g)))
 
   const acquire = (
     ks: KeyState,
@@ -548,21 +578,27 @@ export const make = (
     const ks = ticket.ks
     const now = at ?? fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
     let effects: Array<Effect.Effect<void>> | undefined
-    if (ticket.reservation !== undefined && actual !== undefined) {
-      const rest = reconcile(ticket.reservation, actual, now)
-      if (rest !== undefined) (effects ??= []).push(rest)
-      if (actual !== ZERO) ks.metrics.actual.updateUnsafe(actual.tokens, fiber.context)
-    } else if (ticket.reservation !== undefined) {
-      ks.metrics.actual.updateUnsafe(ticket.cost.tokens, fiber.context)
-    }
-    if (corrections !== undefined && corrections.length > 0 && ks.rateLimited) {
-      ;(effects ??= []).push(store.correct(ks.key, ks.limits, corrections, now, ticket.reservation))
+    if (ticket.reservation !== undefined) {
+      // one store operation settles the usage and applies the feedback
+      if (actual !== undefined || (corrections !== undefined && corrections.length > 0)) {
+        const rest = settleStore(ticket.reservation, actual, corrections ?? NONE, now)
+        if (rest !== undefined) (effects ??= []).push(rest)
+      }
+      if (actual !== ZERO) ks.metrics.actual.updateUnsafe((actual ?? ticket.cost).tokens, fiber.context)
+    } else if (corrections !== undefined && corrections.length > 0 && ks.rateLimited) {
+      ;(effects ??= []).push(store.correct(ks.key, ks.limits, corrections, now))
     }
     if (ticket.permit) {
       ticket.permit = false
       ks.permits!.release(now)
     }
     if (ks.queue.size > 0) (effects ??= []).push(drain(ks))
+    // budget freed in a group may admit the waiters of the other keys in it
+    if (ks.limits.groups !== undefined) {
+      for (const peer of states.values()) {
+        if (peer !== ks && peer.queue.size > 0 && sharesGroup(peer, ks)) (effects ??= []).push(drain(peer))
+      }
+    }
     return effects === undefined
       ? undefined
       : effects.length === 1
