@@ -11,7 +11,8 @@ const benches: ReadonlyArray<{ readonly file: string; readonly flags?: ReadonlyA
   { file: "bench/admission.ts" },
   { file: "bench/timeouts.ts" },
   { file: "bench/jitter.ts" },
-  { file: "bench/tokenizers.ts" }
+  { file: "bench/tokenizers.ts" },
+  { file: "bench/redis.ts", flags: ["--conditions=@llm-resilience/source"] }
 ]
 
 let failed = 0

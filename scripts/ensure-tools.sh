@@ -2,7 +2,7 @@
 # Installs the system tools the test suite uses, when they are missing and this machine can install them:
 # - promtool (Debian's `prometheus` package): the Prometheus exposition parser that Telemetry.test.ts runs, and the
 #   rules checker and rule unit tests that MonitoringAssets.test.ts runs on monitoring/alerts.yml.
-# - redis-server (Debian's `redis-server` package): the durable queue's Redis tests start their own server.
+# - redis-server (Debian's `redis-server` package): the Redis tests (queue, shared stores) start their own server.
 # It runs before the unit tests (`npm test`) and in CI, so a fresh clone needs no manual set-up.
 set -u
 missing=()

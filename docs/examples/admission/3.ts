@@ -1,9 +1,11 @@
 // Generated from docs/admission.md (block 3) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
-import { Effect } from "effect"
-import { Bulkhead } from "@llm-resilience/core"
+import { Admission } from "@llm-resilience/core"
 
-export const program = Effect.gen(function* () {
-  const bulkhead = yield* Bulkhead.make({ key: "embeddings", maxConcurrency: 8, maxQueue: 100 })
-  return yield* Effect.succeed("done").pipe(Bulkhead.withPermit(bulkhead, { priority: "background" }))
+export const AdmissionLive = Admission.layerMemory({
+  limitGroups: { eastus: { tokensPerMinute: 300_000 } },
+  keys: {
+    "azure/gpt-4o-a": { tokensPerMinute: 450_000, groups: ["eastus"] },
+    "azure/gpt-4o-b": { tokensPerMinute: 450_000, groups: ["eastus"] }
+  }
 })

@@ -74,13 +74,55 @@ export const KeyLimits = Schema.Struct({
   /** Concurrency cap (bulkhead) for the key. */
   maxConcurrency: Schema.optional(PositiveInt),
   /** Waiters allowed in the bulkhead's own queue. Default 1000. */
-  maxConcurrencyQueue: Schema.optional(NonNegativeInt)
+  maxConcurrencyQueue: Schema.optional(NonNegativeInt),
+  /** Limit groups (names in `limitGroups`) the key also draws on: a call must fit the key and each group. */
+  groups: Schema.optional(Schema.Array(Schema.NonEmptyString))
 })
 
 /**
  * @since 0.1.0
  */
 export type KeyLimits = typeof KeyLimits.Type
+
+/**
+ * The limits of a limit group: a budget several keys share (a regional quota over several deployments).
+ *
+ * @since 0.1.0
+ */
+export const GroupLimits = Schema.Struct({
+  requestsPerMinute: Schema.optional(PositiveInt),
+  tokensPerMinute: Schema.optional(TokenLimit),
+  inputTokensPerMinute: Schema.optional(TokenLimit),
+  outputTokensPerMinute: Schema.optional(TokenLimit)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type GroupLimits = typeof GroupLimits.Type
+
+/** Every group a key names must be declared. */
+const knownGroups = Schema.makeFilter(
+  (o: {
+    readonly keys?: Readonly<Record<string, KeyLimits>> | undefined
+    readonly defaults?: KeyLimits | undefined
+    readonly limitGroups?: Readonly<Record<string, GroupLimits>> | undefined
+  }) => {
+    const declared = o.limitGroups ?? {}
+    const entries: Array<[Array<string>, KeyLimits]> = Object.entries(o.keys ?? {}).map(([k, l]) => [["keys", k], l])
+    if (o.defaults !== undefined) entries.push([["defaults"], o.defaults])
+    for (const [path, l] of entries) {
+      const i = (l.groups ?? []).findIndex((g) => !Object.hasOwn(declared, g))
+      if (i >= 0) {
+        return {
+          path: [...path, "groups", i],
+          issue: `no limit group named ${l.groups![i]} (declare it in limitGroups)`
+        }
+      }
+    }
+    return true
+  }
+)
 
 /**
  * Admission options. Every field is optional except that a key needs limits to be controlled: a key with
@@ -93,6 +135,8 @@ export const AdmissionOptions = Schema.Struct({
   keys: Schema.optional(Schema.Record(Schema.String, KeyLimits)),
   /** Limits for keys not listed in `keys`. Default: none (unlisted keys pass through). */
   defaults: Schema.optional(KeyLimits),
+  /** Limit groups by name, which keys join with their `groups`. */
+  limitGroups: Schema.optional(Schema.Record(Schema.String, GroupLimits)),
   /** Length of the rate window; the `...PerMinute` limits apply per window. Default 60000 (one minute). */
   windowMs: Schema.optional(Positive),
   /** Waiters allowed per key before `queue-full`. Default 10000. */
@@ -105,7 +149,7 @@ export const AdmissionOptions = Schema.Struct({
   agingMs: Schema.optional(NonNegative),
   /** Waiters behind a blocked head examined for backfill. Default 16; 0 = strict head-of-line. */
   backfillScan: Schema.optional(NonNegativeInt)
-})
+}).check(knownGroups)
 
 /**
  * @since 0.1.0

@@ -1,12 +1,18 @@
 /**
  * Where admission control keeps its rate-limit state, behind one atomic operation.
  *
- * The store holds, per key (`provider/model`), a bucketed sliding log of reservations over the last window (60 s by
- * default) and answers {@link AdmissionStoreShape.tryReserve}: check the request, token, input-token and
- * output-token budgets together and, only if all of them allow it, record the reservation, in one atomic
- * step. It never takes one budget and then fails on another. After the call,
- * {@link AdmissionStoreShape.reconcile} replaces the estimate with the actual usage (or zero for a refund).
- * Provider feedback (rate-limit headers, a 429) arrives through {@link AdmissionStoreShape.correct}.
+ * The store holds, per key (`provider/model`) and per limit group, a bucketed sliding log of reservations
+ * over the last window (60 s by default) and answers {@link AdmissionStoreShape.tryReserve}: check the
+ * request, token, input-token and output-token budgets of the key and of every group it belongs to
+ * together and, only if all of them allow it, record the reservation in each, in one atomic step. It never
+ * takes one budget and then fails on another. After the call, {@link AdmissionStoreShape.settle} replaces
+ * the estimate with the actual usage (or zero for a refund) and applies the provider's feedback (rate-limit
+ * headers, a 429) in the same step; feedback without a reservation arrives through
+ * {@link AdmissionStoreShape.correct}.
+ *
+ * A limit group is a budget several keys share: five Azure deployments configured for 450K tokens per
+ * minute each that draw on one regional quota of 300K belong to one group of 300K. A reservation fits only
+ * when the key and each of its groups allow it.
  *
  * The log is bucketed (see `Bucket` below): reservations close together share one bucket, which counts in
  * full until its latest reservation leaves the window. That is conservative, so no window of `windowMs` ever
@@ -14,7 +20,9 @@
  * within one window); and the log holds at most 61 buckets per key, whatever the request rate.
  *
  * The in-memory store ({@link layerMemory}) follows the `Clock` passed in as `nowMs`, so TestClock drives it.
- * A Redis store (later) implements the same three operations as Lua scripts, each one atomic.
+ * The Redis store of `@llm-resilience/redis` implements the same operations as Lua scripts (one per
+ * operation, each atomic, on the Redis server's clock), so any number of instances share one budget; both
+ * pass the same conformance tests.
  *
  * @since 0.1.0
  */
@@ -41,16 +49,27 @@ export interface Cost {
 export type Dimension = keyof Cost
 
 /**
- * Limits per window for one key; `Infinity` where a budget is not limited.
+ * A limit group a key belongs to: its name and its own limits per window (`Infinity` where not limited).
+ *
+ * @since 0.1.0
+ */
+export interface Group extends Cost {
+  readonly name: string
+}
+
+/**
+ * Limits per window for one key; `Infinity` where a budget is not limited. `groups` are the limit groups the
+ * key also draws on, each reserved together with the key.
  *
  * @since 0.1.0
  */
 export interface Limits extends Cost {
   readonly windowMs: number
+  readonly groups?: ReadonlyArray<Group> | undefined
 }
 
 /**
- * A recorded reservation, handed back to {@link AdmissionStoreShape.reconcile}.
+ * A recorded reservation, handed back to {@link AdmissionStoreShape.settle}.
  *
  * @since 0.1.0
  */
@@ -59,6 +78,8 @@ export interface Reservation {
   readonly atMs: number
   /** What was reserved (the estimate). */
   readonly reserved: Cost
+  /** The limits it was reserved under. */
+  readonly limits: Limits
 }
 
 /**
@@ -69,12 +90,14 @@ export interface Reservation {
  *   enough (computed from the log, not polled); `slack` is what other requests may still reserve now
  *   without moving that time later (used for backfilling behind a blocked head of line); `free` is what
  *   fits right now. For a call with `within` (a backfill attempt) these three are not computed.
+ * - `Unavailable`: the store could not answer (a shared store that is down, under the `reject` policy).
  *
  * @since 0.1.0
  */
 export type Decision =
   | { readonly _tag: "Reserved"; readonly reservation: Reservation }
   | { readonly _tag: "Wait"; readonly availableAtMs: number; readonly slack: Cost; readonly free: Cost }
+  | { readonly _tag: "Unavailable" }
 
 /**
  * Feedback from the provider about one budget: its real limit, what remains, and when it resets. A 429
@@ -91,16 +114,18 @@ export interface Correction {
 }
 
 /**
- * The store interface. `tryReserve` and `reconcile`, called on every admitted call, answer directly when
- * the store is in the process (no effect to run) and with an `Effect` when it is remote: admission runs
- * what it is given.
+ * The store interface. `tryReserve` and `settle`, called on every admitted call, answer directly when the
+ * store is in the process (no effect to run) and with an `Effect` when it is remote: admission runs what
+ * it is given. A remote store bounds every call and never fails: what it cannot do it says
+ * (`Unavailable`) or leaves to the window (a reservation it could not settle expires with it).
  *
  * @since 0.1.0
  */
 export interface AdmissionStoreShape {
   /**
-   * Atomically: if every budget of `key` allows `cost` at `nowMs` (and, when `within` is given, `cost`
-   * fits in it), record the reservation. Otherwise record nothing and say when it could fit.
+   * Atomically: if every budget of `key` and of each of its groups allows `cost` at `nowMs` (and, when
+   * `within` is given, `cost` fits in it), record the reservation in each. Otherwise record nothing and say
+   * when it could fit.
    */
   readonly tryReserve: (
     key: string,
@@ -109,25 +134,33 @@ export interface AdmissionStoreShape {
     nowMs: number,
     within?: Cost | undefined
   ) => Decision | Effect.Effect<Decision>
-  /** Replace a reservation's amounts with `actual` (a refund is all zeros). No-op once it left the window. */
-  readonly reconcile: (reservation: Reservation, actual: Cost, nowMs: number) => void | Effect.Effect<void>
   /**
-   * Move the local budget toward what the provider reported: a lower limit caps the configured one; a
+   * Atomically: replace a reservation's amounts with `actual` (a refund is all zeros; `undefined` keeps the
+   * estimate), in the key and its groups (no-op in a log the reservation already left), then apply
+   * `corrections` to the key as {@link AdmissionStoreShape.correct} does, with the reservation as basis.
+   */
+  readonly settle: (
+    reservation: Reservation,
+    actual: Cost | undefined,
+    corrections: ReadonlyArray<Correction>,
+    nowMs: number
+  ) => void | Effect.Effect<void>
+  /**
+   * Move the key's budget toward what the provider reported: a lower limit caps the configured one; a
    * `remaining` below the local view adds a debit (usage we cannot see, e.g. other clients on the same key)
    * until `resetAfterMs` (default: one window). A `remaining` at or above the local view clears the debit.
-   * The budget never rises above the configured limit, and never above what the local log allows.
-   * When the feedback came with the response to `basis`, the provider counted at the moment that request
-   * was sent, so it is compared with the local usage recorded at that reservation, not with the usage now
-   * (which a window slide or later admissions have moved since).
+   * The budget never rises above the configured limit, and never above what the log allows. When the
+   * feedback came with the response to a reservation (through `settle`), the provider counted at the moment
+   * that request was sent, so it is compared with the usage recorded at that reservation, not with the
+   * usage now (which a window slide or later admissions have moved since).
    */
   readonly correct: (
     key: string,
     limits: Limits,
     corrections: ReadonlyArray<Correction>,
-    nowMs: number,
-    basis?: Reservation | undefined
+    nowMs: number
   ) => Effect.Effect<void>
-  /** What is reserved in the current window (without debits). */
+  /** What is reserved in the key's current window (without debits). */
   readonly usage: (key: string, limits: Limits, nowMs: number) => Effect.Effect<Cost>
 }
 
@@ -152,6 +185,29 @@ export interface AdmissionStoreShape {
 export class AdmissionStore extends Context.Service<AdmissionStore, AdmissionStoreShape>()(
   "@llm-resilience/core/AdmissionStore"
 ) {}
+
+/**
+ * The limits of `limits` divided by `n` (requests rounded down, at least one): one instance's share when `n`
+ * instances split a budget without a shared store.
+ *
+ * @example
+ * ```ts
+ * import { AdmissionStore } from "@llm-resilience/core"
+ * const limits = { windowMs: 60_000, requests: 100, tokens: 40_000, inputTokens: Infinity, outputTokens: Infinity }
+ * AdmissionStore.share(limits, 4) // requests 25, tokens 10_000
+ * ```
+ * @since 0.1.0
+ */
+export const share = (limits: Limits, n: number): Limits => {
+  const part = <C extends Cost>(c: C): C => ({
+    ...c,
+    requests: Math.max(1, Math.floor(c.requests / n)),
+    tokens: c.tokens / n,
+    inputTokens: c.inputTokens / n,
+    outputTokens: c.outputTokens / n
+  })
+  return { ...part(limits), groups: limits.groups?.map(part) }
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // in-memory implementation
@@ -191,19 +247,30 @@ class Entry implements Reservation {
   readonly key: string
   readonly atMs: number
   readonly reserved: Cost
-  readonly owner: KeyLog
-  readonly bucket: Bucket
+  readonly limits: Limits
+  /** The key's log first, then its groups'; `buckets[i]` is the bucket in `logs[i]`. */
+  readonly logs: ReadonlyArray<KeyLog>
+  readonly buckets: ReadonlyArray<Bucket>
   readonly c: Array<number>
   /** The key's usage right after this reservation (per budget, without debits). */
   readonly usedAfter: Array<number>
-  constructor(key: string, atMs: number, reserved: Cost, owner: KeyLog, bucket: Bucket, c: Array<number>) {
+  constructor(
+    key: string,
+    atMs: number,
+    reserved: Cost,
+    limits: Limits,
+    logs: ReadonlyArray<KeyLog>,
+    buckets: ReadonlyArray<Bucket>,
+    c: Array<number>
+  ) {
     this.key = key
     this.atMs = atMs
     this.reserved = reserved
-    this.owner = owner
-    this.bucket = bucket
+    this.limits = limits
+    this.logs = logs
+    this.buckets = buckets
     this.c = c
-    const u = owner.used
+    const u = logs[0].used
     this.usedAfter = [u[R], u[T], u[I], u[O]]
   }
 }
@@ -251,7 +318,7 @@ class KeyLog {
     return b
   }
 
-  limit(limits: Limits, d: number): number {
+  limit(limits: Cost, d: number): number {
     const configured =
       d === R ? limits.requests : d === T ? limits.tokens : d === I ? limits.inputTokens : limits.outputTokens
     return Math.min(configured, this.cap[d])
@@ -275,6 +342,79 @@ class KeyLog {
     }
     return Infinity
   }
+
+  /** Whether `c` fits at `now` under `limits`. */
+  fits(limits: Cost, c: Array<number>, now: number): boolean {
+    for (let d = 0; d < 4; d++) {
+      if (c[d] > 0 && this.used[d] + this.debitAt(d, now) + c[d] > this.limit(limits, d)) return false
+    }
+    return true
+  }
+
+  /** Earliest time every budget allows `c` (each budget's condition is monotone in time). */
+  availableAt(limits: Cost, c: Array<number>, windowMs: number, now: number): number {
+    let at = now
+    for (let d = 0; d < 4; d++) {
+      const limit = this.limit(limits, d)
+      if (c[d] === 0 || this.used[d] + this.debitAt(d, now) + c[d] <= limit) continue
+      let td: number
+      if (this.debitAt(d, now) > 0) {
+        const withDebit = this.earliest(d, limit - c[d] - this.debit[d], windowMs, now)
+        const afterDebit = Math.max(this.earliest(d, limit - c[d], windowMs, now), this.debitUntil[d])
+        td = withDebit < this.debitUntil[d] ? Math.min(withDebit, afterDebit) : afterDebit
+      } else {
+        td = this.earliest(d, limit - c[d], windowMs, now)
+      }
+      if (td > at) at = td
+    }
+    return at
+  }
+
+  /** Lowers `slack` and `free` (in place) to what this log leaves: now, and without delaying `at`. */
+  spare(
+    limits: Cost,
+    c: Array<number>,
+    windowMs: number,
+    now: number,
+    at: number,
+    slack: Array<number>,
+    free: Array<number>
+  ) {
+    const freed = [0, 0, 0, 0]
+    const log = this.log
+    for (let i = 0; i < log.length; i++) {
+      const b = log.at(i)
+      if (b.lastMs + windowMs > at) break
+      for (let d = 0; d < 4; d++) freed[d] += b.c[d]
+    }
+    for (let d = 0; d < 4; d++) {
+      const limit = this.limit(limits, d)
+      slack[d] = Math.min(slack[d], limit - c[d] - (this.used[d] - freed[d]) - this.debitAt(d, at))
+      free[d] = Math.min(free[d], limit - this.used[d] - this.debitAt(d, now))
+    }
+  }
+
+  correct(limits: Limits, corrections: ReadonlyArray<Correction>, now: number, usedThen: Array<number>): void {
+    for (const correction of corrections) {
+      const d = dimIndex[correction.dimension]
+      if (correction.limit !== undefined && correction.limit > 0) this.cap[d] = correction.limit
+      if (correction.drain === true) {
+        // a 429 naming this budget: nothing more until the reset
+        this.debit[d] = Infinity
+        this.debitUntil[d] = Math.max(this.debitUntil[d], now + (correction.resetAfterMs ?? limits.windowMs))
+        continue
+      }
+      if (correction.remaining === undefined) continue
+      const available = this.limit(limits, d) - usedThen[d]
+      if (correction.remaining < available) {
+        this.debit[d] = available - correction.remaining
+        this.debitUntil[d] = now + (correction.resetAfterMs ?? limits.windowMs)
+      } else {
+        this.debit[d] = 0
+        this.debitUntil[d] = 0
+      }
+    }
+  }
 }
 
 /**
@@ -289,27 +429,29 @@ class KeyLog {
  */
 export const makeMemory = (): AdmissionStoreShape => {
   const keys = new Map<string, KeyLog>()
-  const get = (key: string): KeyLog => {
-    let k = keys.get(key)
+  const groups = new Map<string, KeyLog>()
+  const get = (map: Map<string, KeyLog>, name: string): KeyLog => {
+    let k = map.get(name)
     if (k === undefined) {
       k = new KeyLog()
-      keys.set(key, k)
+      map.set(name, k)
     }
     return k
   }
 
   const tryReserveUnsafe = (key: string, limits: Limits, cost: Cost, now: number, within?: Cost): Decision => {
-    const k = get(key)
     const windowMs = limits.windowMs
-    k.expire(windowMs, now)
+    const logs = [get(keys, key)]
+    const each: Array<Cost> = [limits]
+    for (const g of limits.groups ?? []) {
+      logs.push(get(groups, g.name))
+      each.push(g)
+    }
     const c = toArray(cost)
-    const used = k.used
     let fits = true
-    for (let d = 0; d < 4; d++) {
-      if (c[d] > 0 && used[d] + k.debitAt(d, now) + c[d] > k.limit(limits, d)) {
-        fits = false
-        break
-      }
+    for (let i = 0; i < logs.length; i++) {
+      logs[i].expire(windowMs, now)
+      if (fits && !logs[i].fits(each[i], c, now)) fits = false
     }
     if (within !== undefined) {
       if (
@@ -323,99 +465,60 @@ export const makeMemory = (): AdmissionStoreShape => {
       }
     }
     if (fits) {
-      const bucket = k.add(c, windowMs, now)
-      return { _tag: "Reserved", reservation: new Entry(key, now, cost, k, bucket, c) }
+      const buckets = logs.map((log) => log.add(c, windowMs, now))
+      return { _tag: "Reserved", reservation: new Entry(key, now, cost, limits, logs, buckets, c) }
     }
-    // earliest time every budget allows the cost; each budget's condition is monotone in time
     let at = now
-    for (let d = 0; d < 4; d++) {
-      const limit = k.limit(limits, d)
-      if (c[d] === 0 || used[d] + k.debitAt(d, now) + c[d] <= limit) continue
-      let td: number
-      if (k.debitAt(d, now) > 0) {
-        const withDebit = k.earliest(d, limit - c[d] - k.debit[d], windowMs, now)
-        const afterDebit = Math.max(k.earliest(d, limit - c[d], windowMs, now), k.debitUntil[d])
-        td = withDebit < k.debitUntil[d] ? Math.min(withDebit, afterDebit) : afterDebit
-      } else {
-        td = k.earliest(d, limit - c[d], windowMs, now)
-      }
-      if (td > at) at = td
-    }
+    for (let i = 0; i < logs.length; i++) at = Math.max(at, logs[i].availableAt(each[i], c, windowMs, now))
     // cannot fit under the current (provider-lowered) limit: look again after one window
     if (!Number.isFinite(at)) at = now + windowMs
     if (at <= now) at = now + 1
-    // what can still be taken now without delaying this request at `at`
-    const freed = [0, 0, 0, 0]
-    const log = k.log
-    for (let i = 0; i < log.length; i++) {
-      const b = log.at(i)
-      if (b.lastMs + windowMs > at) break
-      freed[R] += b.c[R]
-      freed[T] += b.c[T]
-      freed[I] += b.c[I]
-      freed[O] += b.c[O]
-    }
-    const slack = [0, 0, 0, 0]
-    for (let d = 0; d < 4; d++) {
-      slack[d] = k.limit(limits, d) - c[d] - (used[d] - freed[d]) - k.debitAt(d, at)
-    }
-    const free = [0, 0, 0, 0]
-    for (let d = 0; d < 4; d++) free[d] = k.limit(limits, d) - used[d] - k.debitAt(d, now)
+    const slack = [Infinity, Infinity, Infinity, Infinity]
+    const free = [Infinity, Infinity, Infinity, Infinity]
+    for (let i = 0; i < logs.length; i++) logs[i].spare(each[i], c, windowMs, now, at, slack, free)
     return { _tag: "Wait", availableAtMs: at, slack: toCost(slack), free: toCost(free) }
   }
 
-  const reconcileUnsafe = (reservation: Reservation, actual: Cost): void => {
-    if (!(reservation instanceof Entry) || !reservation.bucket.live) return
-    const a = toArray(actual)
-    const used = reservation.owner.used
-    const bucket = reservation.bucket.c
-    for (let d = 0; d < 4; d++) {
-      const delta = a[d] - reservation.c[d]
-      used[d] += delta
-      bucket[d] += delta
-      reservation.c[d] = a[d]
-    }
-  }
-
-  const correctUnsafe = (
-    key: string,
-    limits: Limits,
+  const settleUnsafe = (
+    reservation: Reservation,
+    actual: Cost | undefined,
     corrections: ReadonlyArray<Correction>,
-    now: number,
-    basis: Reservation | undefined
+    now: number
   ): void => {
-    const k = get(key)
-    k.expire(limits.windowMs, now)
-    const usedThen = basis instanceof Entry && basis.owner === k ? basis.usedAfter : k.used
-    for (const correction of corrections) {
-      const d = dimIndex[correction.dimension]
-      if (correction.limit !== undefined && correction.limit > 0) k.cap[d] = correction.limit
-      if (correction.drain === true) {
-        // a 429 naming this budget: nothing more until the reset
-        k.debit[d] = Infinity
-        k.debitUntil[d] = Math.max(k.debitUntil[d], now + (correction.resetAfterMs ?? limits.windowMs))
-        continue
+    if (!(reservation instanceof Entry)) return
+    if (actual !== undefined) {
+      const a = toArray(actual)
+      for (let i = 0; i < reservation.logs.length; i++) {
+        const bucket = reservation.buckets[i]
+        if (!bucket.live) continue
+        const used = reservation.logs[i].used
+        for (let d = 0; d < 4; d++) {
+          const delta = a[d] - reservation.c[d]
+          used[d] += delta
+          bucket.c[d] += delta
+        }
       }
-      if (correction.remaining === undefined) continue
-      const available = k.limit(limits, d) - usedThen[d]
-      if (correction.remaining < available) {
-        k.debit[d] = available - correction.remaining
-        k.debitUntil[d] = now + (correction.resetAfterMs ?? limits.windowMs)
-      } else {
-        k.debit[d] = 0
-        k.debitUntil[d] = 0
-      }
+      for (let d = 0; d < 4; d++) reservation.c[d] = a[d]
+    }
+    if (corrections.length > 0) {
+      const k = reservation.logs[0]
+      k.expire(reservation.limits.windowMs, now)
+      k.correct(reservation.limits, corrections, now, reservation.usedAfter)
     }
   }
 
   return {
     tryReserve: tryReserveUnsafe,
-    reconcile: reconcileUnsafe,
-    correct: (key, limits, corrections, nowMs, basis) =>
-      Effect.sync(() => correctUnsafe(key, limits, corrections, nowMs, basis)),
+    settle: settleUnsafe,
+    correct: (key, limits, corrections, nowMs) =>
+      Effect.sync(() => {
+        const k = get(keys, key)
+        k.expire(limits.windowMs, nowMs)
+        k.correct(limits, corrections, nowMs, k.used)
+      }),
     usage: (key, limits, nowMs) =>
       Effect.sync(() => {
-        const k = get(key)
+        const k = get(keys, key)
         k.expire(limits.windowMs, nowMs)
         return toCost(k.used)
       })

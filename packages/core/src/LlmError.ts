@@ -251,6 +251,8 @@ export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen"
  * - `wait-too-long`: the request waited its path's maximum without being admitted.
  * - `never-admissible`: its token estimate exceeds the whole per-minute budget.
  * - `concurrency-queue-full`: the bulkhead's own queue is at its bound.
+ * - `store-unavailable`: the shared admission store did not answer in time and its failure policy is
+ *   `reject`.
  *
  * @since 0.1.0
  */
@@ -258,7 +260,8 @@ export const AdmissionRejectionReason = Schema.Literals([
   "queue-full",
   "wait-too-long",
   "never-admissible",
-  "concurrency-queue-full"
+  "concurrency-queue-full",
+  "store-unavailable"
 ])
 
 /**

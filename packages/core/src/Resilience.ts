@@ -66,7 +66,9 @@ export {
   /** @since 0.1.0 */
   PathConfig,
   /** @since 0.1.0 */
-  StepConfig
+  StepConfig,
+  /** @since 0.1.0 */
+  StoreConfig
 } from "./internal/config.ts"
 
 /**
@@ -148,7 +150,8 @@ interface PathPlan {
 /**
  * Builds the resilient provider from raw providers (by their `name`) and a configuration. Stages found in
  * the context (`CircuitBreaker`, `Admission`, `SpendGuard`, `AgentGuard`) are used as they are; the others
- * are built from the configuration. Fails with {@link InvalidConfig} naming the field when the
+ * are built from the configuration, over the stores found in the context (an `AdmissionStore`, e.g. the
+ * shared ones of `RedisStore.layer` for a configuration with `store`), else in memory. Fails with {@link InvalidConfig} naming the field when the
  * configuration is invalid.
  *
  * @example

@@ -10,3 +10,17 @@
  * @since 0.1.0
  */
 export * as RedisQueue from "./RedisQueue.ts"
+
+/**
+ * The admission store in Redis: limits shared by every instance.
+ *
+ * @since 0.1.0
+ */
+export * as RedisAdmissionStore from "./RedisAdmissionStore.ts"
+
+/**
+ * One layer for a configuration's `store` entry: every shared store, over one Redis client.
+ *
+ * @since 0.1.0
+ */
+export * as RedisStore from "./RedisStore.ts"

@@ -41,10 +41,11 @@ const answers = (port: number): Promise<boolean> =>
     })
   })
 
-export const startRedis = async (): Promise<RedisServer> => {
+/** Starts a server on a free port, or on `onPort` (to restart one that was stopped). */
+export const startRedis = async (onPort?: number): Promise<RedisServer> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-redis-"))
   for (let tries = 0; ; tries++) {
-    const port = await freePort()
+    const port = onPort ?? (await freePort())
     const child: ChildProcess = spawn(
       "redis-server",
       ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir],
@@ -67,7 +68,7 @@ export const startRedis = async (): Promise<RedisServer> => {
     }
     child.kill("SIGKILL")
     // another process took the port between our probe and redis-server's bind: try another one
-    if (tries >= 3) {
+    if (tries >= 3 || onPort !== undefined) {
       fs.rmSync(dir, { recursive: true, force: true })
       throw new Error("redis-server did not start within 10 s (is it installed? apt-get install redis-server)")
     }

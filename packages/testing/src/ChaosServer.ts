@@ -35,6 +35,7 @@ import {
 } from "effect/http"
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
 import { makeHandler, type Recorded, type State, wires } from "./internal/chaos/handler.ts"
+import { type LimitEvent as LimitEventShape, makeLimiter } from "./internal/chaos/limits.ts"
 
 /**
  * The faults the server can inject.
@@ -100,7 +101,11 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
  * - `cachedInputTokens` (default `0`): reported as prompt-cache hits;
  * - `apiKey`: when set, any request with another key gets the provider's 401;
  * - `hugeBodyBytes` (default 10 MB): the size of the `huge-body` body;
- * - `scenario` / `loopScenario` (default none / `false`): steps taken by requests that name no fault.
+ * - `scenario` / `loopScenario` (default none / `false`): steps taken by requests that name no fault;
+ * - `rateLimits` (default none): requests and tokens per window by model, counted at arrival over a
+ *   sliding window of `rateLimitWindowMs` (default `60000`); a call over a limit gets the provider's real
+ *   429 with its rate-limit headers and `retry-after`, a call under them the headers with what remains
+ *   (see {@link ChaosServer} `limitLog`). Tokens are the answer's input plus output tokens.
  *
  * @since 0.1.0
  */
@@ -116,7 +121,17 @@ export const Options = Schema.Struct({
   apiKey: Schema.optional(Schema.String),
   hugeBodyBytes: Schema.optional(PositiveInt),
   scenario: Schema.optional(Schema.Array(Step)),
-  loopScenario: Schema.optional(Schema.Boolean)
+  loopScenario: Schema.optional(Schema.Boolean),
+  rateLimits: Schema.optional(
+    Schema.Record(
+      Schema.String,
+      Schema.Struct({
+        requestsPerMinute: Schema.optional(PositiveInt),
+        tokensPerMinute: Schema.optional(PositiveInt)
+      })
+    )
+  ),
+  rateLimitWindowMs: Schema.optional(PositiveInt)
 })
 
 /**
@@ -131,6 +146,14 @@ export type Options = typeof Options.Type
  * @since 0.1.0
  */
 export type RecordedRequest = Recorded
+
+/**
+ * One call to a model with rate limits, as the server counted it: when it arrived, its tokens, and whether
+ * it was refused with a 429.
+ *
+ * @since 0.1.0
+ */
+export type LimitEvent = LimitEventShape
 
 /**
  * A running chaos server.
@@ -169,6 +192,8 @@ export class ChaosServer extends Context.Service<
     readonly setScenario: (steps: ReadonlyArray<Step>, options?: { readonly loop?: boolean }) => Effect.Effect<void>
     /** The requests served so far. */
     readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
+    /** Every call to a model with `rateLimits`, in arrival order. */
+    readonly limitLog: Effect.Effect<ReadonlyArray<LimitEvent>>
   }
 >()("@llm-resilience/testing/ChaosServer") {}
 
@@ -199,6 +224,7 @@ export const make: (
       sequence: 0,
       recorded: []
     }
+    const limiter = o.rateLimits === undefined ? undefined : makeLimiter(o.rateLimits, o.rateLimitWindowMs ?? 60_000)
     const handler = makeHandler(
       {
         stallMs: o.stallMs ?? 30_000,
@@ -208,7 +234,8 @@ export const make: (
         text: o.text ?? "Hello from the chaos server. Every byte of this answer arrived.",
         cachedInputTokens: o.cachedInputTokens ?? 0,
         apiKey: o.apiKey,
-        hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024
+        hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024,
+        limiter
       },
       state
     )
@@ -281,7 +308,8 @@ export const make: (
           state.cursor = 0
           state.loop = opts?.loop ?? false
         }),
-      requests: Effect.sync(() => [...state.recorded])
+      requests: Effect.sync(() => [...state.recorded]),
+      limitLog: Effect.sync(() => limiter?.events() ?? [])
     })
   })
 

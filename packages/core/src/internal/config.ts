@@ -98,6 +98,33 @@ export const PathConfig = Schema.Struct({
 })
 
 /**
+ * Where state shared by every instance lives: a Redis server (the stores come from `RedisStore.layer` of
+ * `@llm-resilience/redis`, given the same configuration).
+ *
+ * @since 0.1.0
+ */
+export const StoreConfig = Schema.Struct({
+  /** The Redis server, `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). */
+  url: Schema.String.check(
+    Schema.isPattern(/^rediss?:\/\//, { message: "a Redis URL starts with redis:// or rediss://" })
+  ),
+  /** Prefix of every key, so that several applications can share one Redis. Default `llm:`. */
+  prefix: Schema.optional(Schema.String),
+  /**
+   * What happens while Redis fails or does not answer within `timeoutMs`: `local` (default) serves from each
+   * instance's memory at its share of every limit (`limit / expectedInstances`); `reject` refuses calls that
+   * need shared state.
+   */
+  onStoreFailure: Schema.optional(Schema.Literals(["local", "reject"])),
+  /** How many instances share the limits (for the local share). Default 1. */
+  expectedInstances: Schema.optional(PositiveInt),
+  /** The longest one Redis call may take. Default 250 ms. */
+  timeoutMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0)))),
+  /** While Redis fails, how often it is tried again. Default 1 s. */
+  retryIntervalMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
+})
+
+/**
  * Circuit-breaker settings (`CircuitBreaker.Config`).
  *
  * @since 0.1.0
@@ -129,6 +156,10 @@ export const BreakerConfig = CircuitBreaker.Config
 export const Config = Schema.Struct({
   /** Limits per `provider/model`. */
   models: Schema.optional(Schema.Record(Schema.String, ModelConfig)),
+  /** Limit groups that models join with `groups`: budgets shared by several models (a regional quota). */
+  limitGroups: Schema.optional(Schema.Record(Schema.String, Admission.GroupLimits)),
+  /** Shared state across instances (Redis). Default: every instance keeps its own state in memory. */
+  store: Schema.optional(StoreConfig),
   /** Per-path settings; requests name their path in `metadata.path`. */
   paths: Schema.optional(Schema.Record(Schema.String, PathConfig)),
   /** The path of requests without one (or with an unknown one). Default `"default"`. */
@@ -141,7 +172,9 @@ export const Config = Schema.Struct({
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
       maxWaitMs: Schema.optional(NonNegativeMs),
-      agingMs: Schema.optional(NonNegativeMs)
+      agingMs: Schema.optional(NonNegativeMs),
+      /** The rate window of every `...PerMinute` limit. Default one minute; shorter only for drills and tests. */
+      windowMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
     })
   ),
   /** Prices per model (see `PriceTable`); without them no cost is accounted. */
@@ -299,6 +332,13 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
       return yield* invalid(`models.${key}`, `no provider named ${provider} (providers: ${providers.join(", ")})`)
     }
     const { contextWindow: _, prefill: __, ...limits } = m
+    const unknownGroup = (m.groups ?? []).findIndex((g) => !Object.hasOwn(c.limitGroups ?? {}, g))
+    if (unknownGroup >= 0) {
+      return yield* invalid(
+        `models.${key}.groups[${unknownGroup}]`,
+        `no limit group named ${m.groups![unknownGroup]} (declare it in limitGroups)`
+      )
+    }
     keys[key] = limits
   }
   // Requests without a path, or with an unknown one, are served by the default path: its `maxWaitMs` is
@@ -309,13 +349,28 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   for (const [name, p] of Object.entries(c.paths ?? {})) {
     maxWaitPaths[name] = { maxWaitMs: p.maxWaitMs ?? admissionWaitMs }
   }
+  // a shared store comes from the context (RedisStore.layer of @llm-resilience/redis); without one, memory
+  const sharedStore = yield* Effect.serviceOption(AdmissionStore.AdmissionStore)
+  if (c.store !== undefined && Option.isNone(sharedStore)) {
+    return yield* invalid(
+      "store",
+      "a shared store needs its layer: provide RedisStore.layer(config) of @llm-resilience/redis to Resilience.layer"
+    )
+  }
   const admission = yield* provided(Admission.Admission, () =>
     Admission.make({
       ...c.admission,
       maxWaitMs: c.paths?.[defaultPathName]?.maxWaitMs ?? admissionWaitMs,
       keys,
+      limitGroups: c.limitGroups,
       paths: maxWaitPaths
-    }).pipe(Effect.provide(AdmissionStore.layerMemory), atField("admission"))
+    }).pipe(
+      Effect.provideService(
+        AdmissionStore.AdmissionStore,
+        Option.getOrElse(sharedStore, () => AdmissionStore.makeMemory())
+      ),
+      atField("admission")
+    )
   )
   if (c.spend !== undefined && c.prices === undefined) {
     return yield* invalid("spend", "spend budgets need `prices` to turn usage into cost")

@@ -15,6 +15,7 @@ import { azureWire } from "./azure.ts"
 import { geminiWire } from "./gemini.ts"
 import { openAiWire } from "./openai.ts"
 import { responsesWire } from "./responses.ts"
+import type { Limiter } from "./limits.ts"
 import type { Answer, ErrorKind, RouteInfo, Wire } from "./wire.ts"
 
 /** Resolved server settings. */
@@ -27,6 +28,8 @@ export interface Settings {
   readonly cachedInputTokens: number
   readonly apiKey: string | undefined
   readonly hugeBodyBytes: number
+  /** Rate limits per model, enforced at arrival (limits.ts). */
+  readonly limiter?: Limiter | undefined
 }
 
 /** One request as the server saw it. */
@@ -180,7 +183,7 @@ export const makeHandler =
       const parsed =
         route.invalid ??
         (parsedJson === undefined ? "Invalid JSON in request body" : wire.parseRequest(parsedJson, route))
-      state.recorded.push({
+      const recordedAt = state.recorded.push({
         wire: wire.name,
         step: typeof chosen === "string" ? chosen : "bad-request",
         model: typeof parsed === "string" ? undefined : parsed.model,
@@ -234,9 +237,22 @@ export const makeHandler =
         nowMillis,
         includeUsage: parsed.includeUsage
       }
+      // a model with limits: counted at arrival, refused over them with the provider's 429 and headers
+      const verdict = settings.limiter?.admit(
+        wire.name,
+        parsed.model,
+        answer.inputTokens + answer.outputTokens,
+        nowMillis,
+        requestId
+      )
+      if (verdict?.exceeded !== undefined) {
+        state.recorded[recordedAt - 1] = { ...state.recorded[recordedAt - 1], step: "rate-limit" }
+        const reply = wire.error("rate-limit", errorContext)
+        return json(429, verdict.body ?? reply.body, { ...baseHeaders, ...verdict.headers })
+      }
       const okHeaders = {
         ...baseHeaders,
-        ...wire.rateLimitHeaders(nowMillis, false, settings.retryAfterSeconds)
+        ...(verdict?.headers ?? wire.rateLimitHeaders(nowMillis, false, settings.retryAfterSeconds))
       }
       const frames = wire.frames(answer)
       const half = Math.max(1, Math.floor(frames.deltas.length / 2))

@@ -1,0 +1,205 @@
+/**
+ * The conformance tests of an admission store, run on every store: in memory here, on Redis (Lua scripts on
+ * its own redis-server) by @llm-resilience/redis. Time is passed explicitly (`nowMs`), so the tests are exact
+ * for both.
+ */
+import { assert, it } from "@effect/vitest"
+import { Effect, type Scope } from "effect"
+import { AdmissionStore } from "@llm-resilience/core"
+
+type Cost = AdmissionStore.Cost
+
+/** Builds a fresh, empty store for one test. */
+export type MakeStore = () => Effect.Effect<AdmissionStore.AdmissionStoreShape, unknown, Scope.Scope>
+
+const INF = Infinity
+const W = 60_000
+
+const cost = (requests: number, inputTokens = 0, outputTokens = 0): Cost => ({
+  requests,
+  tokens: inputTokens + outputTokens,
+  inputTokens,
+  outputTokens
+})
+
+const limits = (
+  l: Partial<Cost>,
+  groups?: ReadonlyArray<AdmissionStore.Group>,
+  windowMs = W
+): AdmissionStore.Limits => ({
+  windowMs,
+  requests: l.requests ?? INF,
+  tokens: l.tokens ?? INF,
+  inputTokens: l.inputTokens ?? INF,
+  outputTokens: l.outputTokens ?? INF,
+  groups
+})
+
+const group = (name: string, l: Partial<Cost>): AdmissionStore.Group => ({ ...limits(l), name })
+
+const run = <A>(a: A | Effect.Effect<A>): Effect.Effect<A> => (Effect.isEffect(a) ? a : Effect.succeed(a))
+
+/** The store with its answers as effects, whatever its kind. */
+const driver = (store: AdmissionStore.AdmissionStoreShape) => ({
+  reserve: (key: string, l: AdmissionStore.Limits, c: Cost, now: number, within?: Cost) =>
+    run(store.tryReserve(key, l, c, now, within)),
+  reserved: (key: string, l: AdmissionStore.Limits, c: Cost, now: number) =>
+    Effect.flatMap(run(store.tryReserve(key, l, c, now)), (d) =>
+      d._tag === "Reserved" ? Effect.succeed(d.reservation) : Effect.die(`expected Reserved at ${now}, got ${d._tag}`)
+    ),
+  settle: (
+    r: AdmissionStore.Reservation,
+    actual: Cost | undefined,
+    now: number,
+    corrections: ReadonlyArray<AdmissionStore.Correction> = []
+  ) => run(store.settle(r, actual, corrections, now)),
+  correct: store.correct,
+  usage: store.usage
+})
+
+const waitOf = (d: AdmissionStore.Decision) => {
+  if (d._tag !== "Wait") throw new Error(`expected Wait, got ${d._tag}`)
+  return d
+}
+
+/** Registers the suite under the current `describe`. */
+export const admissionStoreSuite = (make: MakeStore): void => {
+  const test = (name: string, body: (s: ReturnType<typeof driver>) => Effect.Effect<void, unknown>) =>
+    it.effect(name, () => Effect.scoped(Effect.flatMap(make(), (store) => body(driver(store)))))
+
+  test("reserves until a budget is spent, then says when the window frees it", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 3 })
+      yield* s.reserved("p/m", l, cost(1), 1_000)
+      yield* s.reserved("p/m", l, cost(1), 5_000)
+      yield* s.reserved("p/m", l, cost(1), 5_000)
+      const d = waitOf(yield* s.reserve("p/m", l, cost(1), 6_000))
+      // the first bucket (its latest reservation at 1 000) leaves the window at 61 000
+      assert.strictEqual(d.availableAtMs, 61_000)
+      assert.deepStrictEqual(d.free, { requests: 0, tokens: INF, inputTokens: INF, outputTokens: INF })
+      assert.deepStrictEqual(d.slack, { requests: 0, tokens: INF, inputTokens: INF, outputTokens: INF })
+      assert.strictEqual((yield* s.reserve("p/m", l, cost(1), 60_999))._tag, "Wait")
+      assert.strictEqual((yield* s.reserve("p/m", l, cost(1), 61_000))._tag, "Reserved")
+      assert.deepStrictEqual(yield* s.usage("p/m", l, 61_000), cost(3))
+      // keys are independent
+      assert.strictEqual((yield* s.reserve("p/other", l, cost(1), 61_000))._tag, "Reserved")
+    }))
+
+  test("reservations close together share a bucket that counts until its latest one leaves", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 2 })
+      yield* s.reserved("k/m", l, cost(1), 0)
+      yield* s.reserved("k/m", l, cost(1), 900) // within windowMs / 60 = 1 000 of the first: same bucket
+      const d = waitOf(yield* s.reserve("k/m", l, cost(1), 1_000))
+      assert.strictEqual(d.availableAtMs, 60_900)
+    }))
+
+  test("takes every budget or none: a token budget that does not allow it leaves the request budget alone", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 10, tokens: 1_000, inputTokens: 700, outputTokens: 400 })
+      yield* s.reserved("a/b", l, cost(1, 500, 300), 0)
+      const d = waitOf(yield* s.reserve("a/b", l, cost(1, 300, 50), 10_000)) // input 800 > 700, tokens 1 150
+      assert.strictEqual(d.availableAtMs, 60_000)
+      assert.deepStrictEqual(d.free, { requests: 9, tokens: 200, inputTokens: 200, outputTokens: 100 })
+      assert.deepStrictEqual(yield* s.usage("a/b", l, 10_000), cost(1, 500, 300))
+      const out = waitOf(yield* s.reserve("a/b", l, cost(1, 10, 150), 10_000)) // output 450 > 400
+      assert.strictEqual(out.availableAtMs, 60_000)
+      assert.strictEqual((yield* s.reserve("a/b", l, cost(1, 100, 100), 10_000))._tag, "Reserved")
+    }))
+
+  test("a blocked head leaves slack for backfill; a backfill reserves only within it", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      yield* s.reserved("h/m", l, cost(1, 400), 0)
+      yield* s.reserved("h/m", l, cost(1, 400), 30_000)
+      // a head of 500 fits once the first 400 leave at 60 000; until then 100 are free, and taking 100 now
+      // still leaves room for the head then (1 000 - 500 - 400)
+      const d = waitOf(yield* s.reserve("h/m", l, cost(1, 500), 40_000))
+      assert.strictEqual(d.availableAtMs, 60_000)
+      assert.strictEqual(d.slack.tokens, 100)
+      assert.strictEqual(d.free.tokens, 200)
+      const tooBig = yield* s.reserve("h/m", l, cost(1, 150), 40_000, d.slack)
+      assert.strictEqual(tooBig._tag, "Wait")
+      assert.ok(Number.isNaN(waitOf(tooBig).availableAtMs))
+      assert.strictEqual((yield* s.reserve("h/m", l, cost(1, 100), 40_000, d.slack))._tag, "Reserved")
+      assert.strictEqual((yield* s.usage("h/m", l, 40_000)).tokens, 900)
+    }))
+
+  test("settling replaces the estimate with the actual usage; a refund frees the budget at once", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 2, tokens: 1_000 })
+      const a = yield* s.reserved("s/m", l, cost(1, 300, 500), 0)
+      const b = yield* s.reserved("s/m", l, cost(1, 100, 100), 10)
+      yield* s.settle(a, cost(1, 300, 20), 100)
+      assert.deepStrictEqual(yield* s.usage("s/m", l, 100), cost(2, 400, 120))
+      yield* s.settle(b, cost(0), 200) // refund
+      assert.deepStrictEqual(yield* s.usage("s/m", l, 200), cost(1, 300, 20))
+      // settling again is relative to the last settlement
+      yield* s.settle(a, cost(1, 300, 40), 300)
+      assert.deepStrictEqual(yield* s.usage("s/m", l, 300), cost(1, 300, 40))
+      // a reservation that left the window is not settled into the next one
+      yield* s.reserved("s/m", l, cost(1, 10), 60_010)
+      yield* s.settle(a, cost(0), 60_011)
+      assert.deepStrictEqual(yield* s.usage("s/m", l, 60_011), cost(1, 10))
+    }))
+
+  test("a 429 drains the budget it names until its reset; settling keeps the estimate", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 100 })
+      const r = yield* s.reserved("q/m", l, cost(1), 0)
+      yield* s.settle(r, undefined, 1_000, [{ dimension: "requests", drain: true, resetAfterMs: 5_000 }])
+      assert.deepStrictEqual(yield* s.usage("q/m", l, 1_000), cost(1))
+      const d = waitOf(yield* s.reserve("q/m", l, cost(1), 2_000))
+      assert.strictEqual(d.availableAtMs, 6_000)
+      assert.strictEqual((yield* s.reserve("q/m", l, cost(1), 6_000))._tag, "Reserved")
+    }))
+
+  test("provider feedback: remaining below the view is a debit until the reset, a lower limit caps", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 10, tokens: 10_000 })
+      const r = yield* s.reserved("g/m", l, cost(1, 1_000), 0)
+      yield* s.reserved("g/m", l, cost(1, 1_000), 500)
+      // when r was sent the provider had 4 000 left where we saw 9 000 (the usage at r, not now): 5 000 used
+      // by others until 20 000
+      yield* s.settle(r, undefined, 1_000, [{ dimension: "tokens", remaining: 4_000, resetAfterMs: 19_000 }])
+      // usage 2 000 + debit 5 000: 3 000 fit, 3 001 wait until the debit ends
+      const w = waitOf(yield* s.reserve("g/m", l, cost(1, 3_001), 2_000))
+      assert.strictEqual(w.availableAtMs, 20_000)
+      assert.strictEqual(w.free.tokens, 3_000)
+      assert.strictEqual((yield* s.reserve("g/m", l, cost(1, 3_000), 2_000))._tag, "Reserved")
+      assert.deepStrictEqual(yield* s.usage("g/m", l, 2_000), cost(3, 5_000)) // debits are not usage
+      // a remaining at or above the view clears the debit
+      yield* s.correct("g/m", l, [{ dimension: "tokens", remaining: 9_000 }], 3_000)
+      assert.strictEqual((yield* s.reserve("g/m", l, cost(1, 4_000), 3_000))._tag, "Reserved")
+      // the provider's lower limit caps the configured one
+      yield* s.correct("g/m", l, [{ dimension: "requests", limit: 4 }], 4_000)
+      const capped = waitOf(yield* s.reserve("g/m", l, cost(1), 4_000))
+      assert.strictEqual(capped.free.requests, 0)
+      assert.strictEqual(capped.availableAtMs, 60_500)
+    }))
+
+  test("a key in a limit group draws on both, atomically; settling frees both", (s) =>
+    Effect.gen(function* () {
+      // two deployments of 450 tokens each share a regional 300
+      const region = group("eastus", { tokens: 300 })
+      const a = limits({ tokens: 450 }, [region])
+      const b = limits({ tokens: 450 }, [region])
+      const ra = yield* s.reserved("azure/a", a, cost(1, 200), 0)
+      yield* s.reserved("azure/b", b, cost(1, 100), 1_000)
+      const d = waitOf(yield* s.reserve("azure/b", b, cost(1, 50), 2_000))
+      assert.strictEqual(d.availableAtMs, 60_000) // the group frees when the first 200 leave
+      assert.strictEqual(d.free.tokens, 0)
+      // the key's own budget was not taken by the refused call
+      assert.deepStrictEqual(yield* s.usage("azure/b", b, 2_000), cost(1, 100))
+      // a key outside the group is not limited by it
+      assert.strictEqual((yield* s.reserve("azure/c", limits({ tokens: 450 }), cost(1, 400), 2_000))._tag, "Reserved")
+      yield* s.settle(ra, cost(1, 150), 3_000)
+      assert.strictEqual((yield* s.reserve("azure/b", b, cost(1, 50), 3_000))._tag, "Reserved")
+      assert.strictEqual((yield* s.reserve("azure/a", a, cost(1, 1), 3_000))._tag, "Wait")
+      // the key's own limit still binds below the group's
+      const own = limits({ tokens: 100 }, [group("wide", { tokens: 1_000 })])
+      yield* s.reserved("azure/d", own, cost(1, 100), 0)
+      const w = waitOf(yield* s.reserve("azure/d", own, cost(1, 1), 0))
+      assert.strictEqual(w.free.tokens, 0)
+    }))
+}

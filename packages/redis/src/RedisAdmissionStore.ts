@@ -1,0 +1,337 @@
+/**
+ * The admission store (`AdmissionStore` of `@llm-resilience/core`) kept in Redis, so that every instance of
+ * a service draws on one budget per key and per limit group: requests, tokens, input and output tokens per
+ * window, reserved before a call and settled with the reported usage after it.
+ *
+ * Each operation is one Lua script (one round trip), atomic, on the Redis server's clock, so instances with
+ * skewed clocks still agree on the window; times in the answers are converted back into the caller's clock.
+ * A successful call costs two round trips: one to reserve, one to settle (with the provider's feedback in
+ * the same script).
+ *
+ * Every call is bounded by `timeoutMs`. When Redis fails or does not answer in time, `onStoreFailure` says
+ * what happens:
+ * - `local` (default): the instance admits on its own, in memory, its share of every limit
+ *   (`limit / expectedInstances`), logs one warning, and sets the gauge `llm_store_local` (attribute `store`)
+ *   to 1. It tries Redis again every `retryIntervalMs`; once Redis answers, shared admission resumes (one log
+ *   line, gauge back to 0).
+ * - `reject`: calls that need a reservation fail at once with `AdmissionRejected` (`store-unavailable`).
+ *
+ * Nothing leaks: a reservation whose settlement cannot reach Redis counts its estimate until it leaves the
+ * window, and one made locally is settled locally. Keys, under `prefix` (default `llm:`):
+ * `<prefix>adm:k:<provider/model>` and `<prefix>adm:g:<group>`, each expiring two windows after its last
+ * write (longer while a provider-reported debit lasts).
+ *
+ * @since 0.1.0
+ */
+import { AdmissionStore } from "@llm-resilience/core"
+import { Clock, Effect, Layer, Metric } from "effect"
+import { Redis } from "effect/persistence"
+import * as Scripts from "./internal/admissionScripts.ts"
+
+/**
+ * Options of the Redis admission store.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Prefix of every key. Default `llm:`. */
+  readonly prefix?: string | undefined
+  /** The longest a Redis call may take before the failure policy applies. Default 250 ms. */
+  readonly timeoutMs?: number | undefined
+  /** What happens while Redis fails. Default `local`. */
+  readonly onStoreFailure?: "local" | "reject" | undefined
+  /** How many instances share the limits: a local fallback admits `limit / expectedInstances`. Default 1. */
+  readonly expectedInstances?: number | undefined
+  /** While Redis fails, how often it is tried again. Default 1000 ms. */
+  readonly retryIntervalMs?: number | undefined
+  /**
+   * Whose clock the window follows: `server` (default: Redis' `TIME`, one clock for every instance) or
+   * `caller` (the `nowMs` admission passes, from the caller's `Clock`: for tests driven by `TestClock`).
+   */
+  readonly clock?: "server" | "caller" | undefined
+}
+
+/**
+ * Whether the shared store is in use (0) or an instance admits locally because it failed (1), by `store`.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { RedisAdmissionStore } from "@llm-resilience/redis"
+ * const local = Metric.value(Metric.withAttributes(RedisAdmissionStore.local, { store: "admission" }))
+ * ```
+ * @since 0.1.0
+ */
+export const local: Metric.Gauge<number> = Metric.gauge("llm_store_local", {
+  description: "1 while an instance serves from local state because the shared store failed"
+})
+
+/**
+ * Redis calls that failed or timed out, by `store`.
+ *
+ * @since 0.1.0
+ */
+export const failures: Metric.Counter<number> = Metric.counter("llm_store_failures", {
+  description: "shared-store calls that failed or timed out",
+  incremental: true
+})
+
+const INF = 1e299
+const num = (x: number): string => (x === Infinity ? "1e300" : String(x))
+const fromLua = (x: number): number => (x >= INF ? Infinity : x)
+const toCost = (a: ReadonlyArray<number>): AdmissionStore.Cost => ({
+  requests: fromLua(a[0]),
+  tokens: fromLua(a[1]),
+  inputTokens: fromLua(a[2]),
+  outputTokens: fromLua(a[3])
+})
+const four = (c: AdmissionStore.Cost): Array<string> => [
+  num(c.requests),
+  num(c.tokens),
+  num(c.inputTokens),
+  num(c.outputTokens)
+]
+const dimension: Record<AdmissionStore.Dimension, number> = { requests: 1, tokens: 2, inputTokens: 3, outputTokens: 4 }
+const correctionArgs = (corrections: ReadonlyArray<AdmissionStore.Correction>): Array<string> => {
+  const out = [String(corrections.length)]
+  for (const c of corrections) {
+    out.push(
+      String(dimension[c.dimension]),
+      c.limit === undefined ? "" : num(c.limit),
+      c.remaining === undefined ? "" : num(c.remaining),
+      c.resetAfterMs === undefined ? "" : num(c.resetAfterMs),
+      c.drain === true ? "1" : "0"
+    )
+  }
+  return out
+}
+
+/** A reservation recorded in Redis: where (the logs and their bucket ids) and what it counts now. */
+class RedisReservation implements AdmissionStore.Reservation {
+  readonly key: string
+  readonly atMs: number
+  readonly reserved: AdmissionStore.Cost
+  readonly limits: AdmissionStore.Limits
+  readonly keys: ReadonlyArray<string>
+  readonly ids: ReadonlyArray<number>
+  readonly usedAfter: ReadonlyArray<number>
+  counted: AdmissionStore.Cost
+  constructor(
+    key: string,
+    atMs: number,
+    reserved: AdmissionStore.Cost,
+    limits: AdmissionStore.Limits,
+    keys: ReadonlyArray<string>,
+    ids: ReadonlyArray<number>,
+    usedAfter: ReadonlyArray<number>
+  ) {
+    this.key = key
+    this.atMs = atMs
+    this.reserved = reserved
+    this.limits = limits
+    this.keys = keys
+    this.ids = ids
+    this.usedAfter = usedAfter
+    this.counted = reserved
+  }
+}
+
+/**
+ * Builds the store over the `Redis` service in context.
+ *
+ * @example
+ * ```ts
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { Admission, AdmissionStore } from "@llm-resilience/core"
+ * import { RedisAdmissionStore } from "@llm-resilience/redis"
+ * import { Effect, Layer } from "effect"
+ *
+ * const StoreLive = Layer.effect(
+ *   AdmissionStore.AdmissionStore,
+ *   RedisAdmissionStore.make({ prefix: "chat:", expectedInstances: 4 })
+ * ).pipe(Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379", disableOfflineQueue: true })))
+ * const AdmissionLive = Admission.layer({ defaults: { requestsPerMinute: 500 } }).pipe(Layer.provide(StoreLive))
+ * ```
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (options: Options = {}) {
+  const redis = yield* Redis.Redis
+  const prefix = options.prefix ?? "llm:"
+  const timeoutMs = options.timeoutMs ?? 250
+  const policy = options.onStoreFailure ?? "local"
+  const instances = Math.max(1, options.expectedInstances ?? 1)
+  const retryIntervalMs = options.retryIntervalMs ?? 1_000
+  const callerClock = options.clock === "caller"
+  const reserveScript = redis.eval(Scripts.reserve)
+  const settleScript = redis.eval(Scripts.settle)
+  const correctScript = redis.eval(Scripts.correct)
+  const usageScript = redis.eval(Scripts.usage)
+  const fallback = AdmissionStore.makeMemory()
+  const attributes = { store: "admission" }
+  const localGauge = Metric.withAttributes(local, attributes)
+  const failureCounter = Metric.withAttributes(failures, attributes)
+
+  const keyOf = (key: string) => `${prefix}adm:k:${key}`
+  const logsOf = (key: string, limits: AdmissionStore.Limits): Array<string> => {
+    const keys = [keyOf(key)]
+    for (const g of limits.groups ?? []) keys.push(`${prefix}adm:g:${g.name}`)
+    return keys
+  }
+  const timeArg = (nowMs: number) => (callerClock ? String(nowMs) : "")
+
+  // ---- the failure policy: Redis first; while it fails, the local share (or a refusal), retried periodically
+  let down = false
+  let retryAt = 0
+  const guarded = <A>(remote: Effect.Effect<A, unknown>, otherwise: () => Effect.Effect<A>): Effect.Effect<A> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (down && now < retryAt) return otherwise()
+      if (down) retryAt = now + retryIntervalMs
+      return remote.pipe(
+        Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.fail("timeout" as const) }),
+        Effect.tap(() => {
+          if (!down) return Effect.void
+          down = false
+          return Effect.andThen(
+            Metric.update(localGauge, 0),
+            Effect.logInfo("admission store: Redis answers again; shared admission resumed")
+          )
+        }),
+        Effect.catch((error) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            const wasDown = down
+            down = true
+            retryAt = at + retryIntervalMs
+            const record = Effect.andThen(Metric.update(failureCounter, 1), otherwise())
+            if (wasDown) return record
+            return Effect.andThen(
+              Effect.andThen(
+                Metric.update(localGauge, policy === "local" ? 1 : 0),
+                Effect.logWarning(
+                  policy === "local"
+                    ? `admission store: Redis failed (${describe(error)}); admitting locally at ${instances === 1 ? "the full limit" : `1/${instances} of each limit`} until it answers again`
+                    : `admission store: Redis failed (${describe(error)}); rejecting calls that need a reservation until it answers again`
+                )
+              ),
+              record
+            )
+          })
+        )
+      )
+    })
+
+  const tryReserve = (
+    key: string,
+    limits: AdmissionStore.Limits,
+    cost: AdmissionStore.Cost,
+    nowMs: number,
+    within?: AdmissionStore.Cost
+  ): Effect.Effect<AdmissionStore.Decision> => {
+    const keys = logsOf(key, limits)
+    const args: Array<string> = [timeArg(nowMs), num(limits.windowMs), ...four(cost)]
+    args.push(within === undefined ? "0" : "1", ...four(within ?? cost), ...four(limits))
+    for (const g of limits.groups ?? []) args.push(...four(g))
+    const remote = Effect.map(reserveScript(keys, args), (raw): AdmissionStore.Decision => {
+      const r = JSON.parse(raw) as [number, number, ...Array<unknown>]
+      if (r[0] === 1) {
+        const ids = r[2] as Array<number>
+        return {
+          _tag: "Reserved",
+          reservation: new RedisReservation(key, nowMs, cost, limits, keys, ids, r[3] as Array<number>)
+        }
+      }
+      if (r[0] === 0) return { _tag: "Wait", availableAtMs: Number.NaN, slack: within!, free: within! }
+      return {
+        _tag: "Wait",
+        availableAtMs: nowMs + ((r[2] as number) - r[1]),
+        slack: toCost(r[3] as Array<number>),
+        free: toCost(r[4] as Array<number>)
+      }
+    })
+    return guarded(remote, () =>
+      policy === "local"
+        ? Effect.succeed(
+            fallback.tryReserve(
+              key,
+              AdmissionStore.share(limits, instances),
+              cost,
+              nowMs,
+              within
+            ) as AdmissionStore.Decision
+          )
+        : Effect.succeed({ _tag: "Unavailable" } as const)
+    )
+  }
+
+  const settle = (
+    reservation: AdmissionStore.Reservation,
+    actual: AdmissionStore.Cost | undefined,
+    corrections: ReadonlyArray<AdmissionStore.Correction>,
+    nowMs: number
+  ): void | Effect.Effect<void> => {
+    // a reservation made locally while Redis failed is settled where it was made
+    if (!(reservation instanceof RedisReservation)) return fallback.settle(reservation, actual, corrections, nowMs)
+    const counted = reservation.counted
+    const delta = actual ?? counted
+    const args: Array<string> = [timeArg(nowMs), num(reservation.limits.windowMs), actual === undefined ? "0" : "1"]
+    args.push(
+      String(delta.requests - counted.requests),
+      String(delta.tokens - counted.tokens),
+      String(delta.inputTokens - counted.inputTokens),
+      String(delta.outputTokens - counted.outputTokens)
+    )
+    for (const id of reservation.ids) args.push(String(id))
+    args.push(...four(reservation.limits), ...reservation.usedAfter.map(num), ...correctionArgs(corrections))
+    const remote = Effect.map(settleScript(reservation.keys, args), () => {
+      if (actual !== undefined) reservation.counted = actual
+    })
+    // what cannot be settled keeps counting its estimate until it leaves the window
+    return guarded(remote, () => Effect.void)
+  }
+
+  const correct = (
+    key: string,
+    limits: AdmissionStore.Limits,
+    corrections: ReadonlyArray<AdmissionStore.Correction>,
+    nowMs: number
+  ): Effect.Effect<void> =>
+    guarded(
+      Effect.asVoid(
+        correctScript(keyOf(key), [
+          timeArg(nowMs),
+          num(limits.windowMs),
+          ...four(limits),
+          ...correctionArgs(corrections)
+        ])
+      ),
+      () => fallback.correct(key, AdmissionStore.share(limits, instances), corrections, nowMs)
+    )
+
+  const usage = (key: string, limits: AdmissionStore.Limits, nowMs: number): Effect.Effect<AdmissionStore.Cost> =>
+    guarded(
+      Effect.map(usageScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs)]), (raw) => toCost(JSON.parse(raw))),
+      () => fallback.usage(key, AdmissionStore.share(limits, instances), nowMs)
+    )
+
+  return AdmissionStore.AdmissionStore.of({ tryReserve, settle, correct, usage })
+})
+
+const describe = (error: unknown): string =>
+  error === "timeout" ? "no answer in time" : error instanceof Redis.RedisError ? String(error.cause) : String(error)
+
+/**
+ * The store as a layer over the `Redis` service in context.
+ *
+ * @example
+ * ```ts
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { RedisAdmissionStore } from "@llm-resilience/redis"
+ * import { Layer } from "effect"
+ *
+ * const StoreLive = RedisAdmissionStore.layer({ onStoreFailure: "reject" }).pipe(
+ *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379", disableOfflineQueue: true }))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const layer = (options?: Options): Layer.Layer<AdmissionStore.AdmissionStore, never, Redis.Redis> =>
+  Layer.effect(AdmissionStore.AdmissionStore, make(options))
