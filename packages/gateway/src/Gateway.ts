@@ -164,28 +164,42 @@ export const make = Effect.fnUntraced(function* (
   } satisfies Context & { readonly config: GatewayConfig.GatewayConfig }
 })
 
-/** The tenant limiter's store: Redis when the configuration names one, else memory. */
-const limiterLayer = (
-  redisUrl: string | undefined
-): Layer.Layer<RateLimiter.RateLimiter, GatewayConfig.GatewayConfigError> =>
-  redisUrl === undefined
-    ? RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))
-    : Layer.unwrap(
-        Effect.promise(() => import("@effect/platform-node/NodeRedis")).pipe(
-          Effect.map((NodeRedis) =>
-            (RateLimiter.layer as Layer.Layer<RateLimiter.RateLimiter, never, RateLimiter.RateLimiterStore>).pipe(
-              Layer.provide(RateLimiter.layerStoreRedis({ prefix: "llm-gateway:rl:" })),
-              Layer.provide(NodeRedis.layer({ url: redisUrl, disableOfflineQueue: true })),
-              Layer.catchTag("RedisError", (e) =>
-                Layer.effect(
-                  RateLimiter.RateLimiter,
-                  Effect.fail(configError("redisUrl", `cannot reach Redis: ${String(e.cause)}`))
-                )
-              )
+/**
+ * The state several instances share, on the configuration's `store` (one Redis client): the tenants'
+ * request limits and the admission store of `Resilience` (models' and groups' limits). Without a store,
+ * the tenants' limits are kept in memory.
+ */
+const sharedState = (
+  config: GatewayConfig.GatewayConfig
+): Layer.Layer<RateLimiter.RateLimiter, GatewayConfig.GatewayConfigError> => {
+  const store = config.store
+  if (store === undefined) return RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))
+  return Layer.unwrap(
+    Effect.promise(() =>
+      Promise.all([import("@effect/platform-node/NodeRedis"), import("@llm-resilience/redis")])
+    ).pipe(
+      Effect.map(([NodeRedis, { RedisStore }]) =>
+        Layer.merge(
+          (RateLimiter.layer as Layer.Layer<RateLimiter.RateLimiter, never, RateLimiter.RateLimiterStore>).pipe(
+            Layer.provide(RateLimiter.layerStoreRedis({ prefix: `${store.prefix ?? "llm:"}gateway:tenant:` }))
+          ),
+          RedisStore.layerFrom(GatewayConfig.toResilience(config))
+        ).pipe(
+          Layer.provide(NodeRedis.layer({ url: store.url, disableOfflineQueue: true })),
+          Layer.catchTag("RedisError", (e) =>
+            Layer.effect(
+              RateLimiter.RateLimiter,
+              Effect.fail(configError("store.url", `cannot reach Redis: ${String(e.cause)}`))
             )
+          ),
+          Layer.catchTag("InvalidConfig", (e) =>
+            Layer.effect(RateLimiter.RateLimiter, Effect.fail(configError(GatewayConfig.fieldOf(e.field), e.issue)))
           )
         )
       )
+    )
+  )
+}
 
 /**
  * The gateway's routes on the `HttpRouter` in context.
@@ -240,7 +254,7 @@ export const routes = (
           // served once every provider, store and stage is built; on shutdown the server stops accepting
           yield* router.add("GET", "/readyz", HttpServerResponse.text("ready"))
         })
-      ).pipe(Layer.provide(limiterLayer(config.redisUrl)))
+      ).pipe(Layer.provide(sharedState(config)))
     )
   )
 

@@ -1,7 +1,7 @@
 /**
  * The gateway's configuration file: the providers it calls, the models and routes it serves, the policies
  * of `Resilience` (breaker, budgets, retry budget, admission, agent guard), the gateway keys of its clients
- * and, optionally, a Redis server for state shared between instances.
+ * and, optionally, a Redis server for the state several instances share (`store`).
  *
  * The file is JSON, decoded with Schema; every error names the field (`routes.chat.fallback[1].provider`).
  * The policy sections are `Resilience.Config`'s own schemas, so a section means the same here as in an
@@ -100,10 +100,14 @@ export const GatewayConfig = Schema.Struct({
   prices: policies.prices,
   budgets: policies.spend,
   agent: policies.agent,
+  limitGroups: policies.limitGroups,
+  /**
+   * Where state shared by several gateway instances lives (`Resilience.Config.store`: the Redis URL, key
+   * prefix, what to do while Redis fails): the models' and groups' limits, and the tenants' request limits.
+   */
+  store: policies.store,
   /** Gateway keys; without any, the gateway serves every request (for a trusted network only). */
-  keys: Schema.optional(Schema.Array(KeyConfig)),
-  /** A Redis server for the state gateway instances share (tenant limits). */
-  redisUrl: Schema.optional(Schema.String)
+  keys: Schema.optional(Schema.Array(KeyConfig))
 })
 
 /**
@@ -199,7 +203,9 @@ export const toResilience = (c: GatewayConfig): Resilience.Config => {
     ...(c.admission === undefined ? {} : { admission: c.admission }),
     ...(c.prices === undefined ? {} : { prices: c.prices }),
     ...(c.budgets === undefined ? {} : { spend: c.budgets }),
-    ...(c.agent === undefined ? {} : { agent: c.agent })
+    ...(c.agent === undefined ? {} : { agent: c.agent }),
+    ...(c.limitGroups === undefined ? {} : { limitGroups: c.limitGroups }),
+    ...(c.store === undefined ? {} : { store: c.store })
   }
 }
 
