@@ -9,7 +9,8 @@
  * 3. runs README's Install program there as a plain `.mjs` file on Node 24: one resilient call against
  *    `FakeProvider`, one over HTTP against the chaos server;
  * 4. type-checks the same program as `.ts`, and `consumer.ts`, with strict settings;
- * 5. runs the installed `llm-chaos-server --help`, `llm-resilience --help` and `llm-resilience-gateway --help`;
+ * 5. runs the installed `llm-chaos-server --help`, `llm-resilience --help`, `llm-resilience gateway --help` and
+ *    `llm-resilience-gateway --help`;
  * 6. asserts `npm ls` shows one copy of `effect`, `@effect/platform-node` and `@llm-resilience/core`.
  *
  * Quiet on success (one line); on failure it prints the failing step's output and exits with 1. Every step has
@@ -171,7 +172,7 @@ const main = async (): Promise<void> => {
     fs.writeFileSync(path.join(app, "main.ts"), program)
     fs.copyFileSync(path.join(here, "consumer.ts"), path.join(app, "consumer.ts"))
     fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify(strictConfig, null, 2))
-    const [out, , , help, gatewayHelp] = await Promise.all([
+    const [out, , , help, gatewayHelp, subcommandHelp] = await Promise.all([
       run("run main.mjs", node, ["main.mjs"], { cwd: app, timeoutMs: 60_000 }),
       run("typecheck", node, [tsc, "-p", "tsconfig.json"], { cwd: app, timeoutMs: 120_000 }),
       run("llm-chaos-server --help", node, [path.join(app, "node_modules", ".bin", "llm-chaos-server"), "--help"], {
@@ -187,8 +188,19 @@ const main = async (): Promise<void> => {
         node,
         [path.join(app, "node_modules", ".bin", "llm-resilience-gateway"), "--help"],
         { cwd: app, timeoutMs: 30_000 }
+      ),
+      run(
+        "llm-resilience gateway --help",
+        node,
+        [path.join(app, "node_modules", ".bin", "llm-resilience"), "gateway", "--help"],
+        { cwd: app, timeoutMs: 30_000 }
       )
     ])
+    expect(
+      "llm-resilience gateway --help",
+      subcommandHelp.includes("--config <file>"),
+      `it printed:\n${subcommandHelp}`
+    )
     expect("llm-resilience-gateway --help", gatewayHelp.includes("--config <file>"), `it printed:\n${gatewayHelp}`)
     expect("llm-resilience --help", help.includes("dlq replay --all"), `it printed:\n${help}`)
     expect("run main.mjs", out === prints, `it printed:\n${out}\nREADME.md says it prints:\n${prints}`)

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Logger, References, Tracer } from "effect"
 import OpenAI from "openai"
+import { capturingTracer } from "../../providers/test/support/tracer.ts"
 import { Gateway } from "../src/index.ts"
 import { baseConfig, clientKey, startGateway, upstreamKey } from "./support/gateway.ts"
 
@@ -70,14 +71,7 @@ describe("Gateway keys", () => {
 
   it.live("no span, log, response or header holds an upstream key or a gateway key", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = capturingTracer()
       const logs: Array<unknown> = []
       const capture = Logger.make((o) => {
         logs.push({ message: o.message, cause: o.cause, annotations: o.fiber.getRef(References.CurrentLogAnnotations) })

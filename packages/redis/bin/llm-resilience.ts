@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
  * `llm-resilience dlq list|show|replay|purge`: the dead-letter queue of a durable queue kept in Redis.
+ * `llm-resilience gateway --config <file>`: the gateway (`@llm-resilience/gateway`, when installed).
  * `--help` lists the options.
  */
 import { NodeRedis, NodeRuntime } from "@effect/platform-node"
@@ -55,4 +56,20 @@ const main = Effect.flatMap(parse(process.argv.slice(2), process.env), (command)
   )
 )
 
-NodeRuntime.runMain(main)
+/** `llm-resilience gateway ...` is the gateway's command line, when `@llm-resilience/gateway` is installed. */
+const gateway = async (argv: ReadonlyArray<string>): Promise<void> => {
+  const specifier = "@llm-resilience/gateway"
+  try {
+    const { GatewayCli } = (await import(specifier)) as {
+      readonly GatewayCli: { readonly main: (argv: ReadonlyArray<string>) => void }
+    }
+    GatewayCli.main(argv)
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "ERR_MODULE_NOT_FOUND") throw error
+    console.error("llm-resilience gateway needs @llm-resilience/gateway: npm install @llm-resilience/gateway")
+    process.exitCode = 2
+  }
+}
+
+if (process.argv[2] === "gateway") void gateway(process.argv.slice(2))
+else NodeRuntime.runMain(main)

@@ -4,23 +4,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { build } from "rolldown"
+import { bundle } from "../../../redis/test/processes.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const node = path.resolve(here, "../../../../node_modules/.bin/node")
-
-/** Bundles a program of the repository (its workspace packages from source) into `dir`; the file's path. */
-export const bundle = async (input: string, dir: string, name: string): Promise<string> => {
-  const file = path.join(dir, `${name}.mjs`)
-  await build({
-    input,
-    platform: "node",
-    resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
-    output: { file, format: "esm", codeSplitting: false },
-    logLevel: "silent"
-  })
-  return file
-}
 
 /** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
 export const bundleCli = (dir: string): Promise<string> =>

@@ -29,6 +29,7 @@ export type Command =
     }
 
 export const usage = `Usage: llm-resilience dlq <command> [options]
+       llm-resilience gateway --config <file>   (with @llm-resilience/gateway installed; see its --help)
 
 Inspects and repairs the dead-letter queue of a durable queue kept in Redis.
 
