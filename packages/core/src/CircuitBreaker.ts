@@ -9,8 +9,9 @@
  *   and truncated streams count, fatal client errors count as answers (the provider is up), 429s do not
  *   trip (admission control reacts to them) unless `countRateLimited` is set, and the toolkit's own
  *   rejections and interruptions are ignored.
- * - Open lasts the n-th delay of a `Schedule` (default exponential from 10 s) capped at
- *   `maxOpenDuration`, lengthened by a provider's Retry-After (capped at `maxRetryAfter`).
+ * - Open lasts a fixed `openDuration`, or the n-th delay of a `Schedule` capped at `maxOpenDuration`
+ *   (default: exponential from 10 s, capped at 30 s, so a recovered provider is tried again within 30 s),
+ *   lengthened by a provider's Retry-After (capped at `maxRetryAfter`).
  * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens, other
  *   callers fail fast. A probe that outlives `probeTimeout` is released and the circuit reopens, so a
  *   hung probe cannot wedge the circuit.
@@ -231,8 +232,8 @@ const { consecutiveFailures, failureRateThreshold, slowCallRateThreshold, minimu
 
 /**
  * The `breaker` section of `Resilience.Config`: the {@link Options} that plain data can hold, durations as
- * `...Ms` fields (milliseconds, or a duration string such as `"10 seconds"`). `openDurationMs` is the first
- * opening; each further consecutive one lasts twice the last, up to `maxOpenDurationMs`.
+ * `...Ms` fields (milliseconds, or a duration string such as `"10 seconds"`). `openDurationMs` fixes how long
+ * every opening lasts; without it, openings grow from 10 s (doubling) up to `maxOpenDurationMs` (30 s).
  *
  * @example
  * ```ts
@@ -291,9 +292,12 @@ export interface Options {
   readonly windowBuckets?: number | undefined
   /** The rate policies wait for this many calls in the window. [10] */
   readonly minimumCalls?: number | undefined
-  /** How long the n-th consecutive opening lasts: a duration or a Schedule of durations. [exponential 10 s] */
+  /**
+   * How long the n-th consecutive opening lasts: a fixed duration, or a Schedule of durations.
+   * [exponential from 10 s, capped by `maxOpenDuration`]
+   */
   readonly openDuration?: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined
-  /** Cap on every delay of `openDuration`. ["60 seconds"] */
+  /** Cap on every delay of an `openDuration` Schedule (a fixed duration is used as given). ["30 seconds"] */
   readonly maxOpenDuration?: Duration.Input | undefined
   /** Cap on a provider's Retry-After when it lengthens an opening. ["5 minutes"] */
   readonly maxRetryAfter?: Duration.Input | undefined
@@ -462,13 +466,13 @@ const withoutStackTrace = <A>(f: () => A): A => {
 const durationMs = (input: unknown, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input as Duration.Input))
 
-/** Replays the open-duration schedule once, against a simulated clock, for the first 32 openings. */
+/** A fixed duration is used as given; a schedule is replayed once, against a simulated clock, for the first 32 openings. */
 const openDurations = (
   input: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined,
   capMs: number
 ): Effect.Effect<ReadonlyArray<number>> =>
   Effect.gen(function* () {
-    if (input !== undefined && !Schedule.isSchedule(input)) return [Math.min(durationMs(input, 0), capMs)]
+    if (input !== undefined && !Schedule.isSchedule(input)) return [durationMs(input, 0)]
     const schedule = (input ?? Schedule.exponential("10 seconds")) as Schedule.Schedule<unknown, unknown>
     const step = yield* Schedule.toStep(schedule)
     const out: Array<number> = []
@@ -508,7 +512,7 @@ const openDurations = (
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
   yield* Schema.decodeUnknownEffect(OptionsSchema)(options, { errors: "all" })
   const slowCallMs = durationMs(options.slowCallThreshold, Number.POSITIVE_INFINITY)
-  const maxOpenMs = durationMs(options.maxOpenDuration, 60_000)
+  const maxOpenMs = durationMs(options.maxOpenDuration, 30_000)
   const windowMs = durationMs(options.window, 60_000)
   const policy: internal.Policy = {
     consecutiveFailures:

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { type Context, Duration, Effect, Option, Schedule, Schema, type Scope } from "effect"
+import { type Context, Duration, Effect, Option, Schema, type Scope } from "effect"
 import * as Admission from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import * as AgentGuard from "../AgentGuard.ts"
@@ -236,10 +236,10 @@ export const invalid = (field: string, issue: string) => Effect.fail(new Invalid
 export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
   if (b === undefined) return {}
   const { openDurationMs, ...rest } = b
-  // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+  // a configured openDurationMs is fixed; without it the breaker's default schedule grows up to the cap
   return openDurationMs === undefined
     ? fromMillis(rest)
-    : { ...fromMillis(rest), openDuration: Schedule.exponential(Duration.millis(openDurationMs)) }
+    : { ...fromMillis(rest), openDuration: Duration.millis(openDurationMs) }
 }
 
 export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
