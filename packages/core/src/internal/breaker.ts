@@ -1,0 +1,404 @@
+/**
+ * The engine behind `CircuitBreaker`: option decoding into a {@link Policy}, the classification of exits,
+ * and the keyed set of circuits with its metrics, transitions stream and stage hooks. The state machine of
+ * one circuit is `internal/circuit.ts`.
+ *
+ * The Closed happy path reads the clock once, compares two numbers and updates a counter when the call
+ * ends: no fiber, no timer, no Schedule. Time-driven transitions are evaluated whenever the circuit is
+ * consulted (admission, an outcome, a status query).
+ *
+ * @internal
+ */
+import {
+  Cause,
+  Clock,
+  Duration,
+  Effect,
+  type Exit,
+  type Fiber,
+  Metric,
+  Option,
+  PubSub,
+  Schedule,
+  Schema,
+  Stream
+} from "effect"
+import type * as CB from "../CircuitBreaker.ts"
+import * as CallReport from "../CallReport.ts"
+import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "../LlmError.ts"
+import type { Stage } from "../Stage.ts"
+import * as Attempts from "./attempt.ts"
+import * as internal from "./circuit.ts"
+import { DurationInput, millis } from "./duration.ts"
+import { keyOnly } from "./keyOnly.ts"
+import { KeyedState } from "./keyedState.ts"
+import { tagged } from "./metrics.ts"
+
+type Outcome = CB.Outcome
+type Status = CB.Status
+type Permit = CB.Permit
+type Transition = CB.Transition
+
+/** @internal */
+export const success: Outcome = { _tag: "Success" }
+/** @internal */
+export const ignored: Outcome = { _tag: "Ignored" }
+/** @internal */
+export const failureOutcome: Outcome = { _tag: "Failure" }
+
+/** @internal */
+export const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
+
+const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
+
+const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+/** @internal */
+export const OptionsSchema = Schema.Struct({
+  consecutiveFailures: Schema.optional(NonNegativeInt),
+  failureRateThreshold: Schema.optional(Fraction),
+  slowCallThreshold: Schema.optional(DurationInput),
+  slowCallRateThreshold: Schema.optional(Fraction),
+  window: Schema.optional(DurationInput),
+  windowBuckets: Schema.optional(PositiveInt.check(Schema.isLessThanOrEqualTo(3600))),
+  minimumCalls: Schema.optional(PositiveInt),
+  openDuration: Schema.optional(
+    Schema.Unknown.check(
+      Schema.makeFilter(
+        (u) =>
+          Schedule.isSchedule(u) ||
+          Option.isSome(Duration.fromInput(u as Duration.Input)) ||
+          "expected a duration or a Schedule of durations"
+      )
+    )
+  ),
+  maxOpenDuration: Schema.optional(DurationInput),
+  maxRetryAfter: Schema.optional(DurationInput),
+  halfOpenProbes: Schema.optional(PositiveInt),
+  probeTimeout: Schema.optional(DurationInput),
+  failureTags: Schema.optional(Schema.Array(Schema.String)),
+  countRateLimited: Schema.optional(Schema.Boolean),
+  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
+})
+
+const Ms = Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
+
+const { consecutiveFailures, failureRateThreshold, slowCallRateThreshold, minimumCalls, halfOpenProbes } =
+  OptionsSchema.fields
+
+/** @internal */
+export const Config = Schema.Struct({
+  consecutiveFailures,
+  failureRateThreshold,
+  slowCallThresholdMs: Ms,
+  slowCallRateThreshold,
+  windowMs: Ms,
+  minimumCalls,
+  openDurationMs: Ms,
+  maxOpenDurationMs: Ms,
+  halfOpenProbes,
+  probeTimeoutMs: Ms,
+  countRateLimited: OptionsSchema.fields.countRateLimited,
+  mode: OptionsSchema.fields.mode
+})
+
+/** @internal */
+export const metrics = {
+  state: Metric.gauge("llm_breaker_state", {
+    description: "0 closed, 1 open, 2 half-open, 3 isolated, 4 forced closed"
+  }),
+  transitions: Metric.counter("llm_breaker_transitions", {
+    description: "breaker state transitions by key, from and to",
+    incremental: true
+  }),
+  rejections: Metric.counter("llm_breaker_rejections", {
+    description: "calls rejected by an open breaker (or that would have been, in metrics-only mode)",
+    incremental: true
+  })
+}
+
+interface CircuitMetrics {
+  readonly state: Metric.Metric<number, unknown>
+  readonly rejections: Metric.Metric<number, unknown>
+}
+
+const stackTraceLimitWritable = (() => {
+  const descriptor = Object.getOwnPropertyDescriptor(Error, "stackTraceLimit")
+  return descriptor === undefined || descriptor.writable === true || descriptor.set !== undefined
+})()
+
+/**
+ * Builds a rejection without capturing a stack trace: it would only point into the breaker, and capturing
+ * it costs several microseconds, the bulk of a rejection (as Effect does for its own internal errors).
+ */
+const withoutStackTrace = <A>(f: () => A): A => {
+  if (!stackTraceLimitWritable) return f()
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return f()
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
+const durationMs = (input: unknown, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input as Duration.Input))
+
+/** A fixed duration is used as given; a schedule is replayed once, against a simulated clock, for the first 32 openings. */
+const openDurations = (
+  input: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined,
+  capMs: number
+): Effect.Effect<ReadonlyArray<number>> =>
+  Effect.gen(function* () {
+    if (input !== undefined && !Schedule.isSchedule(input)) return [durationMs(input, 0)]
+    const schedule = (input ?? Schedule.exponential("10 seconds")) as Schedule.Schedule<unknown, unknown>
+    const step = yield* Schedule.toStep(schedule)
+    const out: Array<number> = []
+    let now = 0
+    for (let attempt = 1; attempt <= 32; attempt++) {
+      const result = yield* Effect.exit(step(now, attempt))
+      if (result._tag === "Failure") break
+      const ms = Math.min(Duration.toMillis(result.value[1]), capMs)
+      out.push(ms)
+      now += ms
+      if (ms >= capMs) break
+    }
+    return out.length === 0 ? [capMs] : out
+  })
+
+/**
+ * The breaker of `options` (already validated).
+ *
+ * @internal
+ */
+export const make = Effect.fnUntraced(function* (options: CB.Options) {
+  const slowCallMs = durationMs(options.slowCallThreshold, Number.POSITIVE_INFINITY)
+  const maxOpenMs = durationMs(options.maxOpenDuration, 30_000)
+  const windowMs = durationMs(options.window, 60_000)
+  const policy: internal.Policy = {
+    consecutiveFailures:
+      options.consecutiveFailures === 0 ? Number.POSITIVE_INFINITY : (options.consecutiveFailures ?? 5),
+    failureRateThreshold: options.failureRateThreshold ?? 0.5,
+    slowCallRateThreshold: options.slowCallRateThreshold ?? 0.5,
+    slowCallMs,
+    windowMs: Math.max(1, windowMs),
+    buckets: options.windowBuckets ?? 60,
+    minimumCalls: options.minimumCalls ?? 10,
+    probes: options.halfOpenProbes ?? 1,
+    probeTimeoutMs: durationMs(options.probeTimeout, slowCallMs === Number.POSITIVE_INFINITY ? 30_000 : slowCallMs),
+    openDurationsMs: yield* openDurations(options.openDuration, maxOpenMs),
+    maxRetryAfterMs: durationMs(options.maxRetryAfter, 300_000),
+    isolateRetryAfterMs: maxOpenMs,
+    metricsOnly: options.mode === "metrics-only"
+  }
+  const failureTags = new Set(options.failureTags ?? breakerFailureTags)
+  if (options.countRateLimited) failureTags.add("RateLimited")
+
+  const pubsub = yield* PubSub.sliding<Transition>(1024)
+  const circuits = new KeyedState<internal.Circuit>(options.keys, (c) => c.state === internal.CLOSED)
+  const circuitMetrics = new WeakMap<internal.Circuit, CircuitMetrics>()
+  const outbox: Array<Transition> = []
+  const sink: internal.Sink = (t) => {
+    outbox.push(t)
+  }
+
+  const circuitFor = (key: string, now: number): internal.Circuit => {
+    return circuits.getOrCreate(key, now, () => {
+      const circuit = new internal.Circuit(key, policy, sink, now)
+      circuitMetrics.set(circuit, {
+        state: Metric.withAttributes(metrics.state, { key }),
+        rejections: Metric.withAttributes(metrics.rejections, { key })
+      })
+      return circuit
+    })
+  }
+
+  const flush = (fiber: Fiber.Fiber<unknown, unknown>): void => {
+    const context = fiber.context
+    for (let i = 0; i < outbox.length; i++) {
+      const t = outbox[i]
+      PubSub.publishUnsafe(pubsub, t)
+      const m = circuits.get(t.key)
+      if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
+      tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+      CallReport.emitUnsafe(fiber, () => ({ _tag: "BreakerTransition", key: t.key, from: t.from, to: t.to }))
+    }
+    outbox.length = 0
+  }
+
+  const rejectWith = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): void => {
+    circuitMetrics.get(circuit)?.rejections.updateUnsafe(1, fiber.context)
+  }
+
+  const classifyError = (error: unknown): Outcome => {
+    const tag =
+      typeof error === "object" && error !== null && "_tag" in error ? (error as { _tag: unknown })._tag : undefined
+    if (typeof tag !== "string") return failureOutcome
+    if (failureTags.has(tag)) {
+      const ra = (error as { retryAfterMs?: unknown }).retryAfterMs
+      return typeof ra === "number" ? { _tag: "Failure", retryAfterMs: ra } : failureOutcome
+    }
+    return rejectionTags.has(tag) ? ignored : success
+  }
+
+  const classifyExit = (exit: Exit.Exit<unknown, unknown>): Outcome => {
+    if (exit._tag === "Success") return success
+    if (Cause.hasInterruptsOnly(exit.cause)) return ignored
+    const error = Cause.findErrorOption(exit.cause)
+    return error._tag === "None" ? failureOutcome : classifyError(error.value)
+  }
+
+  const outcomeCode = (o: Outcome): internal.OutcomeCode =>
+    o._tag === "Success" ? internal.SUCCESS : o._tag === "Failure" ? internal.FAILURE : internal.IGNORED
+
+  const finish = (call: internal.Call, outcome: Outcome, now: number, fiber: Fiber.Fiber<unknown, unknown>) => {
+    call.circuit.complete(
+      call,
+      outcomeCode(outcome),
+      now,
+      outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
+    )
+    if (outbox.length > 0) flush(fiber)
+  }
+
+  const rejection = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): CircuitOpen => {
+    rejectWith(circuit, fiber)
+    return withoutStackTrace(() => new CircuitOpen({ key: circuit.key, retryAfterMs: circuit.rejectRetryAfterMs }))
+  }
+
+  const admitUnsafe = (key: string, now: number, fiber: Fiber.Fiber<unknown, unknown>): internal.Call | CircuitOpen => {
+    const circuit = circuitFor(key, now)
+    const call = circuit.admit(now)
+    if (outbox.length > 0) flush(fiber)
+    if (call === undefined) return rejection(circuit, fiber)
+    if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
+    return call
+  }
+
+  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<internal.Call> => ({
+    name: "circuit-breaker",
+    enter: (attempt) => {
+      const fiber = attempt.fiber
+      const call = admitUnsafe(attempt.key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return call instanceof internal.Call ? call : Effect.fail(call)
+    },
+    exit: (call, exit, attempt) => finish(call, classify(exit), attempt.endMs, attempt.fiber)
+  })
+  const stage = stageWith(classifyExit)
+
+  const gate: Stage<undefined> = {
+    name: "circuit-breaker-gate",
+    enter: (attempt) => {
+      if (policy.metricsOnly) return undefined
+      const fiber = attempt.fiber
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuitFor(attempt.key, now)
+      const open = !circuit.wouldAdmit(now)
+      if (outbox.length > 0) flush(fiber)
+      return open ? Effect.fail(rejection(circuit, fiber)) : undefined
+    },
+    exit: () => undefined
+  }
+
+  const protect: CB.CircuitBreaker["protect"] = (key, protectOptions) => {
+    const stages = [protectOptions?.classify === undefined ? stage : stageWith(protectOptions.classify)]
+    const request = keyOnly(key)
+    return (self) => Attempts.run(stages, request, key, self)
+  }
+
+  const permits = new WeakMap<Permit, internal.Call>()
+
+  const admit = (key: string): Effect.Effect<Permit, CircuitOpen> =>
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const call = admitUnsafe(key, now, fiber)
+      if (!(call instanceof internal.Call)) return Effect.fail(call)
+      const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
+      permits.set(permit, call)
+      return Effect.succeed(permit)
+    })
+
+  const complete = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
+    Effect.withFiber((fiber) => {
+      const call = permits.get(permit)
+      if (call !== undefined) finish(call, outcome, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return Effect.void
+    })
+
+  const withCircuit = <A>(key: string, f: (circuit: internal.Circuit, now: number) => A): Effect.Effect<A> =>
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const result = f(circuitFor(key, now), now)
+      if (outbox.length > 0) flush(fiber)
+      return Effect.succeed(result)
+    })
+
+  const record: CB.CircuitBreaker["record"] = (key, outcome, latency) =>
+    withCircuit(key, (circuit, now) =>
+      circuit.report(
+        outcomeCode(outcome),
+        now,
+        latency === undefined ? undefined : durationMs(latency, 0),
+        outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
+      )
+    )
+
+  const downgrade = (key: string): Effect.Effect<void> => withCircuit(key, (circuit, now) => circuit.downgrade(now))
+
+  // one step (it runs before admission on every call): read the circuit, flush its transitions, answer
+  const check = (key: string): Effect.Effect<void, CircuitOpen> =>
+    Effect.withFiber((fiber) => {
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const circuit = circuitFor(key, now)
+      const retryAfterMs = circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs
+      if (outbox.length > 0) flush(fiber)
+      return retryAfterMs === undefined || policy.metricsOnly
+        ? Effect.void
+        : Effect.fail(withoutStackTrace(() => new CircuitOpen({ key, retryAfterMs })))
+    })
+
+  const status = (key: string): Effect.Effect<Status> =>
+    withCircuit(key, (c, now): Status => {
+      c.refresh(now)
+      switch (c.state) {
+        case internal.CLOSED:
+          return {
+            _tag: "Closed",
+            key,
+            calls: c.calls + c.pendingSlow,
+            failures: c.failures,
+            slowCalls: c.slowCalls + c.pendingSlow,
+            consecutiveFailures: c.streak
+          }
+        case internal.OPEN:
+          return { _tag: "Open", key, retryAfterMs: Math.max(0, c.openUntil - now), openings: c.openings }
+        case internal.HALF_OPEN:
+          return { _tag: "HalfOpen", key, probesInFlight: c.probes.length, openings: c.openings }
+        case internal.ISOLATED:
+          return { _tag: "Isolated", key }
+        default:
+          return { _tag: "ForcedClosed", key }
+      }
+    })
+
+  const breaker: CB.CircuitBreaker = {
+    protect,
+    admit,
+    complete,
+    record,
+    downgrade,
+    check,
+    status,
+    transitions: Stream.fromPubSub(pubsub),
+    isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
+    forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
+    reset: (key) => withCircuit(key, (c, now) => c.reset(now)),
+    classify: classifyExit,
+    stage,
+    gate
+  }
+  return breaker
+})
