@@ -239,6 +239,11 @@ export interface Options {
    * cap with every circuit in use, a new key's circuit is not kept (each call of that key starts Closed).
    */
   readonly keys?: { readonly maxKeys?: number | undefined; readonly idleMs?: number | undefined } | undefined
+  /**
+   * The models whose keys label the metric series; any other `provider/model` key is labelled
+   * `provider/other`, so that caller-chosen model strings cannot add series. [every key labels its own]
+   */
+  readonly metricModels?: ReadonlySet<string> | undefined
 }
 
 // -----------------------------------------------------------------------------------------------------

@@ -211,6 +211,19 @@ export interface Labels {
  */
 export const otherModel = "other"
 
+/**
+ * The metric label of a `provider/model` key: the key itself when `models` is absent or holds its model,
+ * else `provider/other` (the one way every stage bounds its series).
+ *
+ * @internal
+ */
+export const keyLabel = (models: ReadonlySet<string> | undefined, key: string): string => {
+  if (models === undefined) return key
+  const slash = key.indexOf("/")
+  if (models.has(key.slice(slash + 1))) return key
+  return slash < 0 ? otherModel : `${key.slice(0, slash)}/${otherModel}`
+}
+
 const pathOf = (labels: string | Labels): string => (typeof labels === "string" ? labels : labels.path)
 
 const finish = (

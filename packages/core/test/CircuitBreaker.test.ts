@@ -324,6 +324,32 @@ describe("CircuitBreaker", () => {
       })
   )
 
+  it.effect("in Resilience, metric series of unconfigured models collapse into provider/other", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ name: "fake", default: { text: "ok" } })
+      const { stages } = yield* Resilience.make({ models: { "fake/m1": {} }, breaker: { consecutiveFailures: 1 } }, [
+        fake.provider
+      ])
+      const keys = ["fake/m1", ...Array.from({ length: 30 }, (_, i) => `fake/caller-chosen-${i}`)]
+      for (const key of keys) {
+        yield* stages.breaker.record(key, CircuitBreaker.failure())
+        assert.strictEqual((yield* Effect.flip(stages.breaker.admit(key)))._tag, "CircuitOpen")
+      }
+      const labels = (id: string) =>
+        Effect.map(
+          Metric.snapshot,
+          (all) => new Set(all.filter((s) => s.id === id).map((s) => (s.attributes as Record<string, string>).key))
+        )
+      for (const id of ["llm_breaker_state", "llm_breaker_transitions", "llm_breaker_rejections"]) {
+        assert.deepStrictEqual(yield* labels(id), new Set(["fake/m1", "fake/other"]), id)
+      }
+      // a standalone breaker keeps every key
+      const standalone = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
+      yield* standalone.record("p/a", CircuitBreaker.failure())
+      assert.isTrue((yield* labels("llm_breaker_transitions")).has("p/a"))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+
   it.effect("openDurationMs in Resilience.Config is a fixed open time", () =>
     Effect.gen(function* () {
       const fake = yield* FakeProvider.make({ name: "fake", default: { text: "ok" } })

@@ -25,6 +25,7 @@ import {
 } from "effect"
 import type * as CB from "../CircuitBreaker.ts"
 import * as CallReport from "../CallReport.ts"
+import * as Telemetry from "../Telemetry.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "../LlmError.ts"
 import type { Stage } from "../Stage.ts"
 import * as Attempts from "./attempt.ts"
@@ -200,6 +201,7 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
   const pubsub = yield* PubSub.sliding<Transition>(1024)
   const circuits = new KeyedState<internal.Circuit>(options.keys, (c) => c.state === internal.CLOSED)
   const circuitMetrics = new WeakMap<internal.Circuit, CircuitMetrics>()
+  const label = (key: string) => Telemetry.keyLabel(options.metricModels, key)
   const outbox: Array<Transition> = []
   const sink: internal.Sink = (t) => {
     outbox.push(t)
@@ -209,8 +211,8 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
     return circuits.getOrCreate(key, now, () => {
       const circuit = new internal.Circuit(key, policy, sink, now)
       circuitMetrics.set(circuit, {
-        state: Metric.withAttributes(metrics.state, { key }),
-        rejections: Metric.withAttributes(metrics.rejections, { key })
+        state: tagged(metrics.state, { key: label(key) }),
+        rejections: tagged(metrics.rejections, { key: label(key) })
       })
       return circuit
     })
@@ -223,7 +225,7 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
       PubSub.publishUnsafe(pubsub, t)
       const m = circuits.get(t.key)
       if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
-      tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
+      tagged(metrics.transitions, { key: label(t.key), from: t.from, to: t.to }).updateUnsafe(1, context)
       CallReport.emitUnsafe(fiber, () => ({ _tag: "BreakerTransition", key: t.key, from: t.from, to: t.to }))
     }
     outbox.length = 0

@@ -275,9 +275,16 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
     Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
 
+  // Metric series are labelled with configured models only (any other model string is `other`).
+  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
+  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
+  for (const steps of [c.fallback, ...Object.values(c.paths ?? {}).map((p) => p.fallback)]) {
+    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
+  }
+
   // ---- shared stages: from the context when provided, else from the configuration
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
+    CircuitBreaker.make({ ...breakerOptions(c.breaker), metricModels: knownModels }).pipe(atField("breaker"))
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -359,5 +366,5 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   // requests without a known path are served by the default path, so its limits are also the stage's base
   const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
 
-  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts }
+  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts, knownModels }
 })

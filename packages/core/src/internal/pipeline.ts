@@ -126,7 +126,7 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const label = o.models === undefined || o.models.has(model) ? key : `${provider.name}/${Telemetry.otherModel}`
+      const label = Telemetry.keyLabel(o.models, key)
       const retry =
         o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
