@@ -30,6 +30,7 @@ import { Context, type Duration, Effect, type Exit, Layer, type Schedule, Schema
 import type { CircuitOpen } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
 import * as internal from "./internal/breaker.ts"
+import * as BreakerStore from "./internal/breakerStore.ts"
 import type * as circuit from "./internal/circuit.ts"
 
 // -----------------------------------------------------------------------------------------------------
@@ -244,7 +245,35 @@ export interface Options {
    * `provider/other`, so that caller-chosen model strings cannot add series. [every key labels its own]
    */
   readonly metricModels?: ReadonlySet<string> | undefined
+  /** Where openings, probe leases and closes are shared with other instances. [none: this process only] */
+  readonly store?: Store | undefined
 }
+
+/**
+ * Breaker state shared between instances (see {@link memoryStore}; a Redis store lives in
+ * `@llm-resilience/redis`). Each instance decides from its own counts when to open and publishes the
+ * opening (`trip`); before every call it asks the store (`enter`): closed, a probe lease (at most
+ * `halfOpenProbes` across all instances, each expiring after `probeTimeout`), or open; each probe's result
+ * (`probeDone`) reopens or, once all probes succeeded, closes for everyone. Each operation is atomic.
+ *
+ * @since 0.1.0
+ */
+export type Store = BreakerStore.Store
+
+/**
+ * A {@link Store} in this process: breakers sharing it behave like instances sharing Redis (tests, or
+ * several breakers in one process).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const store = CircuitBreaker.memoryStore()
+ * const pair = Effect.all([CircuitBreaker.make({ store }), CircuitBreaker.make({ store })])
+ * ```
+ * @since 0.1.0
+ */
+export const memoryStore: () => Store = BreakerStore.memoryStore
 
 // -----------------------------------------------------------------------------------------------------
 // service

@@ -30,6 +30,7 @@ import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } fr
 import type { Stage } from "../Stage.ts"
 import * as Attempts from "./attempt.ts"
 import * as internal from "./circuit.ts"
+import * as Shared from "./sharedBreaker.ts"
 import { DurationInput, millis } from "./duration.ts"
 import { keyOnly } from "./keyOnly.ts"
 import { KeyedState } from "./keyedState.ts"
@@ -256,13 +257,14 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
   const outcomeCode = (o: Outcome): internal.OutcomeCode =>
     o._tag === "Success" ? internal.SUCCESS : o._tag === "Failure" ? internal.FAILURE : internal.IGNORED
 
-  const finish = (call: internal.Call, outcome: Outcome, now: number, fiber: Fiber.Fiber<unknown, unknown>) => {
-    call.circuit.complete(
-      call,
-      outcomeCode(outcome),
-      now,
-      outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
-    )
+  const finish = (
+    call: internal.Call,
+    outcome: internal.OutcomeCode,
+    retryAfterMs: number | undefined,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ) => {
+    call.circuit.complete(call, outcome, now, retryAfterMs)
     if (outbox.length > 0) flush(fiber)
   }
 
@@ -280,14 +282,52 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
     return call
   }
 
-  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<internal.Call> => ({
-    name: "circuit-breaker",
-    enter: (attempt) => {
-      const fiber = attempt.fiber
-      const call = admitUnsafe(attempt.key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+  const untracked = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>, now: number) => {
+    rejectWith(circuit, fiber)
+    return new internal.Call(circuit, now, -1, internal.UNTRACKED)
+  }
+
+  // Without a store, a call is admitted and recorded by this process's circuit alone.
+  const local = {
+    enter: (key: string, now: number, fiber: Fiber.Fiber<unknown, unknown>) => {
+      const call = admitUnsafe(key, now, fiber)
       return call instanceof internal.Call ? call : Effect.fail(call)
     },
-    exit: (call, exit, attempt) => finish(call, classify(exit), attempt.endMs, attempt.fiber)
+    exit: (
+      call: Shared.Ticket,
+      outcome: internal.OutcomeCode,
+      retryAfterMs: number | undefined,
+      now: number,
+      fiber: Fiber.Fiber<unknown, unknown>
+    ) => {
+      if (call instanceof internal.Call) finish(call, outcome, retryAfterMs, now, fiber)
+    }
+  }
+  const hooks: {
+    readonly enter: (
+      key: string,
+      now: number,
+      fiber: Fiber.Fiber<unknown, unknown>
+    ) => Shared.Ticket | Effect.Effect<Shared.Ticket, CircuitOpen>
+    readonly exit: typeof local.exit | ReturnType<typeof Shared.make>["exit"]
+  } =
+    options.store === undefined
+      ? local
+      : Shared.make(options.store, { policy, circuitFor, admitUnsafe, rejection, untracked, finish, flush })
+
+  const exitWith = (
+    ticket: Shared.Ticket,
+    outcome: Outcome,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ): void | Effect.Effect<void> =>
+    hooks.exit(ticket, outcomeCode(outcome), outcome._tag === "Failure" ? outcome.retryAfterMs : undefined, now, fiber)
+
+  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<Shared.Ticket> => ({
+    name: "circuit-breaker",
+    enter: (attempt) =>
+      hooks.enter(attempt.key, attempt.fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), attempt.fiber),
+    exit: (ticket, exit, attempt) => exitWith(ticket, classify(exit), attempt.endMs, attempt.fiber)
   })
   const stage = stageWith(classifyExit)
 
@@ -311,23 +351,27 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
     return (self) => Attempts.run(stages, request, key, self)
   }
 
-  const permits = new WeakMap<Permit, internal.Call>()
+  const permits = new WeakMap<Permit, Shared.Ticket>()
 
   const admit = (key: string): Effect.Effect<Permit, CircuitOpen> =>
     Effect.withFiber((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const call = admitUnsafe(key, now, fiber)
-      if (!(call instanceof internal.Call)) return Effect.fail(call)
-      const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
-      permits.set(permit, call)
-      return Effect.succeed(permit)
+      const toPermit = (ticket: Shared.Ticket): Permit => {
+        const probe = ticket instanceof internal.Call ? ticket.kind === internal.PROBE : true
+        const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe }
+        permits.set(permit, ticket)
+        return permit
+      }
+      const ticket = hooks.enter(key, now, fiber)
+      return Effect.isEffect(ticket) ? Effect.map(ticket, toPermit) : Effect.succeed(toPermit(ticket))
     })
 
   const complete = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
     Effect.withFiber((fiber) => {
-      const call = permits.get(permit)
-      if (call !== undefined) finish(call, outcome, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-      return Effect.void
+      const ticket = permits.get(permit)
+      if (ticket === undefined) return Effect.void
+      const rest = exitWith(ticket, outcome, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
+      return rest ?? Effect.void
     })
 
   const withCircuit = <A>(key: string, f: (circuit: internal.Circuit, now: number) => A): Effect.Effect<A> =>
