@@ -46,6 +46,7 @@ import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
+import { SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 
 export {
@@ -146,7 +147,9 @@ export const make = Effect.fnUntraced(function* (
       providers.map((p) => p.name)
     )
 
-  // Metric series are labelled with configured models only (any other model string is `other`).
+  // Metric series are labelled with configured models only (any other model string is `other`), and cached
+  // by this instance: they are released with it.
+  const series = new SeriesCache()
   const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
   for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
   for (const steps of [c.fallback, ...Object.values(pathConfigs).map((p) => p.fallback)]) {
@@ -207,7 +210,7 @@ export const make = Effect.fnUntraced(function* (
     const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
     const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
-    const labels: Telemetry.Labels = { path: name, models: knownModels }
+    const labels: Telemetry.Labels = { path: name, models: knownModels, series }
     const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
       Telemetry.observeStream(request, labels)(Stream.unwrap(Effect.as(agent.turn(request), self)))
     if (steps === undefined) {

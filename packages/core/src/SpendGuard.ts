@@ -27,7 +27,7 @@ import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput, millis } from "./internal/duration.ts"
-import { tagged } from "./internal/metrics.ts"
+import { SeriesCache, tagged } from "./internal/metrics.ts"
 
 /**
  * What a budget is kept per.
@@ -268,6 +268,8 @@ const scopeName = (scope: BudgetScope, payer: Payer): string | undefined => {
 export const make = Effect.fnUntraced(function* (options: Options) {
   const { breaker, ...data } = options
   yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
+  // the cost series of this guard's keys (models with a price only), released with it
+  const series = new SeriesCache()
   const budgets: ReadonlyArray<CompiledBudget> = (options.budgets ?? []).map((b) => ({
     scope: b.scope,
     limitUsd: b.limitUsd,
@@ -369,7 +371,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         total.lastActivity = now
       }
     }
-    tagged(metrics.costUsd, { key: payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
+    series.tagged(metrics.costUsd, { key: payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
     if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
       return [costUsd, breaker.downgrade(payer.key)]
     }

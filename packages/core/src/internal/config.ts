@@ -21,6 +21,7 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
 const NonNegativeMs = millis(NonNegative)
+const PositiveMs = millis(Schema.Finite.check(Schema.isGreaterThan(0)))
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
 /**
@@ -125,6 +126,12 @@ export const Config = Schema.Struct({
   fallback: Schema.optional(Schema.Array(StepConfig)),
   breaker: Schema.optional(BreakerConfig),
   retryBudget: Schema.optional(RetryBudget.Config),
+  /**
+   * Bounds on the state kept per `provider/model` key (breaker circuits, retry-budget slices): at most
+   * `maxKeys` keys [10,000]; a key unused for `idleMs` [10 minutes] is forgotten. The caller chooses the model
+   * string, so without bounds each new name would hold memory for good.
+   */
+  keys: Schema.optional(Schema.Struct({ maxKeys: Schema.optional(PositiveInt), idleMs: Schema.optional(PositiveMs) })),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
@@ -277,7 +284,7 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
 
   // ---- shared stages: from the context when provided, else from the configuration
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
+    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys }).pipe(atField("breaker"))
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -324,7 +331,9 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
     AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make(fromMillis(c.retryBudget ?? {})).pipe(atField("retryBudget"))
+  const budget = yield* RetryBudget.make({ ...fromMillis(c.retryBudget ?? {}), keys: c.keys }).pipe(
+    atField("retryBudget")
+  )
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"
