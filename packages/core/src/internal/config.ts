@@ -152,8 +152,8 @@ export type Config = typeof Config.Encoded
 
 /**
  * The defaults an empty configuration means: the `interactive` retry profile, a breaker that opens at 50%
- * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of one
- * retry per second, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
+ * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of five
+ * retries per minute, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
  *
  * @since 0.1.0
  */
