@@ -46,6 +46,7 @@ import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
+import { SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 
 export {
@@ -146,6 +147,9 @@ export const make = Effect.fnUntraced(function* (
       providers.map((p) => p.name)
     )
 
+  // Metric series are cached by this instance: they are released with it.
+  const series = new SeriesCache()
+
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting
   // in the admission queue never counts as a slow call.
@@ -200,7 +204,7 @@ export const make = Effect.fnUntraced(function* (
     const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
     const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
-    const labels: Telemetry.Labels = { path: name, models: knownModels }
+    const labels: Telemetry.Labels = { path: name, models: knownModels, series }
     const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
       Telemetry.observeStream(request, labels)(Stream.unwrap(Effect.as(agent.turn(request), self)))
     if (steps === undefined) {

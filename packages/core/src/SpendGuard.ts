@@ -30,7 +30,7 @@ import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput, millis } from "./internal/duration.ts"
-import { tagged } from "./internal/metrics.ts"
+import { SeriesCache, tagged } from "./internal/metrics.ts"
 import * as internal from "./internal/spend.ts"
 import { TokenEstimator } from "./TokenEstimator.ts"
 
@@ -361,6 +361,8 @@ const scopeName = (scope: BudgetScope, payer: Payer): string | undefined => {
 export const make = Effect.fnUntraced(function* (options: Options) {
   const { breaker, store: given, ...data } = options
   yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
+  // the cost series of this guard's keys (models with a price only), released with it
+  const series = new SeriesCache()
   const budgets: ReadonlyArray<CompiledBudget> = (options.budgets ?? []).map((b) => ({
     scope: b.scope,
     limitUsd: b.limitUsd,
@@ -445,7 +447,9 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     if (Effect.isEffect(settled)) rest.push(settled)
     if (warning !== undefined) rest.push(warning)
     if (costUsd > 0) {
-      tagged(metrics.costUsd, { key: held.payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
+      series
+        .tagged(metrics.costUsd, { key: held.payer.key }, "llm_cost_usd", costSeries)
+        .updateUnsafe(costUsd, fiber.context)
     }
     if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
       rest.push(breaker.downgrade(held.payer.key))

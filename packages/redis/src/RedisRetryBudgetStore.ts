@@ -1,8 +1,8 @@
 /**
  * A retry budget shared by every instance: the {@link RetryBudget.Store} of `@llm-resilience/core` on
- * Redis. Per key one hash holds the credit of each tenth of the window (in micro-retries) and the floor's
- * token bucket; one Lua script per operation, on Redis' own clock, every key with a time-to-live of two
- * windows plus the floor's refill time.
+ * Redis. Per key one hash holds, for each tenth of the window, the credit deposited and the retries taken
+ * (in micro-retries); a retry is granted while the retries in the window stay within max(credit,
+ * minRetries). One Lua script per operation, on Redis' own clock; every key lives two windows.
  *
  * @since 0.1.0
  */
@@ -20,69 +20,41 @@ export type Options = StoreOptions
 
 const UNIT = 1_000_000
 
-const deposit = Redis.script(
-  (key: string, credit: number, windowMs: number, ttlMs: number) => [key, credit, windowMs, ttlMs],
-  {
-    numberOfKeys: 1,
-    lua: `${luaNow}
-local sliceMs = tonumber(ARGV[2]) / 10
-local cur = math.floor(now / sliceMs)
-redis.call("HINCRBY", KEYS[1], "s" .. cur, ARGV[1])
+// per slice of a tenth of the window: "c<slice>" credit deposited, "s<slice>" retries taken (micro-retries)
+const prune = `
 for _, f in ipairs(redis.call("HKEYS", KEYS[1])) do
-  if string.sub(f, 1, 1) == "s" and tonumber(string.sub(f, 2)) <= cur - 10 then redis.call("HDEL", KEYS[1], f) end
+  if tonumber(string.sub(f, 2)) <= cur - 10 then redis.call("HDEL", KEYS[1], f) end
 end
-redis.call("PEXPIRE", KEYS[1], ARGV[3])
-return 1`
-  }
-)
+redis.call("PEXPIRE", KEYS[1], 2 * tonumber(ARGV[2]))`
 
-const withdraw = Redis.script(
-  (key: string, windowMs: number, rate: number, ttlMs: number) => [key, windowMs, rate, ttlMs],
-  {
-    numberOfKeys: 1,
-    lua: `${luaNow}
-local unit = ${UNIT}
-local sliceMs = tonumber(ARGV[1]) / 10
-local cur = math.floor(now / sliceMs)
-local available = 0
-for k = 9, 0, -1 do available = available + tonumber(redis.call("HGET", KEYS[1], "s" .. (cur - k)) or "0") end
-redis.call("PEXPIRE", KEYS[1], ARGV[3])
-if available >= unit then
-  local owed = unit
-  for k = 9, 0, -1 do
-    if owed <= 0 then break end
-    local f = "s" .. (cur - k)
-    local v = tonumber(redis.call("HGET", KEYS[1], f) or "0")
-    if v > 0 then
-      local take = math.min(owed, v)
-      redis.call("HINCRBY", KEYS[1], f, -take)
-      owed = owed - take
-    end
-  end
-  return 1
+const deposit = Redis.script((key: string, credit: number, windowMs: number) => [key, credit, windowMs], {
+  numberOfKeys: 1,
+  lua: `${luaNow}
+local cur = math.floor(now / (tonumber(ARGV[2]) / 10))
+redis.call("HINCRBY", KEYS[1], "c" .. cur, ARGV[1])
+${prune}
+return 1`
+})
+
+const withdraw = Redis.script((key: string, floor: number, windowMs: number) => [key, floor, windowMs], {
+  numberOfKeys: 1,
+  lua: `${luaNow}
+local cur = math.floor(now / (tonumber(ARGV[2]) / 10))
+local credit = 0
+local spent = 0
+for k = 0, 9 do
+  credit = credit + tonumber(redis.call("HGET", KEYS[1], "c" .. (cur - k)) or "0")
+  spent = spent + tonumber(redis.call("HGET", KEYS[1], "s" .. (cur - k)) or "0")
 end
-local rate = tonumber(ARGV[2])
-if rate <= 0 then return 0 end
-local cap = math.max(1, rate) * unit
-local floor = tonumber(redis.call("HGET", KEYS[1], "f") or cap)
-local at = tonumber(redis.call("HGET", KEYS[1], "fa") or now)
-if now > at then
-  floor = math.min(cap, floor + math.floor((now - at) * rate * (unit / 1000)))
-  at = now
-end
-local granted = 0
-if floor >= unit then
-  floor = floor - unit
-  granted = 1
-end
-redis.call("HSET", KEYS[1], "f", floor, "fa", at)
-return granted`
-  }
-).withReturnType<0 | 1>()
+${prune}
+if spent + ${UNIT} > math.max(credit, tonumber(ARGV[1])) then return 0 end
+redis.call("HINCRBY", KEYS[1], "s" .. cur, ${UNIT})
+return 1`
+}).withReturnType<0 | 1>()
 
 /**
  * The retry-budget store on the {@link Redis.Redis} in context. Under `onFailure: "local"` an unavailable
- * Redis leaves each instance its own in-process budget (its requests earn its retries; the floor is
+ * Redis leaves each instance its own in-process budget (its requests earn its retries; `minRetries` is
  * divided by `instances`); under `"reject"` no retry is granted until Redis answers.
  *
  * @example
@@ -103,20 +75,16 @@ export const make = Effect.fnUntraced(function* (options?: Options) {
   const keyOf = (key: string) => `${guard.prefix}rb:${key}`
   const share = (policy: RetryBudget.Policy): RetryBudget.Policy => ({
     ...policy,
-    minRetriesPerSecond: policy.minRetriesPerSecond / guard.instances
+    minRetries: policy.minRetries / guard.instances
   })
-  const ttlOf = (policy: RetryBudget.Policy) =>
-    Math.ceil(
-      2 * policy.windowMs + (policy.minRetriesPerSecond > 0 ? 1000 * Math.max(1, 1 / policy.minRetriesPerSecond) : 0)
-    )
   const store: RetryBudget.Store = {
     deposit: (key, now, policy) =>
-      guard.run(depositFn(keyOf(key), Math.round(policy.ratio * UNIT), policy.windowMs, ttlOf(policy)), () =>
+      guard.run(Effect.asVoid(depositFn(keyOf(key), Math.round(policy.ratio * UNIT), policy.windowMs)), () =>
         guard.onFailure === "local" ? local.deposit(key, now, share(policy)) : undefined
       ),
     withdraw: (key, now, policy) =>
       guard.run(
-        Effect.map(withdrawFn(keyOf(key), policy.windowMs, policy.minRetriesPerSecond, ttlOf(policy)), (r) => r === 1),
+        Effect.map(withdrawFn(keyOf(key), Math.round(policy.minRetries * UNIT), policy.windowMs), (r) => r === 1),
         () => (guard.onFailure === "local" ? local.withdraw(key, now, share(policy)) : false)
       )
   }

@@ -25,7 +25,6 @@ import {
 } from "effect"
 import type * as CB from "../CircuitBreaker.ts"
 import * as CallReport from "../CallReport.ts"
-import * as Telemetry from "../Telemetry.ts"
 import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "../LlmError.ts"
 import type { Stage } from "../Stage.ts"
 import * as Attempts from "./attempt.ts"
@@ -34,7 +33,7 @@ import * as Shared from "./sharedBreaker.ts"
 import { DurationInput, millis } from "./duration.ts"
 import { keyOnly } from "./keyOnly.ts"
 import { KeyedState } from "./keyedState.ts"
-import { tagged } from "./metrics.ts"
+import { keyLabel, tagged } from "./metrics.ts"
 
 type Outcome = CB.Outcome
 type Status = CB.Status
@@ -202,7 +201,7 @@ export const make = Effect.fnUntraced(function* (options: CB.Options) {
   const pubsub = yield* PubSub.sliding<Transition>(1024)
   const circuits = new KeyedState<internal.Circuit>(options.keys, (c) => c.state === internal.CLOSED)
   const circuitMetrics = new WeakMap<internal.Circuit, CircuitMetrics>()
-  const label = (key: string) => Telemetry.keyLabel(options.metricModels, key)
+  const label = (key: string) => keyLabel(options.metricModels, key)
   const outbox: Array<Transition> = []
   const sink: internal.Sink = (t) => {
     outbox.push(t)

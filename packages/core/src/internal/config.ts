@@ -21,6 +21,7 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
 const NonNegativeMs = millis(NonNegative)
+const PositiveMs = millis(Schema.Finite.check(Schema.isGreaterThan(0)))
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
 /**
@@ -125,6 +126,12 @@ export const Config = Schema.Struct({
   fallback: Schema.optional(Schema.Array(StepConfig)),
   breaker: Schema.optional(BreakerConfig),
   retryBudget: Schema.optional(RetryBudget.Config),
+  /**
+   * Bounds on the state kept per `provider/model` key (breaker circuits, retry-budget slices): at most
+   * `maxKeys` keys [10,000]; a key unused for `idleMs` [10 minutes] is forgotten. The caller chooses the model
+   * string, so without bounds each new name would hold memory for good.
+   */
+  keys: Schema.optional(Schema.Struct({ maxKeys: Schema.optional(PositiveInt), idleMs: Schema.optional(PositiveMs) })),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
@@ -145,8 +152,8 @@ export type Config = typeof Config.Encoded
 
 /**
  * The defaults an empty configuration means: the `interactive` retry profile, a breaker that opens at 50%
- * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of one
- * retry per second, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
+ * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of five
+ * retries per minute, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
  *
  * @since 0.1.0
  */
@@ -284,7 +291,9 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
 
   // ---- shared stages: from the context when provided, else from the configuration
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make({ ...breakerOptions(c.breaker), metricModels: knownModels }).pipe(atField("breaker"))
+    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys, metricModels: knownModels }).pipe(
+      atField("breaker")
+    )
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -331,7 +340,9 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
     AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make(fromMillis(c.retryBudget ?? {})).pipe(atField("retryBudget"))
+  const budget = yield* RetryBudget.make({ ...fromMillis(c.retryBudget ?? {}), keys: c.keys }).pipe(
+    atField("retryBudget")
+  )
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"

@@ -23,6 +23,7 @@ import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import { keyLabel } from "./metrics.ts"
 import * as Report from "./report.ts"
 import * as Retrying from "./retry.ts"
 
@@ -126,7 +127,7 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const label = Telemetry.keyLabel(o.models, key)
+      const label = keyLabel(o.models, key)
       const retry =
         o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
