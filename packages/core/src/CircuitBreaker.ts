@@ -1,28 +1,20 @@
 /**
  * Keyed circuit breakers for LLM calls: one circuit per `provider/model`, Closed / Open / HalfOpen.
  *
- * - Trip policies combine: consecutive failures; failure rate over a rolling time window with a minimum
- *   number of calls; slow-call rate over the same window. A call still running past the slow-call
- *   threshold counts as slow from that moment, not only when it ends, so a provider that hangs opens the
- *   circuit seconds after the hang starts instead of after the first 30 s timeout.
- * - Which errors count is data (`failureTags`); by default timeouts, 5xx, overload, connection errors
- *   and truncated streams count, fatal client errors count as answers (the provider is up), 429s do not
- *   trip (admission control reacts to them) unless `countRateLimited` is set, and the toolkit's own
- *   rejections and interruptions are ignored.
- * - Open lasts a fixed `openDuration`, or the n-th delay of a `Schedule` capped at `maxOpenDuration`
- *   (default: exponential from 10 s, capped at 30 s, so a recovered provider is tried again within 30 s),
- *   lengthened by a provider's Retry-After (capped at `maxRetryAfter`).
- * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens, other
- *   callers fail fast. A probe that outlives `probeTimeout` is released and the circuit reopens, so a
- *   hung probe cannot wedge the circuit.
- * - A rejection is {@link LlmError.CircuitOpen} with the key and a `retryAfterMs`, decided synchronously.
- * - `status` / `check` read a circuit without making a call (a fallback plan uses them to skip a step),
- *   `transitions` streams every transition, and metrics report the state gauge, transitions and
- *   rejections. `isolate`, `forceClosed` and `reset` are manual controls; `mode: "metrics-only"` runs
- *   the whole state machine but never rejects, for rollout.
+ * - Trips on consecutive failures, on the failure rate or the slow-call rate over a rolling window (a call
+ *   still running past the slow-call threshold counts as slow from that moment, so a hang opens the circuit
+ *   seconds after it starts). Which errors count is data (`failureTags`); 429s, the toolkit's own rejections
+ *   and interruptions do not count.
+ * - Open lasts a fixed `openDuration`, or a `Schedule`'s n-th delay capped at `maxOpenDuration` (default:
+ *   from 10 s, doubling, at most 30 s), lengthened by a provider's Retry-After (up to `maxRetryAfter`).
+ * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens; a probe that
+ *   outlives `probeTimeout` is released and the circuit reopens.
+ * - A rejection is {@link LlmError.CircuitOpen} with a `retryAfterMs`. `status` / `check` read a circuit,
+ *   `transitions` streams every transition; `isolate`, `forceClosed`, `reset` are manual controls;
+ *   `mode: "metrics-only"` never rejects.
  *
- * State is kept in process memory.
- * How it compares with Effect's `effect/persistence` breaker: docs/breakers.md.
+ * State is kept in process memory, or shared between instances through a {@link Store}. How it compares
+ * with Effect's `effect/persistence` breaker: docs/breakers.md.
  *
  * @since 0.1.0
  */
@@ -30,6 +22,7 @@ import { Context, type Duration, Effect, type Exit, Layer, type Schedule, Schema
 import type { CircuitOpen } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
 import * as internal from "./internal/breaker.ts"
+import * as BreakerOptions from "./internal/breakerOptions.ts"
 import * as BreakerStore from "./internal/breakerStore.ts"
 import type * as circuit from "./internal/circuit.ts"
 
@@ -179,7 +172,7 @@ export interface Permit {
  * ```
  * @since 0.1.0
  */
-export const Config = internal.Config
+export const Config = BreakerOptions.Config
 
 /**
  * Breaker configuration. Every field is optional; defaults in brackets.
@@ -240,36 +233,29 @@ export interface Options {
    * cap with every circuit in use, a new key's circuit is not kept (each call of that key starts Closed).
    */
   readonly keys?: { readonly maxKeys?: number | undefined; readonly idleMs?: number | undefined } | undefined
-  /**
-   * The models whose keys label the metric series; any other `provider/model` key is labelled
-   * `provider/other`, so that caller-chosen model strings cannot add series. [every key labels its own]
-   */
+  /** Models whose keys label metric series; other keys are labelled `provider/other`. [every key] */
   readonly metricModels?: ReadonlySet<string> | undefined
   /** Where openings, probe leases and closes are shared with other instances. [none: this process only] */
   readonly store?: Store | undefined
 }
 
 /**
- * Breaker state shared between instances (see {@link memoryStore}; a Redis store lives in
- * `@llm-resilience/redis`). Each instance decides from its own counts when to open and publishes the
- * opening (`trip`); before every call it asks the store (`enter`): closed, a probe lease (at most
- * `halfOpenProbes` across all instances, each expiring after `probeTimeout`), or open; each probe's result
- * (`probeDone`) reopens or, once all probes succeeded, closes for everyone. Each operation is atomic.
+ * Breaker state shared between instances: openings, half-open probe leases (at most `halfOpenProbes` in
+ * total, each expiring after `probeTimeout`) and closes; each instance still counts on its own. In memory:
+ * {@link memoryStore}; on Redis: `@llm-resilience/redis`.
  *
  * @since 0.1.0
  */
 export type Store = BreakerStore.Store
 
 /**
- * A {@link Store} in this process: breakers sharing it behave like instances sharing Redis (tests, or
- * several breakers in one process).
+ * A {@link Store} in this process: breakers sharing it behave like instances sharing Redis.
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { CircuitBreaker } from "@llm-resilience/core"
  * const store = CircuitBreaker.memoryStore()
- * const pair = Effect.all([CircuitBreaker.make({ store }), CircuitBreaker.make({ store })])
+ * const pair = [CircuitBreaker.make({ store }), CircuitBreaker.make({ store })]
  * ```
  * @since 0.1.0
  */
@@ -404,7 +390,7 @@ export const metrics = internal.metrics
  * @since 0.1.0
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
-  yield* Schema.decodeUnknownEffect(internal.OptionsSchema)(options, { errors: "all" })
+  yield* Schema.decodeUnknownEffect(BreakerOptions.OptionsSchema)(options, { errors: "all" })
   return CircuitBreaker.of(yield* internal.make(options))
 })
 
