@@ -91,9 +91,16 @@ describe("Gateway per-request overrides", () => {
         keys: [{ sha256: Gateway.hashKey("gw-service") }]
       }))
       const openai = new OpenAI({ apiKey: "gw-service", baseURL: `${url}/v1`, maxRetries: 0 })
+      let turn = 0
+      // each turn says something new: the same request repeated would be a loop, not a turn limit
       const ask = (headers: Record<string, string>) =>
         Effect.promise(() =>
-          outcome(openai.chat.completions.create({ model: "gpt-small", messages: user }, { headers }))
+          outcome(
+            openai.chat.completions.create(
+              { model: "gpt-small", messages: [{ role: "user", content: `turn ${++turn}` }] },
+              { headers }
+            )
+          )
         )
       const turns = [
         yield* ask({ "x-llm-conversation-id": "c-1", "x-llm-tenant": "t-1" }),
