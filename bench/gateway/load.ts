@@ -46,18 +46,24 @@ const send = async (url: string, body: string, headers: Record<string, string>):
   }
 }
 
+/** Where a phase sends: the URL, the body and the headers of every request. */
+interface Target {
+  readonly url: string
+  readonly body: string
+  readonly headers: Record<string, string>
+}
+
 /**
  * Sends `rate` requests per second for `seconds` (after `warmupSeconds` not measured), on a 5 ms schedule,
  * and waits for every answer.
  */
-export const openLoop = async (options: {
-  readonly url: string
-  readonly body: string
-  readonly headers: Record<string, string>
-  readonly rate: number
-  readonly seconds: number
-  readonly warmupSeconds: number
-}): Promise<Phase> => {
+export const openLoop = async (
+  options: Target & {
+    readonly rate: number
+    readonly seconds: number
+    readonly warmupSeconds: number
+  }
+): Promise<Phase> => {
   const samples: Array<number> = []
   let errors = 0
   let sent = 0
@@ -94,13 +100,9 @@ export const openLoop = async (options: {
 }
 
 /** `concurrency` clients each streaming one answer after another for `seconds`. */
-export const streams = async (options: {
-  readonly url: string
-  readonly body: string
-  readonly headers: Record<string, string>
-  readonly concurrency: number
-  readonly seconds: number
-}): Promise<Phase> => {
+export const streams = async (
+  options: Target & { readonly concurrency: number; readonly seconds: number }
+): Promise<Phase> => {
   const samples: Array<number> = []
   let errors = 0
   const until = performance.now() + options.seconds * 1000
