@@ -23,6 +23,7 @@ import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import { keyLabel } from "./metrics.ts"
 import * as Report from "./report.ts"
 import * as Retrying from "./retry.ts"
 
@@ -48,6 +49,8 @@ export interface Options {
   readonly observe: string | Telemetry.Labels | undefined
   /** The models named in the configuration; others are labelled `other` in the retry metrics. [all named] */
   readonly models?: ReadonlySet<string> | undefined
+  /** Give up on a timeout that received nothing, so that the plan's next step is tried. [false] */
+  readonly failOverOnSilence?: boolean | undefined
 }
 
 /** @internal */
@@ -126,9 +129,11 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const label = o.models === undefined || o.models.has(model) ? key : `${provider.name}/${Telemetry.otherModel}`
+      const label = keyLabel(o.models, key)
       const retry =
-        o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label))
+        o.profile === undefined
+          ? undefined
+          : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label, o.failOverOnSilence))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
       models.set(model, m)
     }
