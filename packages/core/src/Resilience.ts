@@ -63,7 +63,11 @@ export {
   /** @since 0.1.0 */
   InvalidConfig,
   /** @since 0.1.0 */
-  StoreConfig
+  StoreConfig,
+  /** @since 0.1.0 */
+  Stores,
+  /** @since 0.1.0 */
+  type StoresShape
 } from "./internal/config.ts"
 
 // ---------------------------------------------------------------------------------------------------------
