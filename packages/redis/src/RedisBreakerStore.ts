@@ -146,43 +146,45 @@ return 2`
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function* (options?: Options) {
-  const redis = yield* Redis.Redis
-  const guard = makeGuard("breaker", options)
-  const enterFn = redis.eval(enter)
-  const tripFn = redis.eval(trip)
-  const probeDoneFn = redis.eval(probeDone)
-  const keys = (key: string) => [`${guard.prefix}cb:${key}`, `${guard.prefix}cb:${key}:p`] as const
-  const policyArgs = (p: Policy) => [p.probes, p.probeTimeoutMs, p.maxRetryAfterMs, p.openDurationsMs.join(",")]
-  const store: CircuitBreaker.Store = {
-    enter: (key, policy) =>
-      guard.run(
-        Effect.map(enterFn(...keys(key), ...policyArgs(policy)), (r): Verdict => {
-          if (r[0] === 0) return { _tag: "Closed" as const }
-          if (r[0] === 1) return { _tag: "Probe" as const, lease: String(r[1]) }
-          return { _tag: "Open" as const, retryAfterMs: Number(r[1]), openings: Number(r[2]), halfOpen: r[3] === 1 }
-        }),
-        (): Verdict =>
-          guard.onFailure === "local"
-            ? { _tag: "Local" as const }
-            : { _tag: "Open" as const, retryAfterMs: guard.timeoutMs, openings: 0, halfOpen: false }
-      ),
-    trip: (key, policy, retryAfterMs) =>
-      guard.run(Effect.asVoid(tripFn(...keys(key), ...policyArgs(policy), retryAfterMs ?? 0)), () => undefined),
-    probeDone: (key, lease, result, policy, retryAfterMs) =>
-      guard.run(
-        Effect.map(
-          probeDoneFn(
-            ...keys(key),
-            ...policyArgs(policy),
-            retryAfterMs ?? 0,
-            lease,
-            result === "success" ? 0 : result === "failure" ? 1 : 2
-          ),
-          (s): SharedState => (s === 0 ? "Closed" : s === 1 ? "Open" : "HalfOpen")
+export const make: (options?: Options) => Effect.Effect<CircuitBreaker.Store, never, Redis.Redis> = Effect.fnUntraced(
+  function* (options?: Options) {
+    const redis = yield* Redis.Redis
+    const guard = makeGuard("breaker", options)
+    const enterFn = redis.eval(enter)
+    const tripFn = redis.eval(trip)
+    const probeDoneFn = redis.eval(probeDone)
+    const keys = (key: string) => [`${guard.prefix}cb:${key}`, `${guard.prefix}cb:${key}:p`] as const
+    const policyArgs = (p: Policy) => [p.probes, p.probeTimeoutMs, p.maxRetryAfterMs, p.openDurationsMs.join(",")]
+    const store: CircuitBreaker.Store = {
+      enter: (key, policy) =>
+        guard.run(
+          Effect.map(enterFn(...keys(key), ...policyArgs(policy)), (r): Verdict => {
+            if (r[0] === 0) return { _tag: "Closed" as const }
+            if (r[0] === 1) return { _tag: "Probe" as const, lease: String(r[1]) }
+            return { _tag: "Open" as const, retryAfterMs: Number(r[1]), openings: Number(r[2]), halfOpen: r[3] === 1 }
+          }),
+          (): Verdict =>
+            guard.onFailure === "local"
+              ? { _tag: "Local" as const }
+              : { _tag: "Open" as const, retryAfterMs: guard.timeoutMs, openings: 0, halfOpen: false }
         ),
-        (): SharedState => "Local"
-      )
+      trip: (key, policy, retryAfterMs) =>
+        guard.run(Effect.asVoid(tripFn(...keys(key), ...policyArgs(policy), retryAfterMs ?? 0)), () => undefined),
+      probeDone: (key, lease, result, policy, retryAfterMs) =>
+        guard.run(
+          Effect.map(
+            probeDoneFn(
+              ...keys(key),
+              ...policyArgs(policy),
+              retryAfterMs ?? 0,
+              lease,
+              result === "success" ? 0 : result === "failure" ? 1 : 2
+            ),
+            (s): SharedState => (s === 0 ? "Closed" : s === 1 ? "Open" : "HalfOpen")
+          ),
+          (): SharedState => "Local"
+        )
+    }
+    return store
   }
-  return store
-})
+)

@@ -66,27 +66,29 @@ return 1`
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function* (options?: Options) {
-  const redis = yield* Redis.Redis
-  const guard = makeGuard("retry-budget", options)
-  const local = RetryBudget.memoryStore()
-  const depositFn = redis.eval(deposit)
-  const withdrawFn = redis.eval(withdraw)
-  const keyOf = (key: string) => `${guard.prefix}rb:${key}`
-  const share = (policy: RetryBudget.Policy): RetryBudget.Policy => ({
-    ...policy,
-    minRetries: policy.minRetries / guard.instances
-  })
-  const store: RetryBudget.Store = {
-    deposit: (key, now, policy) =>
-      guard.run(Effect.asVoid(depositFn(keyOf(key), Math.round(policy.ratio * UNIT), policy.windowMs)), () =>
-        guard.onFailure === "local" ? local.deposit(key, now, share(policy)) : undefined
-      ),
-    withdraw: (key, now, policy) =>
-      guard.run(
-        Effect.map(withdrawFn(keyOf(key), Math.round(policy.minRetries * UNIT), policy.windowMs), (r) => r === 1),
-        () => (guard.onFailure === "local" ? local.withdraw(key, now, share(policy)) : false)
-      )
+export const make: (options?: Options) => Effect.Effect<RetryBudget.Store, never, Redis.Redis> = Effect.fnUntraced(
+  function* (options?: Options) {
+    const redis = yield* Redis.Redis
+    const guard = makeGuard("retry-budget", options)
+    const local = RetryBudget.memoryStore()
+    const depositFn = redis.eval(deposit)
+    const withdrawFn = redis.eval(withdraw)
+    const keyOf = (key: string) => `${guard.prefix}rb:${key}`
+    const share = (policy: RetryBudget.Policy): RetryBudget.Policy => ({
+      ...policy,
+      minRetries: policy.minRetries / guard.instances
+    })
+    const store: RetryBudget.Store = {
+      deposit: (key, now, policy) =>
+        guard.run(Effect.asVoid(depositFn(keyOf(key), Math.round(policy.ratio * UNIT), policy.windowMs)), () =>
+          guard.onFailure === "local" ? local.deposit(key, now, share(policy)) : undefined
+        ),
+      withdraw: (key, now, policy) =>
+        guard.run(
+          Effect.map(withdrawFn(keyOf(key), Math.round(policy.minRetries * UNIT), policy.windowMs), (r) => r === 1),
+          () => (guard.onFailure === "local" ? local.withdraw(key, now, share(policy)) : false)
+        )
+    }
+    return store
   }
-  return store
-})
+)

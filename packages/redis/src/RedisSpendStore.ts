@@ -124,83 +124,90 @@ const ms = (input: Duration.Input | undefined, fallback: Duration.Input) =>
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function* (options?: Options) {
-  const redis = yield* Redis.Redis
-  const guard = makeGuard("spend", options)
-  const idleMs = ms(options?.idleTimeToLive, "1 day")
-  const reservationMs = ms(options?.reservationTimeToLive, "10 minutes")
-  const local = SpendGuard.memoryStore(options)
-  const reserveFn = redis.eval(reserve)
-  const settleFn = redis.eval(settle)
-  const keyOf = (name: string) => `${guard.prefix}spend:${name}`
-  const totalOf = (name: string) => `${guard.prefix}spent:${name}`
-  const share = (accounts: ReadonlyArray<SpendGuard.Account>) =>
-    accounts.map((a) => ({ ...a, limitUsd: a.limitUsd / guard.instances }))
-  const LOCAL = "local:"
+export const make: (options?: Options) => Effect.Effect<SpendGuard.Store, never, Redis.Redis> = Effect.fnUntraced(
+  function* (options?: Options) {
+    const redis = yield* Redis.Redis
+    const guard = makeGuard("spend", options)
+    const idleMs = ms(options?.idleTimeToLive, "1 day")
+    const reservationMs = ms(options?.reservationTimeToLive, "10 minutes")
+    const local = SpendGuard.memoryStore(options)
+    const reserveFn = redis.eval(reserve)
+    const settleFn = redis.eval(settle)
+    const keyOf = (name: string) => `${guard.prefix}spend:${name}`
+    const totalOf = (name: string) => `${guard.prefix}spent:${name}`
+    const share = (accounts: ReadonlyArray<SpendGuard.Account>) =>
+      accounts.map((a) => ({ ...a, limitUsd: a.limitUsd / guard.instances }))
+    const LOCAL = "local:"
 
-  const store: SpendGuard.Store = {
-    reserve: (id, accounts, estimateUsd, now) => {
-      if (accounts.length === 0) return { _tag: "Reserved", reservation: { id, accounts, windows: [] } }
-      const args: Array<string | number> = [id, Math.round(estimateUsd * NANO), reservationMs, idleMs]
-      for (const a of accounts) args.push(Math.round(a.limitUsd * NANO), a.windowMs ?? 0)
-      const remote = Effect.map(
-        reserveFn(
-          accounts.map((a) => keyOf(a.name)),
-          args
-        ),
-        (r): SpendGuard.Reserved => {
-          if (r[0] === 1) {
+    const store: SpendGuard.Store = {
+      reserve: (id, accounts, estimateUsd, now) => {
+        if (accounts.length === 0) return { _tag: "Reserved", reservation: { id, accounts, windows: [] } }
+        const args: Array<string | number> = [id, Math.round(estimateUsd * NANO), reservationMs, idleMs]
+        for (const a of accounts) args.push(Math.round(a.limitUsd * NANO), a.windowMs ?? 0)
+        const remote = Effect.map(
+          reserveFn(
+            accounts.map((a) => keyOf(a.name)),
+            args
+          ),
+          (r): SpendGuard.Reserved => {
+            if (r[0] === 1) {
+              return {
+                _tag: "Reserved",
+                reservation: { id: String(r[1]), accounts, windows: r.slice(2).map(Number) }
+              }
+            }
+            const account = accounts[Number(r[1]) - 1]
+            const wait = Number(r[3])
             return {
-              _tag: "Reserved",
-              reservation: { id: String(r[1]), accounts, windows: r.slice(2).map(Number) }
+              _tag: "Refused",
+              account,
+              spentUsd: Number(r[2]) / NANO,
+              retryAfterMs: wait < 0 ? undefined : wait
             }
           }
-          const account = accounts[Number(r[1]) - 1]
-          const wait = Number(r[3])
-          return { _tag: "Refused", account, spentUsd: Number(r[2]) / NANO, retryAfterMs: wait < 0 ? undefined : wait }
-        }
-      )
-      return guard.run(remote, (): SpendGuard.Reserved | Effect.Effect<SpendGuard.Reserved> => {
-        if (guard.onFailure === "reject") {
-          return {
-            _tag: "Refused",
-            account: accounts[0],
-            spentUsd: accounts[0].limitUsd,
-            retryAfterMs: guard.timeoutMs
+        )
+        return guard.run(remote, (): SpendGuard.Reserved | Effect.Effect<SpendGuard.Reserved> => {
+          if (guard.onFailure === "reject") {
+            return {
+              _tag: "Refused",
+              account: accounts[0],
+              spentUsd: accounts[0].limitUsd,
+              retryAfterMs: guard.timeoutMs
+            }
           }
+          const answer = local.reserve(LOCAL + id, share(accounts), estimateUsd, now)
+          const restore = (r: SpendGuard.Reserved): SpendGuard.Reserved =>
+            r._tag === "Reserved"
+              ? { _tag: "Reserved", reservation: { ...r.reservation, accounts } }
+              : { ...r, account: accounts[share(accounts).findIndex((a) => a.name === r.account.name)] ?? accounts[0] }
+          return Effect.isEffect(answer) ? Effect.map(answer, restore) : restore(answer)
+        })
+      },
+      settle: (reservation, costUsd, scopes, now) => {
+        const { accounts, windows } = reservation
+        if (reservation.id.startsWith(LOCAL)) {
+          const done = local.settle({ ...reservation, accounts: share(accounts) }, costUsd, scopes, now)
+          return Effect.isEffect(done) ? done : Effect.void
         }
-        const answer = local.reserve(LOCAL + id, share(accounts), estimateUsd, now)
-        const restore = (r: SpendGuard.Reserved): SpendGuard.Reserved =>
-          r._tag === "Reserved"
-            ? { _tag: "Reserved", reservation: { ...r.reservation, accounts } }
-            : { ...r, account: accounts[share(accounts).findIndex((a) => a.name === r.account.name)] ?? accounts[0] }
-        return Effect.isEffect(answer) ? Effect.map(answer, restore) : restore(answer)
-      })
-    },
-    settle: (reservation, costUsd, scopes, now) => {
-      const { accounts, windows } = reservation
-      if (reservation.id.startsWith(LOCAL)) {
-        const done = local.settle({ ...reservation, accounts: share(accounts) }, costUsd, scopes, now)
-        return Effect.isEffect(done) ? done : Effect.void
-      }
-      const args: Array<string | number> = [
-        accounts.length,
-        reservation.id,
-        Math.round(costUsd * NANO),
-        idleMs,
-        reservationMs
-      ]
-      for (let i = 0; i < accounts.length; i++) args.push(accounts[i].windowMs ?? 0, windows[i] ?? -1)
-      return guard.run(
-        Effect.asVoid(settleFn([...accounts.map((a) => keyOf(a.name)), ...scopes.map(totalOf)], args)),
-        () => undefined
-      )
-    },
-    spent: (scope, now) =>
-      guard.run(
-        Effect.map(redis.send<string | null>("GET", totalOf(scope)), (n) => Number(n ?? 0) / NANO),
-        () => local.spent(scope, now)
-      )
+        const args: Array<string | number> = [
+          accounts.length,
+          reservation.id,
+          Math.round(costUsd * NANO),
+          idleMs,
+          reservationMs
+        ]
+        for (let i = 0; i < accounts.length; i++) args.push(accounts[i].windowMs ?? 0, windows[i] ?? -1)
+        return guard.run(
+          Effect.asVoid(settleFn([...accounts.map((a) => keyOf(a.name)), ...scopes.map(totalOf)], args)),
+          () => undefined
+        )
+      },
+      spent: (scope, now) =>
+        guard.run(
+          Effect.map(redis.send<string | null>("GET", totalOf(scope)), (n) => Number(n ?? 0) / NANO),
+          () => local.spent(scope, now)
+        )
+    }
+    return store
   }
-  return store
-})
+)

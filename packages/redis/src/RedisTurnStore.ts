@@ -43,27 +43,29 @@ return n`
  * ```
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function* (options?: Options) {
-  const redis = yield* Redis.Redis
-  const guard = makeGuard("agent-turns", options)
-  const local = AgentGuard.memoryStore()
-  const takeFn = redis.eval(take)
-  const keyOf = (id: string) => `${guard.prefix}turns:${id}`
-  const store: AgentGuard.Store = {
-    take: (id, maxTurns, idleMs, now) =>
-      guard.run(takeFn(keyOf(id), maxTurns, idleMs), () =>
-        guard.onFailure === "local" ? local.take(id, maxTurns, idleMs, now) : maxTurns + 1
-      ),
-    turns: (id, now) =>
-      guard.run(
-        Effect.map(redis.send<string | null>("GET", keyOf(id)), (n) => Number(n ?? 0)),
-        () => local.turns(id, now)
-      ),
-    end: (id) =>
-      Effect.andThen(
-        Effect.sync(() => local.end(id)),
-        guard.run(Effect.asVoid(redis.send("DEL", keyOf(id))), () => undefined)
-      )
+export const make: (options?: Options) => Effect.Effect<AgentGuard.Store, never, Redis.Redis> = Effect.fnUntraced(
+  function* (options?: Options) {
+    const redis = yield* Redis.Redis
+    const guard = makeGuard("agent-turns", options)
+    const local = AgentGuard.memoryStore()
+    const takeFn = redis.eval(take)
+    const keyOf = (id: string) => `${guard.prefix}turns:${id}`
+    const store: AgentGuard.Store = {
+      take: (id, maxTurns, idleMs, now) =>
+        guard.run(takeFn(keyOf(id), maxTurns, idleMs), () =>
+          guard.onFailure === "local" ? local.take(id, maxTurns, idleMs, now) : maxTurns + 1
+        ),
+      turns: (id, now) =>
+        guard.run(
+          Effect.map(redis.send<string | null>("GET", keyOf(id)), (n) => Number(n ?? 0)),
+          () => local.turns(id, now)
+        ),
+      end: (id) =>
+        Effect.andThen(
+          Effect.sync(() => local.end(id)),
+          guard.run(Effect.asVoid(redis.send("DEL", keyOf(id))), () => undefined)
+        )
+    }
+    return store
   }
-  return store
-})
+)
