@@ -69,7 +69,11 @@ export {
   /** @since 0.1.0 */
   StepConfig,
   /** @since 0.1.0 */
-  StoreConfig
+  StoreConfig,
+  /** @since 0.1.0 */
+  Stores,
+  /** @since 0.1.0 */
+  type StoresShape
 } from "./internal/config.ts"
 
 /**

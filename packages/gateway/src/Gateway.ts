@@ -166,8 +166,8 @@ export const make = Effect.fnUntraced(function* (
 
 /**
  * The state several instances share, on the configuration's `store` (one Redis client): the tenants'
- * request limits and the admission store of `Resilience` (models' and groups' limits). Without a store,
- * the tenants' limits are kept in memory.
+ * request limits and the stores of `Resilience` (`RedisStore.layerFrom`: admission, breaker, retry budget,
+ * spend, agent turns). Without a store, everything is kept in memory.
  */
 const sharedState = (
   config: GatewayConfig.GatewayConfig

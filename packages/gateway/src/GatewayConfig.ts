@@ -103,7 +103,8 @@ export const GatewayConfig = Schema.Struct({
   limitGroups: policies.limitGroups,
   /**
    * Where state shared by several gateway instances lives (`Resilience.Config.store`: the Redis URL, key
-   * prefix, what to do while Redis fails): the models' and groups' limits, and the tenants' request limits.
+   * prefix, what to do while Redis fails): admission limits, breaker, retry budget, spend, agent turns, and
+   * the tenants' request limits.
    */
   store: policies.store,
   /** Gateway keys; without any, the gateway serves every request (for a trusted network only). */

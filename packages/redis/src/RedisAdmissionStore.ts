@@ -8,12 +8,12 @@
  * A successful call costs two round trips: one to reserve, one to settle (with the provider's feedback in
  * the same script).
  *
- * Every call is bounded by `timeoutMs`. When Redis fails or does not answer in time, `onStoreFailure` says
- * what happens:
+ * Every call is bounded by `timeout`. When Redis fails or does not answer in time, `onFailure` says what
+ * happens:
  * - `local` (default): the instance admits on its own, in memory, its share of every limit
- *   (`limit / expectedInstances`), logs one warning, and sets the gauge `llm_store_local` (attribute `store`)
- *   to 1. It tries Redis again every `retryIntervalMs`; once Redis answers, shared admission resumes (one log
- *   line, gauge back to 0).
+ *   (`limit / instances`), logs one warning, sets the gauge `llm_shared_store_local` (attribute `store`:
+ *   `admission`) to 1 and counts each answer in `llm_shared_store_fallbacks`. It tries Redis again every
+ *   `retryInterval`; once Redis answers, shared admission resumes (one log line, gauge back to 0).
  * - `reject`: calls that need a reservation fail at once with `AdmissionRejected` (`store-unavailable`).
  *
  * Nothing leaks: a reservation whose settlement cannot reach Redis counts its estimate until it leaves the
@@ -24,57 +24,22 @@
  * @since 0.1.0
  */
 import { AdmissionStore } from "@llm-resilience/core"
-import { Clock, Effect, Layer, Metric } from "effect"
+import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
 import * as Scripts from "./internal/admissionScripts.ts"
+import { makeGuard, type StoreOptions } from "./internal/shared.ts"
 
 /**
- * Options of the Redis admission store.
+ * Options of the Redis admission store: those of every Redis store (`prefix`, `timeout`, `onFailure`,
+ * `instances`, `retryInterval`) and whose clock the window follows: `server` (default: Redis' `TIME`, one
+ * clock for every instance) or `caller` (the `nowMs` admission passes, from the caller's `Clock`: for tests
+ * driven by `TestClock`).
  *
  * @since 0.1.0
  */
-export interface Options {
-  /** Prefix of every key. Default `llm:`. */
-  readonly prefix?: string | undefined
-  /** The longest a Redis call may take before the failure policy applies. Default 250 ms. */
-  readonly timeoutMs?: number | undefined
-  /** What happens while Redis fails. Default `local`. */
-  readonly onStoreFailure?: "local" | "reject" | undefined
-  /** How many instances share the limits: a local fallback admits `limit / expectedInstances`. Default 1. */
-  readonly expectedInstances?: number | undefined
-  /** While Redis fails, how often it is tried again. Default 1000 ms. */
-  readonly retryIntervalMs?: number | undefined
-  /**
-   * Whose clock the window follows: `server` (default: Redis' `TIME`, one clock for every instance) or
-   * `caller` (the `nowMs` admission passes, from the caller's `Clock`: for tests driven by `TestClock`).
-   */
+export interface Options extends StoreOptions {
   readonly clock?: "server" | "caller" | undefined
 }
-
-/**
- * Whether the shared store is in use (0) or an instance admits locally because it failed (1), by `store`.
- *
- * @example
- * ```ts
- * import { Metric } from "effect"
- * import { RedisAdmissionStore } from "@llm-resilience/redis"
- * const local = Metric.value(Metric.withAttributes(RedisAdmissionStore.local, { store: "admission" }))
- * ```
- * @since 0.1.0
- */
-export const local: Metric.Gauge<number> = Metric.gauge("llm_store_local", {
-  description: "1 while an instance serves from local state because the shared store failed"
-})
-
-/**
- * Redis calls that failed or timed out, by `store`.
- *
- * @since 0.1.0
- */
-export const failures: Metric.Counter<number> = Metric.counter("llm_store_failures", {
-  description: "shared-store calls that failed or timed out",
-  incremental: true
-})
 
 const INF = 1e299
 const num = (x: number): string => (x === Infinity ? "1e300" : String(x))
@@ -148,7 +113,7 @@ class RedisReservation implements AdmissionStore.Reservation {
  *
  * const StoreLive = Layer.effect(
  *   AdmissionStore.AdmissionStore,
- *   RedisAdmissionStore.make({ prefix: "chat:", expectedInstances: 4 })
+ *   RedisAdmissionStore.make({ prefix: "chat:", instances: 4 })
  * ).pipe(Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379", disableOfflineQueue: true })))
  * const AdmissionLive = Admission.layer({ defaults: { requestsPerMinute: 500 } }).pipe(Layer.provide(StoreLive))
  * ```
@@ -156,20 +121,15 @@ class RedisReservation implements AdmissionStore.Reservation {
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const redis = yield* Redis.Redis
-  const prefix = options.prefix ?? "llm:"
-  const timeoutMs = options.timeoutMs ?? 250
-  const policy = options.onStoreFailure ?? "local"
-  const instances = Math.max(1, options.expectedInstances ?? 1)
-  const retryIntervalMs = options.retryIntervalMs ?? 1_000
+  const guard = makeGuard("admission", options)
+  const { prefix, instances } = guard
+  const policy = guard.onFailure
   const callerClock = options.clock === "caller"
   const reserveScript = redis.eval(Scripts.reserve)
   const settleScript = redis.eval(Scripts.settle)
   const correctScript = redis.eval(Scripts.correct)
   const usageScript = redis.eval(Scripts.usage)
   const fallback = AdmissionStore.makeMemory()
-  const attributes = { store: "admission" }
-  const localGauge = Metric.withAttributes(local, attributes)
-  const failureCounter = Metric.withAttributes(failures, attributes)
 
   const keyOf = (key: string) => `${prefix}adm:k:${key}`
   const logsOf = (key: string, limits: AdmissionStore.Limits): Array<string> => {
@@ -178,46 +138,8 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     return keys
   }
   const timeArg = (nowMs: number) => (callerClock ? String(nowMs) : "")
-
-  // ---- the failure policy: Redis first; while it fails, the local share (or a refusal), retried periodically
-  let down = false
-  let retryAt = 0
-  const guarded = <A>(remote: Effect.Effect<A, unknown>, otherwise: () => Effect.Effect<A>): Effect.Effect<A> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (down && now < retryAt) return otherwise()
-      if (down) retryAt = now + retryIntervalMs
-      return remote.pipe(
-        Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.fail("timeout" as const) }),
-        Effect.tap(() => {
-          if (!down) return Effect.void
-          down = false
-          return Effect.andThen(
-            Metric.update(localGauge, 0),
-            Effect.logInfo("admission store: Redis answers again; shared admission resumed")
-          )
-        }),
-        Effect.catch((error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) => {
-            const wasDown = down
-            down = true
-            retryAt = at + retryIntervalMs
-            const record = Effect.andThen(Metric.update(failureCounter, 1), otherwise())
-            if (wasDown) return record
-            return Effect.andThen(
-              Effect.andThen(
-                Metric.update(localGauge, policy === "local" ? 1 : 0),
-                Effect.logWarning(
-                  policy === "local"
-                    ? `admission store: Redis failed (${describe(error)}); admitting locally at ${instances === 1 ? "the full limit" : `1/${instances} of each limit`} until it answers again`
-                    : `admission store: Redis failed (${describe(error)}); rejecting calls that need a reservation until it answers again`
-                )
-              ),
-              record
-            )
-          })
-        )
-      )
-    })
+  // the failure policy: Redis first; while it fails, the local share (or a refusal), retried periodically
+  const guarded = guard.run
 
   const tryReserve = (
     key: string,
@@ -315,9 +237,6 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   return AdmissionStore.AdmissionStore.of({ tryReserve, settle, correct, usage })
 })
 
-const describe = (error: unknown): string =>
-  error === "timeout" ? "no answer in time" : error instanceof Redis.RedisError ? String(error.cause) : String(error)
-
 /**
  * The store as a layer over the `Redis` service in context.
  *
@@ -327,7 +246,7 @@ const describe = (error: unknown): string =>
  * import { RedisAdmissionStore } from "@llm-resilience/redis"
  * import { Layer } from "effect"
  *
- * const StoreLive = RedisAdmissionStore.layer({ onStoreFailure: "reject" }).pipe(
+ * const StoreLive = RedisAdmissionStore.layer({ onFailure: "reject" }).pipe(
  *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379", disableOfflineQueue: true }))
  * )
  * ```

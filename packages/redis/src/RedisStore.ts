@@ -2,7 +2,8 @@
  * One layer that makes a `Resilience` configuration's state shared across instances: given the same
  * configuration object, it reads its `store` entry (Redis URL, key prefix, failure policy, expected
  * instances, timeout), connects to Redis and provides the Redis-backed stores that `Resilience` reads from
- * its context. Without this layer (and without `store`) every instance keeps its state in memory.
+ * its context: admission (`AdmissionStore`), and the breaker, retry budget, spend guard and agent guard
+ * (`Resilience.Stores`). Without this layer (and without `store`) every instance keeps its state in memory.
  *
  * ```ts
  * const config: Resilience.Config = { store: { url: "redis://redis:6379", expectedInstances: 4 }, models: { ... } }
@@ -20,6 +21,11 @@ import { type AdmissionStore, Resilience } from "@llm-resilience/core"
 import { Effect, Layer, Schema } from "effect"
 import type { Redis } from "effect/persistence"
 import * as RedisAdmissionStore from "./RedisAdmissionStore.ts"
+import * as RedisBreakerStore from "./RedisBreakerStore.ts"
+import * as RedisRetryBudgetStore from "./RedisRetryBudgetStore.ts"
+import * as RedisSpendStore from "./RedisSpendStore.ts"
+import * as RedisTurnStore from "./RedisTurnStore.ts"
+import { fallbacks, local, type StoreOptions } from "./internal/shared.ts"
 
 /**
  * The stores this layer provides.
@@ -27,6 +33,21 @@ import * as RedisAdmissionStore from "./RedisAdmissionStore.ts"
  * @since 0.1.0
  */
 export type Stores = AdmissionStore.AdmissionStore
+
+/**
+ * What every shared store says about Redis failures, with the attribute `store` (`admission`, `breaker`,
+ * `retry-budget`, `spend`, `turns`): `local` is 1 while the store answers from this instance's share
+ * (policy `local`), `fallbacks` counts the answers the failure policy gave instead of Redis (with `policy`).
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { RedisStore } from "@llm-resilience/redis"
+ * const admissionIsLocal = Metric.value(Metric.withAttributes(RedisStore.metrics.local, { store: "admission" }))
+ * ```
+ * @since 0.1.0
+ */
+export const metrics = { local, fallbacks } as const
 
 const decode = (config: Resilience.Config) =>
   config.store === undefined
@@ -57,15 +78,25 @@ const decode = (config: Resilience.Config) =>
  */
 export const layerFrom = (config: Resilience.Config): Layer.Layer<Stores, Resilience.InvalidConfig, Redis.Redis> =>
   Layer.unwrap(
-    Effect.map(decode(config), (store) =>
-      RedisAdmissionStore.layer({
+    Effect.map(decode(config), (store) => {
+      const options: StoreOptions = {
         prefix: store.prefix,
-        timeoutMs: store.timeoutMs,
-        onStoreFailure: store.onStoreFailure,
-        expectedInstances: store.expectedInstances,
-        retryIntervalMs: store.retryIntervalMs
-      })
-    )
+        timeout: store.timeoutMs,
+        onFailure: store.onStoreFailure,
+        instances: store.expectedInstances,
+        retryInterval: store.retryIntervalMs
+      }
+      const stages = Layer.effect(
+        Resilience.Stores,
+        Effect.all({
+          breaker: RedisBreakerStore.make(options),
+          retryBudget: RedisRetryBudgetStore.make(options),
+          spend: RedisSpendStore.make(options),
+          turns: RedisTurnStore.make(options)
+        })
+      )
+      return Layer.merge(RedisAdmissionStore.layer(options), stages)
+    })
   )
 
 /**

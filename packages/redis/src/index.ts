@@ -12,20 +12,6 @@
 export * as RedisQueue from "./RedisQueue.ts"
 
 /**
- * The admission store in Redis: limits shared by every instance.
- *
- * @since 0.1.0
- */
-export * as RedisAdmissionStore from "./RedisAdmissionStore.ts"
-
-/**
- * One layer for a configuration's `store` entry: every shared store, over one Redis client.
- *
- * @since 0.1.0
- */
-export * as RedisStore from "./RedisStore.ts"
-
-/**
  * Circuit-breaker transitions shared through Redis.
  *
  * @since 0.1.0
@@ -52,3 +38,17 @@ export * as RedisSpendStore from "./RedisSpendStore.ts"
  * @since 0.1.0
  */
 export * as RedisTurnStore from "./RedisTurnStore.ts"
+
+/**
+ * The admission store in Redis: limits shared by every instance.
+ *
+ * @since 0.1.0
+ */
+export * as RedisAdmissionStore from "./RedisAdmissionStore.ts"
+
+/**
+ * One layer for a configuration's `store` entry: every shared store, over one Redis client.
+ *
+ * @since 0.1.0
+ */
+export * as RedisStore from "./RedisStore.ts"

@@ -7,7 +7,7 @@ import { NodeRedis } from "@effect/platform-node"
 import { Clock, Effect, Layer, Metric } from "effect"
 import { Redis } from "effect/persistence"
 import type { AdmissionStore } from "@llm-resilience/core"
-import { RedisAdmissionStore } from "@llm-resilience/redis"
+import { RedisAdmissionStore, RedisStore } from "@llm-resilience/redis"
 import { startRedis, type RedisServer } from "./redisServer.ts"
 
 const servers: Array<RedisServer> = []
@@ -49,7 +49,7 @@ const withStore = (server: RedisServer, options: RedisAdmissionStore.Options) =>
     }))
   )
 
-const localGauge = Metric.value(Metric.withAttributes(RedisAdmissionStore.local, { store: "admission" }))
+const localGauge = Metric.value(Metric.withAttributes(RedisStore.metrics.local, { store: "admission" }))
 
 describe("RedisAdmissionStore when Redis fails", { timeout: 30_000 }, () => {
   it.live("local: each instance admits its share, bounded; shared admission resumes when Redis returns", () =>
@@ -58,10 +58,10 @@ describe("RedisAdmissionStore when Redis fails", { timeout: 30_000 }, () => {
         const server = yield* start()
         const { store, redis } = yield* withStore(server, {
           prefix: "f:",
-          timeoutMs: 200,
-          retryIntervalMs: 100,
-          onStoreFailure: "local",
-          expectedInstances: 4
+          timeout: 200,
+          retryInterval: 100,
+          onFailure: "local",
+          instances: 4
         })
         const l = limits(8)
         const first = yield* run(store.tryReserve("p/m", l, one, 0))
@@ -109,7 +109,7 @@ describe("RedisAdmissionStore when Redis fails", { timeout: 30_000 }, () => {
     Effect.scoped(
       Effect.gen(function* () {
         const server = yield* start()
-        const { store } = yield* withStore(server, { prefix: "r:", timeoutMs: 200, onStoreFailure: "reject" })
+        const { store } = yield* withStore(server, { prefix: "r:", timeout: 200, onFailure: "reject" })
         yield* Effect.promise(() => server.stop())
         const [d, ms] = yield* timed(run(store.tryReserve("p/m", limits(8), one, 0)))
         assert.strictEqual(d._tag, "Unavailable")

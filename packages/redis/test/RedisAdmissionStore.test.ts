@@ -20,8 +20,8 @@ describe("RedisAdmissionStore (conformance, caller clock)", { timeout: 30_000 },
       RedisAdmissionStore.make({
         prefix: `c${++seq}:`,
         clock: "caller",
-        timeoutMs: 5_000,
-        onStoreFailure: "reject"
+        timeout: 5_000,
+        onFailure: "reject"
       }).pipe(Effect.provide(redis))
     )
   )

@@ -183,7 +183,7 @@ export const makeQueue = (store: QueueStore, options: QueueOptions, scope: Scope
     })
 
   // -------------------------------------------------------------------------------------------------------
-  // acquire: permit (if capped), then rate budget; synchronous when both are free
+  // enqueue: an arrival that does not fit waits, or backfills behind a blocked head
   // -------------------------------------------------------------------------------------------------------
 
   const enqueue = (

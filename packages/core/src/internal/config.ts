@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { type Context, Duration, Effect, Option, Schema, type Scope } from "effect"
+import { Context, Duration, Effect, Option, Schema, type Scope } from "effect"
 import * as Admission from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import * as AgentGuard from "../AgentGuard.ts"
@@ -123,6 +123,30 @@ export const StoreConfig = Schema.Struct({
   timeoutMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0)))),
   /** While Redis fails, how often it is tried again. Default 1 s. */
   retryIntervalMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
+})
+
+/**
+ * The stores of the stages `Resilience` builds from the configuration, where they are not in memory: the
+ * breaker's, the retry budget's, the spend guard's and the agent guard's (the admission store is the
+ * `AdmissionStore` service). `RedisStore.layer(config)` of `@llm-resilience/redis` provides them with the
+ * admission store, so that one `store` entry makes every stage's state shared.
+ *
+ * @since 0.1.0
+ */
+export interface StoresShape {
+  readonly breaker?: CircuitBreaker.Store | undefined
+  readonly retryBudget?: RetryBudget.Store | undefined
+  readonly spend?: SpendGuard.Store | undefined
+  readonly turns?: AgentGuard.Store | undefined
+}
+
+/**
+ * The stores service (see {@link StoresShape}); empty by default: every stage keeps its state in memory.
+ *
+ * @since 0.1.0
+ */
+export const Stores = Context.Reference<StoresShape>("@llm-resilience/core/Resilience/Stores", {
+  defaultValue: () => ({})
 })
 
 /**
@@ -334,11 +358,15 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
     for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
   }
 
-  // ---- shared stages: from the context when provided, else from the configuration
+  // ---- shared stages: from the context when provided, else from the configuration (over the stores in context)
+  const stores = yield* Stores
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys, metricModels: knownModels }).pipe(
-      atField("breaker")
-    )
+    CircuitBreaker.make({
+      ...breakerOptions(c.breaker),
+      keys: c.keys,
+      metricModels: knownModels,
+      store: stores.breaker
+    }).pipe(atField("breaker"))
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -401,15 +429,18 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
             prices,
             budgets: c.spend?.budgets?.map(fromMillis),
             expensiveRequestUsd: c.spend?.expensiveRequestUsd,
-            breaker
+            breaker,
+            store: stores.spend
           }).pipe(atField("spend"))
   )
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
-    AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
+    AgentGuard.make({ ...fromMillis(c.agent ?? {}), store: stores.turns }).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make({ ...fromMillis(c.retryBudget ?? {}), keys: c.keys }).pipe(
-    atField("retryBudget")
-  )
+  const budget = yield* RetryBudget.make({
+    ...fromMillis(c.retryBudget ?? {}),
+    keys: c.keys,
+    store: stores.retryBudget
+  }).pipe(atField("retryBudget"))
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"

@@ -7,7 +7,7 @@
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
 import { LlmProvider, Resilience } from "@llm-resilience/core"
 import { OpenAiProvider } from "@llm-resilience/providers"
-import { RedisAdmissionStore, RedisStore } from "@llm-resilience/redis"
+import { RedisStore } from "@llm-resilience/redis"
 import { Clock, Deferred, Effect, Exit, Fiber, Layer, Metric, Redacted } from "effect"
 import { settings } from "./settings.ts"
 
@@ -106,7 +106,9 @@ const program = Effect.gen(function* () {
   yield* Effect.sleep(Math.max(0, deadline - (yield* Clock.currentTimeMillis)))
   yield* Effect.sleep(s.totalMs)
   yield* Fiber.interruptAll(fibers)
-  const failures = yield* Metric.value(Metric.withAttributes(RedisAdmissionStore.failures, { store: "admission" }))
+  const failures = yield* Metric.value(
+    Metric.withAttributes(RedisStore.metrics.fallbacks, { store: "admission", policy: "local" })
+  )
   console.log(JSON.stringify({ calls, sent, storeFailures: failures.count }))
 })
 

@@ -1,4 +1,4 @@
-// Generated from docs/shared-stages.md (block 1) by scripts/docs-examples.ts: do not edit.
+// Generated from docs/shared-state.md (block 2) by scripts/docs-examples.ts: do not edit.
 // Edit the guide and run `npx node scripts/docs-examples.ts`.
 import { NodeRedis } from "@effect/platform-node"
 import { AgentGuard, CircuitBreaker, PriceTable, RetryBudget, SpendGuard } from "@llm-resilience/core"
