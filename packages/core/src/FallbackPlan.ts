@@ -8,8 +8,9 @@
  * (a bad request, an authentication failure, a spend guard ...) is returned as is. The next step is the
  * first later one that can help:
  *
- * - after `ContextLengthExceeded`, only a step whose `contextWindow` is larger than that of every step that
- *   overflowed (steps without a `contextWindow` are skipped);
+ * - after `ContextLengthExceeded`, a step is skipped only when its `contextWindow` is known and no larger
+ *   than the largest known window of the steps that overflowed; a step with a larger window, or without a
+ *   `contextWindow`, is tried;
  * - after `QuotaExhausted`, only a step of another provider;
  * - a step whose circuit is open is skipped without a call, as if it had failed with `CircuitOpen`;
  * - degraded steps accept every moving-on error: they are there for when no model can answer.
@@ -523,14 +524,14 @@ const makePlan = (steps: ReadonlyArray<Step>, circuit: CircuitCheck | undefined)
   /** Whether `s` can help after `failure`, given what earlier failures ruled out. */
   const eligible = (s: Step, needs: Needs): boolean => {
     if (s._tag !== "Provider") return true
-    if (needs.minWindow > 0 && !(s.contextWindow !== undefined && s.contextWindow > needs.minWindow)) return false
+    if (needs.minWindow > 0 && s.contextWindow !== undefined && s.contextWindow <= needs.minWindow) return false
     if (needs.exhausted?.has(s.provider.name)) return false
     return true
   }
 
   const learn = (needs: Needs, s: ProviderStep, error: LlmError) => {
     if (error._tag === "ContextLengthExceeded") {
-      needs.minWindow = Math.max(needs.minWindow, s.contextWindow ?? 0, 1)
+      needs.minWindow = Math.max(needs.minWindow, s.contextWindow ?? 0)
     } else if (error._tag === "QuotaExhausted") {
       if (needs.exhausted === undefined) needs.exhausted = new Set()
       needs.exhausted.add(s.provider.name)

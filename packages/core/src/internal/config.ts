@@ -31,7 +31,7 @@ const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }
 export const ModelConfig = Schema.Struct({
   /** Admission's limits of the key, as `Admission.KeyLimits` declares them (with `maxConcurrencyQueue`). */
   ...Admission.KeyLimits.fields,
-  /** Context window in tokens: a `ContextLengthExceeded` moves on only to a step with a larger one. */
+  /** Context window in tokens: after a `ContextLengthExceeded` the plan skips steps known to be no larger. */
   contextWindow: Schema.optional(PositiveInt)
 })
 
