@@ -187,9 +187,7 @@ const knownGaps: Partial<Record<KindName | "primary down for 60 s then healthy",
   // no mid-stream recovery: a failure after the first chunk ends the stream (40 words, then the error)
   "stream cut after 40 of 60 tokens": "error StreamTruncated (HTTP 200, in-stream)",
   "30 s stall mid-stream": "error Timeout (HTTP 200, in-stream)",
-  "cut stream where the fallback rejects prefill": "error StreamTruncated (HTTP 200, in-stream)",
-  // ContextLengthExceeded moves on only to a step with a larger configured window
-  "context length exceeded": "error ContextLengthExceeded (HTTP 400)"
+  "cut stream where the fallback rejects prefill": "error StreamTruncated (HTTP 200, in-stream)"
 }
 
 const expectAnswer = (name: string, o: Outcome, answeredBy: string | undefined) => {
