@@ -148,10 +148,13 @@ interface Kind {
 
 const kinds = {
   "429 with Retry-After, once": { primary: { scenario: ["rate-limit"] }, answeredBy: primaryModel },
-  "429 without Retry-After, persistently": { primary: { fault: "rate-limit-no-retry-after" } },
+  "429 without Retry-After, persistently": {
+    primary: { fault: "rate-limit-no-retry-after" },
+    answeredBy: fallbackModel
+  },
   "500 once": { primary: { scenario: ["server-error"] }, answeredBy: primaryModel },
   "503 persistently": { primary: { fault: "service-unavailable" }, answeredBy: fallbackModel },
-  "TCP reset before headers": { primary: { scenario: ["connection-reset"] } },
+  "TCP reset before headers": { primary: { scenario: ["connection-reset"] }, answeredBy: primaryModel },
   // the route never answers: the fallback must, without first retrying the silent route
   "no response at all": { primary: { fault: "no-response" }, answeredBy: fallbackModel },
   // a first-token timeout of at most 15 s moves on to the fallback
