@@ -26,7 +26,11 @@
  * {@link CustomStages}: they run inside the spend guard, around the timeouts.
  *
  * Every attempt runs its stages (breaker, admission, spend guard, your stages, timeouts) as one frame
- * (`Stage`), whichever stages are configured or provided.
+ * (`Stage`), whichever stages are configured or provided; a stream's attempt runs the same stages around
+ * the stream (the timeouts bound the stream itself: first token, idle, total). A path's `midStream` mode
+ * decides what a stream does after a failure past its first chunk (`fail`, `continue`, `buffer`), and a
+ * timeout of an attempt that received nothing moves on to the next provider step instead of retrying the
+ * silent route (`onSilentTimeout`).
  *
  * @since 0.1.0
  */

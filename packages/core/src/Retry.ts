@@ -23,7 +23,8 @@
  * retries make at most four calls, not 4^5 = 1,024.
  *
  * Streams are retried only until their first chunk has been emitted downstream: after that, a failure is
- * the caller's to see (the text already delivered cannot be taken back).
+ * the caller's to see (the text already delivered cannot be taken back). `Resilience` can carry a stream on
+ * past its first chunk (a path's `midStream` mode).
  *
  * The happy path reads the clock, marks the context and (with a budget) records the request; no schedule,
  * retry state or timer exists until the first failure.

@@ -247,6 +247,14 @@ describe("FallbackPlan", () => {
         assert.deepStrictEqual(yield* activations, [
           { from: "Primary (fast)", to: "static", reason: "CircuitOpen", count: 1 }
         ])
+        // the same walk for a stream: skipped by its provider/model key, never by its label
+        const chunks = yield* Stream.runCollect(plan.stream(request))
+        assert.strictEqual(chunks[0]._tag === "TextDelta" ? chunks[0].text : "", "busy")
+        assert.strictEqual(yield* a.calls, 0)
+        yield* breaker.isolate("Primary (fast)")
+        yield* breaker.reset("a/x")
+        assert.strictEqual((yield* plan.complete(request)).text, "busy")
+        assert.strictEqual(yield* a.calls, 1) // an open circuit under the label's name is not the step's
       })
     )
   )

@@ -13,7 +13,7 @@ const words = (from: number, to: number) =>
   Array.from({ length: to - from }, (_, i) => `w${String(from + i).padStart(2, "0")} `).join("")
 /** 60 tokens, streamed one a chunk. */
 const full = words(0, 60)
-const shape = { chunks: 60, interval: "10 millis" }
+const shape: FakeProvider.StreamShape = { chunks: 60, interval: "10 millis" }
 
 const ask = { model: "m1", messages: [{ role: "user" as const, content: "count" }], metadata: { path: "chat" } }
 
