@@ -40,10 +40,24 @@ export type ChatRequest = typeof ChatRequest.Type
 
 /**
  * The baseline the front is tried with: two retries, attempts bounded at 30 s, one fallback model (the
- * providers named `primary` and `fallback`). First-token and idle timeouts keep the toolkit's defaults.
+ * providers named `primary` and `fallback`). First-token and idle timeouts keep the toolkit's defaults. A
+ * stream that fails after its first chunk carries on with the answer on the next attempt (`continue`):
+ * the caller of a chat front is reading it as it comes. `models` declares facts of the models (a context
+ * window, whether one accepts assistant prefill).
  */
-export const baseline = (primaryModel: string, fallbackModel: string): Resilience.Config => ({
-  paths: { default: { retry: { extends: "interactive", maxRetries: 2 }, timeouts: { totalMs: 30_000 } } },
+export const baseline = (
+  primaryModel: string,
+  fallbackModel: string,
+  models?: Resilience.Config["models"]
+): Resilience.Config => ({
+  models,
+  paths: {
+    default: {
+      retry: { extends: "interactive", maxRetries: 2 },
+      timeouts: { totalMs: 30_000 },
+      midStream: "continue"
+    }
+  },
   fallback: [
     { provider: "primary", model: primaryModel },
     { provider: "fallback", model: fallbackModel }
