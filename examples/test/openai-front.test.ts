@@ -235,6 +235,22 @@ describe("the sixteen faults through the OpenAI-compatible front", () => {
     )
   }
 
+  it.live("a body the front cannot read is a 400 naming the field, and reaches no provider", () =>
+    Effect.gen(function* () {
+      const { client, primary } = yield* setUp({})
+      const response = yield* Effect.promise(() =>
+        fetch(`${client.baseURL}/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "front", messages: [{ role: "user" }] })
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { message: string } } }))
+      )
+      assert.strictEqual(response.status, 400)
+      assert.match(response.body.error.message, /content/)
+      assert.strictEqual((yield* primary.requests).length, 0)
+    }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+  )
+
   it.live("content filter: a clean error after exactly one upstream attempt", () =>
     Effect.gen(function* () {
       const { client, primary, fallback } = yield* setUp({ fault: "content-filter" })
