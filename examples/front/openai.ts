@@ -39,8 +39,9 @@ export const ChatRequest = Schema.Struct({
 export type ChatRequest = typeof ChatRequest.Type
 
 /**
- * The baseline the front is tried with: two retries, attempts bounded at 30 s, one fallback model (the
- * providers named `primary` and `fallback`). First-token and idle timeouts keep the toolkit's defaults. A
+ * The baseline the front is tried with: two retries, within 30 s (the interactive profile's 10 s deadline
+ * would leave no room to retry after a 15 s first-token timeout), attempts bounded at 30 s, one fallback model
+ * (the providers named `primary` and `fallback`). First-token and idle timeouts keep the toolkit's defaults. A
  * stream that fails after its first chunk carries on with the answer on the next attempt (`continue`):
  * the caller of a chat front is reading it as it comes. `models` declares facts of the models (a context
  * window, whether one accepts assistant prefill).
@@ -53,7 +54,7 @@ export const baseline = (
   models,
   paths: {
     default: {
-      retry: { extends: "interactive", maxRetries: 2 },
+      retry: { extends: "interactive", maxRetries: 2, deadlineMs: 30_000 },
       timeouts: { totalMs: 30_000 },
       midStream: "continue"
     }
