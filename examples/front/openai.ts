@@ -210,9 +210,10 @@ const streamed = Effect.fnUntraced(function* (
     return error === undefined ? yield* Effect.orDie(Effect.failCause(peeled.cause)) : errorResponse(error)
   }
   const [first, rest] = peeled.value
-  const toFrames = frames({ id: completionId(), created, model: request.model }, includeUsage)
+  const id = completionId()
+  const toFrames = frames({ id, created, model: request.model }, includeUsage)
   const role = data({
-    id: "role",
+    id,
     object: "chat.completion.chunk",
     created,
     model: request.model,
