@@ -57,7 +57,7 @@ const twoSteps = (
   Effect.gen(function* () {
     const p = yield* FakeProvider.make({ name: "primary", default: { stream: shape, text: full, ...primary } })
     const s = yield* FakeProvider.make({ name: "secondary", default: { stream: shape, text: full, ...secondary } })
-    const { provider } = yield* Resilience.make(
+    const { provider, stages } = yield* Resilience.make(
       {
         models,
         paths: { chat },
@@ -68,7 +68,7 @@ const twoSteps = (
       },
       [p.provider, s.provider]
     )
-    return { provider, primary: p, secondary: s }
+    return { provider, stages, primary: p, secondary: s }
   })
 
 const badPrefill = new LlmError.BadRequest({ message: "assistant prefill is not supported", status: 400 })
@@ -92,14 +92,17 @@ describe("mid-stream recovery", () => {
     isolated(
       Effect.gen(function* () {
         const t = yield* twoSteps(
-          { midStream: "continue", retry: noJitter },
+          { midStream: "continue", retry: noJitter, maxWaitMs: 0 },
           { script: [FakeProvider.truncate(40)] },
-          {}
+          {},
+          { "primary/m1": { maxConcurrency: 1 } }
         )
         const out = yield* collect(t.provider.stream(ask))
         assert.isTrue(Exit.isSuccess(out.exit))
         assert.strictEqual(out.text, full)
         assert.strictEqual(out.finishes.length, 1)
+        // the cut attempt gave its permit back before the retry took one, and the retry gave it back too
+        assert.strictEqual((yield* t.stages.admission.stats("primary/m1")).availablePermits, 1)
         assert.deepStrictEqual(
           (yield* t.primary.calls).map((c) => c.outcome),
           ["StreamTruncated", "success"]
@@ -122,7 +125,11 @@ describe("mid-stream recovery", () => {
         assert.isTrue(Exit.isSuccess(out.exit))
         assert.strictEqual(out.text, full)
         const [call] = yield* t.secondary.calls
-        assert.deepStrictEqual(call.request.messages, [...ask.messages, { role: "assistant", content: words(0, 40) }])
+        // sent without its trailing whitespace (which providers refuse in a prefill)
+        assert.deepStrictEqual(call.request.messages, [
+          ...ask.messages,
+          { role: "assistant", content: words(0, 40).trimEnd() }
+        ])
         // the caller sees the fallback's model and usage
         assert.strictEqual(out.finishes[0]._tag === "Finish" && out.finishes[0].model, "m2")
       }).pipe(Effect.scoped)
@@ -171,11 +178,11 @@ describe("mid-stream recovery", () => {
     )
   )
 
-  it.effect("continue: a 30 s stall after 20 tokens ends at the idle timeout and the fallback finishes", () =>
+  it.effect("continue: a 30 s stall after 20 tokens ends at the default idle timeout; the fallback finishes", () =>
     isolated(
       Effect.gen(function* () {
         const t = yield* twoSteps(
-          { midStream: "continue", retry: "none", timeouts: { idleMs: 5_000 } },
+          { midStream: "continue", retry: "none", timeouts: { totalMs: 60_000 } },
           { script: [FakeProvider.stallMidStream(20)] },
           {}
         )
@@ -185,7 +192,8 @@ describe("mid-stream recovery", () => {
         const [stalled] = yield* t.primary.calls
         assert.strictEqual(stalled.outcome, "interrupted")
         const [rescue] = yield* t.secondary.calls
-        assert.strictEqual(rescue.startedAt, 190 + 5_000) // 20 chunks, then the idle timeout, then the fallback
+        // 20 chunks, then the default idle timeout (20 s) of a stall that would have lasted 30 s, then the fallback
+        assert.strictEqual(rescue.startedAt, 190 + 20_000)
       }).pipe(Effect.scoped)
     )
   )

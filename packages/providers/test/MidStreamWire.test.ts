@@ -193,9 +193,17 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("mid-stream rec
       isolated(
         Effect.gen(function* () {
           const primary = yield* scripted("openai", cutAt40)
-          const fallback = yield* scripted("anthropic", (body) =>
-            lastRole(body) === "assistant" ? { tokens: words(40, 60), end: "finish" } : whole()
-          )
+          // like Anthropic: a prefill ending in whitespace is refused; this continuation repeats the space
+          const fallback = yield* scripted("anthropic", (body) => {
+            const last = body.messages[body.messages.length - 1]
+            if (last.role !== "assistant") return whole()
+            return /\s$/.test(String(last.content))
+              ? {
+                  status: 400,
+                  body: { type: "error", error: { type: "invalid_request_error", message: "trailing whitespace" } }
+                }
+              : { tokens: [" ", ...words(40, 60)], end: "finish" }
+          })
           const { provider } = yield* Resilience.make(
             {
               ...plan("openai", "anthropic", { midStream: "continue", retry: "none" }),
@@ -208,8 +216,9 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("mid-stream rec
           assert.strictEqual(out.text, full)
           assert.deepStrictEqual(fallback.received[0].messages[1], {
             role: "assistant",
-            content: words(0, 40).join("")
+            content: words(0, 40).join("").trimEnd()
           })
+          assert.strictEqual(fallback.received.length, 1)
           assert.strictEqual(out.finish?._tag === "Finish" && out.finish.provider, "anthropic")
         })
       )

@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Effect, type Fiber, Metric, Option, Stream } from "effect"
+import { Cause, Effect, type Fiber, Metric, Option, Stream } from "effect"
 import * as CallReports from "../CallReport.ts"
 import type { CircuitCheck, ProviderStep, Step } from "../FallbackPlan.ts"
 import type { AcceptedForLater, CircuitOpen, LlmError } from "../LlmError.ts"
@@ -54,13 +54,16 @@ class StepFailed {
   }
 }
 
+type OnError<X> = (w: Walk, j: number, error: LlmError, resumeAt: number) => X
+
 /** What the walk runs with: `Effect` for `complete`, `Stream` for `stream` (`H`: a hedge race in flight). */
 interface Driver<X, H> {
   /** Calls provider step `j`. */
   readonly call: (w: Walk, j: number) => X
   /** Races step `j` with step `k` (the hedge). */
   readonly race: (w: Walk, j: number, k: number) => H
-  readonly recover: (self: X, f: (error: LlmError) => X) => X
+  /** `self`, whose failure goes to `onError(w, j, error, resumeAt)` (one handler per step in flight). */
+  readonly recover: (self: X, onError: OnError<X>, w: Walk, j: number, resumeAt: number) => X
   readonly recoverStep: (self: H, f: (failed: StepFailed) => X) => X
   readonly fail: (error: LlmError) => X
   readonly unwrap: <T>(self: Effect.Effect<T, AcceptedForLater, Services>, f: (t: T) => X) => X
@@ -156,7 +159,7 @@ const walk = <X, H>(o: Options, d: Driver<X, H>): ((w: Walk) => X) => {
       k = nextEligible(j + 1, w)
       if (k !== -1 && steps[k]._tag !== "Provider") k = -1
     }
-    if (k === -1) return d.recover(d.call(w, j), (error) => onError(w, j, error, j + 1))
+    if (k === -1) return d.recover(d.call(w, j), onError, w, j, j + 1)
     return d.recoverStep(d.race(w, j, k), (f) => onError(w, f.index, f.error, Math.max(j, k) + 1))
   }
 
@@ -216,7 +219,13 @@ export const complete = (o: Options): ((request: LlmRequest) => Outcome) => {
         )
       )
     },
-    recover: Effect.catch,
+    // `Effect.catch`'s rule (a failure, no defect, moves on) in the one handler a step in flight keeps
+    recover: (self, onError, w, j, resumeAt) =>
+      Effect.catchCause(self, (cause) => {
+        if (Cause.hasDies(cause)) return Effect.failCause(cause)
+        const error = Cause.findErrorOption(cause)
+        return error._tag === "Some" ? onError(w, j, error.value, resumeAt) : Effect.failCause(cause)
+      }),
     recoverStep: Effect.catch,
     fail: Effect.fail,
     unwrap: Effect.flatMap,
@@ -265,7 +274,7 @@ export const stream = (o: Options): ((request: LlmRequest) => Chunks) => {
           )
         )
       ),
-    recover: Stream.catch,
+    recover: (self, onError, w, j, resumeAt) => Stream.catch(self, (error) => onError(w, j, error, resumeAt)),
     recoverStep: Stream.catch,
     fail: Stream.fail,
     unwrap: (self, f) => Stream.unwrap(Effect.map(self, f)),

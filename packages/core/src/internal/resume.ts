@@ -63,46 +63,63 @@ const providerErrorOf = (cause: unknown): ProviderError | undefined =>
     : undefined
 
 /**
- * A restarted answer without the `delivered` prefix: its text is compared with `delivered` chunk by chunk,
- * the matching part dropped; a mismatch, or a `Finish` before the whole prefix came back, fails with
- * `StreamDiverged`.
+ * `self` without its leading `prefix`: its text is compared with `prefix` chunk by chunk and the matching part
+ * dropped. On a mismatch (or a `Finish` before the whole prefix came back) it fails with `diverged()`, or,
+ * without `diverged`, stops comparing and passes the rest on.
  */
-export const skipDelivered = <E, R>(
+const dropPrefix = <E, R>(
   self: Stream.Stream<StreamChunk, E, R>,
-  transcript: Transcript,
-  request: LlmRequest
+  prefix: string,
+  diverged: ((provider: string | undefined) => StreamDiverged) | undefined
 ): Stream.Stream<StreamChunk, E | StreamDiverged, R> =>
   Stream.suspend(() => {
-    const delivered = transcript.text
     let at = 0
-    const diverged = (provider: string | undefined) =>
-      new StreamDiverged({
-        delivered,
-        model: request.model,
-        ...(provider === undefined ? {} : { provider }),
-        ...(providerErrorOf(transcript.cause) === undefined ? {} : { lastError: providerErrorOf(transcript.cause) })
-      })
     return Stream.flatMap(
       self,
       (chunk): Stream.Stream<StreamChunk, StreamDiverged> => {
-        if (at >= delivered.length) return Stream.succeed(chunk)
-        if (chunk._tag === "Finish") return Stream.fail(diverged(chunk.provider))
-        const overlap = Math.min(chunk.text.length, delivered.length - at)
-        if (chunk.text.slice(0, overlap) !== delivered.slice(at, at + overlap)) return Stream.fail(diverged(undefined))
-        at += overlap
-        return overlap === chunk.text.length
-          ? Stream.empty
-          : Stream.succeed({ _tag: "TextDelta", text: chunk.text.slice(overlap) })
+        if (at >= prefix.length) return Stream.succeed(chunk)
+        if (chunk._tag === "Finish")
+          return diverged === undefined ? Stream.succeed(chunk) : Stream.fail(diverged(chunk.provider))
+        const text = chunk.text
+        const n = Math.min(text.length, prefix.length - at)
+        let i = 0
+        while (i < n && text.charCodeAt(i) === prefix.charCodeAt(at + i)) i++
+        if (i < n) {
+          if (diverged !== undefined) return Stream.fail(diverged(undefined))
+          at = prefix.length
+        } else at += i
+        return i === text.length ? Stream.empty : Stream.succeed({ _tag: "TextDelta", text: text.slice(i) })
       },
       { concurrency: 1 }
     )
   })
+
+/** A restarted answer without the delivered text, or `StreamDiverged` when it is another answer. */
+const restarted = <E, R>(self: Stream.Stream<StreamChunk, E, R>, transcript: Transcript, request: LlmRequest) => {
+  const delivered = transcript.text
+  const lastError = providerErrorOf(transcript.cause)
+  return dropPrefix(
+    self,
+    delivered,
+    (provider) =>
+      new StreamDiverged({
+        delivered,
+        model: request.model,
+        ...(provider === undefined ? {} : { provider }),
+        ...(lastError === undefined ? {} : { lastError })
+      })
+  )
+}
 
 /**
  * The attempt that carries on after `transcript`: `open(request)` itself when nothing was delivered; with
  * `prefill`, the request prefilled with the delivered text (restarted without it on a `BadRequest` before
  * its first chunk); else the restarted answer without its delivered prefix. The caller records what it
  * delivers (see {@link record}).
+ *
+ * Providers refuse a prefill that ends in whitespace (Anthropic: "final assistant content cannot end with
+ * trailing whitespace"), so the prefill is sent trimmed, and whitespace the continuation repeats from the
+ * trimmed tail is dropped.
  */
 export const carryOn = <E extends { readonly _tag: string }, R>(
   open: (request: LlmRequest) => Stream.Stream<StreamChunk, E, R>,
@@ -111,16 +128,20 @@ export const carryOn = <E extends { readonly _tag: string }, R>(
   prefill: boolean
 ): Stream.Stream<StreamChunk, E | StreamDiverged, R> =>
   Stream.suspend(() => {
-    if (transcript.text === "") return open(request)
-    const restart = () => skipDelivered(open(request), transcript, request)
-    if (!prefill) return restart()
+    const text = transcript.text
+    if (text === "") return open(request)
+    const restart = () => restarted(open(request), transcript, request)
+    const trimmed = text.trimEnd()
+    if (!prefill || trimmed === "") return restart()
     let started = false
-    const withPrefill = Stream.mapArray(open(prefilled(request, transcript.text)), (chunks) => {
+    const withPrefill = Stream.mapArray(open(prefilled(request, trimmed)), (chunks) => {
       started = true
       return chunks
     })
-    return Stream.catch(withPrefill, (error): Stream.Stream<StreamChunk, E | StreamDiverged, R> =>
-      !started && error._tag === "BadRequest" ? restart() : Stream.fail(error)
+    return Stream.catch(
+      dropPrefix(withPrefill, text.slice(trimmed.length), undefined),
+      (error): Stream.Stream<StreamChunk, E | StreamDiverged, R> =>
+        !started && error._tag === "BadRequest" ? restart() : Stream.fail(error)
     )
   })
 
