@@ -29,8 +29,8 @@ const modules: Record<string, ReadonlyArray<string>> = {
   headers: [`${src}/internal/headers.ts`, `${src}/RateLimitSnapshot.ts`],
   backoff: [`${src}/Backoff.ts`, `${src}/internal/backoff.ts`],
   budget: [`${src}/RetryBudget.ts`],
-  retry: [`${src}/Retry.ts`],
-  admission: [`${src}/Admission.ts`, `${src}/AdmissionStore.ts`, `${src}/internal/permits.ts`],
+  retry: [`${src}/Retry.ts`, `${src}/internal/retry.ts`],
+  admission: [`${src}/Admission.ts`, `${src}/AdmissionStore.ts`, `${src}/internal/admission.ts`],
   timeouts: [`${src}/Timeouts.ts`, `${src}/internal/deadline.ts`],
   fallback: [`${src}/FallbackPlan.ts`]
 }

@@ -37,7 +37,7 @@ export const config: Resilience.Config = {
   },
   defaultPath: "chat",
   breaker: { failureRateThreshold: 0.3, windowMs: 30_000, minimumCalls: 20, slowCallThresholdMs: 6_000 },
-  retryBudget: { ratio: 0.1, windowMs: 10_000, minRetriesPerSecond: 1 },
+  retryBudget: { ratio: 0.1, windowMs: 60_000, minRetries: 5 },
   admission: { maxQueueLength: 1_000, agingMs: 30_000 },
   prices: PriceTable.examplePrices, // check your provider's pricing page: these go stale
   spend: {

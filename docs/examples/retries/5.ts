@@ -3,4 +3,4 @@
 import { RetryBudget } from "@llm-resilience/core"
 
 // An Effect that builds the budget: run it once and share the result between every call to a key.
-export const makeBudget = RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetriesPerSecond: 1 })
+export const makeBudget = RetryBudget.make({ ratio: 0.1, window: "1 minute", minRetries: 5 })

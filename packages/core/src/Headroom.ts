@@ -1,6 +1,7 @@
 /**
  * Rate-limit headroom: what a provider says remains of each limit, as a fraction of the limit, exported as
- * the gauge `llm_rate_limit_headroom` by `key` (the toolkit's `provider/model`, never an API key) and
+ * the gauge `llm_rate_limit_headroom` by `key` (the toolkit's `provider/model`, never an API key; a model the
+ * configuration does not know is `provider/other`) and
  * `limit` (`requests`, `tokens`, `input_tokens`, `output_tokens`).
  *
  * Both header families feed it through {@link RateLimitSnapshot.fromHeaders}: OpenAI's
@@ -19,6 +20,7 @@ import { Effect, Metric } from "effect"
 import type * as Context from "effect/Context"
 import type { LlmResponse } from "./LlmResponse.ts"
 import type { LimitWindow, RateLimitSnapshot } from "./RateLimitSnapshot.ts"
+import { keyLabel, type SeriesCache } from "./internal/metrics.ts"
 
 /**
  * Remaining as a fraction of the limit, by `key` and `limit`.
@@ -75,26 +77,26 @@ export const fractions = (
   return out
 }
 
-// one gauge series per key and limit, built once
-const series = new Map<string, Metric.Metric<number, unknown>>()
-const seriesOf = (key: string, limit: LimitKind) => {
-  const id = `${limit}\u0000${key}`
-  let metric = series.get(id)
-  if (metric === undefined) {
-    if (series.size > 10_000) series.clear()
-    metric = Metric.gauge(headroom.id, { description: headroom.description, attributes: { key, limit } })
-    series.set(id, metric)
-  }
-  return metric
-}
+const seriesOf = (key: string, limit: LimitKind) =>
+  Metric.gauge(headroom.id, { description: headroom.description, attributes: { key, limit } })
 
 /**
- * Sets the gauge from a snapshot, synchronously.
+ * Sets the gauge from a snapshot, synchronously; `cache` keeps the series for its owner (else they are built
+ * for this update).
  *
  * @internal
  */
-export const recordUnsafe = (key: string, snapshot: RateLimitSnapshot, context: Context.Context<never>): void => {
-  for (const { limit, fraction } of fractions(snapshot)) seriesOf(key, limit).updateUnsafe(fraction, context)
+export const recordUnsafe = (
+  key: string,
+  snapshot: RateLimitSnapshot,
+  context: Context.Context<never>,
+  cache?: SeriesCache
+): void => {
+  for (const { limit, fraction } of fractions(snapshot)) {
+    const series =
+      cache === undefined ? seriesOf(key, limit) : cache.get(() => seriesOf(key, limit), headroom.id, key, limit)
+    series.updateUnsafe(fraction, context)
+  }
 }
 
 /**
@@ -115,28 +117,38 @@ export const record = (key: string, snapshot: RateLimitSnapshot): Effect.Effect<
 
 /**
  * Records the headroom a call's answer (or its failure's rate-limit snapshot) reports, under
- * `provider/model` of the answer or the error.
+ * `provider/model` of the answer or the error. The caller chooses the model string, so only the names in
+ * `models` are kept: any other model is recorded as `provider/other`.
  *
  * @example
  * ```ts
  * import { Effect } from "effect"
  * import { Headroom, LlmProvider } from "@llm-resilience/core"
  * const request = { model: "gpt-5.4-mini", messages: [{ role: "user" as const, content: "Hi" }] }
- * const call = Effect.flatMap(LlmProvider.LlmProvider, (llm) => llm.complete(request).pipe(Headroom.observe))
+ * const call = Effect.flatMap(LlmProvider.LlmProvider, (llm) =>
+ *   llm.complete(request).pipe(Headroom.observe(["gpt-5.4-mini", "gpt-5.4"]))
+ * )
  * ```
  * @since 0.1.0
  */
-export const observe = <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
-  self.pipe(
-    Effect.tap((response) =>
-      response.rateLimit === undefined
-        ? Effect.void
-        : record(`${response.provider}/${response.model}`, response.rateLimit)
-    ),
-    Effect.tapError((error) => {
-      const e = error as { readonly provider?: string; readonly model?: string; readonly rateLimit?: RateLimitSnapshot }
-      return e?.rateLimit === undefined || e.provider === undefined || e.model === undefined
-        ? Effect.void
-        : record(`${e.provider}/${e.model}`, e.rateLimit)
-    })
-  )
+export const observe = (models: Iterable<string>) => {
+  const known: ReadonlySet<string> = new Set(models)
+  const recordOf = (provider: string, model: string, snapshot: RateLimitSnapshot) =>
+    record(keyLabel(known, `${provider}/${model}`), snapshot)
+  return <E, R>(self: Effect.Effect<LlmResponse, E, R>): Effect.Effect<LlmResponse, E, R> =>
+    self.pipe(
+      Effect.tap((response) =>
+        response.rateLimit === undefined ? Effect.void : recordOf(response.provider, response.model, response.rateLimit)
+      ),
+      Effect.tapError((error) => {
+        const e = error as {
+          readonly provider?: string
+          readonly model?: string
+          readonly rateLimit?: RateLimitSnapshot
+        }
+        return e?.rateLimit === undefined || e.provider === undefined || e.model === undefined
+          ? Effect.void
+          : recordOf(e.provider, e.model, e.rateLimit)
+      })
+    )
+}

@@ -23,7 +23,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Channel, type Context, Effect, Exit, Fiber, Metric, Pull, Schema, Scope, Stream } from "effect"
 import * as Deadline from "./internal/deadline.ts"
 import * as Latency from "./internal/latency.ts"
-import { tagged } from "./internal/metrics.ts"
+import { SeriesCache } from "./internal/metrics.ts"
 
 /**
  * The numeric options of {@link make}, decoded with Schema (a bad value fails construction naming its field).
@@ -207,6 +207,10 @@ export const make: (
     o.percentile === undefined ? undefined : Latency.make(o.window ?? 200, o.percentile, o.minSamples ?? 20)
   const timer = yield* Deadline.make
   const onLoser = hooks.onLoser
+  // the metric series of this hedge's pairs, released with it
+  const series = new SeriesCache()
+  const tagged = <In, Out>(metric: Metric.Metric<In, Out>, attributes: Readonly<Record<string, string>>) =>
+    series.tagged(metric, attributes)
 
   let windowStart = timer.now()
   let requests = 0

@@ -50,6 +50,7 @@ import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
+import { SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import * as Resume from "./internal/resume.ts"
 import * as Retrying from "./internal/retry.ts"
@@ -146,18 +147,14 @@ export const make = Effect.fnUntraced(function* (
   const byName = new Map<string, LlmProvider["Service"]>()
   for (const p of providers) byName.set(p.name, p)
   const atField = (field: string) => Effect.mapError(config.issueAt(field))
-  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
+  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts, knownModels } =
     yield* config.build(
       configuration,
       providers.map((p) => p.name)
     )
 
-  // Metric series are labelled with configured models only (any other model string is `other`).
-  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
-  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
-  for (const steps of [c.fallback, ...Object.values(pathConfigs).map((p) => p.fallback)]) {
-    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
-  }
+  // Metric series are cached by this instance: they are released with it.
+  const series = new SeriesCache()
 
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting
@@ -227,7 +224,7 @@ export const make = Effect.fnUntraced(function* (
     const profile = profiles.get(name)
     const steps = p.fallback ?? c.fallback
     const stepsField = p.fallback === undefined ? "fallback" : `${field}.fallback`
-    const labels: Telemetry.Labels = { path: name, models: knownModels }
+    const labels: Telemetry.Labels = { path: name, models: knownModels, series }
     const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
       Telemetry.observeStream(request, labels)(Stream.unwrap(Effect.as(agent.turn(request), self)))
     const midStream = p.midStream ?? "fail"

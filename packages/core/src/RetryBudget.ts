@@ -1,20 +1,20 @@
 /**
  * A retry budget shared by every call to a key (`provider/model`), in the style of Finagle's RetryBudget and
- * gRPC retry throttling: retries may not exceed a `ratio` of the requests seen over a sliding `window`, plus a
- * small floor of `minRetriesPerSecond` so that low traffic can still retry.
+ * gRPC retry throttling: over any sliding `window`, retries may not exceed `ratio` of the requests seen in it,
+ * or `minRetries` when that is more, so that low traffic can still retry.
  *
- * Accounting (per key):
- * - every request deposits `ratio` credit into the current slice of the window; credit older than `window`
- *   expires unused;
- * - a retry withdraws one whole credit, oldest first; when less than one credit is left, it draws from the
- *   floor instead: a token bucket of capacity `max(1, minRetriesPerSecond)` refilled at
- *   `minRetriesPerSecond` per second;
- * - when neither has a whole token, the retry is refused and `Retry` fails fast with
- *   `LlmError.RetryBudgetExhausted` carrying the error that would have been retried.
+ * Accounting (per key, over a window of ten slices):
+ * - every request deposits `ratio` credit into the current slice; a slice older than `window` expires with
+ *   its credit and its retries;
+ * - a retry is granted while the retries taken in the window stay within `max(credit in the window,
+ *   minRetries)`; it is counted in the current slice;
+ * - otherwise it is refused and `Retry` fails fast with `LlmError.RetryBudgetExhausted` carrying the error
+ *   that would have been retried.
  *
- * So over any run of `T` seconds with `R` requests, at most `ratio * R + max(1, minRetriesPerSecond) +
- * minRetriesPerSecond * T` retries happen: during an outage the budget turns a retry storm into at most a
- * tenth more traffic (default ratio 10%).
+ * The floor is a minimum, not an addition: with `R` requests in a window at most `max(ratio * R, minRetries)`
+ * retries happen in it, whatever the failure rate. With the defaults (10%, one minute, 5 retries), a key
+ * failing every request at 100 requests per minute retries 10 of them a minute (10% more traffic), while a
+ * lone caller still gets the 5 retries of the `background` profile (docs/retries.md has the arithmetic).
  *
  * State lives behind the small {@link Store} interface; {@link memoryStore} keeps it in process and follows
  * Effect's `Clock` (so TestClock drives it). A shared store (e.g. Redis) can implement the same interface.
@@ -29,20 +29,20 @@ import { millis } from "./internal/duration.ts"
  * Options of a retry budget.
  *
  * - `ratio` (default 0.1): retries allowed per request over the window (0 to 10).
- * - `window` (default 10 s): how long a request's credit stays usable.
- * - `minRetriesPerSecond` (default 1): the floor, available even without traffic (0 disables it).
+ * - `window` (default 1 minute): the sliding window over which requests and retries are counted.
+ * - `minRetries` (default 5): the floor, retries allowed per window however few the requests (0: none).
  *
  * @example
  * ```ts
  * import type { RetryBudget } from "@llm-resilience/core"
- * const options: RetryBudget.Options = { ratio: 0.2, window: "30 seconds", minRetriesPerSecond: 2 }
+ * const options: RetryBudget.Options = { ratio: 0.2, window: "30 seconds", minRetries: 3 }
  * ```
  * @since 0.1.0
  */
 export interface Options {
   readonly ratio?: number | undefined
   readonly window?: Duration.Input | undefined
-  readonly minRetriesPerSecond?: number | undefined
+  readonly minRetries?: number | undefined
   /** Where the per-key state lives (default: a fresh {@link memoryStore}). */
   readonly store?: Store | undefined
   /** Bounds on the keys the default in-process store keeps (see {@link KeyBounds}). */
@@ -57,7 +57,7 @@ export interface Options {
 export const Policy = Schema.Struct({
   ratio: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 10 })),
   windowMs: Schema.Finite.check(Schema.isGreaterThan(0)),
-  minRetriesPerSecond: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+  minRetries: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 1_000_000 }))
 })
 
 /**
@@ -75,7 +75,7 @@ export const Policy = Schema.Struct({
 export const Config = Schema.Struct({
   ratio: Schema.optional(Policy.fields.ratio),
   windowMs: Schema.optional(millis(Policy.fields.windowMs)),
-  minRetriesPerSecond: Schema.optional(Policy.fields.minRetriesPerSecond)
+  minRetries: Schema.optional(Policy.fields.minRetries)
 })
 
 /**
@@ -138,7 +138,7 @@ export interface RetryBudget {
  * import { Retry, RetryBudget } from "@llm-resilience/core"
  *
  * const program = Effect.gen(function*() {
- *   const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetriesPerSecond: 1 })
+ *   const budget = yield* RetryBudget.make({ ratio: 0.1, window: "1 minute", minRetries: 5 })
  *   const call = Effect.succeed("answer")
  *   return yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "openai/gpt-5.4-mini" }))
  * })
@@ -149,13 +149,9 @@ export const make = Effect.fnUntraced(function* (options?: Options) {
   const decoded = yield* Schema.decodeUnknownEffect(OptionsSchema)({
     ratio: options?.ratio ?? 0.1,
     window: windowMillis(options?.window),
-    minRetriesPerSecond: options?.minRetriesPerSecond ?? 1
+    minRetries: options?.minRetries ?? 5
   })
-  const policy: Policy = {
-    ratio: decoded.ratio,
-    windowMs: decoded.window,
-    minRetriesPerSecond: decoded.minRetriesPerSecond
-  }
+  const policy: Policy = { ratio: decoded.ratio, windowMs: decoded.window, minRetries: decoded.minRetries }
   const store = options?.store ?? memoryStore(options?.keys)
   const depositAt = (key: string, nowMs: number) => store.deposit(key, nowMs, policy)
   const budget: RetryBudget = {
@@ -175,11 +171,11 @@ export const make = Effect.fnUntraced(function* (options?: Options) {
 const OptionsSchema = Schema.Struct({
   ratio: Policy.fields.ratio,
   window: Policy.fields.windowMs,
-  minRetriesPerSecond: Policy.fields.minRetriesPerSecond
+  minRetries: Policy.fields.minRetries
 })
 
 const windowMillis = (input: Duration.Input | undefined): number => {
-  if (input === undefined) return 10_000
+  if (input === undefined) return 60_000
   const d = Duration.fromInput(input)
   return d._tag === "Some" ? Duration.toMillis(d.value) : Number.NaN
 }
@@ -195,15 +191,15 @@ const SLICES = 10
 interface KeyState {
   /** Slice index (floor(now / sliceMs)) that each ring position currently holds. */
   readonly slice: Float64Array
-  /** Unused credit per ring position, in micro-tokens. */
+  /** Credit deposited per ring position, in micro-tokens. */
   readonly credit: Float64Array
-  floor: number
-  floorAt: number
+  /** Retries taken per ring position, in micro-tokens (one retry is `UNIT`). */
+  readonly spent: Float64Array
 }
 
 /**
  * Bounds on the keys an in-process store keeps: at most `maxKeys` [10,000]; a key unused for `idleMs`
- * [600,000] is dropped (it starts again with a full floor and no credit).
+ * [600,000] is dropped (it starts again with no credit and no retries taken).
  *
  * @since 0.1.0
  */
@@ -213,8 +209,9 @@ export interface KeyBounds {
 }
 
 /**
- * An in-process {@link Store}: per key, a ring of ten time slices covering the window, plus the floor's token
- * bucket. Follows Effect's `Clock`, so TestClock moves it. Holds at most `bounds.maxKeys` keys.
+ * An in-process {@link Store}: per key, a ring of ten time slices covering the window, each with the credit
+ * deposited and the retries taken in it. Follows Effect's `Clock`, so TestClock moves it. Holds at most
+ * `bounds.maxKeys` keys.
  *
  * @example
  * ```ts
@@ -226,62 +223,41 @@ export interface KeyBounds {
  */
 export const memoryStore = (bounds?: KeyBounds): Store => {
   const keys = new KeyedState<KeyState>(bounds)
-  const stateOf = (key: string, now: number, policy: Policy): KeyState =>
-    keys.getOrCreate(key, now, () => ({
+  /** The ring position of the slice at `now`, emptied first when it held an older slice. */
+  const positionAt = (key: string, now: number, policy: Policy): readonly [KeyState, number, number] => {
+    const state = keys.getOrCreate(key, now, () => ({
       slice: new Float64Array(SLICES).fill(-Infinity),
       credit: new Float64Array(SLICES),
-      floor: Math.max(1, policy.minRetriesPerSecond) * UNIT,
-      floorAt: now
+      spent: new Float64Array(SLICES)
     }))
-  const deposit = (key: string, now: number, policy: Policy): void => {
-    const state = stateOf(key, now, policy)
     const current = Math.floor(now / (policy.windowMs / SLICES))
     const i = ((current % SLICES) + SLICES) % SLICES
     if (state.slice[i] !== current) {
       state.slice[i] = current
       state.credit[i] = 0
+      state.spent[i] = 0
     }
-    state.credit[i] += Math.round(policy.ratio * UNIT)
+    return [state, i, current]
   }
   return {
-    deposit,
-    withdraw: (key, now, policy) => Effect.sync(() => withdrawUnsafe(stateOf(key, now, policy), now, policy))
+    deposit: (key, now, policy) => {
+      const [state, i] = positionAt(key, now, policy)
+      state.credit[i] += Math.round(policy.ratio * UNIT)
+    },
+    withdraw: (key, now, policy) =>
+      Effect.sync(() => {
+        const [state, i, current] = positionAt(key, now, policy)
+        let credit = 0
+        let spent = 0
+        for (let k = 0; k < SLICES; k++) {
+          if (state.slice[k] > current - SLICES) {
+            credit += state.credit[k]
+            spent += state.spent[k]
+          }
+        }
+        if (spent + UNIT > Math.max(credit, policy.minRetries * UNIT)) return false
+        state.spent[i] += UNIT
+        return true
+      })
   }
-}
-
-const withdrawUnsafe = (state: KeyState, now: number, policy: Policy): boolean => {
-  const current = Math.floor(now / (policy.windowMs / SLICES))
-  // credit from requests in the window, oldest slice first
-  let available = 0
-  for (let k = SLICES - 1; k >= 0; k--) {
-    const s = current - k
-    const i = ((s % SLICES) + SLICES) % SLICES
-    if (state.slice[i] === s) available += state.credit[i]
-  }
-  if (available >= UNIT) {
-    let owed = UNIT
-    for (let k = SLICES - 1; k >= 0 && owed > 0; k--) {
-      const s = current - k
-      const i = ((s % SLICES) + SLICES) % SLICES
-      if (state.slice[i] === s && state.credit[i] > 0) {
-        const take = Math.min(owed, state.credit[i])
-        state.credit[i] -= take
-        owed -= take
-      }
-    }
-    return true
-  }
-  // the floor: a token bucket refilled at minRetriesPerSecond
-  const rate = policy.minRetriesPerSecond
-  if (rate <= 0) return false
-  const capacity = Math.max(1, rate) * UNIT
-  if (now > state.floorAt) {
-    state.floor = Math.min(capacity, state.floor + Math.floor((now - state.floorAt) * rate * (UNIT / 1000)))
-    state.floorAt = now
-  }
-  if (state.floor >= UNIT) {
-    state.floor -= UNIT
-    return true
-  }
-  return false
 }

@@ -102,8 +102,16 @@ const series = (metric: Metric.Metric<number, unknown>, attributes: Attributes):
   }
 }
 
-const tagged = <In, Out>(metric: Metric.Metric<In, Out>, id: string, attributes: Attributes) =>
-  Metrics.tagged(metric, attributes, id, series as unknown as typeof Metric.withAttributes<In, Out>)
+/** The series of `metric` with `attributes`, from `cache` when there is one (else built for this update). */
+const tagged = <In, Out>(
+  cache: Metrics.SeriesCache | undefined,
+  metric: Metric.Metric<In, Out>,
+  id: string,
+  attributes: Attributes
+): Metric.Metric<In, Out> => {
+  const make = series as unknown as Metrics.Make<In, Out>
+  return cache === undefined ? make(metric, attributes) : cache.tagged(metric, attributes, id, make)
+}
 
 /**
  * The series of one provider, model and path, resolved once: the end of a call then does three map lookups
@@ -115,45 +123,33 @@ interface Series {
   readonly inputTokens: Metric.Metric<number, unknown>
   readonly outputTokens: Metric.Metric<number, unknown>
 }
-const seriesCache = new Map<string, Map<string, Map<string, Series>>>()
-let seriesCached = 0
-const seriesOf = (provider: string, model: string, path: string): Series => {
-  let byModel = seriesCache.get(provider)
-  if (byModel === undefined) {
-    byModel = new Map()
-    seriesCache.set(provider, byModel)
-  }
-  let byPath = byModel.get(model)
-  if (byPath === undefined) {
-    byPath = new Map()
-    byModel.set(model, byPath)
-  }
-  let s = byPath.get(path)
-  if (s === undefined) {
-    if (++seriesCached > 10_000) {
-      seriesCache.clear()
-      seriesCached = 0
-    }
-    s = {
-      outcomes: new Map(),
-      latency: tagged(latency, "l", { provider, model, path }),
-      inputTokens: tagged(tokens, "ti", { provider, model, direction: "input" }),
-      outputTokens: tagged(tokens, "to", { provider, model, direction: "output" })
-    }
-    byPath.set(path, s)
-  }
-  return s
+const seriesOf = (cache: Metrics.SeriesCache | undefined, provider: string, model: string, path: string): Series => {
+  const make = (): Series => ({
+    outcomes: new Map(),
+    latency: tagged(cache, latency, "l", { provider, model, path }),
+    inputTokens: tagged(cache, tokens, "ti", { provider, model, direction: "input" }),
+    outputTokens: tagged(cache, tokens, "to", { provider, model, direction: "output" })
+  })
+  return cache === undefined ? make() : cache.get(make, "s", provider, model, path)
 }
-const requestsOf = (s: Series, provider: string, model: string, path: string, outcome: string) => {
+const requestsOf = (
+  cache: Metrics.SeriesCache | undefined,
+  s: Series,
+  provider: string,
+  model: string,
+  path: string,
+  outcome: string
+) => {
   let m = s.outcomes.get(outcome)
   if (m === undefined) {
-    m = tagged(requests, "r", { provider, model, path, outcome })
+    m = tagged(cache, requests, "r", { provider, model, path, outcome })
     s.outcomes.set(outcome, m)
   }
   return m
 }
 
 const recordUsage = (
+  cache: Metrics.SeriesCache | undefined,
   s: Series,
   provider: string,
   model: string,
@@ -163,7 +159,10 @@ const recordUsage = (
   s.inputTokens.updateUnsafe(usage.inputTokens, context)
   s.outputTokens.updateUnsafe(usage.outputTokens, context)
   if (usage.cachedInputTokens !== undefined && usage.cachedInputTokens !== 0) {
-    tagged(tokens, "tc", { provider, model, direction: "cached_input" }).updateUnsafe(usage.cachedInputTokens, context)
+    tagged(cache, tokens, "tc", { provider, model, direction: "cached_input" }).updateUnsafe(
+      usage.cachedInputTokens,
+      context
+    )
   }
 }
 
@@ -192,6 +191,9 @@ type Answered =
  * whose requested and answered models are both outside `models` is recorded under the model `other`. A bare
  * path string keeps every model name.
  *
+ * `series` caches the metric series of these labels for their owner (a `Resilience` instance keeps one, so
+ * the series it built are released with it); without it each call builds its series anew.
+ *
  * @example
  * ```ts
  * import { Telemetry } from "@llm-resilience/core"
@@ -202,6 +204,8 @@ type Answered =
 export interface Labels {
   readonly path: string
   readonly models: ReadonlySet<string>
+  /** @internal */
+  readonly series?: Metrics.SeriesCache | undefined
 }
 
 /**
@@ -209,7 +213,7 @@ export interface Labels {
  *
  * @since 0.1.0
  */
-export const otherModel = "other"
+export const otherModel = Metrics.otherModel
 
 const pathOf = (labels: string | Labels): string => (typeof labels === "string" ? labels : labels.path)
 
@@ -277,17 +281,23 @@ export const finishUnsafe = (
     if (ttftMs !== undefined) span.attribute("llm.ttft_ms", ttftMs)
   }
   const context = fiber.context
-  const path = pathOf(labels)
-  if (typeof labels !== "string" && !labels.models.has(model) && !labels.models.has(request.model)) {
-    model = otherModel
+  let path: string
+  let cache: Metrics.SeriesCache | undefined
+  if (typeof labels === "string") path = labels
+  else {
+    path = labels.path
+    cache = labels.series
+    model = Metrics.modelLabel(labels.models, model, request.model)
   }
-  const s = seriesOf(provider, model, path)
-  requestsOf(s, provider, model, path, outcome).updateUnsafe(1, context)
+  const s = seriesOf(cache, provider, model, path)
+  requestsOf(cache, s, provider, model, path, outcome).updateUnsafe(1, context)
   s.latency.updateUnsafe(elapsed, context)
-  if (usage !== undefined) recordUsage(s, provider, model, usage, context)
-  if (rateLimit !== undefined) Headroom.recordUnsafe(`${provider}/${model}`, rateLimit, context)
+  if (usage !== undefined) recordUsage(cache, s, provider, model, usage, context)
+  if (rateLimit !== undefined) Headroom.recordUnsafe(`${provider}/${model}`, rateLimit, context, cache)
   // recorded at the end, with the provider and model that answered (unknown at the first chunk)
-  if (ttftMs !== undefined) tagged(timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
+  if (ttftMs !== undefined) {
+    tagged(cache, timeToFirstToken, "t", { provider, model, path }).updateUnsafe(ttftMs, context)
+  }
 }
 
 // No stack trace: `withSpan` would capture one per call (several microseconds), and it would only point here.

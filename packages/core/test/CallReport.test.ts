@@ -196,7 +196,7 @@ describe("CallReport", () => {
 
     it.effect("budget refusal", () =>
       Effect.gen(function* () {
-        const llm = yield* single({ retryBudget: { ratio: 0, minRetriesPerSecond: 0 } }, 1)
+        const llm = yield* single({ retryBudget: { ratio: 0, minRetries: 0 } }, 1)
         const { events } = yield* withEvents(() => drive(complete(llm), "10 seconds"))
         assert.deepStrictEqual(
           events.map((e) => e._tag),

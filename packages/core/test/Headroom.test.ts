@@ -72,17 +72,24 @@ describe("Headroom", () => {
       )
   )
 
-  it.effect("observe records a call outside the pipeline", () =>
+  it.effect("observe records a call outside the pipeline, keys of models it was not told of as provider/other", () =>
     Effect.gen(function* () {
-      yield* Effect.succeed({
-        text: "ok",
-        finishReason: "stop" as const,
-        usage: { inputTokens: 1, outputTokens: 1 },
-        provider: "anthropic",
-        model: "claude",
-        rateLimit: { tokens: { limit: 1000, remaining: 50 } }
-      }).pipe(Headroom.observe)
+      const answer = (model: string, remaining: number) =>
+        Effect.succeed({
+          text: "ok",
+          finishReason: "stop" as const,
+          usage: { inputTokens: 1, outputTokens: 1 },
+          provider: "anthropic",
+          model,
+          rateLimit: { tokens: { limit: 1000, remaining } }
+        }).pipe(Headroom.observe(["claude"]))
+      yield* answer("claude", 50)
+      yield* answer("made-up-1", 100)
+      yield* answer("made-up-2", 200)
       assert.closeTo(yield* gauge("anthropic/claude", "tokens"), 0.05, 1e-9)
+      assert.closeTo(yield* gauge("anthropic/other", "tokens"), 0.2, 1e-9)
+      const keys = (yield* Metric.snapshot).filter((m) => m.id === Headroom.headroom.id).map((m) => m.attributes?.key)
+      assert.deepStrictEqual([...new Set(keys)].sort(), ["anthropic/claude", "anthropic/other"])
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
   )
 })

@@ -87,7 +87,7 @@ describe("bounded per-key state in the stages", () => {
   it.effect("the retry budget's in-process store holds at most maxKeys keys", () =>
     Effect.gen(function* () {
       const store = RetryBudget.memoryStore({ maxKeys: 2 })
-      const policy = { ratio: 1, windowMs: 10_000, minRetriesPerSecond: 0 }
+      const policy = { ratio: 1, windowMs: 10_000, minRetries: 0 }
       store.deposit("a", 0, policy)
       store.deposit("b", 0, policy)
       store.deposit("c", 0, policy) // "a" is dropped with its credit

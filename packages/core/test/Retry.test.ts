@@ -238,7 +238,7 @@ describe("Retry", () => {
 
   it.effect("a refused retry fails fast with RetryBudgetExhausted carrying the error", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetries: 0 })
       const { call, times } = scripted([overloaded, overloaded])
       const exit = yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "fake/m" }), Effect.exit)
       expect(times).toEqual([0])
@@ -253,7 +253,7 @@ describe("Retry", () => {
     Effect.gen(function* () {
       const limited = new LlmError.RateLimited({ message: "", limit: "requests", retryAfterMs: 1_000 })
       const { call } = scripted([overloaded, limited, overloaded])
-      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 2 })
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetries: 2 })
       const span = yield* Effect.gen(function* () {
         const span = yield* Effect.currentSpan
         const fiber = yield* call.pipe(Retry.retry({ profile: "interactive", budget, key: "fake/m" }), Effect.forkChild)
@@ -296,7 +296,7 @@ describe("Retry", () => {
       expect(yield* count(Retry.giveUpsTotal, { reason: "max-retries", key: "fake/m" })).toBe(1)
 
       // a budget without credit or floor refuses: counted as a rejection
-      const empty = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
+      const empty = yield* RetryBudget.make({ ratio: 0.1, minRetries: 0 })
       yield* scripted([overloaded]).call.pipe(Retry.retry({ budget: empty, key: "fake/m" }), Effect.exit)
       expect(yield* count(Retry.budgetRejectionsTotal, { key: "fake/m" })).toBe(1)
       expect(yield* count(Retry.giveUpsTotal, { reason: "budget", key: "fake/m" })).toBe(1)

@@ -22,7 +22,7 @@ const withdrawN = (budget: RetryBudget.RetryBudget, key: string, n: number) =>
 describe("RetryBudget", () => {
   it.effect("allows ratio * requests retries per key, and keys do not share", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetries: 0 })
       for (let i = 0; i < 25; i++) yield* budget.deposit("a/m")
       // 25 requests * 10% = 2.5 retries
       expect(yield* withdrawN(budget, "a/m", 3)).toEqual([true, true, false])
@@ -36,7 +36,7 @@ describe("RetryBudget", () => {
 
   it.effect("credit expires after the sliding window", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetries: 0 })
       for (let i = 0; i < 4; i++) yield* budget.deposit("k") // 2 credits at t=0
       yield* TestClock.adjust("9 seconds")
       expect(yield* withdrawN(budget, "k", 1)).toEqual([true])
@@ -44,19 +44,23 @@ describe("RetryBudget", () => {
       expect(yield* withdrawN(budget, "k", 1)).toEqual([false])
       yield* budget.deposit("k")
       yield* budget.deposit("k")
+      // one credit, but the retry taken at 9 s counts in the window until 19 s
+      expect(yield* withdrawN(budget, "k", 1)).toEqual([false])
+      yield* TestClock.adjust("9 seconds")
       expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
     })
   )
 
-  it.effect("the floor allows minRetriesPerSecond without traffic", () =>
+  it.effect("the floor allows minRetries per window without traffic", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 2 })
+      const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetries: 2 })
       expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
-      yield* TestClock.adjust("499 millis")
+      // the two retries count until their slice (the first second) leaves the window
+      yield* TestClock.adjust("9999 millis")
       expect(yield* withdrawN(budget, "k", 1)).toEqual([false])
       yield* TestClock.adjust("1 millis")
-      expect(yield* withdrawN(budget, "k", 2)).toEqual([true, false])
-      yield* TestClock.adjust("1 hour") // capacity stays at 2
+      expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
+      yield* TestClock.adjust("1 hour") // an idle hour does not add up: still 2 per window
       expect(yield* withdrawN(budget, "k", 3)).toEqual([true, true, false])
     })
   )
@@ -76,7 +80,7 @@ describe("RetryBudget", () => {
             Effect.sync(() => log.push(`withdraw ${key}@${now}=${ok}`))
           )
       }
-      const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, store })
+      const budget = yield* RetryBudget.make({ ratio: 0.5, minRetries: 0, store })
       const deposited = budget.depositAt("other", 0)
       expect(log).toEqual([]) // described, not run
       if (Effect.isEffect(deposited)) yield* deposited
@@ -101,7 +105,8 @@ describe("RetryBudget", () => {
       const cases = [
         [{ ratio: -0.1 }, "ratio"],
         [{ window: 0 }, "window"],
-        [{ minRetriesPerSecond: Number.NaN }, "minRetriesPerSecond"]
+        [{ minRetries: Number.NaN }, "minRetries"],
+        [{ minRetries: 1.5 }, "minRetries"]
       ] as const
       for (const [options, field] of cases) {
         const exit = yield* Effect.exit(RetryBudget.make(options))
@@ -114,15 +119,11 @@ describe("RetryBudget", () => {
   )
 
   it.effect(
-    "1,000 requests with 20% transient failures and a 10% budget: at most 100 retries plus the floor's allowance",
+    "1,000 requests with 20% transient failures and a 10% budget: at most 100 retries, or the floor per window",
     () =>
       Effect.gen(function* () {
-        const floorPerSecond = 1
-        const budget = yield* RetryBudget.make({
-          ratio: 0.1,
-          window: "10 seconds",
-          minRetriesPerSecond: floorPerSecond
-        })
+        const floor = 1
+        const budget = yield* RetryBudget.make({ ratio: 0.1, window: "10 seconds", minRetries: floor })
         const profile = yield* Retry.profile({ name: "test", maxRetries: 3, base: "50 millis", cap: "1 second" })
         const fails = seeded(2024)
         let calls = 0
@@ -161,9 +162,9 @@ describe("RetryBudget", () => {
         expect(outcomes.length).toBe(1000)
         const retries = calls - 1000
         const durationSeconds = lastCallAt / 1000
-        // the floor: a bucket of max(1, rate) tokens refilled at `rate` per second
-        const floorAllowance = Math.max(1, floorPerSecond) + floorPerSecond * durationSeconds
-        expect(retries).toBeLessThanOrEqual(100 + floorAllowance)
+        // each window allows max(10% of its requests, the floor): over disjoint windows covering the run,
+        // at most 10% of all requests plus the floor once per window
+        expect(retries).toBeLessThanOrEqual(100 + floor * Math.ceil(durationSeconds / 10))
         const rejected = outcomes.filter((o) => o.tag === "RetryBudgetExhausted")
         // 20% of ~1,000 first attempts failed: far more than the budget could retry
         expect(rejected.length).toBeGreaterThan(50)

@@ -10,50 +10,60 @@ import { RetryBudget } from "@llm-resilience/core"
 const at = (ms: number) => TestClock.setTime(ms)
 
 describe("RetryBudget: slices and floor", () => {
-  it.effect("defaults: 10% of requests over 10 s, at least one retry per second", () =>
+  it.effect("defaults: 10% of requests over one minute, at least 5 retries per minute", () =>
     Effect.gen(function* () {
       const budget = yield* RetryBudget.make()
-      assert.deepStrictEqual(budget.policy, { ratio: 0.1, windowMs: 10_000, minRetriesPerSecond: 1 })
+      assert.deepStrictEqual(budget.policy, { ratio: 0.1, windowMs: 60_000, minRetries: 5 })
     })
   )
 
-  it.effect("credit spread over several slices is taken oldest first", () =>
+  it.effect("credit spread over several slices adds up to one retry", () =>
     Effect.gen(function* () {
       // 10 s window in 1 s slices; 0.5 credit per request
-      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetries: 0 })
       yield* budget.deposit("k") // slice 0: 0.5
       yield* at(1_000)
+      assert.isFalse(yield* budget.withdraw("k"))
       yield* budget.deposit("k") // slice 1: 0.5
       yield* at(2_000)
       yield* budget.deposit("k")
       yield* budget.deposit("k") // slice 2: 1.0
-      assert.isTrue(yield* budget.withdraw("k")) // takes slices 0 and 1
-      // at 10 s slice 0 has left the window; what is left (slice 2) still pays a retry
-      yield* at(10_000)
+      // 2.0 in the window: two retries
       assert.isTrue(yield* budget.withdraw("k"))
+      assert.isTrue(yield* budget.withdraw("k"))
+      assert.isFalse(yield* budget.withdraw("k"))
+      // at 10 s slice 0 has left the window (1.5 left against the 2 retries of slice 2)
+      yield* at(10_000)
+      assert.isFalse(yield* budget.withdraw("k"))
+      // at 12 s slice 2 has left with its retries and its credit: nothing is left
+      yield* at(12_000)
       assert.isFalse(yield* budget.withdraw("k"))
     })
   )
 
-  it.effect("a slice's credit counts until its slice leaves the window, not after", () =>
+  it.effect("a retry counts against the window until its slice leaves it, not after", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetriesPerSecond: 0 })
-      yield* at(500)
-      yield* budget.deposit("k")
-      yield* at(9_999)
+      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetries: 0 })
+      yield* budget.deposit("k") // slice 0
+      yield* at(5_500)
+      yield* budget.deposit("k") // slice 5
       assert.isTrue(yield* budget.withdraw("k"))
-      yield* budget.deposit("k") // slice 9, in the window up to slice 18
-      yield* at(18_999)
       assert.isTrue(yield* budget.withdraw("k"))
-      yield* budget.deposit("k") // slice 18, gone from slice 28
-      yield* at(28_000)
+      assert.isFalse(yield* budget.withdraw("k"))
+      yield* at(10_000)
+      yield* budget.deposit("k") // slice 10 replaces slice 0: 2 credit against 2 retries
+      assert.isFalse(yield* budget.withdraw("k"))
+      yield* at(14_999)
+      assert.isFalse(yield* budget.withdraw("k"))
+      yield* at(15_000) // slice 5 (5 to 6 s) has left with its two retries and its credit
+      assert.isTrue(yield* budget.withdraw("k"))
       assert.isFalse(yield* budget.withdraw("k"))
     })
   )
 
   it.effect("a ring position reused by a later slice starts from zero", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.5, window: "10 seconds", minRetries: 0 })
       yield* budget.deposit("k") // slice 0: 0.5, never withdrawn
       yield* at(10_000)
       yield* budget.deposit("k") // slice 10, same ring position: 0.5, not 1.0
@@ -65,7 +75,7 @@ describe("RetryBudget: slices and floor", () => {
 
   it.effect("a withdrawal never draws on credit that has left the window", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetries: 0 })
       yield* budget.deposit("k") // slice 0, never used: its ring position is visited before slice 12's
       yield* at(12_000)
       yield* budget.deposit("k") // slice 12
@@ -75,44 +85,27 @@ describe("RetryBudget: slices and floor", () => {
     })
   )
 
-  it.effect("the floor refills at minRetriesPerSecond up to max(1, rate) retries", () =>
+  it.effect("the floor is a minimum per window, not an addition to the credit", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0, minRetriesPerSecond: 2 })
-      assert.isTrue(yield* budget.withdraw("k"))
-      assert.isTrue(yield* budget.withdraw("k"))
-      assert.isFalse(yield* budget.withdraw("k"))
-      yield* at(499)
-      assert.isFalse(yield* budget.withdraw("k"))
-      yield* at(500)
-      assert.isTrue(yield* budget.withdraw("k"))
-      // a long idle time refills to the capacity (2), not beyond
-      yield* at(60_000)
-      assert.isTrue(yield* budget.withdraw("k"))
-      assert.isTrue(yield* budget.withdraw("k"))
-      assert.isFalse(yield* budget.withdraw("k"))
-    })
-  )
-
-  it.effect("a slow floor still holds one whole retry", () =>
-    Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0, minRetriesPerSecond: 0.5 })
-      assert.isTrue(yield* budget.withdraw("k"))
-      yield* at(1_999)
-      assert.isFalse(yield* budget.withdraw("k"))
-      yield* at(2_000)
-      assert.isTrue(yield* budget.withdraw("k"))
-      yield* at(100_000)
-      assert.isTrue(yield* budget.withdraw("k"))
-      assert.isFalse(yield* budget.withdraw("k"))
-    })
-  )
-
-  it.effect("credit from requests is used before the floor", () =>
-    Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 1, minRetriesPerSecond: 1 })
+      const budget = yield* RetryBudget.make({ ratio: 1, window: "10 seconds", minRetries: 2 })
       yield* budget.deposit("k")
-      assert.isTrue(yield* budget.withdraw("k")) // the request's credit
-      assert.isTrue(yield* budget.withdraw("k")) // the floor's one retry
+      // one credit, a floor of two: two retries in all, not three
+      assert.isTrue(yield* budget.withdraw("k"))
+      assert.isTrue(yield* budget.withdraw("k"))
+      assert.isFalse(yield* budget.withdraw("k"))
+      // three credits above the floor: three retries in the window
+      yield* at(20_000)
+      for (let i = 0; i < 3; i++) yield* budget.deposit("k")
+      for (let i = 0; i < 3; i++) assert.isTrue(yield* budget.withdraw("k"))
+      assert.isFalse(yield* budget.withdraw("k"))
+    })
+  )
+
+  it.effect("minRetries 0: no retry without credit", () =>
+    Effect.gen(function* () {
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetries: 0 })
+      assert.isFalse(yield* budget.withdraw("k"))
+      yield* at(120_000)
       assert.isFalse(yield* budget.withdraw("k"))
     })
   )
@@ -122,7 +115,7 @@ describe("RetryBudget: slices and floor", () => {
       const valid: ReadonlyArray<RetryBudget.Options> = [
         { ratio: 0 },
         { ratio: 10 },
-        { minRetriesPerSecond: 0 },
+        { minRetries: 0 },
         { window: "1 millis" }
       ]
       for (const ok of valid) {
@@ -131,7 +124,8 @@ describe("RetryBudget: slices and floor", () => {
       for (const bad of [
         { ratio: 10.5 },
         { ratio: -0.1 },
-        { minRetriesPerSecond: -1 },
+        { minRetries: -1 },
+        { minRetries: 0.5 },
         { window: 0 },
         { window: "soon" }
       ]) {

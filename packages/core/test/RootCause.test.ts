@@ -78,7 +78,7 @@ describe("LlmError.rootCause", () => {
 
   it.effect("finds the provider error behind the retry stage's give-ups", () =>
     Effect.gen(function* () {
-      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ ratio: 0.1, minRetries: 0 })
       const refused = failureOf(
         yield* Effect.fail(overloaded).pipe(Retry.retry({ profile: "interactive", budget, key: "k" }), Effect.exit)
       )

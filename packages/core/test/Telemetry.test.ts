@@ -90,7 +90,7 @@ const day = (): Effect.Effect<Day> =>
           },
           breaker: { consecutiveFailures: 3, openDurationMs: 600_000 },
           // a generous retry budget, so that the outage's attempts reach the breaker
-          retryBudget: { ratio: 1, minRetriesPerSecond: 10 },
+          retryBudget: { ratio: 1, minRetries: 100 },
           admission: { maxWaitMs: 120_000 },
           prices: {
             m1: { inputPerMillion: 1, outputPerMillion: 2 },

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { type Context, Duration, Effect, Option, Schedule, Schema, type Scope } from "effect"
+import { type Context, Duration, Effect, Option, Schema, type Scope } from "effect"
 import * as Admission from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import * as AgentGuard from "../AgentGuard.ts"
@@ -21,6 +21,7 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
 const NonNegativeMs = millis(NonNegative)
+const PositiveMs = millis(Schema.Finite.check(Schema.isGreaterThan(0)))
 const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
 /**
@@ -137,6 +138,12 @@ export const Config = Schema.Struct({
   fallback: Schema.optional(Schema.Array(StepConfig)),
   breaker: Schema.optional(BreakerConfig),
   retryBudget: Schema.optional(RetryBudget.Config),
+  /**
+   * Bounds on the state kept per `provider/model` key (breaker circuits, retry-budget slices): at most
+   * `maxKeys` keys [10,000]; a key unused for `idleMs` [10 minutes] is forgotten. The caller chooses the model
+   * string, so without bounds each new name would hold memory for good.
+   */
+  keys: Schema.optional(Schema.Struct({ maxKeys: Schema.optional(PositiveInt), idleMs: Schema.optional(PositiveMs) })),
   admission: Schema.optional(
     Schema.Struct({
       maxQueueLength: Schema.optional(NonNegativeInt),
@@ -157,8 +164,8 @@ export type Config = typeof Config.Encoded
 
 /**
  * The defaults an empty configuration means: the `interactive` retry profile, a breaker that opens at 50%
- * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of one
- * retry per second, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
+ * failures over 60 s (10 calls minimum) or 5 consecutive failures, a 10% retry budget with a floor of five
+ * retries per minute, the timeout defaults of `Timeouts`, no rate limits, no fallback, a 20-turn agent guard.
  *
  * @since 0.1.0
  */
@@ -248,10 +255,10 @@ export const invalid = (field: string, issue: string) => Effect.fail(new Invalid
 export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
   if (b === undefined) return {}
   const { openDurationMs, ...rest } = b
-  // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+  // a configured openDurationMs is fixed; without it the breaker's default schedule grows up to the cap
   return openDurationMs === undefined
     ? fromMillis(rest)
-    : { ...fromMillis(rest), openDuration: Schedule.exponential(Duration.millis(openDurationMs)) }
+    : { ...fromMillis(rest), openDuration: Duration.millis(openDurationMs) }
 }
 
 export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
@@ -287,9 +294,18 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
     Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
 
+  // Metric series are labelled with configured models only (any other model string is `other`).
+  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
+  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
+  for (const steps of [c.fallback, ...Object.values(c.paths ?? {}).map((p) => p.fallback)]) {
+    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
+  }
+
   // ---- shared stages: from the context when provided, else from the configuration
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make(breakerOptions(c.breaker)).pipe(atField("breaker"))
+    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys, metricModels: knownModels }).pipe(
+      atField("breaker")
+    )
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -336,7 +352,9 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const agent = yield* provided(AgentGuard.AgentGuard, () =>
     AgentGuard.make(fromMillis(c.agent ?? {})).pipe(atField("agent"))
   )
-  const budget = yield* RetryBudget.make(fromMillis(c.retryBudget ?? {})).pipe(atField("retryBudget"))
+  const budget = yield* RetryBudget.make({ ...fromMillis(c.retryBudget ?? {}), keys: c.keys }).pipe(
+    atField("retryBudget")
+  )
 
   // ---- per-path pipelines
   const defaultPath = c.defaultPath ?? "default"
@@ -371,5 +389,5 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   // requests without a known path are served by the default path, so its limits are also the stage's base
   const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
 
-  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts }
+  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts, knownModels }
 })

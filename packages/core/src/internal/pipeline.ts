@@ -23,6 +23,7 @@ import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import { keyLabel } from "./metrics.ts"
 import * as Report from "./report.ts"
 import * as Retrying from "./retry.ts"
 
@@ -128,7 +129,7 @@ export const make = (o: Options): Call => {
     if (m === undefined) {
       if (models.size >= 1_000) models.clear()
       const key = `${provider.name}/${model}`
-      const label = o.models === undefined || o.models.has(model) ? key : `${provider.name}/${Telemetry.otherModel}`
+      const label = keyLabel(o.models, key)
       const retry =
         o.profile === undefined
           ? undefined
