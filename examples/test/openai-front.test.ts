@@ -184,13 +184,14 @@ const kinds = {
   "no [DONE]": { primary: { scenario: ["no-end-marker"] }, answeredBy: primaryModel },
   // no context windows configured: the fallback's is unknown, so it is tried
   "context length exceeded": { primary: { fault: "context-length" }, answeredBy: fallbackModel },
-  // the fallback is declared to take prefill but refuses it: asked again without, its answer is matched
-  // against the 40 words delivered and only the rest passed on
+  // the primary is cut at 40 words on its attempt and both retries; the fallback is declared to take prefill
+  // but refuses it: asked again without, its answer is matched against the 40 words delivered and only the
+  // rest passed on
   "cut stream where the fallback rejects prefill": {
     primary: { fault: "truncated-stream", options: { partialChunks: 40 } },
     fallback: { fault: "prefill-rejected" },
     models: { [`fallback/${fallbackModel}`]: { prefill: true } },
-    served: { fallback: 2 },
+    served: { primary: 3, fallback: 2 },
     answeredBy: fallbackModel
   }
 } satisfies Record<string, Kind>
