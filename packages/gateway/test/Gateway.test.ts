@@ -123,6 +123,14 @@ describe("Gateway with the official clients", () => {
           )
       )
       assert.instanceOf(unknownModel, Anthropic.NotFoundError)
+      const noContent = yield* Effect.promise(() =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${clientKey}` },
+          body: JSON.stringify({ model: "chat", messages: [{ role: "user" }] })
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { param: string } } }))
+      )
+      assert.deepStrictEqual([noContent.status, noContent.body.error.param], [400, "messages[0].content"])
     })
   )
 

@@ -39,7 +39,8 @@ const decode: Wire["decode"] = (body) => {
   for (let i = 0; i < body.messages.length; i++) {
     const m: unknown = body.messages[i]
     const role = isObject(m) && typeof m.role === "string" ? roles[m.role] : undefined
-    const content = isObject(m) ? textOf(m.content) : undefined
+    // only an assistant message (with tool calls) may come without content
+    const content = isObject(m) && (m.content !== undefined || role === "assistant") ? textOf(m.content) : undefined
     if (role === undefined) return { problem: `messages[${i}].role is not a known role`, param: `messages[${i}].role` }
     if (content === undefined) return { problem: `messages[${i}].content is not text`, param: `messages[${i}].content` }
     messages.push({ role, content })
