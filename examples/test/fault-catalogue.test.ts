@@ -1,33 +1,29 @@
 /**
  * The sixteen kinds of provider fault, each sent as a streamed request by the official `openai` SDK through
- * the OpenAI-compatible front (examples/front/openai.ts) over `Resilience` with the baseline configuration
- * (two retries within 30 s, 30 s attempts, one fallback model, streams carried on mid-stream), to chaos servers standing in for the primary and the
+ * the gateway (`@llm-resilience/gateway`) with a baseline route (two retries within 30 s, 30 s attempts, one
+ * fallback model, streams carried on mid-stream), to chaos servers standing in for the primary and the
  * fallback provider. Every kind must end in the complete answer, but a content-filter rejection, which must
  * end in a clean error after exactly one upstream attempt.
  *
- * Real sockets, real waits, but short ones: the front runs on a clock `SCALE` times faster than real time,
+ * Real sockets, real waits, but short ones: the gateway runs on a clock `SCALE` times faster than real time,
  * and the chaos servers' delays are divided by the same factor, so a 30 s stall lasts 3 s and the 60 s
  * outage 6 s. The policies themselves keep their real-world settings.
  */
-import * as Http from "node:http"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { LlmProvider, Resilience } from "@llm-resilience/core"
-import { OpenAiProvider } from "@llm-resilience/providers"
+import { Gateway, type GatewayConfig } from "@llm-resilience/gateway"
 import { ChaosServer } from "@llm-resilience/testing"
-import { Clock, Context, Duration, Effect, Fiber, Layer, Redacted } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
+import { Clock, Context, Effect, Fiber, Layer } from "effect"
+import { HttpServer } from "effect/http"
 import OpenAI from "openai"
-import * as Front from "../front/openai.ts"
 import * as ScaledClock from "./support/scaledClock.ts"
 
-/** How much faster than real time the front's clock runs. */
+/** How much faster than real time the gateway's clock runs. */
 const SCALE = 10
 /** A real-world duration in milliseconds, as the chaos server must wait it in real time. */
 const real = (ms: number) => Math.round(ms / SCALE)
 
-const apiKey = Redacted.make("sk-front-test-0123456789")
+/** The upstream key the gateway reads from its environment. */
+const env = { CHAOS_KEY: "sk-chaos-test-0123456789" }
 /** The answer: 60 words, one chunk each. */
 const text = Array.from({ length: 60 }, (_, i) => `w${i + 1}`).join(" ")
 const primaryModel = "primary-model"
@@ -43,12 +39,49 @@ type Outcome =
       readonly model: string | undefined
       readonly usage: OpenAI.CompletionUsage | undefined
     }
-  | { readonly ok: false; readonly status: number | undefined; readonly type: string | undefined }
+  | {
+      readonly ok: false
+      readonly status: number | undefined
+      readonly type: string | undefined
+      readonly code: string | null | undefined
+    }
 
 const describeOutcome = (o: Outcome): string =>
   o.ok
     ? `${o.text === text ? "complete" : "partial"} answer from ${o.model}`
-    : `error ${o.type} (HTTP ${o.status ?? "200, in-stream"})`
+    : `error ${o.type}/${o.code} (HTTP ${o.status ?? "200, in-stream"})`
+
+/** The gateway's route the caller names in `model`. */
+const route = "chat"
+
+/**
+ * The baseline route: two retries, within 30 s (the interactive profile's 10 s deadline would leave no room
+ * to retry after a 15 s first-token timeout), attempts bounded at 30 s, one fallback model. First-token and
+ * idle timeouts keep the toolkit's defaults. A stream that fails after its first chunk carries on with the
+ * answer on the next attempt (`continue`): the caller is reading it as it comes.
+ */
+const baseline = (
+  primaryUrl: string,
+  fallbackUrl: string,
+  models: GatewayConfig.GatewayConfig["models"]
+): GatewayConfig.GatewayConfig => ({
+  providers: {
+    primary: { kind: "openai", baseUrl: primaryUrl, apiKeyEnv: "CHAOS_KEY" },
+    fallback: { kind: "openai", baseUrl: fallbackUrl, apiKeyEnv: "CHAOS_KEY" }
+  },
+  ...(models === undefined ? {} : { models }),
+  routes: {
+    [route]: {
+      retry: { extends: "interactive", maxRetries: 2, deadlineMs: 30_000 },
+      timeouts: { totalMs: 30_000 },
+      midStream: "continue",
+      fallback: [
+        { provider: "primary", model: primaryModel },
+        { provider: "fallback", model: fallbackModel }
+      ]
+    }
+  }
+})
 
 const messages = [{ role: "user" as const, content: "Count to sixty." }]
 
@@ -59,7 +92,7 @@ const callStream = (client: OpenAI): Promise<Outcome> =>
     let usage: OpenAI.CompletionUsage | undefined
     try {
       const stream = await client.chat.completions.create({
-        model: "front",
+        model: route,
         messages,
         stream: true,
         stream_options: { include_usage: true }
@@ -71,16 +104,16 @@ const callStream = (client: OpenAI): Promise<Outcome> =>
       }
       return { ok: true, text: answer, model, usage }
     } catch (e) {
-      if (e instanceof OpenAI.APIError) return { ok: false, status: e.status, type: e.type }
+      if (e instanceof OpenAI.APIError) return { ok: false, status: e.status, type: e.type, code: e.code }
       throw e
     }
   })()
 
 const callWhole = (client: OpenAI): Promise<Outcome> =>
-  client.chat.completions.create({ model: "front", messages }).then(
+  client.chat.completions.create({ model: route, messages }).then(
     (r): Outcome => ({ ok: true, text: r.choices[0].message.content ?? "", model: r.model, usage: r.usage }),
     (e: unknown): Outcome => {
-      if (e instanceof OpenAI.APIError) return { ok: false, status: e.status, type: e.type }
+      if (e instanceof OpenAI.APIError) return { ok: false, status: e.status, type: e.type, code: e.code }
       throw e
     }
   )
@@ -96,44 +129,30 @@ interface Upstream {
  * Starts both providers' chaos servers and the front over `Resilience` (on the scaled clock), and returns an
  * SDK client of the front with the two servers.
  */
-const setUp = (primary: Upstream, fallback: Upstream = {}, models?: Resilience.Config["models"]) =>
+const setUp = (primary: Upstream, fallback: Upstream = {}, models?: GatewayConfig.GatewayConfig["models"]) =>
   Effect.gen(function* () {
-    const upstream = (name: string, u: Upstream, extra: typeof ChaosServer.Options.Encoded) =>
-      Effect.gen(function* () {
-        const chaos = yield* ChaosServer.make({
-          text,
-          stallMs: real(120_000),
-          keepAliveIntervalMs: real(1_000),
-          ...extra,
-          ...u.options,
-          scenario: u.scenario
-        })
-        const provider = yield* OpenAiProvider.make({ name, apiKey, baseUrl: chaos.openAiBaseUrl(u.fault) })
-        return { chaos, provider }
+    const upstream = (u: Upstream, extra: typeof ChaosServer.Options.Encoded) =>
+      ChaosServer.make({
+        text,
+        stallMs: real(120_000),
+        keepAliveIntervalMs: real(1_000),
+        ...extra,
+        ...u.options,
+        scenario: u.scenario
       })
-    const p = yield* upstream("primary", primary, {})
-    const f = yield* upstream("fallback", fallback, { cachedInputTokens: fallbackCached })
-    const baseUrl = yield* Effect.gen(function* () {
-      const resilient = yield* Resilience.make(Front.baseline(primaryModel, fallbackModel, models), [
-        p.provider,
-        f.provider
-      ])
-      const served = HttpRouter.serve(Front.routes, { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provide(Layer.succeed(LlmProvider.LlmProvider, resilient.provider)),
-        Layer.provideMerge(
-          NodeHttpServer.layer(Http.createServer, {
-            port: 0,
-            host: "127.0.0.1",
-            gracefulShutdownTimeout: Duration.millis(100)
-          })
-        )
-      )
-      const server = Context.get(yield* Layer.build(served), HttpServer.HttpServer)
-      return `${HttpServer.formatAddress(server.address)}/v1`
-    }).pipe(Effect.provideService(Clock.Clock, ScaledClock.make(SCALE)))
+    const p = yield* upstream(primary, {})
+    const f = yield* upstream(fallback, { cachedInputTokens: fallbackCached })
+    const config = {
+      ...baseline(p.openAiBaseUrl(primary.fault), f.openAiBaseUrl(fallback.fault), models),
+      server: { port: 0, host: "127.0.0.1", shutdownGraceMs: 100 }
+    }
+    const gateway = yield* Layer.build(Gateway.layer(config, { env })).pipe(
+      Effect.provideService(Clock.Clock, ScaledClock.make(SCALE))
+    )
+    const baseUrl = `${HttpServer.formatAddress(Context.get(gateway, HttpServer.HttpServer).address)}/v1`
     // no SDK retries: every retry is the toolkit's; the timeout only bounds a broken test
     const client = new OpenAI({ apiKey: "sk-caller", baseURL: baseUrl, maxRetries: 0, timeout: 20_000 })
-    return { client, primary: p.chaos, fallback: f.chaos }
+    return { client, primary: p, fallback: f }
   })
 
 const ask = (client: OpenAI, whole = false) => Effect.promise(() => (whole ? callWhole(client) : callStream(client)))
@@ -146,7 +165,7 @@ interface Kind {
   readonly primary: Upstream
   readonly fallback?: Upstream
   /** Facts of the models, when the kind needs them. */
-  readonly models?: Resilience.Config["models"]
+  readonly models?: GatewayConfig.GatewayConfig["models"]
   /** How many requests each provider must have served, when it matters. */
   readonly served?: { readonly primary?: number; readonly fallback?: number }
   /** The model whose answer the caller must get, when it matters. */
@@ -205,7 +224,7 @@ const expectAnswer = (name: string, o: Outcome, answeredBy: string | undefined) 
   assert.strictEqual(o.usage?.completion_tokens, 60, name)
 }
 
-describe("the sixteen faults through the OpenAI-compatible front", () => {
+describe("the sixteen faults through the gateway", () => {
   for (const [name, kind] of Object.entries(kinds) as Array<[KindName, Kind]>) {
     it.live(name, () =>
       Effect.gen(function* () {
@@ -218,34 +237,39 @@ describe("the sixteen faults through the OpenAI-compatible front", () => {
             assert.strictEqual(served[server as keyof typeof served], count, `${name}: requests ${server} served`)
           }
         }
-      }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+      }).pipe(Effect.scoped)
     )
   }
 
-  it.live("a body the front cannot read is a 400 naming the field, and reaches no provider", () =>
+  it.live("a body the gateway cannot read is a 400 naming the field, and reaches no provider", () =>
     Effect.gen(function* () {
       const { client, primary } = yield* setUp({})
       const response = yield* Effect.promise(() =>
         fetch(`${client.baseURL}/chat/completions`, {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ model: "front", messages: [{ role: "user" }] })
+          body: JSON.stringify({ model: route, messages: [{ role: "user" }] })
         }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { message: string } } }))
       )
       assert.strictEqual(response.status, 400)
       assert.match(response.body.error.message, /content/)
       assert.strictEqual((yield* primary.requests).length, 0)
-    }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+    }).pipe(Effect.scoped)
   )
 
   it.live("content filter: a clean error after exactly one upstream attempt", () =>
     Effect.gen(function* () {
       const { client, primary, fallback } = yield* setUp({ fault: "content-filter" })
       const outcome = yield* ask(client)
-      assert.deepStrictEqual(outcome, { ok: false, status: 400, type: "ContentFiltered" })
+      assert.deepStrictEqual(outcome, {
+        ok: false,
+        status: 400,
+        type: "invalid_request_error",
+        code: "content_filter"
+      })
       assert.strictEqual((yield* primary.requests).length, 1)
       assert.strictEqual((yield* fallback.requests).length, 0)
-    }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+    }).pipe(Effect.scoped)
   )
 
   it.live("503 with the fallback answering: the caller sees the fallback's model and usage", () =>
@@ -256,7 +280,7 @@ describe("the sixteen faults through the OpenAI-compatible front", () => {
         expectAnswer(whole ? "whole" : "streamed", outcome, fallbackModel)
         if (outcome.ok) assert.strictEqual(outcome.usage?.prompt_tokens_details?.cached_tokens, fallbackCached)
       }
-    }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+    }).pipe(Effect.scoped)
   )
 
   it.live(
@@ -286,6 +310,6 @@ describe("the sixteen faults through the OpenAI-compatible front", () => {
         // (15 requests with 3 attempts each would be 45 without it; 7 or 8 are seen)
         const failed = (yield* primary.requests).filter((r) => r.step === "overloaded").length
         assert.isAtMost(failed, 60_000 / every)
-      }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
+      }).pipe(Effect.scoped)
   )
 })
