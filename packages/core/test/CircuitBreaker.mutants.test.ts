@@ -5,9 +5,9 @@
  * the default failure tags, the toolkit's own rejections and reported latencies.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schedule } from "effect"
+import { Effect, Exit, Fiber, Metric, Schedule } from "effect"
 import { TestClock } from "effect/testing"
-import { CircuitBreaker, LlmError } from "@llm-resilience/core"
+import { CallReport, CircuitBreaker, LlmError } from "@llm-resilience/core"
 
 const K = "p/m"
 const ok = Effect.succeed("ok")
@@ -304,6 +304,193 @@ describe("CircuitBreaker: behaviours through the public API", () => {
       const s = closed(yield* breaker.status(K))
       assert.strictEqual(s.slowCalls, 1)
       assert.strictEqual(s.calls, 3)
+    })
+  )
+
+  /** Runs `body` with the breaker transitions it reports, as `from>to`, seen the moment each step returns. */
+  const reported = <A, E>(body: (seen: ReadonlyArray<string>) => Effect.Effect<A, E>) => {
+    const seen: Array<string> = []
+    return body(seen).pipe(
+      Effect.provideService(CallReport.Events, (event) => {
+        if (event._tag === "BreakerTransition") seen.push(`${event.from}>${event.to}`)
+      })
+    )
+  }
+
+  it.effect("every operation reports the transitions it caused before it returns", () =>
+    reported((seen) =>
+      Effect.gen(function* () {
+        const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1, openDuration: "1 second" })
+        // a completed call (protect)
+        yield* Effect.exit(fail.pipe(breaker.protect(K)))
+        assert.deepStrictEqual(seen, ["Closed>Open"])
+        // admitting the probe
+        yield* TestClock.adjust("1 second")
+        const permit = yield* breaker.admit(K)
+        assert.deepStrictEqual(seen.slice(1), ["Open>HalfOpen"])
+        // completing it by hand
+        yield* breaker.complete(permit, CircuitBreaker.success)
+        assert.deepStrictEqual(seen.slice(2), ["HalfOpen>Closed"])
+        // a reported outcome
+        yield* breaker.record(K, CircuitBreaker.failure())
+        assert.deepStrictEqual(seen.slice(3), ["Closed>Open"])
+        // a check once the open time is over
+        yield* TestClock.adjust("2 seconds")
+        yield* breaker.check(K)
+        assert.deepStrictEqual(seen.slice(4), ["Open>HalfOpen"])
+        // manual control
+        yield* breaker.isolate(K)
+        assert.deepStrictEqual(seen.slice(5), ["HalfOpen>Isolated"])
+        yield* breaker.reset(K)
+        assert.deepStrictEqual(seen.slice(6), ["Isolated>Closed"])
+        yield* breaker.downgrade(K)
+        assert.strictEqual(seen.length, 7)
+      })
+    )
+  )
+
+  it.effect("the state gauge and the rejection counter follow the circuit", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1, openDuration: "1 second" })
+      const gauge = Effect.map(
+        Metric.value(Metric.withAttributes(CircuitBreaker.metrics.state, { key: K })),
+        (s) => (s as { readonly value: number }).value
+      )
+      const rejections = Effect.map(
+        Metric.value(Metric.withAttributes(CircuitBreaker.metrics.rejections, { key: K })),
+        (s) => (s as { readonly count: number }).count
+      )
+      yield* Effect.exit(fail.pipe(breaker.protect(K)))
+      assert.strictEqual(yield* gauge, 1)
+      yield* Effect.exit(ok.pipe(breaker.protect(K)))
+      yield* Effect.exit(ok.pipe(breaker.protect(K)))
+      assert.strictEqual(yield* rejections, 2)
+      yield* TestClock.adjust("1 second")
+      const permit = yield* breaker.admit(K)
+      assert.strictEqual(yield* gauge, 2)
+      yield* breaker.complete(permit, CircuitBreaker.success)
+      assert.strictEqual(yield* gauge, 0)
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+
+  it.effect("what is not a tagged error counts as a failure: a string, a defect, an object without _tag", () =>
+    Effect.gen(function* () {
+      for (const exit of [
+        Exit.fail("boom"),
+        Exit.fail({ _tag: 42 }),
+        Exit.fail(null),
+        Exit.die(new Error("defect"))
+      ] as ReadonlyArray<Exit.Exit<unknown, unknown>>) {
+        const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
+        assert.deepStrictEqual(breaker.classify(exit), CircuitBreaker.failure())
+        yield* Effect.exit(exit.pipe(breaker.protect(K)))
+        assert.strictEqual((yield* breaker.status(K))._tag, "Open")
+      }
+      const breaker = yield* CircuitBreaker.make({})
+      assert.deepStrictEqual(breaker.classify(Exit.succeed(1)), CircuitBreaker.success)
+      // a failure without a Retry-After carries none; one with carries it
+      assert.deepStrictEqual(breaker.classify(Exit.fail(e503())), CircuitBreaker.failure())
+      const busy = new LlmError.Overloaded({ message: "busy", retryAfterMs: 3_000 })
+      assert.deepStrictEqual(breaker.classify(Exit.fail(busy)), CircuitBreaker.failure({ retryAfterMs: 3_000 }))
+      assert.deepStrictEqual(CircuitBreaker.failure({ retryAfterMs: 3_000 }), { _tag: "Failure", retryAfterMs: 3_000 })
+      assert.deepStrictEqual(CircuitBreaker.failure(), { _tag: "Failure" })
+    })
+  )
+
+  it.effect("protect's own classify decides instead of the breaker's", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
+      yield* ok.pipe(breaker.protect(K, { classify: () => CircuitBreaker.failure() }))
+      assert.strictEqual((yield* breaker.status(K))._tag, "Open")
+    })
+  )
+
+  it.effect("the slow-call rate defaults to half the calls", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({ slowCallThreshold: "1 second", minimumCalls: 4 })
+      yield* breaker.record(K, CircuitBreaker.success, "10 millis")
+      yield* breaker.record(K, CircuitBreaker.success, "10 millis")
+      yield* breaker.record(K, CircuitBreaker.success, "2 seconds")
+      yield* breaker.record(K, CircuitBreaker.success, "10 millis")
+      assert.strictEqual((yield* breaker.status(K))._tag, "Closed")
+      yield* breaker.record(K, CircuitBreaker.success, "2 seconds")
+      yield* breaker.record(K, CircuitBreaker.success, "2 seconds")
+      assert.strictEqual((yield* breaker.status(K))._tag, "Open")
+    })
+  )
+
+  it.effect("a probe that runs past the probe timeout (the slow-call threshold, else 30 s) reopens", () =>
+    Effect.gen(function* () {
+      for (const [options, timeoutMs] of [
+        [{ slowCallThreshold: "2 seconds" }, 2_000],
+        [{}, 30_000],
+        [{ probeTimeout: "5 seconds" }, 5_000]
+      ] as const) {
+        const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1, openDuration: "1 second", ...options })
+        yield* Effect.exit(fail.pipe(breaker.protect(K)))
+        yield* TestClock.adjust("1 second")
+        yield* Effect.forkChild(Effect.never.pipe(breaker.protect(K)))
+        yield* TestClock.adjust(timeoutMs - 1)
+        assert.strictEqual((yield* breaker.status(K))._tag, "HalfOpen", JSON.stringify(options))
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* breaker.status(K))._tag, "Open", JSON.stringify(options))
+      }
+    })
+  )
+
+  it.effect("an open-duration schedule is followed opening after opening, its last delay kept once it ends", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({
+        consecutiveFailures: 1,
+        openDuration: Schedule.max([Schedule.exponential("1 second"), Schedule.recurs(2)]),
+        maxOpenDuration: "1 hour"
+      })
+      const openFor = Effect.map(breaker.status(K), (s) => (s._tag === "Open" ? s.retryAfterMs : -1))
+      const reopen = (ms: number) => Effect.andThen(TestClock.adjust(ms), Effect.exit(fail.pipe(breaker.protect(K))))
+      yield* Effect.exit(fail.pipe(breaker.protect(K)))
+      assert.strictEqual(yield* openFor, 1_000)
+      yield* reopen(1_000)
+      assert.strictEqual(yield* openFor, 2_000)
+      yield* reopen(2_000)
+      assert.strictEqual(yield* openFor, 2_000)
+      // a schedule capped by maxOpenDuration
+      const capped = yield* CircuitBreaker.make({
+        consecutiveFailures: 1,
+        openDuration: Schedule.exponential("1 second"),
+        maxOpenDuration: "3 seconds"
+      })
+      const cappedFor = Effect.map(capped.status(K), (s) => (s._tag === "Open" ? s.retryAfterMs : -1))
+      const durations: Array<number> = []
+      yield* Effect.exit(fail.pipe(capped.protect(K)))
+      for (let i = 0; i < 4; i++) {
+        durations.push(yield* cappedFor)
+        yield* TestClock.adjust(durations[i])
+        yield* Effect.exit(fail.pipe(capped.protect(K)))
+      }
+      assert.deepStrictEqual(durations, [1_000, 2_000, 3_000, 3_000])
+      // a schedule that never recurs: the cap
+      const never = yield* CircuitBreaker.make({
+        consecutiveFailures: 1,
+        openDuration: Schedule.recurs(0),
+        maxOpenDuration: "7 seconds"
+      })
+      yield* Effect.exit(fail.pipe(never.protect(K)))
+      const s = yield* never.status(K)
+      assert.strictEqual((s as { readonly retryAfterMs: number }).retryAfterMs, 7_000)
+      // not a duration nor a schedule: refused at construction
+      const invalid = yield* Effect.flip(CircuitBreaker.make({ openDuration: "soon" as never }))
+      assert.include(String(invalid), "openDuration")
+    })
+  )
+
+  it.effect("metrics-only mode computes the state but never rejects", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({ consecutiveFailures: 1, mode: "metrics-only" })
+      yield* Effect.exit(fail.pipe(breaker.protect(K)))
+      assert.strictEqual((yield* breaker.status(K))._tag, "Open")
+      assert.strictEqual(yield* ok.pipe(breaker.protect(K)), "ok")
+      yield* breaker.check(K)
+      assert.strictEqual(breaker.stage.name, "circuit-breaker")
     })
   )
 })
