@@ -233,6 +233,31 @@ export class OutputInvalid extends Schema.TaggedError<OutputInvalid>()("OutputIn
 }
 
 /**
+ * A stream that carried on after a failure by restarting its answer (see `Resilience.Config`'s
+ * `midStream: "continue"`) got a different answer from the one already delivered: it ends here rather than
+ * splice two answers. `delivered` is the text the caller has received; `lastError`, the failure that made
+ * it restart.
+ *
+ * @example
+ * ```ts
+ * import { LlmError } from "@llm-resilience/core"
+ * const e = new LlmError.StreamDiverged({ delivered: "The answer is", model: "gpt-5.4-mini" })
+ * e.delivered // "The answer is"
+ * ```
+ * @since 0.1.0
+ */
+export class StreamDiverged extends Schema.TaggedError<StreamDiverged>()("StreamDiverged", {
+  delivered: Schema.String,
+  provider: Schema.optional(Schema.String),
+  model: Schema.optional(Schema.String),
+  lastError: Schema.optional(ProviderError)
+}) {
+  override get message(): string {
+    return `the restarted stream diverged from the ${this.delivered.length} characters already delivered`
+  }
+}
+
+/**
  * Every error a call can fail with before it is accepted for later: the errors a fallback step moves on
  * after, and the ones it returns as they are.
  *
@@ -248,7 +273,8 @@ export const StepError = Schema.Union([
   BudgetExceeded,
   TurnLimitExceeded,
   LoopDetected,
-  OutputInvalid
+  OutputInvalid,
+  StreamDiverged
 ])
 
 /**

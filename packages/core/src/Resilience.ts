@@ -26,11 +26,15 @@
  * {@link CustomStages}: they run inside the spend guard, around the timeouts.
  *
  * Every attempt runs its stages (breaker, admission, spend guard, your stages, timeouts) as one frame
- * (`Stage`), whichever stages are configured or provided.
+ * (`Stage`), whichever stages are configured or provided; a stream's attempt runs the same stages around
+ * the stream (the timeouts bound the stream itself: first token, idle, total). A path's `midStream` mode
+ * decides what a stream does after a failure past its first chunk (`fail`, `continue`, `buffer`), and a
+ * timeout of an attempt that received nothing moves on to the next provider step instead of retrying the
+ * silent route (`onSilentTimeout`).
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Option, type Scope, Stream } from "effect"
+import { Context, Effect, Layer, Option, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
 import * as AgentGuard from "./AgentGuard.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
@@ -48,6 +52,8 @@ import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
 import { SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
+import * as Resume from "./internal/resume.ts"
+import * as Retrying from "./internal/retry.ts"
 
 export {
   /** @since 0.1.0 */
@@ -169,23 +175,39 @@ export const make = Effect.fnUntraced(function* (
     timeouts.stage
   ]
 
-  /** One provider step: the attempt's stages with retry, and the call's telemetry when `observe` names it. */
+  // A stream's attempt runs the same stages, but for the total timeout: `Timeouts.stream` bounds the stream
+  // itself (first token, idle, total), as it is pulled.
+  const streamStages = stages.slice(0, -1)
+  const prefills = new Set<string>()
+  for (const [key, m] of Object.entries(c.models ?? {})) if (m.prefill === true) prefills.add(key)
+
+  /**
+   * One provider step: the attempt's stages with retry, and the call's telemetry when `observe` names it.
+   * `failOver`: a silent timeout gives up at once (a later provider step will be tried).
+   */
   const guarded = (
     raw: LlmProvider["Service"],
     profile: Retry.Profile | undefined,
-    observe: Telemetry.Labels | undefined
+    observe: Telemetry.Labels | undefined,
+    path: { readonly midStream: Resume.Mode; readonly failOver: boolean }
   ): LlmProvider["Service"] => {
     const timed = timeouts.wrap(raw)
-    // a stream's attempt passes the stages of your own too (inside the spend guard, around the timeouts)
-    const custom = (request: LlmRequest) =>
-      Attempts.runStream(customStages, request, `${raw.name}/${request.model}`, timed.stream(request))
-    const charged = (request: LlmRequest) =>
-      spend === undefined ? custom(request) : chargeStream(spend, raw.name, request, custom(request))
-    const stream = (request: LlmRequest) => {
+    const attempt = (request: LlmRequest) =>
+      Attempts.runStream(streamStages, request, `${raw.name}/${request.model}`, timed.stream(request))
+    const open = path.midStream === "buffer" ? (request: LlmRequest) => Resume.buffered(attempt(request)) : attempt
+    const stream = (request: LlmRequest): Stream.Stream<StreamChunk, LlmError> => {
+      if (profile === undefined) return open(request)
       const key = `${raw.name}/${request.model}`
-      return Stream.unwrap(
-        Effect.as(breaker.check(key), admission.runStream(request, key, breakerStream(breaker, key, charged(request))))
-      )
+      const retry = Retrying.retryStreamWith(Retrying.configFor(profile, budget, key, key, path.failOver))
+      if (path.midStream !== "continue") return retry(open(request))
+      return Stream.suspend(() => {
+        const transcript = new Resume.Transcript()
+        const carryOn = (error: LlmError) => {
+          transcript.cause = error
+          return Resume.carryOn(open, request, transcript, prefills.has(key))
+        }
+        return Resume.record(retry(open(request), carryOn), transcript)
+      })
     }
     return {
       name: raw.name,
@@ -196,12 +218,10 @@ export const make = Effect.fnUntraced(function* (
         profile,
         budget,
         observe,
-        models: knownModels
+        models: knownModels,
+        failOverOnSilence: path.failOver
       }),
-      stream:
-        profile === undefined
-          ? stream
-          : (request) => Retry.retryStream({ profile, budget, key: `${raw.name}/${request.model}` })(stream(request))
+      stream
     }
   }
 
@@ -213,9 +233,11 @@ export const make = Effect.fnUntraced(function* (
     const labels: Telemetry.Labels = { path: name, models: knownModels, series }
     const observeStream = (request: LlmRequest, self: Stream.Stream<StreamChunk, LlmError>) =>
       Telemetry.observeStream(request, labels)(Stream.unwrap(Effect.as(agent.turn(request), self)))
+    const midStream = p.midStream ?? "fail"
+    const silence = p.onSilentTimeout ?? "next-step"
     if (steps === undefined) {
       // No plan: the request's own model on the first provider, observed by the step itself.
-      const only = guarded(providers[0], profile, labels)
+      const only = guarded(providers[0], profile, labels, { midStream, failOver: false })
       return {
         complete: only.complete,
         stream: (request: LlmRequest) => observeStream(request, only.stream(request))
@@ -230,10 +252,14 @@ export const make = Effect.fnUntraced(function* (
         if (raw === undefined) {
           return yield* config.invalid(`${stepsField}[${i}].provider`, `no provider named ${s.provider}`)
         }
+        // a silent timeout moves on to the next step only when a later provider step exists
+        const failOver = silence === "next-step" && steps.slice(i + 1).some((later) => "provider" in later)
+        const model = c.models?.[`${s.provider}/${s.model}`]
         built.push(
-          FallbackPlan.step(guarded(raw, profile, undefined), {
+          FallbackPlan.step(guarded(raw, profile, undefined, { midStream, failOver }), {
             model: s.model,
-            contextWindow: c.models?.[`${s.provider}/${s.model}`]?.contextWindow,
+            contextWindow: model?.contextWindow,
+            prefill: model?.prefill,
             hedge
           })
         )
@@ -248,7 +274,7 @@ export const make = Effect.fnUntraced(function* (
         built.push(FallbackPlan.cached)
       } else built.push(FallbackPlan.acceptForLater)
     }
-    const plan = yield* FallbackPlan.make(built, { circuit: breaker }).pipe(
+    const plan = yield* FallbackPlan.make(built, { circuit: breaker, midStream }).pipe(
       Effect.mapError(
         (e) => new config.InvalidConfig({ field: `${stepsField}${e.field.replace(/^steps/, "")}`, issue: e.issue })
       )
@@ -288,40 +314,6 @@ export const make = Effect.fnUntraced(function* (
   }
   return { provider, stages: { breaker, admission, spend, agent } }
 })
-
-const chargeStream = (
-  spend: SpendGuard.SpendGuard,
-  providerName: string,
-  request: LlmRequest,
-  self: Stream.Stream<StreamChunk, LlmError>
-): Stream.Stream<StreamChunk, LlmError> => {
-  const payer = {
-    key: `${providerName}/${request.model}`,
-    tenant: request.metadata?.tenant,
-    conversationId: request.metadata?.conversationId
-  }
-  return Stream.unwrap(
-    Effect.as(
-      spend.check(payer),
-      Stream.tap(self, (chunk) =>
-        chunk._tag === "Finish" ? spend.charge(payer, chunk.model, chunk.usage, chunk.provider) : Effect.void
-      )
-    )
-  )
-}
-
-const breakerStream = (
-  breaker: CircuitBreaker.CircuitBreaker,
-  key: string,
-  self: Stream.Stream<StreamChunk, LlmError>
-): Stream.Stream<StreamChunk, LlmError> =>
-  Stream.unwrap(
-    Effect.map(breaker.admit(key), (permit) =>
-      Stream.onExit(self, (exit) =>
-        breaker.complete(permit, Exit.hasInterrupts(exit) ? CircuitBreaker.ignored : breaker.classify(exit))
-      )
-    )
-  )
 
 /**
  * A layer providing the resilient `LlmProvider` (and {@link Resilience}, for inspection). With no provider

@@ -23,7 +23,8 @@
  * retries make at most four calls, not 4^5 = 1,024.
  *
  * Streams are retried only until their first chunk has been emitted downstream: after that, a failure is
- * the caller's to see (the text already delivered cannot be taken back).
+ * the caller's to see (the text already delivered cannot be taken back). `Resilience` can carry a stream on
+ * past its first chunk (a path's `midStream` mode).
  *
  * The happy path reads the clock, marks the context and (with a budget) records the request; no schedule,
  * retry state or timer exists until the first failure.
@@ -35,7 +36,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Duration, Effect, Schema, Stream } from "effect"
+import { Duration, Effect, Schema, type Stream } from "effect"
 import * as Backoff from "./Backoff.ts"
 import { millis } from "./internal/duration.ts"
 import * as internal from "./internal/retry.ts"
@@ -311,32 +312,6 @@ export const retry = (
 export const retryStream = (
   options?: Options
 ): (<A, E, R>(self: Stream.Stream<A, E, R>) => Stream.Stream<A, E | Rejection, R>) => {
-  const config = configOf(options)
-  return <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E | Rejection, R> =>
-    Stream.unwrap(
-      Effect.withFiber((fiber) => {
-        if (fiber.getRef(internal.InsideRetry)) return Effect.succeed<Stream.Stream<A, E | Rejection, R>>(self)
-        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-        let next: ((error: E) => Effect.Effect<void, E | Rejection>) | undefined
-        const attempt = (): Stream.Stream<A, E | Rejection, R> =>
-          Stream.suspend(() => {
-            let emitted = false
-            return self.pipe(
-              Stream.mapArray((chunk) => {
-                emitted = true
-                return chunk
-              }),
-              Stream.catch((error: E): Stream.Stream<A, E | Rejection, R> => {
-                if (emitted) return Stream.fail(error)
-                next ??= internal.makeRetrier(config, startMs)
-                return Stream.unwrap(Effect.as(next(error), attempt()))
-              })
-            )
-          })
-        const marked = attempt().pipe(Stream.provideService(internal.InsideRetry, true))
-        return Effect.succeed(
-          config.budget === undefined ? marked : Stream.unwrap(Effect.as(config.budget.deposit(config.key), marked))
-        )
-      })
-    )
+  const retry = internal.retryStreamWith(configOf(options))
+  return (self) => retry(self)
 }

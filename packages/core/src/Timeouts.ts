@@ -39,7 +39,8 @@ const Millis = millis(Schema.Number.check(Schema.isGreaterThan(0)))
  * `Infinity` disables a limit; a limit is milliseconds or a duration string such as `"8 seconds"`.
  *
  * - `totalMs` (default 120 000): the whole call or stream.
- * - `firstTokenMs` (default 30 000): a stream's first chunk.
+ * - `firstTokenMs` (default 15 000): a stream's first chunk (short enough that a silent provider is left for
+ *   the next fallback step while the caller still waits).
  * - `idleMs` (default 20 000): between two chunks of a stream.
  *
  * @example
@@ -111,7 +112,7 @@ export interface Resolved {
  * ```
  * @since 0.1.0
  */
-export const defaults: Resolved = { totalMs: 120_000, firstTokenMs: 30_000, idleMs: 20_000 }
+export const defaults: Resolved = { totalMs: 120_000, firstTokenMs: 15_000, idleMs: 20_000 }
 
 /**
  * A timeout stage: wraps calls and streams with their path's limits.

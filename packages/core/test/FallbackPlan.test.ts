@@ -149,23 +149,49 @@ describe("FallbackPlan", () => {
     )
   )
 
-  it.effect("a context-length error is routed to the larger-context step", () =>
+  it.effect("a context-length error skips only steps known to be no larger", () =>
     isolated(
       Effect.gen(function* () {
-        const small = yield* failing("small", new LlmError.ContextLengthExceeded({ ...base, status: 400 }))
+        const overflow = new LlmError.ContextLengthExceeded({ ...base, status: 400 })
+        const small = yield* failing("small", overflow)
         const sameSize = yield* FakeProvider.make({ name: "same" })
-        const unknownSize = yield* FakeProvider.make({ name: "unknown" })
+        const smaller = yield* FakeProvider.make({ name: "smaller" })
+        const unknownSize = yield* failing("unknown", overflow)
         const large = yield* FakeProvider.make({ name: "large", default: { text: "long context" } })
         const plan = yield* FallbackPlan.make([
           FallbackPlan.step(small.provider, { model: "s", contextWindow: 8_000 }),
           FallbackPlan.step(sameSize.provider, { model: "s2", contextWindow: 8_000 }),
+          FallbackPlan.step(smaller.provider, { model: "t", contextWindow: 4_000 }),
           FallbackPlan.step(unknownSize.provider, { model: "u" }),
           FallbackPlan.step(large.provider, { model: "l", contextWindow: 200_000 })
         ])
         assert.strictEqual((yield* plan.complete(request)).text, "long context")
-        assert.strictEqual((yield* sameSize.calls).length + (yield* unknownSize.calls).length, 0)
+        assert.strictEqual((yield* sameSize.calls).length + (yield* smaller.calls).length, 0)
+        assert.strictEqual(yield* unknownSize.calls, 1)
         assert.deepStrictEqual(yield* activations, [
-          { from: "small/s", to: "large/l", reason: "ContextLengthExceeded", count: 1 }
+          { from: "small/s", to: "unknown/u", reason: "ContextLengthExceeded", count: 1 },
+          { from: "unknown/u", to: "large/l", reason: "ContextLengthExceeded", count: 1 }
+        ])
+        // the same walk for a stream
+        const chunks = yield* Stream.runCollect(plan.stream(request))
+        assert.strictEqual(chunks[0]._tag === "TextDelta" ? chunks[0].text : "", "long context")
+        assert.strictEqual((yield* sameSize.calls).length + (yield* smaller.calls).length, 0)
+      })
+    )
+  )
+
+  it.effect("a context-length error moves on when no step declares a window", () =>
+    isolated(
+      Effect.gen(function* () {
+        const first = yield* failing("first", new LlmError.ContextLengthExceeded({ ...base, status: 400 }))
+        const second = yield* FakeProvider.make({ name: "second", default: { text: "fits" } })
+        const plan = yield* FallbackPlan.make([
+          FallbackPlan.step(first.provider, { model: "a" }),
+          FallbackPlan.step(second.provider, { model: "b" })
+        ])
+        assert.strictEqual((yield* plan.complete(request)).text, "fits")
+        assert.deepStrictEqual(yield* activations, [
+          { from: "first/a", to: "second/b", reason: "ContextLengthExceeded", count: 1 }
         ])
       })
     )
@@ -221,6 +247,14 @@ describe("FallbackPlan", () => {
         assert.deepStrictEqual(yield* activations, [
           { from: "Primary (fast)", to: "static", reason: "CircuitOpen", count: 1 }
         ])
+        // the same walk for a stream: skipped by its provider/model key, never by its label
+        const chunks = yield* Stream.runCollect(plan.stream(request))
+        assert.strictEqual(chunks[0]._tag === "TextDelta" ? chunks[0].text : "", "busy")
+        assert.strictEqual(yield* a.calls, 0)
+        yield* breaker.isolate("Primary (fast)")
+        yield* breaker.reset("a/x")
+        assert.strictEqual((yield* plan.complete(request)).text, "busy")
+        assert.strictEqual(yield* a.calls, 1) // an open circuit under the label's name is not the step's
       })
     )
   )

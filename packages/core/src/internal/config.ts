@@ -31,8 +31,10 @@ const PositiveMs = millis(Schema.Finite.check(Schema.isGreaterThan(0)))
 export const ModelConfig = Schema.Struct({
   /** Admission's limits of the key, as `Admission.KeyLimits` declares them (with `maxConcurrencyQueue`). */
   ...Admission.KeyLimits.fields,
-  /** Context window in tokens: a `ContextLengthExceeded` moves on only to a step with a larger one. */
-  contextWindow: Schema.optional(PositiveInt)
+  /** Context window in tokens: after a `ContextLengthExceeded` the plan skips steps known to be no larger. */
+  contextWindow: Schema.optional(PositiveInt),
+  /** The model continues a trailing assistant message: a stream carried on here is sent the delivered text. */
+  prefill: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -74,6 +76,16 @@ export const PathConfig = Schema.Struct({
   maxWaitMs: Schema.optional(NonNegativeMs),
   /** Steps tried in order. Default: the top-level `fallback`, else the request's own model. */
   fallback: Schema.optional(Schema.Array(StepConfig)),
+  /**
+   * What a stream does after a failure past its first chunk: `fail` (default), `continue` (the next attempt
+   * carries on with the answer) or `buffer` (chunks held until `Finish`). See `FallbackPlan.MidStream`.
+   */
+  midStream: Schema.optional(Schema.Literals(["fail", "continue", "buffer"])),
+  /**
+   * What follows a timeout of an attempt that received nothing (no first token, no response): `next-step`
+   * (default) moves on to the plan's next provider step at once, `retry` retries the same route first.
+   */
+  onSilentTimeout: Schema.optional(Schema.Literals(["next-step", "retry"])),
   /** Hedge each provider step into the next one after a delay. */
   hedge: Schema.optional(Hedge.Config)
 })
@@ -279,7 +291,7 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
     if (!seen.has(provider)) {
       return yield* invalid(`models.${key}`, `no provider named ${provider} (providers: ${providers.join(", ")})`)
     }
-    const { contextWindow: _, ...limits } = m
+    const { contextWindow: _, prefill: __, ...limits } = m
     keys[key] = limits
   }
   // Requests without a path, or with an unknown one, are served by the default path: its `maxWaitMs` is

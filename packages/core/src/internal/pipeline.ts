@@ -49,6 +49,8 @@ export interface Options {
   readonly observe: string | Telemetry.Labels | undefined
   /** The models named in the configuration; others are labelled `other` in the retry metrics. [all named] */
   readonly models?: ReadonlySet<string> | undefined
+  /** Give up on a timeout that received nothing, so that the plan's next step is tried. [false] */
+  readonly failOverOnSilence?: boolean | undefined
 }
 
 /** @internal */
@@ -129,7 +131,9 @@ export const make = (o: Options): Call => {
       const key = `${provider.name}/${model}`
       const label = keyLabel(o.models, key)
       const retry =
-        o.profile === undefined ? undefined : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label))
+        o.profile === undefined
+          ? undefined
+          : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label, o.failOverOnSilence))
       m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
       models.set(model, m)
     }

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Clock, Context, Duration, Effect, Metric, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Metric, Schedule, Stream } from "effect"
 import * as Backoff from "../Backoff.ts"
 import * as CallReport from "../CallReport.ts"
 import {
@@ -98,7 +98,14 @@ export const budgetRejectionsTotal = Metric.counter("llm_retry_budget_rejections
 
 /** Why a wait was chosen, or why the stage gave up. */
 type Reason =
-  "backoff" | "retry-after" | "not-retryable" | "max-retries" | "retry-after-too-long" | "deadline" | "budget"
+  | "backoff"
+  | "retry-after"
+  | "not-retryable"
+  | "silent-timeout"
+  | "max-retries"
+  | "retry-after-too-long"
+  | "deadline"
+  | "budget"
 
 const spanEvent = (attributes: Record<string, unknown>): Effect.Effect<void> =>
   Effect.withFiber((fiber) => {
@@ -125,7 +132,20 @@ export interface Config {
   readonly key: string
   /** The `key` label of the retry metrics (the key itself, or `provider/other` for a model not configured). */
   readonly label: string
+  /**
+   * Give up at once on a timeout of an attempt that received nothing (a `first-token` timeout, or a `total`
+   * one before any chunk) instead of retrying the silent route, so that a fallback plan moves on.
+   */
+  readonly failOverOnSilence: boolean
 }
+
+/** A timeout of an attempt that received nothing: retrying the same route only repeats the wait. */
+const silent = (error: unknown, received: boolean): boolean =>
+  typeof error === "object" &&
+  error !== null &&
+  (error as { readonly _tag?: unknown })._tag === "Timeout" &&
+  ((error as { readonly phase?: unknown }).phase === "first-token" ||
+    (!received && (error as { readonly phase?: unknown }).phase === "total"))
 
 /**
  * Adds the {@link InsideRetry} mark to a context. Contexts are immutable and a stage usually runs under the
@@ -174,8 +194,11 @@ export const makeRetrier = (config: Config, startMs: number, trail?: Trail) => {
       )
     )
   }
-  return Effect.fnUntraced(function* <E>(error: E) {
+  return Effect.fnUntraced(function* <E>(error: E, received = false) {
     if (!retryable(error)) return yield* giveUp(error, "not-retryable", undefined, error)
+    if (config.failOverOnSilence && silent(error, received)) {
+      return yield* giveUp(error, "silent-timeout", undefined, error)
+    }
     if (attempt > p.maxRetries) return yield* giveUp(error, "max-retries", undefined, error)
     const lastError = error as unknown as AttemptError
     const now = yield* Clock.currentTimeMillis
@@ -219,18 +242,23 @@ export const makeRetrier = (config: Config, startMs: number, trail?: Trail) => {
   })
 }
 
-/** A resolved configuration for `profile`, `budget` and `key`, its metrics labelled with `label`. */
+/**
+ * A resolved configuration for `profile`, `budget` and `key`, its metrics labelled with `label`;
+ * `failOverOnSilence` (default `false`) gives up on silent timeouts.
+ */
 export const configFor = (
   profile: Profile,
   budget: RetryBudget | undefined,
   key: string,
-  label: string = key
+  label: string = key,
+  failOverOnSilence = false
 ): Config => ({
   profile,
   schedule: Backoff.make(profile.jitter, { base: profile.baseMs, cap: profile.capMs }),
   budget,
   key,
-  label
+  label,
+  failOverOnSilence
 })
 
 export const retryWith = (
@@ -295,3 +323,43 @@ const retryAfter =
 export const stage = (config: Config) => {
   return { budget: config.budget, key: config.key, mark, after: retryAfter(config), retry: retryWith(config) }
 }
+
+/**
+ * Retries a stream: a failure before its first chunk is retried like an effect's; a failure after it passes
+ * through, unless `carryOn` is given: then it is retried too, with the stream `carryOn(error)` returns (the
+ * attempt that carries on after what was delivered, internal/resume.ts).
+ */
+export const retryStreamWith =
+  (config: Config) =>
+  <A, E, R>(
+    self: Stream.Stream<A, E, R>,
+    carryOn?: (error: E) => Stream.Stream<A, E, R>
+  ): Stream.Stream<A, E | Rejection, R> =>
+    Stream.unwrap(
+      Effect.withFiber((fiber) => {
+        if (fiber.getRef(InsideRetry)) return Effect.succeed<Stream.Stream<A, E | Rejection, R>>(self)
+        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+        let next: ((error: E, received?: boolean) => Effect.Effect<void, E | Rejection>) | undefined
+        const attempt = (current: Stream.Stream<A, E, R>): Stream.Stream<A, E | Rejection, R> =>
+          Stream.suspend(() => {
+            let emitted = false
+            return current.pipe(
+              Stream.mapArray((chunk) => {
+                emitted = true
+                return chunk
+              }),
+              Stream.catch((error: E): Stream.Stream<A, E | Rejection, R> => {
+                if (emitted && carryOn === undefined) return Stream.fail(error)
+                next ??= makeRetrier(config, startMs)
+                return Stream.unwrap(
+                  Effect.as(next(error, emitted), attempt(carryOn === undefined ? self : carryOn(error)))
+                )
+              })
+            )
+          })
+        const marked = attempt(self).pipe(Stream.provideService(InsideRetry, true))
+        return Effect.succeed(
+          config.budget === undefined ? marked : Stream.unwrap(Effect.as(config.budget.deposit(config.key), marked))
+        )
+      })
+    )
