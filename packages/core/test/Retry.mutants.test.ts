@@ -4,9 +4,9 @@
  * the caller's fiber. Virtual time throughout.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, type Duration, Effect, Exit, Fiber, Metric } from "effect"
+import { Cause, type Duration, Effect, Exit, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { CallReport, LlmError, Retry } from "@llm-resilience/core"
+import { CallReport, LlmError, Retry, RetryBudget } from "@llm-resilience/core"
 
 const limited = (retryAfterMs: number) =>
   new LlmError.RateLimited({ message: "slow down", limit: "requests", retryAfterMs, status: 429 })
@@ -127,15 +127,71 @@ describe("Retry: edges", () => {
   it.effect("the retry mark does not leak into the caller's fiber: a later retry still retries", () =>
     Effect.gen(function* () {
       const profile = yield* Retry.profile({ name: "t", jitter: "none", base: 1, cap: 1, maxRetries: 2 })
-      // first a call answered at once, then one answered after a retry, then one that fails for good
-      for (const errors of [[], [overloaded()], [overloaded(), overloaded(), overloaded()]]) {
-        const { call } = scripted(errors)
-        yield* settle(call.pipe(Retry.retry({ profile })))
+      // one fiber runs every call in turn: one answered at once, one after a retry, one that fails for good,
+      // then a new call, which must still be retried twice
+      const later = scripted([overloaded(), overloaded()])
+      const sequence = Effect.gen(function* () {
+        for (const errors of [[], [overloaded()], [overloaded(), overloaded(), overloaded()]]) {
+          yield* Effect.exit(scripted(errors).call.pipe(Retry.retry({ profile })))
+        }
+        return yield* later.call.pipe(Retry.retry({ profile }))
+      })
+      assert.deepStrictEqual(yield* settle(sequence), Exit.succeed("ok"))
+      assert.strictEqual(later.state.attempts, 3)
+    })
+  )
+
+  it.effect("only tagged retryable errors are retried; the others are reported as `unknown`", () =>
+    Effect.gen(function* () {
+      const profile = yield* Retry.profile({ name: "t", jitter: "none", base: 1, cap: 1, maxRetries: 2 })
+      const events: Array<string> = []
+      const listen = Effect.provideService(CallReport.Events, (event: CallReport.Event) => {
+        if (event._tag === "GaveUp" || event._tag === "Retried") events.push(`${event._tag}:${event.error}`)
+      })
+      for (const error of [null, "boom", { _tag: 42 }, { message: "no tag" }]) {
+        events.length = 0
+        const { call, state } = scripted([error])
+        yield* settle(call.pipe(Retry.retry({ profile }), listen))
+        assert.strictEqual(state.attempts, 1, JSON.stringify(error))
+        assert.deepStrictEqual(events, ["GaveUp:unknown"], JSON.stringify(error))
       }
-      // the same fiber, a new call: still retried twice
-      const { call, state } = scripted([overloaded(), overloaded()])
-      assert.isTrue(Exit.isSuccess(yield* settle(call.pipe(Retry.retry({ profile })))))
-      assert.strictEqual(state.attempts, 3)
+      // a plain object tagged as a retryable error is retried
+      events.length = 0
+      const { call, state } = scripted([{ _tag: "Overloaded" }])
+      assert.isTrue(Exit.isSuccess(yield* settle(call.pipe(Retry.retry({ profile }), listen))))
+      assert.strictEqual(state.attempts, 2)
+      assert.deepStrictEqual(events, ["Retried:Overloaded"])
+    })
+  )
+
+  it.effect("streams: retried before the first chunk, never after it; the budget counts the stream", () =>
+    Effect.gen(function* () {
+      const profile = yield* Retry.profile({ name: "t", jitter: "none", base: 1, cap: 1, maxRetries: 2 })
+      const chunks = (failFirst: number, failAfterChunk: boolean) => {
+        const state = { attempts: 0 }
+        const stream = Stream.suspend(() => {
+          const n = ++state.attempts
+          if (n <= failFirst) return Stream.fail(overloaded())
+          return failAfterChunk ? Stream.concat(Stream.make("a"), Stream.fail(overloaded())) : Stream.make("a", "b")
+        })
+        return { stream, state }
+      }
+      const early = chunks(1, false)
+      const collected = yield* settle(Stream.runCollect(early.stream.pipe(Retry.retryStream({ profile }))))
+      assert.deepStrictEqual(collected, Exit.succeed(["a", "b"]))
+      assert.strictEqual(early.state.attempts, 2)
+      const late = chunks(0, true)
+      const cut = yield* settle(Stream.runCollect(late.stream.pipe(Retry.retryStream({ profile }))))
+      assert.strictEqual((errorOf(cut) as LlmError.LlmError)._tag, "Overloaded")
+      assert.strictEqual(late.state.attempts, 1)
+      // the stream deposits into the budget: its own credit pays its retry
+      const budget = yield* RetryBudget.make({ ratio: 1, minRetries: 0 })
+      const paid = chunks(1, false)
+      const exit = yield* settle(
+        Stream.runCollect(paid.stream.pipe(Retry.retryStream({ profile, budget, key: "p/m" })))
+      )
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.strictEqual(paid.state.attempts, 2)
     })
   )
 
@@ -161,8 +217,14 @@ describe("Retry: edges", () => {
           Metric.value(Metric.withAttributes(Retry.giveUpsTotal, { reason, key })),
           (s) => (s as { readonly count: number }).count
         )
+      const tooLong = yield* Retry.profile({ name: "t", jitter: "none", base: 1, cap: 1, maxRetryAfter: 10 })
+      yield* settle(scripted([limited(11)]).call.pipe(Retry.retry({ profile: tooLong, key })))
+      const short = yield* Retry.profile({ name: "t", jitter: "none", base: 1, cap: 1, deadline: 10 })
+      yield* settle(scripted([limited(11)]).call.pipe(Retry.retry({ profile: short, key })))
       assert.strictEqual(yield* count("max-retries"), 1)
       assert.strictEqual(yield* count("not-retryable"), 1)
+      assert.strictEqual(yield* count("retry-after-too-long"), 1)
+      assert.strictEqual(yield* count("deadline"), 1)
       const retries = yield* Metric.value(Metric.withAttributes(Retry.retriesTotal, { reason: "Overloaded", key }))
       assert.strictEqual((retries as { readonly count: number }).count, 1)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
