@@ -4,7 +4,7 @@
  * path's limits falling back field by field, `Infinity` turning a limit off. Virtual time throughout.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Stream } from "effect"
+import { Clock, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { LlmError, type LlmResponse, Timeouts } from "@llm-resilience/core"
 
@@ -196,6 +196,50 @@ describe("Timeouts: edges", () => {
         const error = yield* Effect.flip(Timeouts.make(options))
         assert.include(String(error), field)
       }
+    })
+  )
+
+  it.effect("many calls in flight, started in any order: each times out at its own deadline, not another's", () =>
+    Effect.gen(function* () {
+      const limits = [500, 300, 800, 100, 700, 200, 600, 400, 300, 900, 150, 50]
+      const paths: Record<string, { readonly totalMs: number }> = {}
+      limits.forEach((totalMs, i) => (paths[`p${i}`] = { totalMs }))
+      const timeouts = yield* Timeouts.make({ paths })
+      // half the calls answer before their limit (their deadlines are cleared), the others hang
+      const fibers = yield* Effect.forEach(limits, (totalMs, i) =>
+        Effect.forkChild(
+          timeouts
+            .complete(i % 2 === 0 ? Effect.never : Effect.as(Effect.sleep(totalMs - 10), "ok"), {
+              ...request,
+              metadata: { path: `p${i}` }
+            })
+            .pipe(
+              Effect.matchEffect({
+                onFailure: () => Effect.map(Clock.currentTimeMillis, (at) => `timeout@${at}`),
+                onSuccess: (a) => Effect.map(Clock.currentTimeMillis, (at) => `${a}@${at}`)
+              })
+            )
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      const ends = yield* Fiber.joinAll(fibers)
+      assert.deepStrictEqual(
+        ends,
+        limits.map((ms, i) => (i % 2 === 0 ? `timeout@${ms}` : `ok@${ms - 10}`))
+      )
+    })
+  )
+
+  it.effect("a call from an uninterruptible region is still bounded, and still answered in time", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ totalMs: 1_000 })
+      const hung = Effect.uninterruptible(timeouts.complete(Effect.interruptible(Effect.never), request))
+      const late = errorOf(yield* settle(hung)) as LlmError.Timeout
+      assert.strictEqual(late.phase, "total")
+      const fast = Effect.uninterruptible(timeouts.complete(Effect.as(Effect.sleep(500), "ok"), request))
+      assert.deepStrictEqual(yield* settle(fast), Exit.succeed("ok"))
+      const failing = Effect.uninterruptible(timeouts.complete(Effect.fail("boom"), request))
+      assert.strictEqual(errorOf(yield* settle(failing)), "boom")
     })
   )
 })
