@@ -112,8 +112,7 @@ export const resilientConfig: Resilience.Config = {
     minimumCalls: 5,
     slowCallThresholdMs: 3_000,
     slowCallRateThreshold: 0.2,
-    openDurationMs: 30_000,
-    maxOpenDurationMs: 120_000
+    openDurationMs: 60_000
   },
   prices: Day.prices,
   agent: { maxTurns: 20 }

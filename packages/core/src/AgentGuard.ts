@@ -13,6 +13,10 @@
  * Refused calls do not count as turns. Requests without a conversation id pass untouched. Put the guard
  * outside retries (a retried call is one turn). Conversations idle for `idleTimeToLive` are forgotten.
  *
+ * Turn counts live in a {@link Store}: {@link memoryStore} in the process (the default), or a shared one
+ * (Redis) so that a conversation served by several instances has one count. The loop detector's history
+ * stays in the process.
+ *
  * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
@@ -69,6 +73,70 @@ export interface Options {
   readonly fingerprint?: ((request: LlmRequest) => string) | undefined
   /** Conversations idle this long are forgotten. ["1 day"] */
   readonly idleTimeToLive?: Duration.Input | undefined
+  /** Where turn counts are kept. [a {@link memoryStore} of this guard] */
+  readonly store?: Store | undefined
+}
+
+/**
+ * Where turn counts live. `take` atomically counts one turn of a conversation unless `maxTurns` are already
+ * counted, and answers the count including this turn (above `maxTurns`: refused, not counted). A
+ * conversation idle for `idleMs` starts over. An in-process store answers directly, a remote one with an
+ * `Effect`; `nowMs` is the caller's clock, a shared store may use its own.
+ *
+ * @example
+ * ```ts
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const store: AgentGuard.Store = AgentGuard.memoryStore()
+ * ```
+ * @since 0.1.0
+ */
+export interface Store {
+  readonly take: (
+    conversationId: string,
+    maxTurns: number,
+    idleMs: number,
+    nowMs: number
+  ) => number | Effect.Effect<number>
+  readonly turns: (conversationId: string, nowMs: number) => number | Effect.Effect<number>
+  readonly end: (conversationId: string) => void | Effect.Effect<void>
+}
+
+/**
+ * An in-process {@link Store}.
+ *
+ * @example
+ * ```ts
+ * import { AgentGuard } from "@llm-resilience/core"
+ * const guard = AgentGuard.make({ maxTurns: 20, store: AgentGuard.memoryStore() })
+ * ```
+ * @since 0.1.0
+ */
+export const memoryStore = (): Store => {
+  const counts = new Map<string, { turns: number; expiresAt: number }>()
+  let nextSweep = 0
+  return {
+    take: (id, maxTurns, idleMs, now) => {
+      if (now >= nextSweep) {
+        nextSweep = now + idleMs
+        for (const [k, c] of counts) if (c.expiresAt <= now) counts.delete(k)
+      }
+      let c = counts.get(id)
+      if (c === undefined || c.expiresAt <= now) {
+        c = { turns: 0, expiresAt: 0 }
+        counts.set(id, c)
+      }
+      c.expiresAt = now + idleMs
+      if (c.turns >= maxTurns) return c.turns + 1
+      return ++c.turns
+    },
+    turns: (id, now) => {
+      const c = counts.get(id)
+      return c === undefined || c.expiresAt <= now ? 0 : c.turns
+    },
+    end: (id) => {
+      counts.delete(id)
+    }
+  }
 }
 
 /**
@@ -166,7 +234,6 @@ export const defaultFingerprint = (request: LlmRequest): string => {
 }
 
 interface Conversation {
-  turns: number
   lastActivity: number
   readonly seen: Map<string, Array<number>>
 }
@@ -190,42 +257,56 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const idleMs = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeToLive ?? "1 day"))
   const fingerprint = customFingerprint ?? defaultFingerprint
   const conversations = new Map<string, Conversation>()
+  const store = options.store ?? memoryStore()
   let lastSweep = 0
 
-  /** Counts one turn of `request`'s conversation at `now`, or returns why it is refused. */
-  const turnUnsafe = (
-    conversationId: string,
-    request: LlmRequest,
-    now: number,
-    fiber: Fiber.Fiber<unknown, unknown>
-  ): TurnLimitExceeded | LoopDetected | undefined => {
+  /** The loop detector: why `request` is refused at `now`, or what to record once its turn is counted. */
+  const loopCheck = (conversationId: string, request: LlmRequest, now: number) => {
     if (now - lastSweep >= idleMs) {
       lastSweep = now
       for (const [id, c] of conversations) if (now - c.lastActivity >= idleMs) conversations.delete(id)
     }
     let conversation = conversations.get(conversationId)
     if (conversation === undefined) {
-      conversation = { turns: 0, lastActivity: now, seen: new Map() }
+      conversation = { lastActivity: now, seen: new Map() }
       conversations.set(conversationId, conversation)
     }
     conversation.lastActivity = now
-    if (conversation.turns >= maxTurns) {
-      tagged(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
-      return new TurnLimitExceeded({ conversationId, turns: conversation.turns + 1, limit: maxTurns })
-    }
     const key = fingerprint(request)
     const times = conversation.seen.get(key) ?? []
     let keep = 0
     while (keep < times.length && times[keep] <= now - loopWindowMs) keep++
     if (keep > 0) times.splice(0, keep)
-    if (times.length + 1 >= loopRepeats) {
-      tagged(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
-      return new LoopDetected({ conversationId, repeats: times.length + 1 })
+    if (times.length + 1 >= loopRepeats) return new LoopDetected({ conversationId, repeats: times.length + 1 })
+    const seen = conversation.seen
+    return () => {
+      times.push(now)
+      seen.set(key, times)
     }
-    times.push(now)
-    conversation.seen.set(key, times)
-    conversation.turns++
-    return undefined
+  }
+
+  /** Counts one turn of `request`'s conversation at `now`, or fails with why it is refused. */
+  const turnAt = (
+    conversationId: string,
+    request: LlmRequest,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown>
+  ): undefined | Effect.Effect<undefined, TurnLimitExceeded | LoopDetected> => {
+    const record = loopCheck(conversationId, request, now)
+    if (record instanceof LoopDetected) {
+      tagged(metrics.refused, { reason: "loop" }).updateUnsafe(1, fiber.context)
+      return Effect.fail(record)
+    }
+    const decide = (turns: number) => {
+      if (turns <= maxTurns) {
+        record()
+        return undefined
+      }
+      tagged(metrics.refused, { reason: "turn-limit" }).updateUnsafe(1, fiber.context)
+      return Effect.fail(new TurnLimitExceeded({ conversationId, turns, limit: maxTurns }))
+    }
+    const taken = store.take(conversationId, maxTurns, idleMs, now)
+    return Effect.isEffect(taken) ? Effect.flatMap(taken, (t) => decide(t) ?? Effect.undefined) : decide(taken)
   }
 
   // a request outside any conversation is not counted
@@ -234,9 +315,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     enter: (attempt) => {
       const conversationId = attempt.request.metadata?.conversationId
       if (conversationId === undefined) return undefined
-      const fiber = attempt.fiber
-      const refused = turnUnsafe(conversationId, attempt.request, attempt.startMs, fiber)
-      return refused === undefined ? undefined : Effect.fail(refused)
+      return turnAt(conversationId, attempt.request, attempt.startMs, attempt.fiber)
     },
     exit: () => undefined
   }
@@ -245,21 +324,25 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const turn = (request: LlmRequest): Effect.Effect<void, TurnLimitExceeded | LoopDetected> => {
     const conversationId = request.metadata?.conversationId
     if (conversationId === undefined) return Effect.void
-    return Effect.withFiber((fiber) => {
-      const refused = turnUnsafe(conversationId, request, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-      return refused === undefined ? Effect.void : Effect.fail(refused)
-    })
+    return Effect.withFiber(
+      (fiber) =>
+        turnAt(conversationId, request, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber) ?? Effect.void
+    )
   }
+
+  const orEffect = <A>(a: A | Effect.Effect<A>): Effect.Effect<A> => (Effect.isEffect(a) ? a : Effect.succeed(a))
 
   return AgentGuard.of({
     turn,
     // a request outside any conversation is not counted: the stage would take nothing, so it is not run
     protect: (request) => (self) =>
       request.metadata?.conversationId === undefined ? self : Attempts.run(stages, request, request.model, self),
-    turns: (conversationId) => Effect.sync(() => conversations.get(conversationId)?.turns ?? 0),
+    turns: (conversationId) =>
+      Effect.clockWith((clock) => orEffect(store.turns(conversationId, clock.currentTimeMillisUnsafe()))),
     end: (conversationId) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         conversations.delete(conversationId)
+        return orEffect(store.end(conversationId))
       }),
     stage
   })

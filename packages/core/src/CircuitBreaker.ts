@@ -1,61 +1,30 @@
 /**
  * Keyed circuit breakers for LLM calls: one circuit per `provider/model`, Closed / Open / HalfOpen.
  *
- * - Trip policies combine: consecutive failures; failure rate over a rolling time window with a minimum
- *   number of calls; slow-call rate over the same window. A call still running past the slow-call
- *   threshold counts as slow from that moment, not only when it ends, so a provider that hangs opens the
- *   circuit seconds after the hang starts instead of after the first 30 s timeout.
- * - Which errors count is data (`failureTags`); by default timeouts, 5xx, overload, connection errors
- *   and truncated streams count, fatal client errors count as answers (the provider is up), 429s do not
- *   trip (admission control reacts to them) unless `countRateLimited` is set, and the toolkit's own
- *   rejections and interruptions are ignored.
- * - Open lasts the n-th delay of a `Schedule` (default exponential from 10 s) capped at
- *   `maxOpenDuration`, lengthened by a provider's Retry-After (capped at `maxRetryAfter`).
- * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens, other
- *   callers fail fast. A probe that outlives `probeTimeout` is released and the circuit reopens, so a
- *   hung probe cannot wedge the circuit.
- * - A rejection is {@link LlmError.CircuitOpen} with the key and a `retryAfterMs`, decided synchronously.
- * - `status` / `check` read a circuit without making a call (a fallback plan uses them to skip a step),
- *   `transitions` streams every transition, and metrics report the state gauge, transitions and
- *   rejections. `isolate`, `forceClosed` and `reset` are manual controls; `mode: "metrics-only"` runs
- *   the whole state machine but never rejects, for rollout.
+ * - Trips on consecutive failures, on the failure rate or the slow-call rate over a rolling window (a call
+ *   still running past the slow-call threshold counts as slow from that moment, so a hang opens the circuit
+ *   seconds after it starts). Which errors count is data (`failureTags`); 429s, the toolkit's own rejections
+ *   and interruptions do not count.
+ * - Open lasts a fixed `openDuration`, or a `Schedule`'s n-th delay capped at `maxOpenDuration` (default:
+ *   from 10 s, doubling, at most 30 s), lengthened by a provider's Retry-After (up to `maxRetryAfter`).
+ * - HalfOpen admits `halfOpenProbes` probes; all must succeed to close, one failure reopens; a probe that
+ *   outlives `probeTimeout` is released and the circuit reopens.
+ * - A rejection is {@link LlmError.CircuitOpen} with a `retryAfterMs`. `status` / `check` read a circuit,
+ *   `transitions` streams every transition; `isolate`, `forceClosed`, `reset` are manual controls;
+ *   `mode: "metrics-only"` never rejects.
  *
- * The Closed happy path reads the clock once, compares two numbers and updates a counter when the call
- * ends: no fiber, no timer, no Schedule. Time-driven transitions are evaluated whenever the circuit is
- * consulted (admission, an outcome, a status query).
- *
- * Compared with Effect's `effect/persistence` CircuitBreaker (keyed, consecutive or count-ring rate
- * policy, schedule-driven open duration, Retry-After hint, one probe, memory/Redis stores), this one adds
- * the time window, slow calls counted while in flight, N probes with a probe timeout, metrics, manual
- * controls and a metrics-only mode. It keeps state in process memory.
+ * State is kept in process memory, or shared between instances through a {@link Store}. How it compares
+ * with Effect's `effect/persistence` breaker: docs/breakers.md.
  *
  * @since 0.1.0
  */
-import {
-  Cause,
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  type Exit,
-  type Fiber,
-  Layer,
-  Metric,
-  Option,
-  PubSub,
-  Schedule,
-  Schema,
-  Stream
-} from "effect"
-import * as internal from "./internal/circuit.ts"
-import { keyOnly } from "./internal/keyOnly.ts"
-import { KeyedState } from "./internal/keyedState.ts"
-import * as Attempts from "./internal/attempt.ts"
-import { breakerFailureTags, CircuitOpen, rejectionTags as rejectionTagList } from "./LlmError.ts"
+import { Context, type Duration, Effect, type Exit, Layer, type Schedule, Schema, type Stream } from "effect"
+import type { CircuitOpen } from "./LlmError.ts"
 import type { Stage } from "./Stage.ts"
-import { DurationInput, millis } from "./internal/duration.ts"
-import { tagged } from "./internal/metrics.ts"
-import * as CallReport from "./CallReport.ts"
+import * as internal from "./internal/breaker.ts"
+import * as BreakerOptions from "./internal/breakerOptions.ts"
+import * as BreakerStore from "./internal/breakerStore.ts"
+import type * as circuit from "./internal/circuit.ts"
 
 // -----------------------------------------------------------------------------------------------------
 // models
@@ -90,7 +59,7 @@ export type Outcome =
  * ```
  * @since 0.1.0
  */
-export const success: Outcome = { _tag: "Success" }
+export const success: Outcome = internal.success
 
 /**
  * The call counts neither way (interrupted, rejected by the toolkit). A slow ignored call still counts as
@@ -103,7 +72,7 @@ export const success: Outcome = { _tag: "Success" }
  * ```
  * @since 0.1.0
  */
-export const ignored: Outcome = { _tag: "Ignored" }
+export const ignored: Outcome = internal.ignored
 
 /**
  * The call failed. `retryAfterMs`, when the provider sent one, can lengthen the next opening.
@@ -116,9 +85,9 @@ export const ignored: Outcome = { _tag: "Ignored" }
  * @since 0.1.0
  */
 export const failure = (options?: { readonly retryAfterMs?: number | undefined }): Outcome =>
-  options?.retryAfterMs === undefined ? failureOutcome : { _tag: "Failure", retryAfterMs: options.retryAfterMs }
-
-const failureOutcome: Outcome = { _tag: "Failure" }
+  options?.retryAfterMs === undefined
+    ? internal.failureOutcome
+    : { _tag: "Failure", retryAfterMs: options.retryAfterMs }
 
 /**
  * The state of one circuit as `status` reports it.
@@ -160,7 +129,7 @@ export type Status =
  * ```
  * @since 0.1.0
  */
-export type Transition = internal.Transition
+export type Transition = circuit.Transition
 
 /**
  * Proof that a call was admitted; hand it back to `complete` exactly once (further calls are no-ops).
@@ -178,7 +147,7 @@ export type Transition = internal.Transition
  * @since 0.1.0
  */
 export interface Permit {
-  readonly [PermitTypeId]: typeof PermitTypeId
+  readonly [internal.PermitTypeId]: typeof internal.PermitTypeId
   readonly key: string
   /** When the call was admitted (epoch ms). */
   readonly startedAt: number
@@ -186,53 +155,14 @@ export interface Permit {
   readonly probe: boolean
 }
 
-const PermitTypeId = "~@llm-resilience/core/CircuitBreaker/Permit" as const
-
-const rejectionTags: ReadonlySet<string> = new Set(rejectionTagList)
-
 // -----------------------------------------------------------------------------------------------------
 // options
 // -----------------------------------------------------------------------------------------------------
 
-const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
-const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
-const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
-
-const OptionsSchema = Schema.Struct({
-  consecutiveFailures: Schema.optional(NonNegativeInt),
-  failureRateThreshold: Schema.optional(Fraction),
-  slowCallThreshold: Schema.optional(DurationInput),
-  slowCallRateThreshold: Schema.optional(Fraction),
-  window: Schema.optional(DurationInput),
-  windowBuckets: Schema.optional(PositiveInt.check(Schema.isLessThanOrEqualTo(3600))),
-  minimumCalls: Schema.optional(PositiveInt),
-  openDuration: Schema.optional(
-    Schema.Unknown.check(
-      Schema.makeFilter(
-        (u) =>
-          Schedule.isSchedule(u) ||
-          Option.isSome(Duration.fromInput(u as Duration.Input)) ||
-          "expected a duration or a Schedule of durations"
-      )
-    )
-  ),
-  maxOpenDuration: Schema.optional(DurationInput),
-  maxRetryAfter: Schema.optional(DurationInput),
-  halfOpenProbes: Schema.optional(PositiveInt),
-  probeTimeout: Schema.optional(DurationInput),
-  failureTags: Schema.optional(Schema.Array(Schema.String)),
-  countRateLimited: Schema.optional(Schema.Boolean),
-  mode: Schema.optional(Schema.Literals(["enforce", "metrics-only"]))
-})
-
-const Ms = Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
-const { consecutiveFailures, failureRateThreshold, slowCallRateThreshold, minimumCalls, halfOpenProbes } =
-  OptionsSchema.fields
-
 /**
  * The `breaker` section of `Resilience.Config`: the {@link Options} that plain data can hold, durations as
- * `...Ms` fields (milliseconds, or a duration string such as `"10 seconds"`). `openDurationMs` is the first
- * opening; each further consecutive one lasts twice the last, up to `maxOpenDurationMs`.
+ * `...Ms` fields (milliseconds, or a duration string such as `"10 seconds"`). `openDurationMs` fixes how long
+ * every opening lasts; without it, openings grow from 10 s (doubling) up to `maxOpenDurationMs` (30 s).
  *
  * @example
  * ```ts
@@ -242,20 +172,7 @@ const { consecutiveFailures, failureRateThreshold, slowCallRateThreshold, minimu
  * ```
  * @since 0.1.0
  */
-export const Config = Schema.Struct({
-  consecutiveFailures,
-  failureRateThreshold,
-  slowCallThresholdMs: Ms,
-  slowCallRateThreshold,
-  windowMs: Ms,
-  minimumCalls,
-  openDurationMs: Ms,
-  maxOpenDurationMs: Ms,
-  halfOpenProbes,
-  probeTimeoutMs: Ms,
-  countRateLimited: OptionsSchema.fields.countRateLimited,
-  mode: OptionsSchema.fields.mode
-})
+export const Config = BreakerOptions.Config
 
 /**
  * Breaker configuration. Every field is optional; defaults in brackets.
@@ -291,9 +208,12 @@ export interface Options {
   readonly windowBuckets?: number | undefined
   /** The rate policies wait for this many calls in the window. [10] */
   readonly minimumCalls?: number | undefined
-  /** How long the n-th consecutive opening lasts: a duration or a Schedule of durations. [exponential 10 s] */
+  /**
+   * How long the n-th consecutive opening lasts: a fixed duration, or a Schedule of durations.
+   * [exponential from 10 s, capped by `maxOpenDuration`]
+   */
   readonly openDuration?: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined
-  /** Cap on every delay of `openDuration`. ["60 seconds"] */
+  /** Cap on every delay of an `openDuration` Schedule (a fixed duration is used as given). ["30 seconds"] */
   readonly maxOpenDuration?: Duration.Input | undefined
   /** Cap on a provider's Retry-After when it lengthens an opening. ["5 minutes"] */
   readonly maxRetryAfter?: Duration.Input | undefined
@@ -313,7 +233,33 @@ export interface Options {
    * cap with every circuit in use, a new key's circuit is not kept (each call of that key starts Closed).
    */
   readonly keys?: { readonly maxKeys?: number | undefined; readonly idleMs?: number | undefined } | undefined
+  /** Models whose keys label metric series; other keys are labelled `provider/other`. [every key] */
+  readonly metricModels?: ReadonlySet<string> | undefined
+  /** Where openings, probe leases and closes are shared with other instances. [none: this process only] */
+  readonly store?: Store | undefined
 }
+
+/**
+ * Breaker state shared between instances: openings, half-open probe leases (at most `halfOpenProbes` in
+ * total, each expiring after `probeTimeout`) and closes; each instance still counts on its own. In memory:
+ * {@link memoryStore}; on Redis: `@llm-resilience/redis`.
+ *
+ * @since 0.1.0
+ */
+export type Store = BreakerStore.Store
+
+/**
+ * A {@link Store} in this process: breakers sharing it behave like instances sharing Redis.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@llm-resilience/core"
+ * const store = CircuitBreaker.memoryStore()
+ * const pair = [CircuitBreaker.make({ store }), CircuitBreaker.make({ store })]
+ * ```
+ * @since 0.1.0
+ */
+export const memoryStore: () => Store = BreakerStore.memoryStore
 
 // -----------------------------------------------------------------------------------------------------
 // service
@@ -420,69 +366,7 @@ export const CircuitBreaker: Context.Service<CircuitBreaker, CircuitBreaker> = C
  * ```
  * @since 0.1.0
  */
-export const metrics = {
-  state: Metric.gauge("llm_breaker_state", {
-    description: "0 closed, 1 open, 2 half-open, 3 isolated, 4 forced closed"
-  }),
-  transitions: Metric.counter("llm_breaker_transitions", {
-    description: "breaker state transitions by key, from and to",
-    incremental: true
-  }),
-  rejections: Metric.counter("llm_breaker_rejections", {
-    description: "calls rejected by an open breaker (or that would have been, in metrics-only mode)",
-    incremental: true
-  })
-}
-
-interface CircuitMetrics {
-  readonly state: Metric.Metric<number, unknown>
-  readonly rejections: Metric.Metric<number, unknown>
-}
-
-const stackTraceLimitWritable = (() => {
-  const descriptor = Object.getOwnPropertyDescriptor(Error, "stackTraceLimit")
-  return descriptor === undefined || descriptor.writable === true || descriptor.set !== undefined
-})()
-
-/**
- * Builds a rejection without capturing a stack trace: it would only point into the breaker, and capturing
- * it costs several microseconds, the bulk of a rejection (as Effect does for its own internal errors).
- */
-const withoutStackTrace = <A>(f: () => A): A => {
-  if (!stackTraceLimitWritable) return f()
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 0
-  try {
-    return f()
-  } finally {
-    Error.stackTraceLimit = limit
-  }
-}
-
-const durationMs = (input: unknown, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input as Duration.Input))
-
-/** Replays the open-duration schedule once, against a simulated clock, for the first 32 openings. */
-const openDurations = (
-  input: Duration.Input | Schedule.Schedule<unknown, unknown> | undefined,
-  capMs: number
-): Effect.Effect<ReadonlyArray<number>> =>
-  Effect.gen(function* () {
-    if (input !== undefined && !Schedule.isSchedule(input)) return [Math.min(durationMs(input, 0), capMs)]
-    const schedule = (input ?? Schedule.exponential("10 seconds")) as Schedule.Schedule<unknown, unknown>
-    const step = yield* Schedule.toStep(schedule)
-    const out: Array<number> = []
-    let now = 0
-    for (let attempt = 1; attempt <= 32; attempt++) {
-      const result = yield* Effect.exit(step(now, attempt))
-      if (result._tag === "Failure") break
-      const ms = Math.min(Duration.toMillis(result.value[1]), capMs)
-      out.push(ms)
-      now += ms
-      if (ms >= capMs) break
-    }
-    return out.length === 0 ? [capMs] : out
-  })
+export const metrics = internal.metrics
 
 /**
  * Builds a breaker. Fails with a `SchemaError` naming the field when an option is invalid.
@@ -506,232 +390,8 @@ const openDurations = (
  * @since 0.1.0
  */
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
-  yield* Schema.decodeUnknownEffect(OptionsSchema)(options, { errors: "all" })
-  const slowCallMs = durationMs(options.slowCallThreshold, Number.POSITIVE_INFINITY)
-  const maxOpenMs = durationMs(options.maxOpenDuration, 60_000)
-  const windowMs = durationMs(options.window, 60_000)
-  const policy: internal.Policy = {
-    consecutiveFailures:
-      options.consecutiveFailures === 0 ? Number.POSITIVE_INFINITY : (options.consecutiveFailures ?? 5),
-    failureRateThreshold: options.failureRateThreshold ?? 0.5,
-    slowCallRateThreshold: options.slowCallRateThreshold ?? 0.5,
-    slowCallMs,
-    windowMs: Math.max(1, windowMs),
-    buckets: options.windowBuckets ?? 60,
-    minimumCalls: options.minimumCalls ?? 10,
-    probes: options.halfOpenProbes ?? 1,
-    probeTimeoutMs: durationMs(options.probeTimeout, slowCallMs === Number.POSITIVE_INFINITY ? 30_000 : slowCallMs),
-    openDurationsMs: yield* openDurations(options.openDuration, maxOpenMs),
-    maxRetryAfterMs: durationMs(options.maxRetryAfter, 300_000),
-    isolateRetryAfterMs: maxOpenMs,
-    metricsOnly: options.mode === "metrics-only"
-  }
-  const failureTags = new Set(options.failureTags ?? breakerFailureTags)
-  if (options.countRateLimited) failureTags.add("RateLimited")
-
-  const pubsub = yield* PubSub.sliding<Transition>(1024)
-  const circuits = new KeyedState<internal.Circuit>(options.keys, (c) => c.state === internal.CLOSED)
-  const circuitMetrics = new WeakMap<internal.Circuit, CircuitMetrics>()
-  const outbox: Array<Transition> = []
-  const sink: internal.Sink = (t) => {
-    outbox.push(t)
-  }
-
-  const circuitFor = (key: string, now: number): internal.Circuit => {
-    return circuits.getOrCreate(key, now, () => {
-      const circuit = new internal.Circuit(key, policy, sink, now)
-      circuitMetrics.set(circuit, {
-        state: Metric.withAttributes(metrics.state, { key }),
-        rejections: Metric.withAttributes(metrics.rejections, { key })
-      })
-      return circuit
-    })
-  }
-
-  const flush = (fiber: Fiber.Fiber<unknown, unknown>): void => {
-    const context = fiber.context
-    for (let i = 0; i < outbox.length; i++) {
-      const t = outbox[i]
-      PubSub.publishUnsafe(pubsub, t)
-      const m = circuits.get(t.key)
-      if (m !== undefined) circuitMetrics.get(m)?.state.updateUnsafe(internal.stateNames.indexOf(t.to), context)
-      tagged(metrics.transitions, { key: t.key, from: t.from, to: t.to }).updateUnsafe(1, context)
-      CallReport.emitUnsafe(fiber, () => ({ _tag: "BreakerTransition", key: t.key, from: t.from, to: t.to }))
-    }
-    outbox.length = 0
-  }
-
-  const rejectWith = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): void => {
-    circuitMetrics.get(circuit)?.rejections.updateUnsafe(1, fiber.context)
-  }
-
-  const classifyError = (error: unknown): Outcome => {
-    const tag =
-      typeof error === "object" && error !== null && "_tag" in error ? (error as { _tag: unknown })._tag : undefined
-    if (typeof tag !== "string") return failureOutcome
-    if (failureTags.has(tag)) {
-      const ra = (error as { retryAfterMs?: unknown }).retryAfterMs
-      return typeof ra === "number" ? { _tag: "Failure", retryAfterMs: ra } : failureOutcome
-    }
-    return rejectionTags.has(tag) ? ignored : success
-  }
-
-  const classifyExit = (exit: Exit.Exit<unknown, unknown>): Outcome => {
-    if (exit._tag === "Success") return success
-    if (Cause.hasInterruptsOnly(exit.cause)) return ignored
-    const error = Cause.findErrorOption(exit.cause)
-    return error._tag === "None" ? failureOutcome : classifyError(error.value)
-  }
-
-  const outcomeCode = (o: Outcome): internal.OutcomeCode =>
-    o._tag === "Success" ? internal.SUCCESS : o._tag === "Failure" ? internal.FAILURE : internal.IGNORED
-
-  const finish = (call: internal.Call, outcome: Outcome, now: number, fiber: Fiber.Fiber<unknown, unknown>) => {
-    call.circuit.complete(
-      call,
-      outcomeCode(outcome),
-      now,
-      outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
-    )
-    if (outbox.length > 0) flush(fiber)
-  }
-
-  const rejection = (circuit: internal.Circuit, fiber: Fiber.Fiber<unknown, unknown>): CircuitOpen => {
-    rejectWith(circuit, fiber)
-    return withoutStackTrace(() => new CircuitOpen({ key: circuit.key, retryAfterMs: circuit.rejectRetryAfterMs }))
-  }
-
-  const admitUnsafe = (key: string, now: number, fiber: Fiber.Fiber<unknown, unknown>): internal.Call | CircuitOpen => {
-    const circuit = circuitFor(key, now)
-    const call = circuit.admit(now)
-    if (outbox.length > 0) flush(fiber)
-    if (call === undefined) return rejection(circuit, fiber)
-    if (call.kind === internal.UNTRACKED) rejectWith(circuit, fiber)
-    return call
-  }
-
-  const stageWith = (classify: (exit: Exit.Exit<unknown, unknown>) => Outcome): Stage<internal.Call> => ({
-    name: "circuit-breaker",
-    enter: (attempt) => {
-      const fiber = attempt.fiber
-      const call = admitUnsafe(attempt.key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-      return call instanceof internal.Call ? call : Effect.fail(call)
-    },
-    exit: (call, exit, attempt) => finish(call, classify(exit), attempt.endMs, attempt.fiber)
-  })
-  const stage = stageWith(classifyExit)
-
-  const gate: Stage<undefined> = {
-    name: "circuit-breaker-gate",
-    enter: (attempt) => {
-      if (policy.metricsOnly) return undefined
-      const fiber = attempt.fiber
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = circuitFor(attempt.key, now)
-      const open = !circuit.wouldAdmit(now)
-      if (outbox.length > 0) flush(fiber)
-      return open ? Effect.fail(rejection(circuit, fiber)) : undefined
-    },
-    exit: () => undefined
-  }
-
-  const protect: CircuitBreaker["protect"] = (key, protectOptions) => {
-    const stages = [protectOptions?.classify === undefined ? stage : stageWith(protectOptions.classify)]
-    const request = keyOnly(key)
-    return (self) => Attempts.run(stages, request, key, self)
-  }
-
-  const permits = new WeakMap<Permit, internal.Call>()
-
-  const admit = (key: string): Effect.Effect<Permit, CircuitOpen> =>
-    Effect.withFiber((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const call = admitUnsafe(key, now, fiber)
-      if (!(call instanceof internal.Call)) return Effect.fail(call)
-      const permit: Permit = { [PermitTypeId]: PermitTypeId, key, startedAt: now, probe: call.kind === internal.PROBE }
-      permits.set(permit, call)
-      return Effect.succeed(permit)
-    })
-
-  const complete = (permit: Permit, outcome: Outcome): Effect.Effect<void> =>
-    Effect.withFiber((fiber) => {
-      const call = permits.get(permit)
-      if (call !== undefined) finish(call, outcome, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-      return Effect.void
-    })
-
-  const withCircuit = <A>(key: string, f: (circuit: internal.Circuit, now: number) => A): Effect.Effect<A> =>
-    Effect.withFiber((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const result = f(circuitFor(key, now), now)
-      if (outbox.length > 0) flush(fiber)
-      return Effect.succeed(result)
-    })
-
-  const record: CircuitBreaker["record"] = (key, outcome, latency) =>
-    withCircuit(key, (circuit, now) =>
-      circuit.report(
-        outcomeCode(outcome),
-        now,
-        latency === undefined ? undefined : durationMs(latency, 0),
-        outcome._tag === "Failure" ? outcome.retryAfterMs : undefined
-      )
-    )
-
-  const downgrade = (key: string): Effect.Effect<void> => withCircuit(key, (circuit, now) => circuit.downgrade(now))
-
-  // one step (it runs before admission on every call): read the circuit, flush its transitions, answer
-  const check = (key: string): Effect.Effect<void, CircuitOpen> =>
-    Effect.withFiber((fiber) => {
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = circuitFor(key, now)
-      const retryAfterMs = circuit.wouldAdmit(now) ? undefined : circuit.rejectRetryAfterMs
-      if (outbox.length > 0) flush(fiber)
-      return retryAfterMs === undefined || policy.metricsOnly
-        ? Effect.void
-        : Effect.fail(withoutStackTrace(() => new CircuitOpen({ key, retryAfterMs })))
-    })
-
-  const status = (key: string): Effect.Effect<Status> =>
-    withCircuit(key, (c, now): Status => {
-      c.refresh(now)
-      switch (c.state) {
-        case internal.CLOSED:
-          return {
-            _tag: "Closed",
-            key,
-            calls: c.calls + c.pendingSlow,
-            failures: c.failures,
-            slowCalls: c.slowCalls + c.pendingSlow,
-            consecutiveFailures: c.streak
-          }
-        case internal.OPEN:
-          return { _tag: "Open", key, retryAfterMs: Math.max(0, c.openUntil - now), openings: c.openings }
-        case internal.HALF_OPEN:
-          return { _tag: "HalfOpen", key, probesInFlight: c.probes.length, openings: c.openings }
-        case internal.ISOLATED:
-          return { _tag: "Isolated", key }
-        default:
-          return { _tag: "ForcedClosed", key }
-      }
-    })
-
-  return CircuitBreaker.of({
-    protect,
-    admit,
-    complete,
-    record,
-    downgrade,
-    check,
-    status,
-    transitions: Stream.fromPubSub(pubsub),
-    isolate: (key) => withCircuit(key, (c, now) => c.isolate(now)),
-    forceClosed: (key) => withCircuit(key, (c, now) => c.forceClose(now)),
-    reset: (key) => withCircuit(key, (c, now) => c.reset(now)),
-    classify: classifyExit,
-    stage,
-    gate
-  })
+  yield* Schema.decodeUnknownEffect(BreakerOptions.OptionsSchema)(options, { errors: "all" })
+  return CircuitBreaker.of(yield* internal.make(options))
 })
 
 /**

@@ -147,20 +147,14 @@ export const make = Effect.fnUntraced(function* (
   const byName = new Map<string, LlmProvider["Service"]>()
   for (const p of providers) byName.set(p.name, p)
   const atField = (field: string) => Effect.mapError(config.issueAt(field))
-  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts } =
+  const { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts, knownModels } =
     yield* config.build(
       configuration,
       providers.map((p) => p.name)
     )
 
-  // Metric series are labelled with configured models only (any other model string is `other`), and cached
-  // by this instance: they are released with it.
+  // Metric series are cached by this instance: they are released with it.
   const series = new SeriesCache()
-  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
-  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
-  for (const steps of [c.fallback, ...Object.values(pathConfigs).map((p) => p.fallback)]) {
-    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
-  }
 
   // The stages of every attempt, outermost first. The gate refuses an open circuit before admission can
   // queue the attempt; the breaker itself records the attempt inside admission, so that time spent waiting

@@ -6,28 +6,31 @@
  *   (`request.metadata.tenant`) and per `conversation` (`request.metadata.conversationId`), each with a
  *   limit in US dollars and an optional fixed window (e.g. `"1 hour"`; windows start on multiples of
  *   their length; no window = a lifetime budget, the usual choice for a conversation).
- * - Before a call, a scope whose spend has reached its limit fails the call fast with
- *   {@link LlmError.BudgetExceeded} `{ scope, spentUsd, limitUsd, retryAfterMs }` (when the window
- *   turns over). The check is a map lookup per scope: no call is made.
- * - After a call, its cost is computed from the reported usage (cached input at its own price) and added
- *   to every scope it belongs to. A call in flight when the limit is crossed is still charged, so spend
- *   can overshoot a limit by at most the calls already in flight.
+ * - Before a call, its estimated cost (input tokens from the {@link TokenEstimator}, output at the request's
+ *   cap) is reserved in every budget it falls under; a budget whose spend plus reservations has reached its
+ *   limit fails the call fast with {@link LlmError.BudgetExceeded} `{ scope, spentUsd, limitUsd,
+ *   retryAfterMs }` (when the window turns over). No call is made.
+ * - After the call, the reservation is replaced by the cost of the reported usage (cached input at its own
+ *   price; nothing for a failed call). So concurrent calls, in one process or many, overshoot a limit by at
+ *   most the estimates of the calls in flight (plus what their estimates missed).
+ * - Budgets live in a {@link Store}: {@link memoryStore} in the process (the default), or a shared one
+ *   (Redis) so that every instance spends from the same budgets.
  * - A request costing more than `expensiveRequestUsd` also counts as a circuit-breaker failure for its key
  *   (`CircuitBreaker.downgrade`: the success the breaker recorded becomes a failure): a model that
  *   suddenly writes 10x longer answers is a fault too.
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, type Fiber, Layer, Metric, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schema } from "effect"
 import type { CircuitBreaker } from "./CircuitBreaker.ts"
-import * as Attempts from "./internal/attempt.ts"
-import { BudgetExceeded } from "./LlmError.ts"
+import type { BudgetExceeded } from "./LlmError.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
 import type { LlmResponse, Usage } from "./LlmResponse.ts"
 import * as PriceTable from "./PriceTable.ts"
 import type { Stage } from "./Stage.ts"
 import { DurationInput, millis } from "./internal/duration.ts"
-import { SeriesCache, tagged } from "./internal/metrics.ts"
+import * as internal from "./internal/spend.ts"
+import * as Guard from "./internal/spendGuard.ts"
 
 /**
  * What a budget is kept per.
@@ -73,7 +76,8 @@ const OptionsSchema = Schema.Struct({
   prices: PriceTable.PriceTable,
   budgets: Schema.optional(Schema.Array(BudgetSchema)),
   expensiveRequestUsd: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
-  idleTimeToLive: Schema.optional(DurationInput)
+  idleTimeToLive: Schema.optional(DurationInput),
+  reservationTimeToLive: Schema.optional(DurationInput)
 })
 
 /**
@@ -131,7 +135,100 @@ export interface Options {
   readonly breaker?: CircuitBreaker | undefined
   /** Scopes idle this long are forgotten (their lifetime budgets start over). ["1 day"] */
   readonly idleTimeToLive?: Duration.Input | undefined
+  /** A reservation not settled this long after it was made (a crashed caller) stops counting. ["10 minutes"] */
+  readonly reservationTimeToLive?: Duration.Input | undefined
+  /** Where budgets are kept. [a {@link memoryStore} of this guard] */
+  readonly store?: Store | undefined
 }
+
+/**
+ * One budget of one scope, as a {@link Store} keeps it: `name` is the scope (`tenant:acme`), `windowMs`
+ * its window (none: a lifetime budget).
+ *
+ * @since 0.1.0
+ */
+export interface Account {
+  readonly name: string
+  readonly limitUsd: number
+  readonly windowMs: number | undefined
+}
+
+/**
+ * The estimate of one call held in its accounts, in the window each was reserved in (epoch ms of the
+ * window's start; 0 without a window).
+ *
+ * @since 0.1.0
+ */
+export interface Reservation {
+  readonly id: string
+  readonly accounts: ReadonlyArray<Account>
+  readonly windows: ReadonlyArray<number>
+}
+
+/**
+ * The answer of {@link Store.reserve}: the reservation, or the first account whose spend plus reservations
+ * has reached its limit.
+ *
+ * @since 0.1.0
+ */
+export type Reserved =
+  | { readonly _tag: "Reserved"; readonly reservation: Reservation }
+  | {
+      readonly _tag: "Refused"
+      readonly account: Account
+      readonly spentUsd: number
+      readonly retryAfterMs: number | undefined
+    }
+
+/**
+ * Where budgets live. Each operation is atomic: `reserve` checks every account and, when none has reached
+ * its limit, holds `estimateUsd` in each under `id` (until `settle`, or until the store's reservation
+ * time-to-live ends); `settle` drops the reservation and adds the actual cost to each account and to the
+ * running totals of `scopes`. An in-process store answers directly, a remote one with an `Effect`. `nowMs`
+ * is the caller's clock; a shared store may use its own.
+ *
+ * @example
+ * ```ts
+ * import { SpendGuard } from "@llm-resilience/core"
+ * const store: SpendGuard.Store = SpendGuard.memoryStore()
+ * ```
+ * @since 0.1.0
+ */
+export interface Store {
+  readonly reserve: (
+    id: string,
+    accounts: ReadonlyArray<Account>,
+    estimateUsd: number,
+    nowMs: number
+  ) => Reserved | Effect.Effect<Reserved>
+  readonly settle: (
+    reservation: Reservation,
+    costUsd: number,
+    scopes: ReadonlyArray<string>,
+    nowMs: number
+  ) => void | Effect.Effect<void>
+  readonly spent: (scope: string, nowMs: number) => number | Effect.Effect<number>
+}
+
+/**
+ * An in-process {@link Store}. Accounts and totals idle for `idleTimeToLive` ["1 day"] are forgotten; a
+ * reservation counts for at most `reservationTimeToLive` ["10 minutes"].
+ *
+ * @example
+ * ```ts
+ * import { PriceTable, SpendGuard } from "@llm-resilience/core"
+ * const guard = SpendGuard.make({ prices: PriceTable.examplePrices, store: SpendGuard.memoryStore() })
+ * ```
+ * @since 0.1.0
+ */
+export const memoryStore = (options?: {
+  readonly idleTimeToLive?: Duration.Input | undefined
+  readonly reservationTimeToLive?: Duration.Input | undefined
+}): Store =>
+  internal.memoryStore(
+    Duration.toMillis(Duration.fromInputUnsafe(options?.idleTimeToLive ?? "1 day")),
+    Duration.toMillis(Duration.fromInputUnsafe(options?.reservationTimeToLive ?? "10 minutes"))
+  )
 
 /**
  * Who a call is charged to.
@@ -214,41 +311,7 @@ export const SpendGuard: Context.Service<SpendGuard, SpendGuard> = Context.Servi
  * ```
  * @since 0.1.0
  */
-export const metrics = {
-  costUsd: Metric.counter("llm_cost_usd", { description: "dollars charged from reported usage", incremental: true }),
-  refused: Metric.counter("llm_budget_refused", { description: "calls refused by a spend budget", incremental: true })
-}
-
-/** The cost series of one key, its attributes fixed (an update copies no context). */
-const costSeries = (metric: Metric.Metric<number, unknown>, attributes: Readonly<Record<string, string>>) =>
-  Metric.counter(metric.id, { description: metric.description, incremental: true, attributes })
-
-interface Account {
-  windowStart: number
-  spent: number
-  lastActivity: number
-}
-
-interface CompiledBudget {
-  readonly scope: BudgetScope
-  readonly limitUsd: number
-  readonly windowMs: number | undefined
-}
-
-const allScopes: ReadonlyArray<BudgetScope> = ["global", "key", "tenant", "conversation"]
-
-const scopeName = (scope: BudgetScope, payer: Payer): string | undefined => {
-  switch (scope) {
-    case "global":
-      return "global"
-    case "key":
-      return `key:${payer.key}`
-    case "tenant":
-      return payer.tenant === undefined ? undefined : `tenant:${payer.tenant}`
-    case "conversation":
-      return payer.conversationId === undefined ? undefined : `conversation:${payer.conversationId}`
-  }
-}
+export const metrics = Guard.metrics
 
 /**
  * Builds a spend guard. Fails with a `SchemaError` naming the field when the prices or budgets are
@@ -266,157 +329,9 @@ const scopeName = (scope: BudgetScope, payer: Payer): string | undefined => {
  * @since 0.1.0
  */
 export const make = Effect.fnUntraced(function* (options: Options) {
-  const { breaker, ...data } = options
+  const { breaker: _, store: __, ...data } = options
   yield* Schema.decodeUnknownEffect(OptionsSchema)(data, { errors: "all" })
-  // the cost series of this guard's keys (models with a price only), released with it
-  const series = new SeriesCache()
-  const budgets: ReadonlyArray<CompiledBudget> = (options.budgets ?? []).map((b) => ({
-    scope: b.scope,
-    limitUsd: b.limitUsd,
-    windowMs: b.window === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(b.window))
-  }))
-  const idleMs = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeToLive ?? "1 day"))
-  const accounts = new Map<string, Account>()
-  const totals = new Map<string, Account>()
-  const unknownModels = new Set<string>()
-  let lastSweep = 0
-
-  const sweep = (now: number) => {
-    if (now - lastSweep < idleMs) return
-    lastSweep = now
-    for (const map of [accounts, totals]) {
-      for (const [name, account] of map) if (now - account.lastActivity >= idleMs) map.delete(name)
-    }
-  }
-
-  /** The account of a scope, rolled over to the window containing `now`. */
-  const accountOf = (name: string, windowMs: number | undefined, now: number): Account => {
-    const windowStart = windowMs === undefined ? 0 : Math.floor(now / windowMs) * windowMs
-    let account = accounts.get(name)
-    if (account === undefined) {
-      account = { windowStart, spent: 0, lastActivity: now }
-      accounts.set(name, account)
-    } else if (account.windowStart !== windowStart) {
-      account.windowStart = windowStart
-      account.spent = 0
-    }
-    return account
-  }
-
-  const accountKey = (name: string, budget: CompiledBudget) =>
-    budget.windowMs === undefined ? name : `${name}@${budget.windowMs}`
-
-  /** The refusal of the first budget of `payer` that is used up at `now`, if any. */
-  const refusal = (payer: Payer, now: number, fiber: Fiber.Fiber<unknown, unknown>): BudgetExceeded | undefined => {
-    for (const budget of budgets) {
-      const name = scopeName(budget.scope, payer)
-      if (name === undefined) continue
-      const account = accountOf(accountKey(name, budget), budget.windowMs, now)
-      if (account.spent >= budget.limitUsd) {
-        tagged(metrics.refused, { scope: budget.scope }).updateUnsafe(1, fiber.context)
-        return new BudgetExceeded({
-          scope: name,
-          spentUsd: account.spent,
-          limitUsd: budget.limitUsd,
-          ...(budget.windowMs === undefined ? {} : { retryAfterMs: account.windowStart + budget.windowMs - now })
-        })
-      }
-    }
-    return undefined
-  }
-
-  const check = (payer: Payer): Effect.Effect<void, BudgetExceeded> =>
-    Effect.withFiber((fiber) => {
-      const refused = refusal(payer, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
-      return refused === undefined ? Effect.void : Effect.fail(refused)
-    })
-
-  /** Charges `usage` at `now`: its cost, and what is left to run (a warning, a breaker report), if anything. */
-  const chargeUnsafe = (
-    payer: Payer,
-    model: string,
-    usage: Usage,
-    provider: string | undefined,
-    now: number,
-    fiber: Fiber.Fiber<unknown, unknown>
-  ): readonly [number, Effect.Effect<void> | undefined] => {
-    sweep(now)
-    const price = PriceTable.priceOf(options.prices, model, provider)
-    if (price === undefined) {
-      if (unknownModels.has(model)) return [0, undefined]
-      // warned once per model; the caller chooses model strings, so the memory of them is bounded
-      if (unknownModels.size >= 1_000) unknownModels.clear()
-      unknownModels.add(model)
-      return [0, Effect.logWarning(`SpendGuard: no price for model ${model}; its calls are charged $0`)]
-    }
-    const costUsd = PriceTable.cost(price, usage)
-    const charged = new Set<string>()
-    for (const budget of budgets) {
-      const name = scopeName(budget.scope, payer)
-      if (name === undefined) continue
-      const key = accountKey(name, budget)
-      if (charged.has(key)) continue
-      charged.add(key)
-      const account = accountOf(key, budget.windowMs, now)
-      account.spent += costUsd
-      account.lastActivity = now
-    }
-    for (const scope of allScopes) {
-      const name = scopeName(scope, payer)
-      if (name === undefined) continue
-      const total = totals.get(name)
-      if (total === undefined) totals.set(name, { windowStart: 0, spent: costUsd, lastActivity: now })
-      else {
-        total.spent += costUsd
-        total.lastActivity = now
-      }
-    }
-    series.tagged(metrics.costUsd, { key: payer.key }, "llm_cost_usd", costSeries).updateUnsafe(costUsd, fiber.context)
-    if (breaker !== undefined && options.expensiveRequestUsd !== undefined && costUsd > options.expensiveRequestUsd) {
-      return [costUsd, breaker.downgrade(payer.key)]
-    }
-    return [costUsd, undefined]
-  }
-
-  const charge = (payer: Payer, model: string, usage: Usage, provider?: string): Effect.Effect<number> =>
-    Effect.withFiber((fiber) => {
-      const [costUsd, rest] = chargeUnsafe(
-        payer,
-        model,
-        usage,
-        provider,
-        fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(),
-        fiber
-      )
-      return rest === undefined ? Effect.succeed(costUsd) : Effect.as(rest, costUsd)
-    })
-
-  const payerOf = (key: string, request: LlmRequest): Payer => ({
-    key,
-    tenant: request.metadata?.tenant,
-    conversationId: request.metadata?.conversationId
-  })
-
-  const stage: Stage<Payer> = {
-    name: "spend-guard",
-    enter: (attempt) => {
-      const payer = payerOf(attempt.key, attempt.request)
-      const refused = refusal(payer, attempt.fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), attempt.fiber)
-      return refused === undefined ? payer : Effect.fail(refused)
-    },
-    exit: (payer, exit, attempt) => {
-      if (exit._tag !== "Success") return undefined
-      const r = exit.value
-      return chargeUnsafe(payer, r.model, r.usage, r.provider, attempt.endMs, attempt.fiber)[1]
-    }
-  }
-  const stages = [stage]
-
-  const protect: SpendGuard["protect"] = (key, request) => (self) => Attempts.run(stages, request, key, self)
-
-  const spent = (scope: string): Effect.Effect<number> => Effect.sync(() => totals.get(scope)?.spent ?? 0)
-
-  return SpendGuard.of({ check, charge, protect, spent, stage })
+  return SpendGuard.of(yield* Guard.make(options))
 })
 
 /**

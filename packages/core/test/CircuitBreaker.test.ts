@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Metric, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
-import { CircuitBreaker, LlmError, type LlmRequest } from "@llm-resilience/core"
+import { CircuitBreaker, LlmError, type LlmRequest, Resilience } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const KEY = "openai/gpt-5.4"
@@ -297,6 +297,76 @@ describe("CircuitBreaker", () => {
       yield* repeat(breaker, fail503, 1)
       assert.deepStrictEqual(yield* breaker.status(KEY), { _tag: "Open", key: KEY, retryAfterMs: 10_000, openings: 1 })
     })
+  )
+
+  it.effect(
+    "by default openings grow to at most 30 s: after a 60 s outage (a call every 4 s) the primary is used again within 30 s",
+    () =>
+      Effect.gen(function* () {
+        for (const phase of [0, 500, 1_000, 1_500, 2_000, 2_500, 3_000, 3_500]) {
+          const breaker = yield* CircuitBreaker.make()
+          const transitions = yield* collectTransitions(breaker)
+          const start = (yield* now) + phase
+          const end = start + 60_000
+          let recoveredAt: number | undefined
+          const call = Effect.flatMap(now, (t) =>
+            t >= start && t < end ? fail503 : Effect.sync(() => (recoveredAt ??= t >= end ? t : undefined))
+          )
+          for (let i = 0; i < 40; i++) {
+            yield* Effect.exit(call.pipe(breaker.protect(KEY)))
+            yield* TestClock.adjust("4 seconds")
+          }
+          assert.isDefined(recoveredAt, `phase ${phase}`)
+          assert.isAtMost((recoveredAt ?? 0) - end, 30_000, `phase ${phase}`)
+          const openings = transitions.filter((t) => t.to === "Open").map((t) => t.openForMs)
+          assert.deepStrictEqual(openings, [10_000, 20_000, 30_000], `phase ${phase}`)
+        }
+      })
+  )
+
+  it.effect("in Resilience, metric series of unconfigured models collapse into provider/other", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ name: "fake", default: { text: "ok" } })
+      const { stages } = yield* Resilience.make({ models: { "fake/m1": {} }, breaker: { consecutiveFailures: 1 } }, [
+        fake.provider
+      ])
+      const keys = ["fake/m1", ...Array.from({ length: 30 }, (_, i) => `fake/caller-chosen-${i}`)]
+      for (const key of keys) {
+        yield* stages.breaker.record(key, CircuitBreaker.failure())
+        assert.strictEqual((yield* Effect.flip(stages.breaker.admit(key)))._tag, "CircuitOpen")
+      }
+      const labels = (id: string) =>
+        Effect.map(
+          Metric.snapshot,
+          (all) => new Set(all.filter((s) => s.id === id).map((s) => (s.attributes as Record<string, string>).key))
+        )
+      for (const id of ["llm_breaker_state", "llm_breaker_transitions", "llm_breaker_rejections"]) {
+        assert.deepStrictEqual(yield* labels(id), new Set(["fake/m1", "fake/other"]), id)
+      }
+      // a standalone breaker keeps every key
+      const standalone = yield* CircuitBreaker.make({ consecutiveFailures: 1 })
+      yield* standalone.record("p/a", CircuitBreaker.failure())
+      assert.isTrue((yield* labels("llm_breaker_transitions")).has("p/a"))
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+
+  it.effect("openDurationMs in Resilience.Config is a fixed open time", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ name: "fake", default: { text: "ok" } })
+      const { stages } = yield* Resilience.make({ breaker: { consecutiveFailures: 1, openDurationMs: 15_000 } }, [
+        fake.provider
+      ])
+      const openFor: Array<number> = []
+      for (let i = 0; i < 4; i++) {
+        yield* stages.breaker.record("fake/m", CircuitBreaker.failure())
+        const s = yield* stages.breaker.status("fake/m")
+        if (s._tag !== "Open") return assert.fail(`expected Open, got ${s._tag}`)
+        openFor.push(s.retryAfterMs)
+        yield* TestClock.adjust(s.retryAfterMs)
+        yield* stages.breaker.status("fake/m") // HalfOpen now: the next reported failure reopens
+      }
+      assert.deepStrictEqual(openFor, [15_000, 15_000, 15_000, 15_000])
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
   )
 
   it.effect("a provider's Retry-After lengthens the opening, up to maxRetryAfter", () =>

@@ -57,6 +57,7 @@ export type TransitionReason =
   | "isolated"
   | "forced-closed"
   | "reset"
+  | "shared"
 
 /** @internal */
 export interface Transition {
@@ -590,6 +591,30 @@ export class Circuit {
     this.headEpoch = -1
     this.advance(at)
     this.emit(from, at, reason)
+  }
+
+  /**
+   * Follows the state another instance decided (a shared store's answer): Closed, Open for `retryAfterMs`
+   * more after `openings` consecutive openings, or HalfOpen. Manual states are kept.
+   */
+  follow(to: typeof CLOSED | typeof OPEN | typeof HALF_OPEN, now: number, retryAfterMs = 0, openings = 0): void {
+    const from = this.state
+    if (from === ISOLATED || from === FORCED_CLOSED) return
+    if (to === CLOSED) {
+      if (from !== CLOSED) this.close(now, "shared")
+      return
+    }
+    if (to === OPEN) {
+      this.openings = openings
+      this.openUntil = now + retryAfterMs
+      if (from === OPEN) return
+      this.lastOpenForMs = retryAfterMs
+      this.openedAt = now
+    } else if (from === HALF_OPEN) return
+    this.state = to
+    this.gen++
+    this.resetCounters()
+    this.emit(from, now, "shared", to === OPEN)
   }
 
   /** Manual control: force open until released. */

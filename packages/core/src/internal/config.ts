@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { type Context, Duration, Effect, Option, Schedule, Schema, type Scope } from "effect"
+import { type Context, Duration, Effect, Option, Schema, type Scope } from "effect"
 import * as Admission from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import * as AgentGuard from "../AgentGuard.ts"
@@ -241,10 +241,10 @@ export const invalid = (field: string, issue: string) => Effect.fail(new Invalid
 export const breakerOptions = (b: typeof BreakerConfig.Type | undefined): CircuitBreaker.Options => {
   if (b === undefined) return {}
   const { openDurationMs, ...rest } = b
-  // the first opening lasts openDurationMs, each further consecutive one twice the last (up to the cap)
+  // a configured openDurationMs is fixed; without it the breaker's default schedule grows up to the cap
   return openDurationMs === undefined
     ? fromMillis(rest)
-    : { ...fromMillis(rest), openDuration: Schedule.exponential(Duration.millis(openDurationMs)) }
+    : { ...fromMillis(rest), openDuration: Duration.millis(openDurationMs) }
 }
 
 export const retryProfile = (r: PathDecoded["retry"]): Effect.Effect<Retry.Profile | undefined, Schema.SchemaError> => {
@@ -280,9 +280,18 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   const provided = <I, S, E>(service: Context.Key<I, S>, build: () => Effect.Effect<S, E, Scope.Scope>) =>
     Effect.flatMap(Effect.serviceOption(service), Option.match({ onSome: Effect.succeed, onNone: build }))
 
+  // Metric series are labelled with configured models only (any other model string is `other`).
+  const knownModels = new Set<string>(Object.keys(c.prices ?? {}))
+  for (const key of Object.keys(c.models ?? {})) knownModels.add(key.slice(key.indexOf("/") + 1))
+  for (const steps of [c.fallback, ...Object.values(c.paths ?? {}).map((p) => p.fallback)]) {
+    for (const step of steps ?? []) if ("model" in step) knownModels.add(step.model)
+  }
+
   // ---- shared stages: from the context when provided, else from the configuration
   const breaker = yield* provided(CircuitBreaker.CircuitBreaker, () =>
-    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys }).pipe(atField("breaker"))
+    CircuitBreaker.make({ ...breakerOptions(c.breaker), keys: c.keys, metricModels: knownModels }).pipe(
+      atField("breaker")
+    )
   )
   const keys: Record<string, Admission.KeyLimits> = {}
   for (const [key, m] of Object.entries(c.models ?? {})) {
@@ -366,5 +375,5 @@ export const build = Effect.fnUntraced(function* (configuration: Config, provide
   // requests without a known path are served by the default path, so its limits are also the stage's base
   const timeouts = yield* Timeouts.make({ ...timeoutPaths[defaultPath], paths: timeoutPaths }).pipe(atField("paths"))
 
-  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts }
+  return { c, breaker, admission, spend, agent, budget, defaultPath, pathConfigs, profiles, timeouts, knownModels }
 })
