@@ -117,6 +117,8 @@ const quotaText =
   /credit balance is too low|specified api usage limits|exceeded your current quota|spend limit (?:reached|exceeded)|enforced_spend_limit/i
 const contextText =
   /prompt is too long|maximum context length|context_length_exceeded|exceeds? (?:the )?(?:model'?s? )?context (?:limit|window|length)|input token count (?:\(\d+\) )?exceeds the maximum number of tokens/i
+// Anthropic's filtered prompt or output: a 400 invalid_request_error that says so
+const contentText = /\bblocked by content filtering policy\b|\bcontent management policy\b/i
 // Azure's capacity 429 ("The system is currently experiencing high demand"): the provider's load, not your quota
 const highDemandText = /\bexperiencing high demand\b/i
 // Gemini's "limit: 0": the tier has no quota at all for this model, so no wait helps
@@ -165,7 +167,7 @@ const byBody = (status: number, body: errorBody.ErrorBody): Kind | undefined => 
   ) {
     return "QuotaExhausted"
   }
-  if (has(t, contentIds)) return "ContentFiltered"
+  if (has(t, contentIds) || (contentText.test(msg) && requestStatus)) return "ContentFiltered"
   if (has(t, contextIds)) return "ContextLengthExceeded"
   if (contextText.test(msg) && (requestStatus || (!errorStatus && has(t, badRequestIds)))) {
     return "ContextLengthExceeded"
@@ -320,8 +322,8 @@ const classifyUnsafe = (failure: HttpFailure): LlmError.ProviderError => {
  *
  * Decision order: quota / billing identifiers (and 402) -> `QuotaExhausted`; Gemini's `API_KEY_INVALID` ->
  * `Authentication`; Gemini's `RESOURCE_EXHAUSTED` -> `QuotaExhausted` when its `QuotaFailure` names a
- * per-day quota or the message says `limit: 0`, else `RateLimited`; content-filter identifiers
- * -> `ContentFiltered`; `context_length_exceeded` or a 400 whose message says the prompt is too long ->
+ * per-day quota or the message says `limit: 0`, else `RateLimited`; content-filter identifiers (or a 400
+ * saying a content filtering policy blocked it) -> `ContentFiltered`; `context_length_exceeded` or a 400 whose message says the prompt is too long ->
  * `ContextLengthExceeded`; OpenAI's 429 "Request too large for ..." (one request above the whole
  * per-minute budget) -> `BadRequest`; Azure's 429 "experiencing high demand" -> `Overloaded`; rate-limit
  * identifiers or 429 -> `RateLimited` (with which limit); overload

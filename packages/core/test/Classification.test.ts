@@ -227,6 +227,12 @@ const anthropicRows: ReadonlyArray<Row> = [
     body: anthropic("invalid_request_error", "Your credit balance is too low to access the Anthropic API."),
     tag: "QuotaExhausted"
   },
+  {
+    name: "400 blocked by content filtering policy",
+    status: 400,
+    body: anthropic("invalid_request_error", "Output blocked by content filtering policy"),
+    tag: "ContentFiltered"
+  },
   { name: "401 authentication_error", status: 401, body: anthropic("authentication_error"), tag: "Authentication" },
   { name: "402 billing_error", status: 402, body: anthropic("billing_error"), tag: "QuotaExhausted" },
   { name: "403 permission_error", status: 403, body: anthropic("permission_error"), tag: "PermissionDenied" },

@@ -115,6 +115,7 @@ const all = (e: Expected, overrides: Partial<PerProvider> = {}): Row => ({
 
 const table: Partial<Record<ChaosServer.Fault, Row>> = {
   "rate-limit": all({ tag: "RateLimited", status: 429 }),
+  "rate-limit-no-retry-after": all({ tag: "RateLimited", status: 429 }),
   "insufficient-quota": all({ tag: "QuotaExhausted", status: 429 }),
   // Azure's capacity 429 says "experiencing high demand"
   overloaded: all(
@@ -130,7 +131,14 @@ const table: Partial<Record<ChaosServer.Fault, Row>> = {
   "model-not-found": all({ tag: "ModelNotFound", status: 404 }),
   "bad-request": all({ tag: "BadRequest", status: 400 }),
   "context-length": all({ tag: "ContextLengthExceeded", status: 400 }),
+  // Gemini answers a blocked prompt: no text, finish reason content_filter
+  "content-filter": all({ tag: "ContentFiltered", status: 400 }, { gemini: success }),
+  // these requests end with the user's turn: a normal answer
+  "prefill-rejected": all(success),
   "connection-reset": all({ tag: "ConnectionError" }),
+  // not a byte for stallMs, then the connection drops
+  "no-response": all({ tag: "ConnectionError" }),
+  "slow-first-token": all(success),
   // headers come at once, then silence, then the connection drops: mid-body for `complete`, before the
   // first event for `stream`
   "stall-first-byte": {
@@ -324,10 +332,50 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
       })
     )
 
+    it.effect("rate-limit-no-retry-after gives no wait to follow", () =>
+      Effect.gen(function* () {
+        const providers = yield* providersFor("rate-limit-no-retry-after")
+        for (const name of ["openai", "anthropic", "responses"] as const) {
+          const e = (yield* Effect.flip(providers[name].complete(request))) as LlmError.RateLimited
+          assert.strictEqual(e._tag, "RateLimited", name)
+          assert.isUndefined(e.retryAfterMs, name)
+          assert.isUndefined(e.rateLimit?.requests, name)
+        }
+      })
+    )
+
+    it.effect("prefill-rejected refuses only a conversation that ends with the assistant's turn", () =>
+      Effect.gen(function* () {
+        const providers = yield* providersFor("prefill-rejected")
+        const prefilled = { ...request, messages: [...request.messages, { role: "assistant" as const, content: "He" }] }
+        for (const name of names) {
+          const e = yield* Effect.flip(Stream.runCollect(providers[name].stream(prefilled)))
+          assert.strictEqual(e._tag, "BadRequest", name)
+          assert.match((e as LlmError.BadRequest).message, /prefill/, name)
+          const r = yield* providers[name].complete(request)
+          assert.strictEqual(r.finishReason, "stop", name)
+        }
+      })
+    )
+
+    it.effect("partialChunks sets how much of the answer a partial stream sends", () =>
+      Effect.gen(function* () {
+        const chaos = yield* ChaosServer.make({ apiKey: Redacted.value(apiKey), partialChunks: 3 })
+        const openai = yield* OpenAiProvider.make({ apiKey, baseUrl: chaos.openAiBaseUrl("truncated-stream") })
+        const seen: Array<string> = []
+        const e = yield* Effect.flip(
+          Stream.runForEach(openai.stream(request), (c) => Effect.sync(() => seen.push(c._tag)))
+        )
+        assert.strictEqual(e._tag, "StreamTruncated")
+        assert.deepStrictEqual(seen, ["TextDelta", "TextDelta", "TextDelta"])
+      }).pipe(Effect.scoped)
+    )
+
     it.effect("slow-headers still answers, whole and streamed", () =>
       Effect.gen(function* () {
         const providers = yield* providersFor("slow-headers")
-        for (const p of names.map((name) => providers[name])) {
+        const slowToken = yield* providersFor("slow-first-token")
+        for (const p of names.flatMap((name) => [providers[name], slowToken[name]])) {
           const r = yield* p.complete(request)
           assert.strictEqual(r.finishReason, "stop")
           const chunks = yield* Stream.runCollect(p.stream(request))
@@ -342,6 +390,8 @@ layer(TestLayer, { excludeTestServices: true })("providers against every chaos f
         const expectations = [
           ["stall-first-byte", "first-token"],
           ["keep-alive-only", "first-token"],
+          ["no-response", "first-token"],
+          ["slow-first-token", "first-token"],
           ["stall-mid-stream", "idle"]
         ] as const
         for (const [fault, phase] of expectations) {

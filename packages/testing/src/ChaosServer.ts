@@ -14,7 +14,7 @@
  * 3. the next step of the server's scenario (`scenario` option or {@link ChaosServer.setScenario}), else
  * 4. a normal answer (`ok`).
  *
- * `x-chaos-delay-ms: <ms>` overrides the delay of a stall / slow-headers fault for one request.
+ * `x-chaos-delay-ms: <ms>` overrides the delay of a stall / slow-headers / slow-first-token fault for one request.
  *
  * The server runs on real time and real sockets; stalls are bounded by `stallMs` so tests stay short. The
  * layer closes every connection, then the server, when its scope closes.
@@ -94,7 +94,10 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
  * - `port` (default `0`: an ephemeral port), `host` (default `127.0.0.1`);
  * - `stallMs` (default `30000`): how long stalls last before the connection drops, and how long a
  *   keep-alive-only stream runs;
- * - `slowHeadersMs` (default `2000`): the wait before headers for `slow-headers`;
+ * - `slowHeadersMs` (default `2000`): the wait before headers for `slow-headers`, before the first chunk for
+ *   `slow-first-token`;
+ * - `partialChunks` (default half the answer): how many chunks `stall-mid-stream`, `truncated-stream` and
+ *   `stream-error` send before their fault;
  * - `keepAliveIntervalMs` (default `1000`): the gap between keep-alive comments;
  * - `retryAfterSeconds` (default `2`): the `retry-after` of a 429;
  * - `text` (default a short sentence): the answer, streamed one word per chunk;
@@ -120,6 +123,7 @@ export const Options = Schema.Struct({
   cachedInputTokens: Schema.optional(NonNegativeInt),
   apiKey: Schema.optional(Schema.String),
   hugeBodyBytes: Schema.optional(PositiveInt),
+  partialChunks: Schema.optional(NonNegativeInt),
   scenario: Schema.optional(Schema.Array(Step)),
   loopScenario: Schema.optional(Schema.Boolean),
   rateLimits: Schema.optional(
@@ -235,6 +239,7 @@ export const make: (
         cachedInputTokens: o.cachedInputTokens ?? 0,
         apiKey: o.apiKey,
         hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024,
+        partialChunks: o.partialChunks,
         limiter
       },
       state

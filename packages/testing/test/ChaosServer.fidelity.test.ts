@@ -88,7 +88,9 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       ["permission-denied", OpenAI.PermissionDeniedError, 403, undefined],
       ["model-not-found", OpenAI.NotFoundError, 404, "model_not_found"],
       ["bad-request", OpenAI.BadRequestError, 400, "invalid_value"],
-      ["context-length", OpenAI.BadRequestError, 400, "context_length_exceeded"]
+      ["context-length", OpenAI.BadRequestError, 400, "context_length_exceeded"],
+      ["content-filter", OpenAI.BadRequestError, 400, "invalid_prompt"],
+      ["rate-limit-no-retry-after", OpenAI.RateLimitError, 429, "rate_limit_exceeded"]
     ]
     for (const [fault, errorClass, status, code] of cases) {
       it.effect(`${fault} -> ${errorClass.name} ${status}, one request (retries off)`, () =>
@@ -134,11 +136,13 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       })
     )
 
-    it.effect("a reset connection raises APIConnectionError", () =>
+    it.effect("a reset connection, or one that never answers, raises APIConnectionError", () =>
       Effect.gen(function* () {
-        const client = yield* openai("connection-reset")
-        const error = yield* rejection(() => client.chat.completions.create({ model: "gpt-5.4-mini", messages }))
-        assert.instanceOf(error, OpenAI.APIConnectionError)
+        for (const fault of ["connection-reset", "no-response"] as const) {
+          const client = yield* openai(fault)
+          const error = yield* rejection(() => client.chat.completions.create({ model: "gpt-5.4-mini", messages }))
+          assert.instanceOf(error, OpenAI.APIConnectionError, fault)
+        }
       })
     )
 
@@ -278,7 +282,9 @@ layer(ChaosLive, { excludeTestServices: true })("ChaosServer fidelity", (it) => 
       ["permission-denied", Anthropic.PermissionDeniedError, 403, "permission_error"],
       ["model-not-found", Anthropic.NotFoundError, 404, "not_found_error"],
       ["bad-request", Anthropic.BadRequestError, 400, "invalid_request_error"],
-      ["context-length", Anthropic.BadRequestError, 400, "invalid_request_error"]
+      ["context-length", Anthropic.BadRequestError, 400, "invalid_request_error"],
+      ["content-filter", Anthropic.BadRequestError, 400, "invalid_request_error"],
+      ["rate-limit-no-retry-after", Anthropic.RateLimitError, 429, "rate_limit_error"]
     ]
     for (const [fault, errorClass, status, type] of cases) {
       it.effect(`${fault} -> ${errorClass.name} ${status}, one request (retries off)`, () =>

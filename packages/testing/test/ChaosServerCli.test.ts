@@ -53,7 +53,9 @@ describe("chaos server command line", () => {
         "--keep-alive-ms",
         "50",
         "--retry-after",
-        "7"
+        "7",
+        "--partial-chunks",
+        "40"
       ])
       assert.deepStrictEqual(command, {
         _tag: "Serve",
@@ -65,7 +67,8 @@ describe("chaos server command line", () => {
           stallMs: 500,
           slowHeadersMs: 250,
           keepAliveIntervalMs: 50,
-          retryAfterSeconds: 7
+          retryAfterSeconds: 7,
+          partialChunks: 40
         }
       })
       assert.deepStrictEqual(yield* parse(["-h"]), { _tag: "Help" })
@@ -144,7 +147,15 @@ describe("llm-chaos-server", () => {
   it("--help lists the options and every fault, and exits 0", () => {
     const { code, output } = runBin(["--help"], 15_000)
     assert.strictEqual(code, 0)
-    for (const flag of ["--host", "--port", "--scenario", "--loop", "--stall-ms", "--slow-headers-ms"]) {
+    for (const flag of [
+      "--host",
+      "--port",
+      "--scenario",
+      "--loop",
+      "--stall-ms",
+      "--slow-headers-ms",
+      "--partial-chunks"
+    ]) {
       assert.include(output, flag)
     }
     for (const fault of ChaosServer.faults) assert.include(output, fault)

@@ -167,6 +167,12 @@ const error = (
         headers: shouldRetry(false),
         body: errorBody("invalid_request_error", "prompt is too long: 212345 tokens > 200000 maximum", c.requestId)
       }
+    case "content-filter":
+      return {
+        status: 400,
+        headers: shouldRetry(false),
+        body: errorBody("invalid_request_error", "Output blocked by content filtering policy", c.requestId)
+      }
   }
 }
 

@@ -137,6 +137,32 @@ const error = (kind: ErrorKind, c: Parameters<Wire["error"]>[1]): ErrorReply => 
           "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."
         )
       }
+    case "content-filter": {
+      const safe = { filtered: false, severity: "safe" }
+      return {
+        status: 400,
+        headers: {},
+        body: {
+          error: {
+            message:
+              "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+            type: null,
+            param: "prompt",
+            code: "content_filter",
+            status: 400,
+            innererror: {
+              code: "ResponsibleAIPolicyViolation",
+              content_filter_result: {
+                hate: safe,
+                self_harm: safe,
+                sexual: safe,
+                violence: { filtered: true, severity: "medium" }
+              }
+            }
+          }
+        }
+      }
+    }
     default:
       return openAiWire.error(kind, c)
   }

@@ -31,6 +31,7 @@ export interface ServeOptions {
   readonly slowHeadersMs?: number
   readonly keepAliveIntervalMs?: number
   readonly retryAfterSeconds?: number
+  readonly partialChunks?: number
 }
 
 /** What the command line asks for. */
@@ -52,16 +53,19 @@ Options:
                            {"steps": [...], "loop": true}; after the last step, normal answers
   --loop                   repeat the scenario forever
   --stall-ms <ms>          how long stalls last before the connection drops (default 30000)
-  --slow-headers-ms <ms>   the wait before headers for slow-headers (default 2000)
+  --slow-headers-ms <ms>   the wait before headers for slow-headers, before the first chunk for
+                           slow-first-token (default 2000)
   --keep-alive-ms <ms>     the gap between SSE keep-alive comments (default 1000)
   --retry-after <s>        the retry-after of a 429, in seconds (default 2)
+  --partial-chunks <n>     the chunks stall-mid-stream, truncated-stream and stream-error send first
+                           (default half the answer)
   -h, --help               print this help
 
 A request picks its fault, in order, by the x-chaos-fault header, by a /fault/<fault> path prefix, or by
 the scenario; else it gets a normal answer. x-chaos-delay-ms overrides one request's stall.
 
 Steps: ok (a normal answer) or a fault:
-${faults.map((f) => `  ${f.padEnd(20)}  ${faultDescriptions[f]}`).join("\n")}
+${faults.map((f) => `  ${f.padEnd(Math.max(...faults.map((g) => g.length)))}  ${faultDescriptions[f]}`).join("\n")}
 `
 
 const isStep = Schema.is(Schema.Literals(steps))
@@ -135,6 +139,7 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Usage
             "slow-headers-ms": { type: "string" },
             "keep-alive-ms": { type: "string" },
             "retry-after": { type: "string" },
+            "partial-chunks": { type: "string" },
             help: { type: "boolean", short: "h" }
           }
         }),
@@ -164,7 +169,8 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Usage
       stallMs: yield* wholeNumber("stall-ms", values["stall-ms"]),
       slowHeadersMs: yield* wholeNumber("slow-headers-ms", values["slow-headers-ms"]),
       keepAliveIntervalMs: yield* wholeNumber("keep-alive-ms", values["keep-alive-ms"]),
-      retryAfterSeconds: yield* wholeNumber("retry-after", values["retry-after"])
+      retryAfterSeconds: yield* wholeNumber("retry-after", values["retry-after"]),
+      partialChunks: yield* wholeNumber("partial-chunks", values["partial-chunks"])
     }
     if (numbers.keepAliveIntervalMs === 0) {
       return yield* new UsageError({ message: "--keep-alive-ms: must be at least 1" })

@@ -7,6 +7,7 @@
 /** Every fault the chaos server can inject, with a one-line description (printed by the CLI). */
 export const faultDescriptions = {
   "rate-limit": "429 transient rate limit with Retry-After and rate-limit headers",
+  "rate-limit-no-retry-after": "429 transient rate limit without Retry-After or rate-limit headers",
   "insufficient-quota": "429 quota / spend limit exhausted (permanent; Gemini: a per-day quota)",
   overloaded: "overloaded: 529 overloaded_error (Anthropic), 503 (OpenAI; Gemini UNAVAILABLE), 429 high demand (Azure)",
   "server-error": "500 JSON server error",
@@ -17,12 +18,18 @@ export const faultDescriptions = {
   "model-not-found": "404 model not found",
   "bad-request": "400 invalid request",
   "context-length": "400 context length exceeded",
+  "content-filter":
+    "400: the provider's content filter rejects the prompt (Gemini: a 200 whose prompt is blocked for `SAFETY`)",
+  "prefill-rejected":
+    "400 when the conversation ends with an assistant message (the model takes no prefill), else a normal answer",
   "connection-reset": "the TCP connection is reset before any response",
+  "no-response": "the request is read, then nothing at all (not even headers) for `stallMs`, then the connection drops",
   "slow-headers": "response headers arrive after `slowHeadersMs`, then a normal answer",
+  "slow-first-token": "headers at once, the first chunk of the answer after `slowHeadersMs`, then the rest",
   "stall-first-byte": "headers arrive at once, then no byte for `stallMs`, then the connection drops",
-  "stall-mid-stream": "part of the answer, then no byte for `stallMs`, then the connection drops",
-  "truncated-stream": "part of the answer, then a clean close without the end marker",
-  "stream-error": "part of the stream, then an in-stream `error` event (HTTP 200)",
+  "stall-mid-stream": "`partialChunks` of the answer, then no byte for `stallMs`, then the connection drops",
+  "truncated-stream": "`partialChunks` of the answer, then a clean close without the end marker",
+  "stream-error": "`partialChunks` of the answer, then an in-stream `error` event (HTTP 200)",
   "malformed-json": "200 with a body that is not valid JSON; streams: one such event among good ones",
   "no-end-marker":
     "streams: the whole answer with its finish reason and usage, then a clean close without the end marker",

@@ -184,6 +184,17 @@ const error = (kind: ErrorKind, c: ErrorContext): ErrorReply => {
         "INVALID_ARGUMENT",
         "The input token count (1234567) exceeds the maximum number of tokens allowed (1048576)."
       )
+    case "content-filter":
+      // Gemini does not refuse with an error: it answers 200 with no candidates and the prompt's block reason
+      return {
+        status: 200,
+        headers: {},
+        body: {
+          promptFeedback: { blockReason: "SAFETY", safetyRatings },
+          usageMetadata: { promptTokenCount: 8, totalTokenCount: 8 },
+          modelVersion: c.model
+        }
+      }
   }
 }
 

@@ -30,6 +30,8 @@ export interface Settings {
   readonly hugeBodyBytes: number
   /** Rate limits per model, enforced at arrival (limits.ts). */
   readonly limiter?: Limiter | undefined
+  /** How many answer chunks the partial faults send; `undefined`: half. */
+  readonly partialChunks: number | undefined
 }
 
 /** One request as the server saw it. */
@@ -63,7 +65,8 @@ const errorKinds: ReadonlySet<string> = new Set<ErrorKind>([
   "permission-denied",
   "model-not-found",
   "bad-request",
-  "context-length"
+  "context-length",
+  "content-filter"
 ])
 
 const htmlPage = (status: number, title: string) =>
@@ -71,6 +74,19 @@ const htmlPage = (status: number, title: string) =>
 
 const portalPage =
   "<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body><p>Please sign in to continue.</p></body></html>"
+
+/** What a model without prefill says to a conversation that ends with an assistant message. */
+const prefillMessage =
+  "This model does not support assistant message prefill. The conversation must end with a user message."
+
+/** Whether a request body's conversation (`messages`, `input` or `contents`) ends with the assistant's turn. */
+const endsWithAssistant = (body: unknown): boolean => {
+  if (body === null || typeof body !== "object") return false
+  const b = body as Record<string, unknown>
+  const turns = [b.messages, b.input, b.contents].find(Array.isArray) as ReadonlyArray<unknown> | undefined
+  const last = turns?.[turns.length - 1] as { readonly role?: unknown } | undefined
+  return last?.role === "assistant" || last?.role === "model"
+}
 
 /** What the model says when it refuses (the `refusal` fault). */
 const refusalText = "I'm sorry, but I can't help with that request."
@@ -207,7 +223,11 @@ export const makeHandler =
       }
       const errorReply = (kind: ErrorKind) => {
         const reply = wire.error(kind, errorContext)
-        return json(reply.status, reply.body, { ...baseHeaders, ...reply.headers })
+        const headers = { ...baseHeaders, ...reply.headers }
+        // a rejection sent as an answer (Gemini's blocked prompt) is a stream's one event when streaming
+        return reply.status === 200 && parsed.stream
+          ? sse(texts([`data: ${JSON.stringify(reply.body)}\n\n`]), headers)
+          : json(reply.status, reply.body, headers)
       }
       if (settings.apiKey !== undefined && apiKeyOf(wire, request) !== settings.apiKey) {
         return errorReply("authentication")
@@ -215,6 +235,9 @@ export const makeHandler =
       const step: Step = chosen
       if (errorKinds.has(step)) {
         return errorReply(step as ErrorKind)
+      }
+      if (step === "prefill-rejected" && endsWithAssistant(parsedJson)) {
+        return json(400, wire.invalidRequest(prefillMessage, requestId), baseHeaders)
       }
 
       // an answer, whole or in part
@@ -255,13 +278,17 @@ export const makeHandler =
         ...(verdict?.headers ?? wire.rateLimitHeaders(nowMillis, false, settings.retryAfterSeconds))
       }
       const frames = wire.frames(answer)
-      const half = Math.max(1, Math.floor(frames.deltas.length / 2))
+      const half = Math.min(
+        frames.deltas.length,
+        settings.partialChunks ?? Math.max(1, Math.floor(frames.deltas.length / 2))
+      )
       const bodyText = JSON.stringify(wire.body(answer))
       const jsonType = "application/json"
 
       switch (step) {
         case "ok":
         case "refusal":
+        case "prefill-rejected":
         case "slow-headers": {
           if (step === "slow-headers") yield* sleep(delay(settings.slowHeadersMs))
           if (!parsed.stream) return json(200, wire.body(answer), okHeaders)
@@ -272,6 +299,30 @@ export const makeHandler =
           const tail = wire.endMarker ? frames.tail.slice(0, -1) : frames.tail
           return sse(texts([...frames.head, ...frames.deltas, ...tail]), okHeaders)
         }
+        case "slow-first-token": {
+          const wait = Stream.fromEffectDrain(sleep(delay(settings.slowHeadersMs)))
+          if (!parsed.stream) {
+            return streamed(
+              Stream.concat(flushHeaders(request), Stream.concat(wait, texts([bodyText]))),
+              jsonType,
+              okHeaders
+            )
+          }
+          return sse(
+            Stream.concat(
+              Stream.concat(flushHeaders(request), texts(frames.head)),
+              Stream.concat(wait, texts([...frames.deltas, ...frames.tail]))
+            ),
+            okHeaders
+          )
+        }
+        case "no-response":
+          return yield* Effect.andThen(
+            sleep(delay(settings.stallMs)),
+            Effect.andThen(destroySocket(request, false), Effect.never)
+          )
+        case "rate-limit-no-retry-after":
+          return json(429, wire.error("rate-limit", errorContext).body, baseHeaders)
         case "connection-reset": {
           yield* destroySocket(request, true)
           return yield* Effect.never

@@ -190,6 +190,16 @@ const error = (
           "messages"
         )
       }
+    case "content-filter":
+      return {
+        status: 400,
+        headers: {},
+        body: errorBody(
+          "Invalid prompt: your prompt was flagged as potentially violating our usage policy. Please try again with a different prompt.",
+          "invalid_request_error",
+          "invalid_prompt"
+        )
+      }
   }
 }
 

@@ -43,8 +43,9 @@ export type ErrorKind =
   | "model-not-found"
   | "bad-request"
   | "context-length"
+  | "content-filter"
 
-/** An error response: status, JSON body and extra headers. */
+/** An error response: status, JSON body and extra headers (a 200 is a rejection the provider sends as an answer). */
 export interface ErrorReply {
   readonly status: number
   readonly body: unknown
