@@ -36,6 +36,7 @@
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import * as AdmissionStore from "./AdmissionStore.ts"
 import * as internal from "./internal/admission.ts"
+import { millis } from "./internal/duration.ts"
 import type { AdmissionRejected } from "./LlmError.ts"
 import type { LlmProvider } from "./LlmProvider.ts"
 import type { LlmRequest } from "./LlmRequest.ts"
@@ -270,6 +271,27 @@ export const key = (provider: string, model: string): string => `${provider}/${m
  * @since 0.1.0
  */
 export const metrics = internal.metrics
+
+/**
+ * The `admission` section of `Resilience.Config`: the queue bounds of {@link AdmissionOptions}, durations in
+ * milliseconds or as duration strings such as `"2 minutes"`. The limits themselves are set per key in the
+ * configuration's `models`.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Admission } from "@llm-resilience/core"
+ * const section = Schema.decodeUnknownSync(Admission.Config)({ maxQueueLength: 500, maxWaitMs: "30 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  maxQueueLength: AdmissionOptions.fields.maxQueueLength,
+  maxWaitMs: Schema.optional(millis(NonNegative)),
+  agingMs: Schema.optional(millis(NonNegative)),
+  /** The rate window of every `...PerMinute` limit. Default one minute; shorter only for drills and tests. */
+  windowMs: Schema.optional(millis(Positive))
+})
 
 /**
  * Builds the admission service. Needs an {@link AdmissionStore.AdmissionStore} and a `Scope` (for the

@@ -22,6 +22,7 @@
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Channel, type Context, Effect, Exit, Fiber, Metric, Pull, Schema, Scope, Stream } from "effect"
 import * as Deadline from "./internal/deadline.ts"
+import { millis } from "./internal/duration.ts"
 import * as Latency from "./internal/latency.ts"
 import { SeriesCache } from "./internal/metrics.ts"
 
@@ -57,6 +58,25 @@ export const Options = Schema.Struct({
  * @since 0.1.0
  */
 export type Options = typeof Options.Type
+
+/**
+ * The `hedge` of a path in `Resilience.Config`: the main {@link Options}, `delayMs` in milliseconds or as a
+ * duration string such as `"1500 millis"`.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Hedge } from "@llm-resilience/core"
+ * const hedge = Schema.decodeUnknownSync(Hedge.Config)({ percentile: 95, delayMs: "2 seconds", maxRatio: 0.05 })
+ * ```
+ * @since 0.1.0
+ */
+export const Config = Schema.Struct({
+  delayMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)))),
+  percentile: Options.fields.percentile,
+  maxRatio: Options.fields.maxRatio,
+  maxPerMinute: Options.fields.maxPerMinute
+})
 
 /**
  * Who raced whom, for metrics and cost accounting. `inputTokens` is the estimated prompt size of the

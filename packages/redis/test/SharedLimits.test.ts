@@ -23,6 +23,7 @@ const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t
 interface Result {
   readonly calls: ReadonlyArray<{ readonly start: number; readonly end: number; readonly outcome: string }>
   readonly sent: ReadonlyArray<number>
+  readonly storeFailures: number
 }
 
 /** The most of `times` that fall in any window of `windowMs` starting at one of them within [from, to]. */
@@ -87,7 +88,11 @@ describe("shared limits across processes (acceptance)", () => {
         // after the ramp (the first window), two full windows: the sliding window allows at most 2 R in them
         const inTwo = accepted.filter((t) => t >= first + s.windowMs && t < first + 3 * s.windowMs).length
         const sharedOk = shared.results.flatMap((r) => r.calls).filter((c) => c.outcome === "ok").length
-        assert.strictEqual(sharedLog.filter((e) => e.limited).length, 0, "429s with the shared store")
+        assert.strictEqual(
+          sharedLog.filter((e) => e.limited).length,
+          0,
+          `429s with the shared store (store fallbacks per process: ${shared.results.map((r) => r.storeFailures).join(", ")})`
+        )
         assert.isAtLeast(inTwo, 0.9 * 2 * s.rpm, `admitted in 2 windows: ${inTwo} of ${2 * s.rpm}`)
         assert.isAtMost(inTwo, 2 * s.rpm)
         assert.isAbove(sharedOk, 0)

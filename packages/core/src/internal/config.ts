@@ -9,6 +9,7 @@ import * as Admission from "../Admission.ts"
 import * as AdmissionStore from "../AdmissionStore.ts"
 import * as AgentGuard from "../AgentGuard.ts"
 import * as CircuitBreaker from "../CircuitBreaker.ts"
+import * as Hedge from "../Hedge.ts"
 import * as PriceTable from "../PriceTable.ts"
 import * as Retry from "../Retry.ts"
 import * as RetryBudget from "../RetryBudget.ts"
@@ -18,11 +19,9 @@ import { fromMillis, millis } from "./duration.ts"
 
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
-const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 /** Durations: milliseconds or a Duration string such as "10 seconds" (internal/duration.ts). */
 const NonNegativeMs = millis(NonNegative)
 const PositiveMs = millis(Schema.Finite.check(Schema.isGreaterThan(0)))
-const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 
 /**
  * Limits and facts of one `provider/model`.
@@ -88,14 +87,7 @@ export const PathConfig = Schema.Struct({
    */
   onSilentTimeout: Schema.optional(Schema.Literals(["next-step", "retry"])),
   /** Hedge each provider step into the next one after a delay. */
-  hedge: Schema.optional(
-    Schema.Struct({
-      delayMs: Schema.optional(NonNegativeMs),
-      percentile: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(100))),
-      maxRatio: Schema.optional(Fraction),
-      maxPerMinute: Schema.optional(NonNegativeInt)
-    })
-  )
+  hedge: Schema.optional(Hedge.Config)
 })
 
 /**
@@ -199,15 +191,7 @@ export const Config = Schema.Struct({
    * string, so without bounds each new name would hold memory for good.
    */
   keys: Schema.optional(Schema.Struct({ maxKeys: Schema.optional(PositiveInt), idleMs: Schema.optional(PositiveMs) })),
-  admission: Schema.optional(
-    Schema.Struct({
-      maxQueueLength: Schema.optional(NonNegativeInt),
-      maxWaitMs: Schema.optional(NonNegativeMs),
-      agingMs: Schema.optional(NonNegativeMs),
-      /** The rate window of every `...PerMinute` limit. Default one minute; shorter only for drills and tests. */
-      windowMs: Schema.optional(millis(Schema.Finite.check(Schema.isGreaterThan(0))))
-    })
-  ),
+  admission: Schema.optional(Admission.Config),
   /** Prices per model (see `PriceTable`); without them no cost is accounted. */
   prices: Schema.optional(PriceTable.PriceTable),
   spend: Schema.optional(SpendGuard.Config),
