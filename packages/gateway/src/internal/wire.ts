@@ -77,14 +77,20 @@ export const positiveInt = (u: unknown, param: string): number | undefined | { r
 /**
  * The fields of a body passed through: all but those the gateway re-encodes (`keys`: `fallbacks`, and those
  * named differently upstream). `messages` too is left to the toolkit's encoding when every message is plain
- * text (a role and a string content), so that what `Resilience` changes in them reaches the provider (the
- * delivered text a continuation sends as assistant prefill); messages with tool calls or content parts go as
- * sent.
+ * text (a `system`, `user` or `assistant` role and a string content), so that what `Resilience` changes in
+ * them reaches the provider (the delivered text a continuation sends as assistant prefill); messages with
+ * tool calls or content parts go as sent.
  */
 export const without = (body: Record<string, unknown>, keys: ReadonlyArray<string>): Record<string, unknown> => {
   const plain =
     Array.isArray(body.messages) &&
-    body.messages.every((m) => isObject(m) && typeof m.content === "string" && Object.keys(m).length === 2)
+    body.messages.every(
+      (m) =>
+        isObject(m) &&
+        (m.role === "system" || m.role === "user" || m.role === "assistant") &&
+        typeof m.content === "string" &&
+        Object.keys(m).length === 2
+    )
   const rest: Record<string, unknown> = {}
   for (const key of Object.keys(body)) {
     if (!keys.includes(key) && !(plain && key === "messages")) rest[key] = body[key]
