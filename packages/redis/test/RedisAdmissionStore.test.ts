@@ -1,22 +1,18 @@
-import { afterAll, beforeAll, describe } from "@effect/vitest"
+import { describe } from "@effect/vitest"
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { RedisAdmissionStore } from "@llm-resilience/redis"
 import { admissionStoreSuite } from "../../core/test/admissionStoreSuite.ts"
-import { startRedis, type RedisServer } from "./redisServer.ts"
+import { useRedisServer } from "./useRedis.ts"
 
-let server: RedisServer | undefined
-beforeAll(async () => {
-  server = await startRedis()
-}, 20_000)
-afterAll(() => server?.stop())
+const redisServer = useRedisServer()
 
 let seq = 0
 
 describe("RedisAdmissionStore (conformance, caller clock)", { timeout: 30_000 }, () => {
   // a failing Redis call must fail the test, not fall back to the local store
   admissionStoreSuite(() =>
-    Effect.flatMap(Layer.build(NodeRedis.layer({ url: server!.url })), (redis) =>
+    Effect.flatMap(Layer.build(NodeRedis.layer({ url: redisServer().url })), (redis) =>
       RedisAdmissionStore.make({
         prefix: `c${++seq}:`,
         clock: "caller",

@@ -1,17 +1,13 @@
-import { afterAll, beforeAll, describe, it } from "@effect/vitest"
+import { describe, it } from "@effect/vitest"
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { PersistedQueue } from "effect/persistence"
 import { DurableQueue } from "@llm-resilience/core"
 import { RedisQueue } from "@llm-resilience/redis"
 import { functionalSuite } from "../../core/test/durableQueueSuite.ts"
-import { startRedis, type RedisServer } from "./redisServer.ts"
+import { useRedisServer } from "./useRedis.ts"
 
-let server: RedisServer | undefined
-beforeAll(async () => {
-  server = await startRedis()
-}, 20_000)
-afterAll(() => server?.stop())
+const redisServer = useRedisServer()
 
 let seq = 0
 
@@ -19,7 +15,7 @@ let seq = 0
 const redisLayer = (options: DurableQueue.Options) => {
   const prefix = `t${++seq}:`
   const name = options.name ?? "llm-later"
-  const redis = Layer.unwrap(Effect.sync(() => NodeRedis.layer({ url: server!.url })))
+  const redis = Layer.unwrap(Effect.sync(() => NodeRedis.layer({ url: redisServer().url })))
   return DurableQueue.layer(options).pipe(
     Layer.provideMerge(PersistedQueue.layer),
     Layer.provideMerge(

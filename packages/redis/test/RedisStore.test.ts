@@ -2,20 +2,16 @@
  * One `store` entry, one layer: two `Resilience` instances built from the same configuration share their
  * admission limits, agent turns and breaker through Redis, and every key they write expires.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
 import { NodeRedis } from "@effect/platform-node"
 import { type LlmRequest, Resilience } from "@llm-resilience/core"
 import { RedisStore } from "@llm-resilience/redis"
 import { FakeProvider } from "@llm-resilience/testing"
-import { startRedis, type RedisServer } from "./redisServer.ts"
+import { useRedisServer } from "./useRedis.ts"
 
-let server: RedisServer | undefined
-beforeAll(async () => {
-  server = await startRedis()
-}, 20_000)
-afterAll(() => server?.stop())
+const redisServer = useRedisServer()
 
 const request = (conversationId: string, model = "m"): LlmRequest.LlmRequest => ({
   model,
@@ -37,7 +33,7 @@ describe("RedisStore.layer", { timeout: 30_000 }, () => {
     Effect.scoped(
       Effect.gen(function* () {
         const config: Resilience.Config = {
-          store: { url: server!.url, prefix: "one:", expectedInstances: 2 },
+          store: { url: redisServer().url, prefix: "one:", expectedInstances: 2 },
           models: { "fake/m": { requestsPerMinute: 3 } },
           admission: { maxWaitMs: 0 },
           agent: { maxTurns: 2 },
@@ -54,7 +50,7 @@ describe("RedisStore.layer", { timeout: 30_000 }, () => {
         yield* b.provider.complete(request("c2"))
         const limited = yield* Effect.flip(a.provider.complete(request("c3")))
         assert.strictEqual(limited._tag, "AdmissionRejected")
-        const redis = yield* Effect.flatMap(Layer.build(NodeRedis.layer({ url: server!.url })), (ctx) =>
+        const redis = yield* Effect.flatMap(Layer.build(NodeRedis.layer({ url: redisServer().url })), (ctx) =>
           Effect.provide(Redis.Redis, ctx)
         )
         const keys = yield* redis.send<Array<string>>("KEYS", "one:*")

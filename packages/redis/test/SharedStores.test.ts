@@ -1,17 +1,13 @@
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Metric } from "effect"
 import { Redis } from "effect/persistence"
 import { AgentGuard, CircuitBreaker, LlmError, RetryBudget, SpendGuard } from "@llm-resilience/core"
 import { RedisBreakerStore, RedisRetryBudgetStore, RedisSpendStore, RedisTurnStore } from "@llm-resilience/redis"
 import { sharedStoreSuite } from "../../core/test/sharedStoreSuite.ts"
-import { startRedis, type RedisServer } from "./redisServer.ts"
+import { useRedisServer } from "./useRedis.ts"
 
-let server: RedisServer | undefined
-beforeAll(async () => {
-  server = await startRedis()
-}, 20_000)
-afterAll(() => server?.stop())
+const redisServer = useRedisServer()
 
 let seq = 0
 
@@ -29,7 +25,7 @@ describe("Redis stores", { timeout: 20_000 }, () => {
           turns: yield* RedisTurnStore.make(options)
         })
       }).pipe(
-        Effect.provide(NodeRedis.layer({ url: server!.url })),
+        Effect.provide(NodeRedis.layer({ url: redisServer().url })),
         Effect.provideService(Metric.MetricRegistry, new Map())
       ),
     sleep: (ms) => Effect.sleep(ms)
@@ -73,7 +69,7 @@ describe("Redis stores", { timeout: 20_000 }, () => {
         assert.isAbove(ttl, 0, key)
       }
     }).pipe(
-      Effect.provide(NodeRedis.layer({ url: server!.url })),
+      Effect.provide(NodeRedis.layer({ url: redisServer().url })),
       Effect.provideService(Metric.MetricRegistry, new Map())
     )
   )
