@@ -21,11 +21,11 @@
  * @since 0.1.0
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { Config, Effect, Layer, Redacted, Schema } from "effect"
-import { HttpClient } from "effect/http"
+import { type Config, type Effect, Layer, type Redacted, Schema } from "effect"
+import type { HttpClient } from "effect/http"
 import { anthropicCodec } from "./internal/anthropic.ts"
-import { makeEngine } from "./internal/engine.ts"
-import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, scrubber } from "./internal/options.ts"
+import { ByteCount, HttpUrl, joinUrl } from "./internal/options.ts"
+import { commonFields, makeWith } from "./internal/provider.ts"
 
 /**
  * The default base URL: `https://api.anthropic.com`.
@@ -51,16 +51,11 @@ export const defaultBaseUrl = "https://api.anthropic.com"
  * @since 0.1.0
  */
 export const Options = Schema.Struct({
-  name: Schema.optional(Schema.NonEmptyString),
+  ...commonFields,
   baseUrl: Schema.optional(HttpUrl),
   version: Schema.optional(Schema.NonEmptyString),
   betas: Schema.optional(Schema.Array(Schema.NonEmptyString)),
-  headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
-  defaultMaxTokens: Schema.optional(ByteCount),
-  maxResponseBytes: Schema.optional(ByteCount),
-  maxErrorBodyBytes: Schema.optional(ByteCount),
-  maxEventBytes: Schema.optional(ByteCount),
-  tracePrompts: Schema.optional(Schema.Boolean)
+  defaultMaxTokens: Schema.optional(ByteCount)
 })
 
 /**
@@ -98,40 +93,21 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function* (options?: MakeOptions) {
-    const { apiKey: givenKey, ...rest } = options ?? {}
-    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const { apiKey, baseUrl } = yield* connection({
-      apiKey: givenKey,
-      baseUrl: o.baseUrl,
-      envPrefix: "ANTHROPIC",
-      defaultBaseUrl
+  makeWith(
+    Schema.decodeUnknownEffect(Options),
+    (o) => ({ baseUrl: o.baseUrl, envPrefix: "ANTHROPIC", defaultBaseUrl }),
+    (o, baseUrl) => ({
+      defaultName: "anthropic",
+      spanPrefix: "AnthropicProvider",
+      url: joinUrl(baseUrl, "v1/messages"),
+      headers: {
+        "anthropic-version": o.version ?? "2023-06-01",
+        ...(o.betas === undefined || o.betas.length === 0 ? {} : { "anthropic-beta": o.betas.join(",") })
+      },
+      keyHeader: "x-api-key",
+      codec: anthropicCodec({ defaultMaxTokens: o.defaultMaxTokens ?? 4096 })
     })
-    const headers: Record<string, string> = {
-      ...o.headers,
-      "x-api-key": Redacted.value(apiKey),
-      "anthropic-version": o.version ?? "2023-06-01",
-      ...(o.betas === undefined || o.betas.length === 0 ? {} : { "anthropic-beta": o.betas.join(",") })
-    }
-    const client = yield* HttpClient.HttpClient
-    return LlmProvider.LlmProvider.of(
-      makeEngine(client, {
-        name: o.name ?? "anthropic",
-        spanPrefix: "AnthropicProvider",
-        url: joinUrl(baseUrl, "v1/messages"),
-        headers,
-        urlParams: {},
-        codec: anthropicCodec({ defaultMaxTokens: o.defaultMaxTokens ?? 4096 }),
-        limits: {
-          maxResponseBytes: o.maxResponseBytes ?? defaultLimits.maxResponseBytes,
-          maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
-          maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
-        },
-        scrub: scrubber(apiKey),
-        tracePrompts: o.tracePrompts ?? false
-      })
-    )
-  })
+  )
 
 /**
  * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`

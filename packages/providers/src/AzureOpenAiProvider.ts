@@ -42,6 +42,7 @@ export const defaultApiVersion = "2024-10-21"
  * - `authHeader` (default `api-key`): `bearer` sends the key as an Entra token.
  * - `maxTokensField` (default `max_completion_tokens`), `includeUsage` (default `true`): as for OpenAI.
  * - `headers`, `maxResponseBytes` (8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB).
+ * - `tracePrompts` (default `false`): record the request body (the prompt) on the provider's span.
  *
  * @since 0.1.0
  */

@@ -40,6 +40,7 @@ export const defaultBaseUrl = "https://generativelanguage.googleapis.com/v1beta"
  * - `name` (default `gemini`): the provider name in errors, metrics and breaker keys.
  * - `baseUrl` (default `$GEMINI_BASE_URL`, else {@link defaultBaseUrl}): everything before `/models/...`.
  * - `headers`, `maxResponseBytes` (8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB).
+ * - `tracePrompts` (default `false`): record the request body (the prompt) on the provider's span.
  *
  * @since 0.1.0
  */

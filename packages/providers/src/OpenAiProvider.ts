@@ -19,11 +19,11 @@
  * @since 0.1.0
  */
 import { LlmProvider } from "@llm-resilience/core"
-import { Config, Effect, Layer, Redacted, Schema } from "effect"
-import { HttpClient } from "effect/http"
-import { makeEngine } from "./internal/engine.ts"
+import { type Config, type Effect, Layer, type Redacted, Schema } from "effect"
+import type { HttpClient } from "effect/http"
 import { openAiCodec } from "./internal/openai.ts"
-import { ByteCount, connection, defaultLimits, HttpUrl, joinUrl, scrubber } from "./internal/options.ts"
+import { HttpUrl, joinUrl } from "./internal/options.ts"
+import { commonFields, makeWith } from "./internal/provider.ts"
 
 /**
  * The default base URL: `https://api.openai.com/v1`.
@@ -54,19 +54,14 @@ export const defaultBaseUrl = "https://api.openai.com/v1"
  * @since 0.1.0
  */
 export const Options = Schema.Struct({
-  name: Schema.optional(Schema.NonEmptyString),
+  ...commonFields,
   baseUrl: Schema.optional(HttpUrl),
   organization: Schema.optional(Schema.String),
   project: Schema.optional(Schema.String),
-  headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   urlParams: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   authHeader: Schema.optional(Schema.Literals(["bearer", "api-key"])),
   maxTokensField: Schema.optional(Schema.Literals(["max_tokens", "max_completion_tokens"])),
-  includeUsage: Schema.optional(Schema.Boolean),
-  maxResponseBytes: Schema.optional(ByteCount),
-  maxErrorBodyBytes: Schema.optional(ByteCount),
-  maxEventBytes: Schema.optional(ByteCount),
-  tracePrompts: Schema.optional(Schema.Boolean)
+  includeUsage: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -104,45 +99,25 @@ export interface MakeOptions extends Partial<typeof Options.Encoded> {
 export const make: (
   options?: MakeOptions
 ) => Effect.Effect<LlmProvider.LlmProvider["Service"], Schema.SchemaError | Config.ConfigError, HttpClient.HttpClient> =
-  Effect.fnUntraced(function* (options?: MakeOptions) {
-    const { apiKey: givenKey, ...rest } = options ?? {}
-    const o = yield* Schema.decodeUnknownEffect(Options)(rest)
-    const { apiKey, baseUrl } = yield* connection({
-      apiKey: givenKey,
-      baseUrl: o.baseUrl,
-      envPrefix: "OPENAI",
-      defaultBaseUrl
-    })
-    const authHeader = o.authHeader ?? "bearer"
-    const key = Redacted.value(apiKey)
-    const headers: Record<string, string> = {
-      ...o.headers,
-      ...(authHeader === "bearer" ? { authorization: `Bearer ${key}` } : { "api-key": key }),
-      ...(o.organization === undefined ? {} : { "openai-organization": o.organization }),
-      ...(o.project === undefined ? {} : { "openai-project": o.project })
-    }
-    const client = yield* HttpClient.HttpClient
-    return LlmProvider.LlmProvider.of(
-      makeEngine(client, {
-        name: o.name ?? "openai",
-        spanPrefix: "OpenAiProvider",
-        url: joinUrl(baseUrl, "chat/completions"),
-        headers,
-        urlParams: o.urlParams ?? {},
-        codec: openAiCodec({
-          maxTokensField: o.maxTokensField ?? "max_completion_tokens",
-          includeUsage: o.includeUsage ?? true
-        }),
-        limits: {
-          maxResponseBytes: o.maxResponseBytes ?? defaultLimits.maxResponseBytes,
-          maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
-          maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
-        },
-        scrub: scrubber(apiKey),
-        tracePrompts: o.tracePrompts ?? false
+  makeWith(
+    Schema.decodeUnknownEffect(Options),
+    (o) => ({ baseUrl: o.baseUrl, envPrefix: "OPENAI", defaultBaseUrl }),
+    (o, baseUrl) => ({
+      defaultName: "openai",
+      spanPrefix: "OpenAiProvider",
+      url: joinUrl(baseUrl, "chat/completions"),
+      urlParams: o.urlParams,
+      headers: {
+        ...(o.organization === undefined ? {} : { "openai-organization": o.organization }),
+        ...(o.project === undefined ? {} : { "openai-project": o.project })
+      },
+      keyHeader: o.authHeader === "api-key" ? "api-key" : "authorization",
+      codec: openAiCodec({
+        maxTokensField: o.maxTokensField ?? "max_completion_tokens",
+        includeUsage: o.includeUsage ?? true
       })
-    )
-  })
+    })
+  )
 
 /**
  * The provider as a layer of the core `LlmProvider` service. Needs an `HttpClient`

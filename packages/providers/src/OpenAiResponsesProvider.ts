@@ -39,6 +39,7 @@ export const defaultBaseUrl = "https://api.openai.com/v1"
  * - `organization`, `project`: sent as `OpenAI-Organization` / `OpenAI-Project`.
  * - `headers`: extra request headers; `urlParams`: query parameters on every call.
  * - `maxResponseBytes` (default 8 MiB), `maxErrorBodyBytes` (1 MiB), `maxEventBytes` (1 MiB): read caps.
+ * - `tracePrompts` (default `false`): record the request body (the prompt) on the provider's span.
  *
  * @since 0.1.0
  */

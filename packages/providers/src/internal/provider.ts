@@ -17,7 +17,8 @@ export const commonFields = {
   headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   maxResponseBytes: Schema.optional(ByteCount),
   maxErrorBodyBytes: Schema.optional(ByteCount),
-  maxEventBytes: Schema.optional(ByteCount)
+  maxEventBytes: Schema.optional(ByteCount),
+  tracePrompts: Schema.optional(Schema.Boolean)
 }
 
 type CommonOptions = Schema.Struct.Type<typeof commonFields>
@@ -59,7 +60,8 @@ export const makeProvider = (client: HttpClient.HttpClient, spec: ProviderSpec):
         maxErrorBodyBytes: o.maxErrorBodyBytes ?? defaultLimits.maxErrorBodyBytes,
         maxEventBytes: o.maxEventBytes ?? defaultLimits.maxEventBytes
       },
-      scrub: scrubber(spec.apiKey)
+      scrub: scrubber(spec.apiKey),
+      tracePrompts: o.tracePrompts ?? false
     })
   )
 }
