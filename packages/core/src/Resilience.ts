@@ -50,7 +50,7 @@ import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
-import { SeriesCache } from "./internal/metrics.ts"
+import { keyLabel, SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import * as Resume from "./internal/resume.ts"
 import * as Retrying from "./internal/retry.ts"
@@ -225,7 +225,9 @@ export const make = Effect.fnUntraced(function* (
     const stream = (request: LlmRequest): Stream.Stream<StreamChunk, LlmError> => {
       if (profile === undefined) return open(request)
       const key = `${raw.name}/${request.model}`
-      const retry = Retrying.retryStreamWith(Retrying.configFor(profile, budget, key, key, path.failOver))
+      const retry = Retrying.retryStreamWith(
+        Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
+      )
       if (path.midStream !== "continue") return retry(open(request))
       return Stream.suspend(() => {
         const transcript = new Resume.Transcript()

@@ -6,9 +6,9 @@
 import * as v8 from "node:v8"
 import { runInNewContext } from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Metric } from "effect"
+import { Effect, Exit, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Headroom, LlmError, type LlmResponse, Resilience } from "@llm-resilience/core"
+import { Headroom, LlmError, type LlmResponse, Resilience, Retry } from "@llm-resilience/core"
 
 const e503 = () => new LlmError.ServerError({ message: "service unavailable", status: 503, provider: "p" })
 
@@ -44,6 +44,25 @@ describe("Resilience's metric series and per-key state", () => {
       ])
       for (const model of ["known", "made-up-1", "made-up-2", "made-up-3"]) yield* llm.complete(ask(model))
       const keys = (yield* Metric.snapshot).filter((m) => m.id === Headroom.headroom.id).map((m) => m.attributes?.key)
+      assert.deepStrictEqual([...new Set(keys)].sort(), ["p/known", "p/other"])
+    }).pipe(Effect.scoped, Effect.orDie, Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+
+  it.effect("stream retries are labelled provider/other for models the configuration does not name", () =>
+    Effect.gen(function* () {
+      const failing = { name: "p", complete: () => Effect.fail(e503()), stream: () => Stream.fail(e503()) }
+      const { provider: llm } = yield* Resilience.make(
+        { models: { "p/known": { requestsPerMinute: 1_000 } }, paths: { default: { retry: "interactive" } } },
+        [failing]
+      )
+      const fiber = yield* Effect.forkChild(
+        Effect.forEach(["known", "made-up-1", "made-up-2"], (model) =>
+          Effect.exit(Stream.runDrain(llm.stream(ask(model))))
+        )
+      )
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.join(fiber)
+      const keys = (yield* Metric.snapshot).filter((m) => m.id === Retry.retriesTotal.id).map((m) => m.attributes?.key)
       assert.deepStrictEqual([...new Set(keys)].sort(), ["p/known", "p/other"])
     }).pipe(Effect.scoped, Effect.orDie, Effect.provideService(Metric.MetricRegistry, new Map()))
   )
