@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option, type Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Layer, Option, type Scope, Stream } from "effect"
 import * as Admission from "./Admission.ts"
 import * as AgentGuard from "./AgentGuard.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
@@ -63,6 +63,8 @@ export {
   /** @since 0.1.0 */
   InvalidConfig,
   /** @since 0.1.0 */
+  invalidConfigAt,
+  /** @since 0.1.0 */
   ModelConfig,
   /** @since 0.1.0 */
   PathConfig,
@@ -75,26 +77,6 @@ export {
   /** @since 0.1.0 */
   type StoresShape
 } from "./internal/config.ts"
-
-/**
- * Turns a `SchemaError` from decoding a configuration into an {@link InvalidConfig} whose `field` is the path
- * of the offending field under `prefix` (for configurations that embed these sections in a larger file).
- *
- * @example
- * ```ts
- * import { Effect, Schema } from "effect"
- * import { Resilience } from "@llm-resilience/core"
- *
- * const checked = Schema.decodeUnknownEffect(Resilience.Config)({ breaker: { windowMs: -1 } }).pipe(
- *   Effect.mapError(Resilience.invalidConfigAt("resilience"))
- * ) // fails with field "resilience.breaker.windowMs"
- * ```
- * @since 0.1.0
- */
-export const invalidConfigAt: (
-  prefix: string | undefined,
-  input?: unknown
-) => (error: Schema.SchemaError) => config.InvalidConfig = config.issueAt
 
 // ---------------------------------------------------------------------------------------------------------
 // the service
@@ -205,8 +187,6 @@ export const make = Effect.fnUntraced(function* (
   // A stream's attempt runs the same stages, but for the total timeout: `Timeouts.stream` bounds the stream
   // itself (first token, idle, total), as it is pulled.
   const streamStages = stages.slice(0, -1)
-  const prefills = new Set<string>()
-  for (const [key, m] of Object.entries(c.models ?? {})) if (m.prefill === true) prefills.add(key)
 
   /**
    * One provider step: the attempt's stages with retry, and the call's telemetry when `observe` names it.
@@ -221,22 +201,15 @@ export const make = Effect.fnUntraced(function* (
     const timed = timeouts.wrap(raw)
     const attempt = (request: LlmRequest) =>
       Attempts.runStream(streamStages, request, `${raw.name}/${request.model}`, timed.stream(request))
-    const open = path.midStream === "buffer" ? (request: LlmRequest) => Resume.buffered(attempt(request)) : attempt
     const stream = (request: LlmRequest): Stream.Stream<StreamChunk, LlmError> => {
-      if (profile === undefined) return open(request)
       const key = `${raw.name}/${request.model}`
-      const retry = Retrying.retryStreamWith(
-        Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
-      )
-      if (path.midStream !== "continue") return retry(open(request))
-      return Stream.suspend(() => {
-        const transcript = new Resume.Transcript()
-        const carryOn = (error: LlmError) => {
-          transcript.cause = error
-          return Resume.carryOn(open, request, transcript, prefills.has(key))
-        }
-        return Resume.record(retry(open(request), carryOn), transcript)
-      })
+      const retry =
+        profile === undefined
+          ? (self: Stream.Stream<StreamChunk, LlmError>) => self
+          : Retrying.retryStreamWith(
+              Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
+            )
+      return Resume.withMode(path.midStream, attempt, retry, request, c.models?.[key]?.prefill === true)
     }
     return {
       name: raw.name,

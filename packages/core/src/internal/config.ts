@@ -249,6 +249,26 @@ export const issueAt =
     return new InvalidConfig({ field, issue: explain(text.split("\n")[0], value) })
   }
 
+/**
+ * Turns a `SchemaError` from decoding a configuration into an {@link InvalidConfig} whose `field` is the path
+ * of the offending field under `prefix` (for configurations that embed these sections in a larger file).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Resilience } from "@llm-resilience/core"
+ *
+ * const checked = Schema.decodeUnknownEffect(Resilience.Config)({ breaker: { windowMs: -1 } }).pipe(
+ *   Effect.mapError(Resilience.invalidConfigAt("resilience"))
+ * ) // fails with field "resilience.breaker.windowMs"
+ * ```
+ * @since 0.1.0
+ */
+export const invalidConfigAt: (
+  prefix: string | undefined,
+  input?: unknown
+) => (error: Schema.SchemaError) => InvalidConfig = issueAt
+
 /** Says what is wrong where a schema's first line alone would not. */
 const explain = (issue: string, value: unknown): string => {
   if (issue === "Expected no excess property") return "unknown field (misspelt, or not a setting of this section)"

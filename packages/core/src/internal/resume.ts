@@ -20,7 +20,7 @@
  */
 import { Effect, Stream } from "effect"
 import { StreamDiverged } from "../LlmError.ts"
-import type { ProviderError } from "../LlmError.ts"
+import type { LlmError, ProviderError } from "../LlmError.ts"
 import type { LlmRequest } from "../LlmRequest.ts"
 import type { StreamChunk } from "../LlmResponse.ts"
 
@@ -148,3 +148,32 @@ export const carryOn = <E extends { readonly _tag: string }, R>(
 /** `self` with its chunks held until its `Finish`: nothing reaches the caller before the answer is whole. */
 export const buffered = <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E, R> =>
   Stream.unwrap(Effect.map(Stream.runCollect(self), (chunks) => Stream.fromIterable(chunks)))
+
+/**
+ * A provider step's stream under `mode`, with `retry` around its attempts (`open`): `buffer` holds each
+ * attempt until its `Finish`; `continue` hands a stream that broke after delivering text to the next attempt
+ * through {@link carryOn}; `fail` gives the retry the attempt as it is.
+ */
+export const withMode = (
+  mode: Mode,
+  open: (request: LlmRequest) => Stream.Stream<StreamChunk, LlmError>,
+  retry: (
+    self: Stream.Stream<StreamChunk, LlmError>,
+    carryOn?: (error: LlmError) => Stream.Stream<StreamChunk, LlmError>
+  ) => Stream.Stream<StreamChunk, LlmError>,
+  request: LlmRequest,
+  prefill: boolean
+): Stream.Stream<StreamChunk, LlmError> => {
+  const attempt = mode === "buffer" ? (r: LlmRequest) => buffered(open(r)) : open
+  if (mode !== "continue") return retry(attempt(request))
+  return Stream.suspend(() => {
+    const transcript = new Transcript()
+    return record(
+      retry(attempt(request), (error) => {
+        transcript.cause = error
+        return carryOn(attempt, request, transcript, prefill)
+      }),
+      transcript
+    )
+  })
+}
