@@ -30,9 +30,15 @@ const modules: Record<string, ReadonlyArray<string>> = {
   backoff: [`${src}/Backoff.ts`, `${src}/internal/backoff.ts`],
   budget: [`${src}/RetryBudget.ts`],
   retry: [`${src}/Retry.ts`, `${src}/internal/retry.ts`],
-  admission: [`${src}/Admission.ts`, `${src}/AdmissionStore.ts`, `${src}/internal/admission.ts`],
+  admission: [
+    `${src}/Admission.ts`,
+    `${src}/internal/admission.ts`,
+    `${src}/internal/admissionQueue.ts`,
+    `${src}/internal/admissionKeys.ts`
+  ],
+  "admission-store": [`${src}/AdmissionStore.ts`],
   timeouts: [`${src}/Timeouts.ts`, `${src}/internal/deadline.ts`],
-  fallback: [`${src}/FallbackPlan.ts`]
+  fallback: [`${src}/FallbackPlan.ts`, `${src}/internal/fallbackWalk.ts`, `${src}/internal/degraded.ts`]
 }
 
 const args = process.argv.slice(2)
