@@ -23,7 +23,7 @@ const otherKey = Redacted.make("sk-unrelated-but-valid-0000")
 
 /** Completions go through a path that retries (the retry stage records span events), streams through one
  * that does not (so each stream ends in the provider's own error). */
-const request = (model: string, path: "retrying" | "plain" = "retrying"): LlmRequest.LlmRequest => ({
+const request = (model: string, path: "retrying" | "plain" | "patient" = "retrying"): LlmRequest.LlmRequest => ({
   model,
   messages: [
     { role: "system", content: `Be brief. ${PROMPT}` },
@@ -142,24 +142,27 @@ describe("secrets and prompts", () => {
           // go to a server that does not check it (their `authorization` carries another key)
           const checking = yield* ChaosServer.make({ ...settings, apiKey: KEY })
           const open = yield* ChaosServer.make(settings)
+          // the callers that give up call servers that stall far longer than a caller waits before giving up,
+          // on a path whose timeouts never fire first: however late a loaded machine runs the interruption,
+          // the call ends by it
+          const stalling = { ...settings, stallMs: 20_000 }
+          const checkingStall = yield* ChaosServer.make({ ...stalling, apiKey: KEY })
+          const openStall = yield* ChaosServer.make(stalling)
           const faults: ReadonlyArray<ChaosServer.Fault> = ChaosServer.faults
           const calls: Array<Effect.Effect<void>> = []
           for (const style of styles) {
             for (const fault of faults) {
-              const chaos = style === "x-goog-api-key" || style === "configured" ? open : checking
-              const raw = yield* providerFor(style, chaos, fault)
-              const { provider } = yield* Resilience.make(
-                {
-                  paths: {
-                    retrying: {
-                      retry: { maxRetries: 1, baseMs: 1, capMs: 5, maxRetryAfterMs: 100 },
-                      timeouts: { totalMs: 1_500, firstTokenMs: 200, idleMs: 200 }
-                    },
-                    plain: { retry: "none", timeouts: { totalMs: 1_500, firstTokenMs: 200, idleMs: 200 } }
-                  }
+              const keyless = style === "x-goog-api-key" || style === "configured"
+              const paths = {
+                retrying: {
+                  retry: { maxRetries: 1, baseMs: 1, capMs: 5, maxRetryAfterMs: 100 },
+                  timeouts: { totalMs: 1_500, firstTokenMs: 200, idleMs: 200 }
                 },
-                [raw as LlmProvider.LlmProvider["Service"]]
-              )
+                plain: { retry: "none", timeouts: { totalMs: 1_500, firstTokenMs: 200, idleMs: 200 } },
+                patient: { retry: "none", timeouts: { totalMs: 60_000, firstTokenMs: 60_000, idleMs: 60_000 } }
+              } as const
+              const raw = yield* providerFor(style, keyless ? open : checking, fault)
+              const { provider } = yield* Resilience.make({ paths }, [raw as LlmProvider.LlmProvider["Service"]])
               const model = `m-${fault}`
               calls.push(
                 Effect.flatMap(Effect.exit(provider.complete(request(model))), (exit) =>
@@ -171,10 +174,16 @@ describe("secrets and prompts", () => {
               )
               if (fault === "stall-first-byte" || fault === "stall-mid-stream") {
                 // callers that give up: interrupted while the provider stalls
+                const stalled = yield* providerFor(style, keyless ? openStall : checkingStall, fault)
+                const { provider: patient } = yield* Resilience.make({ paths }, [
+                  stalled as LlmProvider.LlmProvider["Service"]
+                ])
                 calls.push(
                   Effect.gen(function* () {
-                    const complete = yield* Effect.forkChild(provider.complete(request(`${model}-i`)))
-                    const stream = yield* Effect.forkChild(Stream.runCollect(provider.stream(request(`${model}-i`))))
+                    const complete = yield* Effect.forkChild(patient.complete(request(`${model}-i`, "patient")))
+                    const stream = yield* Effect.forkChild(
+                      Stream.runCollect(patient.stream(request(`${model}-i`, "patient")))
+                    )
                     yield* Effect.sleep("100 millis")
                     yield* Fiber.interrupt(complete)
                     yield* Fiber.interrupt(stream)
