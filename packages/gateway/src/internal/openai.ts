@@ -1,6 +1,7 @@
 /**
  * The OpenAI Chat Completions wire format as the gateway serves it: `POST /v1/chat/completions`, whole and
- * streamed (`chat.completion.chunk` events ending in `data: [DONE]`), and the `{"error": {...}}` body.
+ * streamed (`chat.completion.chunk` events ending in `data: [DONE]`, tool calls as `delta.tool_calls`), and the
+ * `{"error": {...}}` body.
  *
  * @internal
  */
@@ -100,6 +101,16 @@ const data = (json: unknown): OutEvent => ({ data: JSON.stringify(json) })
 
 const stream: Wire["stream"] = (request, id, created) => {
   let started = false
+  // a call's first piece (it has a name) opens it with an id: an upstream without ids gets one made here
+  const toolCall = (c: LlmResponse.ToolCallDelta) =>
+    c.id === undefined && c.name === undefined
+      ? { index: c.index, function: { arguments: c.arguments } }
+      : {
+          index: c.index,
+          id: c.id ?? `call_${id}_${c.index}`,
+          type: "function",
+          function: { name: c.name ?? "", arguments: c.arguments }
+        }
   const chunk = (model: string, delta: Record<string, unknown>, finish: string | null) => ({
     id,
     object: "chat.completion.chunk",
@@ -115,6 +126,7 @@ const stream: Wire["stream"] = (request, id, created) => {
   return {
     chunk: (c, model) => {
       if (c._tag === "TextDelta") return [...role(model), data(chunk(model, { content: c.text }, null))]
+      if (c._tag === "ToolCallDelta") return [...role(model), data(chunk(model, { tool_calls: [toolCall(c)] }, null))]
       return [
         ...role(c.model),
         data(chunk(c.model, {}, finishReason(c.finishReason))),
