@@ -90,14 +90,7 @@ const answer = (ids: string, cut?: number): ReadonlyArray<Chunk> => {
   return cut === undefined ? whole : whole.slice(0, cut)
 }
 
-const run = (
-  attempts: ReadonlyArray<ReadonlyArray<Chunk>>,
-  second?: ReadonlyArray<ReadonlyArray<Chunk>>
-): Effect.Effect<
-  { seen: Array<Chunk>; exit: Exit.Exit<void, LlmError.LlmError>; first: Array<LlmRequest.LlmRequest> },
-  never,
-  never
-> =>
+const run = (attempts: ReadonlyArray<ReadonlyArray<Chunk>>, second?: ReadonlyArray<ReadonlyArray<Chunk>>) =>
   Effect.gen(function* () {
     const p = scripted("primary", attempts)
     const s = scripted("secondary", second ?? [])
@@ -120,7 +113,7 @@ const run = (
     )
     const out = yield* collect(provider.stream(ask))
     return { ...out, first: [...p.requests, ...s.requests] }
-  }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()), Effect.orDie)
+  }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()), Effect.orDie, Effect.scoped)
 
 describe("mid-stream recovery of tool calls", () => {
   for (const cut of [3, 4, 6]) {
