@@ -37,6 +37,8 @@ export interface Context {
   /** Counts a request against its tenant's limit; a failure when the limit is reached. */
   readonly admitTenant: (caller: Caller) => Effect.Effect<Failure | undefined>
   readonly nextId: () => string
+  /** Whether the gateway is shutting down (new requests are refused). */
+  readonly draining?: () => boolean
 }
 
 /** Requests served, by wire, route and status. */
@@ -79,6 +81,9 @@ export const handle = (ctx: Context, wire: Wire) =>
         })
       )
 
+    if (ctx.draining?.() === true) {
+      return yield* fail(gatewayFailure(503, "the gateway is shutting down: retry elsewhere", { retryAfterMs: 1_000 }))
+    }
     const caller = ctx.authenticate(http.headers)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
     const body = yield* Effect.result(http.json)
