@@ -279,7 +279,7 @@ export const routes = (
  * import { Effect, Layer } from "effect"
  * import { Gateway, GatewayConfig } from "@llm-resilience/gateway"
  *
- * Effect.flatMap(GatewayConfig.load("gateway.json"), (config) => Layer.launch(Gateway.layer(config))).pipe(
+ * Effect.flatMap(GatewayConfig.load("gateway.yaml"), (config) => Layer.launch(Gateway.layer(config))).pipe(
  *   NodeRuntime.runMain
  * )
  * ```
