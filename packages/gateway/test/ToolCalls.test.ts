@@ -136,4 +136,36 @@ describe("streamed tool calls through the gateway", () => {
       )
     }).pipe(Effect.scoped)
   )
+
+  it.live("the whole report ends the stream as an SSE comment: a mid-stream fallback the header could not know", () =>
+    Effect.gen(function* () {
+      const { url } = yield* startGateway(config, { partialChunks: 4 })
+      const response = yield* Effect.promise(() =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${clientKey}` },
+          body: JSON.stringify({
+            model: "openai-cut",
+            stream: true,
+            messages: user,
+            tools: [{ type: "function", function: { name: "answer", parameters } }],
+            tool_choice: "required"
+          }),
+          signal: AbortSignal.timeout(10_000)
+        })
+      )
+      const moves = (report: { events: ReadonlyArray<{ _tag: string; from?: string; to?: string }> }) =>
+        report.events.filter((e) => e._tag === "FallbackMoved").map((e) => [e.from, e.to])
+      // the header is sent with the first chunk, before the cut
+      assert.deepStrictEqual(moves(JSON.parse(response.headers.get("x-llm-report")!)), [])
+      const body = yield* Effect.promise(() => response.text())
+      const lines = body.trimEnd().split("\n")
+      const last = lines.at(-1)!
+      assert.match(last, /^: llm-report \{/)
+      assert.strictEqual(lines.at(-3), "data: [DONE]")
+      assert.deepStrictEqual(moves(JSON.parse(last.slice(": llm-report ".length))), [
+        ["cut/gpt-cut", "chaos/gpt-small"]
+      ])
+    }).pipe(Effect.scoped)
+  )
 })

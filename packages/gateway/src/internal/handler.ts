@@ -246,6 +246,8 @@ const streamed = Effect.fnUntraced(function* (
     Stream.concat(Stream.fromPull(Effect.succeed(pull))),
     Stream.map((chunk) => writer.chunk(chunk, answering()).map(sse).join("")),
     Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)).map(sse).join(""))),
+    // the whole report, once the stream is over: an SSE comment, which clients skip
+    Stream.concat(Stream.sync(() => `: llm-report ${JSON.stringify({ events })}\n\n`)),
     Stream.encodeText,
     Stream.ensuring(Scope.close(scope, Exit.void))
   )
