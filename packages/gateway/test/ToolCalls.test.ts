@@ -91,7 +91,8 @@ describe("streamed tool calls through the gateway", () => {
   it.live("OpenAI client: the stream helper assembles the call's name and JSON arguments", () =>
     Effect.gen(function* () {
       const { url, chaos } = yield* startGateway(config, { partialChunks: 4 })
-      for (const model of ["gpt-small", "openai-cut"]) {
+      // an OpenAI upstream, one cut mid-call and carried on, and an Anthropic upstream (tools translated)
+      for (const model of ["gpt-small", "openai-cut", "claude-haiku"]) {
         const { completion, ids } = yield* openAiCall(url, model)
         const choice = completion.choices[0]
         assert.strictEqual(choice.finish_reason, "tool_calls", model)
@@ -108,7 +109,8 @@ describe("streamed tool calls through the gateway", () => {
         [
           ["ok", "gpt-small"],
           ["truncated-stream", "gpt-cut"],
-          ["ok", "gpt-small"]
+          ["ok", "gpt-small"],
+          ["ok", "claude-haiku"]
         ]
       )
     }).pipe(Effect.scoped)
@@ -117,7 +119,7 @@ describe("streamed tool calls through the gateway", () => {
   it.live("Anthropic client: the stream helper assembles the tool_use block and its input", () =>
     Effect.gen(function* () {
       const { url, chaos } = yield* startGateway(config, { partialChunks: 4 })
-      for (const model of ["claude-haiku", "anthropic-cut"]) {
+      for (const model of ["claude-haiku", "anthropic-cut", "gpt-small"]) {
         const { message, blocks } = yield* anthropicCall(url, model)
         assert.strictEqual(message.stop_reason, "tool_use", model)
         assert.deepStrictEqual(blocks, ["tool_use"], model)
@@ -131,7 +133,8 @@ describe("streamed tool calls through the gateway", () => {
         [
           ["ok", "claude-haiku"],
           ["truncated-stream", "claude-cut"],
-          ["ok", "claude-haiku"]
+          ["ok", "claude-haiku"],
+          ["ok", "gpt-small"]
         ]
       )
     }).pipe(Effect.scoped)

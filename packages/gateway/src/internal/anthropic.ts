@@ -8,7 +8,8 @@
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
+import { anthropicToOpenAi } from "./tools.ts"
+import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const decode: Wire["decode"] = (body) => {
   if (!isObject(body)) return { problem: "the body must be a JSON object" }
@@ -45,7 +46,8 @@ const decode: Wire["decode"] = (body) => {
     stream: body.stream === true,
     includeUsage: true,
     fallbacks,
-    passThrough: without(body, ["fallbacks"])
+    passThrough: without(body, ["fallbacks"]),
+    ...foreignOf("openai", anthropicToOpenAi(body))
   } satisfies WireRequest
 }
 

@@ -133,7 +133,10 @@ export const handle = (ctx: Context, wire: Wire) =>
       ...(decoded.maxOutputTokens === undefined ? {} : { maxOutputTokens: decoded.maxOutputTokens }),
       ...(decoded.temperature === undefined ? {} : { temperature: decoded.temperature }),
       ...(decoded.responseFormat === undefined ? {} : { responseFormat: decoded.responseFormat }),
-      passThrough: { [wire.name]: decoded.passThrough },
+      passThrough:
+        decoded.foreign === undefined
+          ? { [wire.name]: decoded.passThrough }
+          : { ...decoded.foreign, [wire.name]: decoded.passThrough },
       metadata: {
         ...(tenant === undefined ? {} : { tenant }),
         ...(conversationId === undefined ? {} : { conversationId }),

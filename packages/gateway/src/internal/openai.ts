@@ -8,7 +8,8 @@
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
+import { openAiToAnthropic } from "./tools.ts"
+import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const roles: Record<string, LlmRequest.Role> = {
   system: "system",
@@ -65,7 +66,8 @@ const decode: Wire["decode"] = (body) => {
     includeUsage: isObject(body.stream_options) && body.stream_options.include_usage === true,
     fallbacks,
     // the output cap is re-encoded under the field the upstream server wants
-    passThrough: without(body, ["fallbacks", "max_tokens", "max_completion_tokens"])
+    passThrough: without(body, ["fallbacks", "max_tokens", "max_completion_tokens"]),
+    ...foreignOf("anthropic", openAiToAnthropic(body))
   } satisfies WireRequest
 }
 
