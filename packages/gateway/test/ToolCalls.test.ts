@@ -18,6 +18,16 @@ const anthropicClient = (url: string) =>
 const user = [{ role: "user" as const, content: "Answer with the tool" }]
 const parameters = { type: "object", properties: { text: { type: "string" } }, required: ["text"] }
 
+/** A `continue` route from `first` to `then` (each `provider/model`). */
+const cutThen = (first: string, then: string) => ({
+  retry: "none" as const,
+  midStream: "continue" as const,
+  fallback: [first, then].map((step) => {
+    const [provider, model] = step.split("/")
+    return { provider, model }
+  })
+})
+
 /** Routes whose first step cuts the stream after 4 pieces of the call's arguments (`continue` carries on). */
 const config = (chaos: ChaosServer.ChaosServer["Service"]): GatewayConfig.GatewayConfig => {
   const base = baseConfig(chaos)
@@ -36,22 +46,8 @@ const config = (chaos: ChaosServer.ChaosServer["Service"]): GatewayConfig.Gatewa
     },
     routes: {
       ...base.routes,
-      "openai-cut": {
-        retry: "none",
-        midStream: "continue",
-        fallback: [
-          { provider: "cut", model: "gpt-cut" },
-          { provider: "chaos", model: "gpt-small" }
-        ]
-      },
-      "anthropic-cut": {
-        retry: "none",
-        midStream: "continue",
-        fallback: [
-          { provider: "claudecut", model: "claude-cut" },
-          { provider: "claude", model: "claude-haiku" }
-        ]
-      }
+      "openai-cut": cutThen("cut/gpt-cut", "chaos/gpt-small"),
+      "anthropic-cut": cutThen("claudecut/claude-cut", "claude/claude-haiku")
     }
   }
 }
