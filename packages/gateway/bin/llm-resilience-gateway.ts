@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `llm-resilience-gateway --config gateway.json` (also `llm-resilience gateway ...`): starts the gateway.
+ * `llm-resilience-gateway --config gateway.yaml` (also `llm-resilience gateway ...`): starts the gateway.
  * `--help` lists the options.
  */
 import { GatewayCli } from "../src/index.ts"
