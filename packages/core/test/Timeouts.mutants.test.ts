@@ -242,4 +242,65 @@ describe("Timeouts: edges", () => {
       assert.strictEqual(errorOf(yield* settle(failing)), "boom")
     })
   )
+
+  it.effect("a stream read from an uninterruptible region keeps its first-token, idle and total limits", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 300, totalMs: 2_000 })
+      const run = (chunks: ReadonlyArray<readonly [number, LlmResponse.StreamChunk]>) =>
+        settle(Effect.uninterruptible(Stream.runCollect(timeouts.stream(timed(chunks), request, "p"))))
+      const silent = errorOf(yield* run([[501, delta("a")]])) as LlmError.Timeout
+      assert.strictEqual(silent.phase, "first-token")
+      assert.deepStrictEqual(
+        yield* run([
+          [499, delta("a")],
+          [299, delta("b")],
+          [0, finish]
+        ]),
+        Exit.succeed([delta("a"), delta("b"), finish])
+      )
+      const stalled = errorOf(
+        yield* run([
+          [100, delta("a")],
+          [301, delta("b")]
+        ])
+      ) as LlmError.Timeout
+      assert.strictEqual(stalled.phase, "idle")
+      const long = errorOf(yield* run(Array.from({ length: 10 }, () => [250, delta("a")] as const))) as LlmError.Timeout
+      assert.strictEqual(long.phase, "total")
+      const broken = yield* run([[100, delta("a")]])
+      assert.strictEqual((errorOf(broken) as LlmError.StreamTruncated)._tag, "StreamTruncated")
+    })
+  )
+
+  it.effect("a consumer slower than the stream's total limit gets the total timeout at its next wait", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 500, totalMs: 1_000 })
+      const ended: Array<number> = []
+      const fiber = yield* Effect.forkChild(
+        Effect.exit(
+          timeouts
+            .stream(
+              timed([
+                [100, delta("a")],
+                [100, delta("b")],
+                [0, finish]
+              ]),
+              request
+            )
+            .pipe(
+              // the consumer spends 1.5 s on the first chunk: the total limit has passed when it asks again
+              Stream.tap(() => Effect.sleep(1_500)),
+              Stream.runCollect,
+              Effect.onExit(() => Effect.map(Clock.currentTimeMillis, (at) => ended.push(at)))
+            )
+        )
+      )
+      yield* TestClock.adjust("1 hour")
+      const late = errorOf(yield* Fiber.join(fiber)) as LlmError.Timeout
+      assert.strictEqual(late.phase, "total")
+      assert.strictEqual(late.afterMs, 1_000)
+      // pulled at 1.6 s, given up a moment later rather than after the chunk's 100 ms
+      assert.deepStrictEqual(ended, [1_601])
+    })
+  )
 })
