@@ -9,6 +9,20 @@ class Late {
 
 const currentFiberId = Effect.withFiber((fiber) => Effect.succeed(fiber.id))
 
+/** What the fiber ended with: it must have ended already (a deadline that never fires fails, not hangs, a test). */
+const exitOf = <A, E>(fiber: Fiber.Fiber<A, E>): Exit.Exit<A, E> => {
+  const exit = fiber.pollUnsafe()
+  assert.isDefined(exit, "the fiber is still running")
+  return exit!
+}
+
+/** The value of a fiber that must have succeeded already. */
+const valueOf = <A, E>(fiber: Fiber.Fiber<A, E>): A => {
+  const exit = exitOf(fiber)
+  assert.isTrue(Exit.isSuccess(exit), "the fiber failed")
+  return (exit as Exit.Success<A, E>).value
+}
+
 describe("internal/deadline", () => {
   it.effect("guards effects on the caller's own fiber with the installed Effect (no fork per call)", () =>
     Effect.gen(function* () {
@@ -41,7 +55,7 @@ describe("internal/deadline", () => {
       yield* TestClock.adjust(1)
       assert.deepStrictEqual(yield* Ref.get(log), ["finalizer", "timed out"])
       yield* TestClock.adjust(500)
-      assert.strictEqual(yield* Fiber.join(fiber), "done")
+      assert.strictEqual(valueOf(fiber), "done")
       assert.deepStrictEqual(yield* Ref.get(log), ["finalizer", "timed out", "after"])
     })
   )
@@ -51,7 +65,7 @@ describe("internal/deadline", () => {
       const timer = yield* Deadline.make
       const fiber = yield* Effect.forkChild(Effect.exit(timer.withinMs(Effect.never, 200, () => new Late())))
       yield* TestClock.adjust(200)
-      const exit = yield* Fiber.join(fiber)
+      const exit = valueOf(fiber)
       assert.deepStrictEqual(exit, Exit.fail(new Late()))
     })
   )
@@ -67,7 +81,7 @@ describe("internal/deadline", () => {
         })
       )
       yield* TestClock.adjust(5_100)
-      assert.deepStrictEqual(yield* Fiber.await(fiber), Exit.succeed("ok"))
+      assert.deepStrictEqual(exitOf(fiber), Exit.succeed("ok"))
     })
   )
 
@@ -80,7 +94,7 @@ describe("internal/deadline", () => {
       assert.isUndefined(fiber.pollUnsafe())
       yield* TestClock.adjust(500)
       yield* TestClock.adjust(1)
-      assert.deepStrictEqual(yield* Fiber.join(fiber), Exit.fail(new Late()))
+      assert.deepStrictEqual(valueOf(fiber), Exit.fail(new Late()))
     })
   )
 
@@ -103,7 +117,7 @@ describe("internal/deadline", () => {
         })
       )
       yield* TestClock.adjust(11_000)
-      assert.deepStrictEqual(yield* Fiber.join(fiber), Exit.fail(new Late()))
+      assert.deepStrictEqual(valueOf(fiber), Exit.fail(new Late()))
     })
   )
 
@@ -118,7 +132,7 @@ describe("internal/deadline", () => {
       yield* Fiber.interrupt(fiber)
       assert.isTrue(yield* Ref.get(finalized))
       yield* TestClock.adjust(2_000)
-      assert.isTrue(Exit.hasInterrupts((yield* Fiber.await(fiber)) as Exit.Exit<unknown, unknown>))
+      assert.isTrue(Exit.hasInterrupts(exitOf(fiber) as Exit.Exit<unknown, unknown>))
     })
   )
 })
@@ -233,7 +247,7 @@ describe("internal/deadline: the shared timer", () => {
         Effect.exit(timer.within(Effect.as(Effect.sleep(500), "late"), timer.now() - 10, () => new Late()))
       )
       yield* TestClock.adjust(1)
-      assert.deepStrictEqual(yield* Fiber.join(fiber), Exit.fail(new Late()))
+      assert.deepStrictEqual(valueOf(fiber), Exit.fail(new Late()))
       // one that needs no wait still answers
       assert.strictEqual(yield* timer.within(Effect.succeed("ready"), timer.now() - 10, () => new Late()), "ready")
     })
@@ -262,7 +276,7 @@ describe("internal/deadline: callers in an uninterruptible region", () => {
       assert.deepStrictEqual(log, [])
       yield* TestClock.adjust(1)
       assert.deepStrictEqual(log, ["finalizer", "timed out"])
-      assert.deepStrictEqual(yield* Fiber.join(fiber), Exit.fail(new Late()))
+      assert.deepStrictEqual(valueOf(fiber), Exit.fail(new Late()))
     })
   )
 
@@ -284,7 +298,7 @@ describe("internal/deadline: callers in an uninterruptible region", () => {
         )
       )
       yield* TestClock.adjust(10_000)
-      assert.deepStrictEqual(yield* Fiber.join(fiber), ["ok", Exit.fail("boom"), "ready"])
+      assert.deepStrictEqual(valueOf(fiber), ["ok", Exit.fail("boom"), "ready"])
     })
   )
 })
