@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { LlmError, type LlmResponse, Timeouts } from "@llm-resilience/core"
+import { FakeProvider } from "@llm-resilience/testing"
 
 const request = { model: "m", messages: [{ role: "user" as const, content: "Hi" }] }
 const delta = (text: string): LlmResponse.StreamChunk => ({ _tag: "TextDelta", text })
@@ -308,6 +309,84 @@ describe("Timeouts: edges", () => {
       assert.strictEqual(late.afterMs, 1_000)
       // pulled at 1.6 s, given up a moment later rather than after the chunk's 100 ms
       assert.deepStrictEqual(ended, [1_601])
+    })
+  )
+
+  it.effect("each Timeout's message says what was late and after how long; truncation says how many chunks", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 300, totalMs: 1_000 })
+      const collect = (chunks: ReadonlyArray<readonly [number, LlmResponse.StreamChunk]>) =>
+        settle(Stream.runCollect(timeouts.stream(timed(chunks), request)))
+      const messageOf = (exit: Exit.Exit<unknown, unknown>) => (errorOf(exit) as { readonly message: string }).message
+      assert.strictEqual(
+        messageOf(yield* settle(timeouts.complete(Effect.never, request))),
+        "no response within 1000 ms"
+      )
+      assert.strictEqual(messageOf(yield* collect([[600, delta("a")]])), "no first chunk within 500 ms")
+      assert.strictEqual(
+        messageOf(
+          yield* collect([
+            [100, delta("a")],
+            [100, delta("b")],
+            [400, delta("c")]
+          ])
+        ),
+        "no chunk for 300 ms after chunk 2"
+      )
+      assert.strictEqual(
+        messageOf(yield* collect(Array.from({ length: 5 }, () => [250, delta("a")] as const))),
+        "stream not complete within 1000 ms"
+      )
+      assert.strictEqual(
+        messageOf(yield* collect([[100, delta("a")]])),
+        "stream ended without its end marker after 1 chunks"
+      )
+    })
+  )
+
+  it.effect("when a phase's limit and the total limit fall at the same moment, the total one is reported", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 400, totalMs: 500 })
+      const silent = errorOf(
+        yield* settle(Stream.runCollect(timeouts.stream(Stream.never, request)))
+      ) as LlmError.Timeout
+      assert.strictEqual(silent.phase, "total")
+      assert.strictEqual(silent.afterMs, 500)
+      // 100 ms in, the idle limit (400 ms) ends at the total's 500 ms too
+      const stalled = errorOf(
+        yield* settle(
+          Stream.runCollect(timeouts.stream(Stream.concat(timed([[100, delta("a")]]), Stream.never), request))
+        )
+      ) as LlmError.Timeout
+      assert.strictEqual(stalled.phase, "total")
+    })
+  )
+
+  it.effect("after a Finish that came first, a stream that hangs is judged by the idle limit", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 5_000, idleMs: 300, totalMs: 60_000 })
+      const fiber = yield* Effect.forkChild(
+        Stream.runCollect(timeouts.stream(Stream.concat(timed([[100, finish]]), Stream.never), request))
+      )
+      yield* TestClock.adjust(399)
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1)
+      const late = errorOf(exitOf(fiber)) as LlmError.Timeout
+      assert.strictEqual(late.phase, "idle")
+      assert.strictEqual(late.afterMs, 300)
+    })
+  )
+
+  it.effect("a wrapped provider keeps its name and guards both complete and stream", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ name: "slowpoke", default: { behavior: FakeProvider.stall } })
+      const timeouts = yield* Timeouts.make({ totalMs: 1_000, firstTokenMs: 500 })
+      const llm = timeouts.wrap(fake.provider)
+      assert.strictEqual(llm.name, "slowpoke")
+      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
+      assert.deepStrictEqual([late.phase, late.provider], ["total", "slowpoke"])
+      const silent = errorOf(yield* settle(Stream.runCollect(llm.stream(request)))) as LlmError.Timeout
+      assert.deepStrictEqual([silent.phase, silent.provider], ["first-token", "slowpoke"])
     })
   )
 })
