@@ -252,6 +252,34 @@ describe("internal/deadline: the shared timer", () => {
       assert.strictEqual(yield* timer.within(Effect.succeed("ready"), timer.now() - 10, () => new Late()), "ready")
     })
   )
+
+  it.effect("a fiber whose deadline comes due while it runs is interrupted at its next wait, not mid-step", () =>
+    Effect.gen(function* () {
+      const timer = yield* Deadline.make
+      const log: Array<string> = []
+      const worker = yield* Effect.forkChild(
+        Effect.gen(function* () {
+          yield* Effect.sleep(100)
+          // woken at 100 ms, before the timer: scheduling a past deadline runs the timer on this very fiber
+          yield* Effect.sync(() => {
+            timer.schedule(timer.now() - 1, () => log.push("callback"))
+            log.push("step done")
+          })
+          yield* Effect.sleep(50)
+          log.push("slept")
+        }).pipe(Effect.onInterrupt(() => Effect.sync(() => log.push(`interrupted at ${timer.now()}`))))
+      )
+      yield* Effect.yieldNow
+      const guard = timer.guard(worker, 100)
+      assert.isDefined(guard)
+      yield* TestClock.adjust(100)
+      assert.deepStrictEqual(log, ["callback", "step done"])
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(log, ["callback", "step done", "interrupted at 101"])
+      assert.isTrue(guard!.end())
+      assert.isTrue(Exit.hasInterrupts(exitOf(worker)))
+    })
+  )
 })
 
 describe("internal/deadline: callers in an uninterruptible region", () => {
