@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Ref, Scope } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber, Ref, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Deadline from "../src/internal/deadline.ts"
 
@@ -213,6 +213,52 @@ describe("internal/deadline: the shared timer", () => {
     })
   )
 
+  it.effect(
+    "one timer serves every deadline it can: a timer fiber is armed only for a deadline earlier than any armed",
+    () =>
+      Effect.gen(function* () {
+        const clock = yield* Clock.Clock
+        // the test clock, recording when each timer fiber it serves means to wake, and the fiber
+        const wakes: Array<number> = []
+        const timerFibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        const recording: Clock.Clock = {
+          ...clock,
+          sleep: (duration) => {
+            wakes.push(clock.currentTimeMillisUnsafe() + Duration.toMillis(duration))
+            return Effect.withFiber((fiber) => {
+              timerFibers.push(fiber)
+              return clock.sleep(duration)
+            })
+          }
+        }
+        const timer = Deadline.makeUnsafe(recording, yield* Effect.context<never>())
+        yield* Effect.addFinalizer(() => timer.close)
+        const fired: Array<readonly [string, number]> = []
+        const at = (name: string, deadline: number) =>
+          timer.schedule(deadline, () => fired.push([name, clock.currentTimeMillisUnsafe()]))
+        at("a", 1_000)
+        at("b", 1_000)
+        at("c", 500)
+        at("d", 700)
+        // a cancelled entry between two live ones: the timer never wakes for it
+        at("e", 600).fire = undefined
+        assert.deepStrictEqual(wakes, [1_000, 500])
+        yield* TestClock.adjust(2_000)
+        assert.deepStrictEqual(fired, [
+          ["c", 500],
+          ["d", 700],
+          ["a", 1_000],
+          ["b", 1_000]
+        ])
+        // after 500 ms, one more timer for the next live deadline (700 ms), none for 1 000 ms (already armed)
+        assert.deepStrictEqual(wakes, [1_000, 500, 700])
+        // every timer fiber ended cleanly
+        assert.isTrue(
+          timerFibers.every((fiber) => fiber.pollUnsafe() !== undefined && Exit.isSuccess(fiber.pollUnsafe()!))
+        )
+      })
+  )
+
   it.effect("once its scope closes the timer fires nothing: neither pending deadlines nor new ones", () =>
     Effect.gen(function* () {
       const fired: Array<string> = []
@@ -234,6 +280,15 @@ describe("internal/deadline: the shared timer", () => {
       const impostor = { interruptible: true, _running: false } as unknown as Fiber.Fiber<unknown, unknown>
       assert.isFalse(timer.canGuard(impostor))
       assert.isUndefined(timer.guard(impostor, 1_000))
+      // each member the timer needs is checked: `evaluate`, `interruptible` and `_running`
+      const evaluate = () => undefined
+      for (const partial of [
+        { evaluate, interruptible: true },
+        { evaluate, _running: false },
+        { evaluate: true, interruptible: true, _running: false }
+      ]) {
+        assert.isUndefined(timer.guard(partial as unknown as Fiber.Fiber<unknown, unknown>, 1_000))
+      }
       assert.isTrue(timer.canGuard(fiber))
       const shielded = yield* Effect.uninterruptible(Effect.withFiber((fiber) => Effect.succeed(fiber)))
       assert.isFalse(yield* Effect.uninterruptible(Effect.sync(() => timer.canGuard(shielded))))
@@ -311,14 +366,19 @@ describe("internal/deadline: callers in an uninterruptible region", () => {
   it.effect("an answer or a failure in time passes through, and the deadline is cleared", () =>
     Effect.gen(function* () {
       const timer = yield* Deadline.make
+      let lateErrors = 0
+      const late = () => {
+        lateErrors++
+        return new Late()
+      }
       const fiber = yield* Effect.forkChild(
         Effect.uninterruptible(
           Effect.gen(function* () {
-            const answer = yield* timer.withinMs(Effect.as(Effect.sleep(400), "ok"), 1_000, () => new Late())
+            const answer = yield* timer.withinMs(Effect.as(Effect.sleep(400), "ok"), 1_000, late)
             const failure = yield* Effect.exit(
-              timer.withinMs(Effect.andThen(Effect.sleep(400), Effect.fail("boom")), 1_000, () => new Late())
+              timer.withinMs(Effect.andThen(Effect.sleep(400), Effect.fail("boom")), 1_000, late)
             )
-            const ready = yield* timer.withinMs(Effect.succeed("ready"), 1_000, () => new Late())
+            const ready = yield* timer.withinMs(Effect.succeed("ready"), 1_000, late)
             // well past both deadlines
             yield* Effect.sleep(5_000)
             return [answer, failure, ready] as const
@@ -327,6 +387,8 @@ describe("internal/deadline: callers in an uninterruptible region", () => {
       )
       yield* TestClock.adjust(10_000)
       assert.deepStrictEqual(valueOf(fiber), ["ok", Exit.fail("boom"), "ready"])
+      // the deadlines passed long ago: not even the timeout error was built
+      assert.strictEqual(lateErrors, 0)
     })
   )
 })

@@ -4,9 +4,9 @@
  * path's limits falling back field by field, `Infinity` turning a limit off. Virtual time throughout.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Stream } from "effect"
+import { Clock, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { LlmError, type LlmResponse, Timeouts } from "@llm-resilience/core"
+import { LlmError, LlmProvider, type LlmResponse, Timeouts } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const request = { model: "m", messages: [{ role: "user" as const, content: "Hi" }] }
@@ -58,6 +58,7 @@ describe("Timeouts: edges", () => {
       // no provider given: the error names none
       const anonymous = errorOf(yield* settle(timeouts.complete(after(1_001), request))) as LlmError.Timeout
       assert.isUndefined(anonymous.provider)
+      assert.strictEqual(anonymous.model, "m")
     })
   )
 
@@ -387,6 +388,21 @@ describe("Timeouts: edges", () => {
       assert.deepStrictEqual([late.phase, late.provider], ["total", "slowpoke"])
       const silent = errorOf(yield* settle(Stream.runCollect(llm.stream(request)))) as LlmError.Timeout
       assert.deepStrictEqual([silent.phase, silent.provider], ["first-token", "slowpoke"])
+      assert.strictEqual(timeouts.stage.name, "timeouts")
+    })
+  )
+
+  it.effect("Timeouts.layer guards the provider below it", () =>
+    Effect.gen(function* () {
+      const llm = yield* Effect.provide(
+        LlmProvider.LlmProvider,
+        Timeouts.layer({ totalMs: 1_000 }).pipe(
+          Layer.provide(FakeProvider.layer({ name: "below", default: { behavior: FakeProvider.stall } }))
+        )
+      )
+      assert.strictEqual(llm.name, "below")
+      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
+      assert.deepStrictEqual([late.phase, late.afterMs, late.provider], ["total", 1_000, "below"])
     })
   )
 })
