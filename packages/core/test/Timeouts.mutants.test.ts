@@ -394,15 +394,16 @@ describe("Timeouts: edges", () => {
 
   it.effect("Timeouts.layer guards the provider below it", () =>
     Effect.gen(function* () {
-      const llm = yield* Effect.provide(
-        LlmProvider.LlmProvider,
+      const llm = yield* LlmProvider.LlmProvider
+      assert.strictEqual(llm.name, "below")
+      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
+      assert.deepStrictEqual([late.phase, late.afterMs, late.provider], ["total", 1_000, "below"])
+    }).pipe(
+      Effect.provide(
         Timeouts.layer({ totalMs: 1_000 }).pipe(
           Layer.provide(FakeProvider.layer({ name: "below", default: { behavior: FakeProvider.stall } }))
         )
       )
-      assert.strictEqual(llm.name, "below")
-      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
-      assert.deepStrictEqual([late.phase, late.afterMs, late.provider], ["total", 1_000, "below"])
-    })
+    )
   )
 })
