@@ -4,9 +4,10 @@
  * path's limits falling back field by field, `Infinity` turning a limit off. Virtual time throughout.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Stream } from "effect"
+import { Clock, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { LlmError, type LlmResponse, Timeouts } from "@llm-resilience/core"
+import { LlmError, LlmProvider, type LlmResponse, Timeouts } from "@llm-resilience/core"
+import { FakeProvider } from "@llm-resilience/testing"
 
 const request = { model: "m", messages: [{ role: "user" as const, content: "Hi" }] }
 const delta = (text: string): LlmResponse.StreamChunk => ({ _tag: "TextDelta", text })
@@ -27,12 +28,19 @@ const errorOf = <A, E>(exit: Exit.Exit<A, E>) =>
     ? (exit.cause.reasons.find((r) => r._tag === "Fail") as { error: E } | undefined)?.error
     : undefined
 
+/** What the fiber ended with: it must have ended already (a deadline that never fires fails, not hangs, a test). */
+const exitOf = <A, E>(fiber: Fiber.Fiber<A, E>): Exit.Exit<A, E> => {
+  const exit = fiber.pollUnsafe()
+  assert.isDefined(exit, "the fiber is still running")
+  return exit!
+}
+
 /** Runs `self` in a child fiber while an hour of virtual time passes. */
 const settle = <A, E>(self: Effect.Effect<A, E>) =>
   Effect.gen(function* () {
-    const fiber = yield* Effect.forkChild(Effect.exit(self))
+    const fiber = yield* Effect.forkChild(self)
     yield* TestClock.adjust("1 hour")
-    return yield* Fiber.join(fiber)
+    return exitOf(fiber)
   })
 
 describe("Timeouts: edges", () => {
@@ -50,6 +58,7 @@ describe("Timeouts: edges", () => {
       // no provider given: the error names none
       const anonymous = errorOf(yield* settle(timeouts.complete(after(1_001), request))) as LlmError.Timeout
       assert.isUndefined(anonymous.provider)
+      assert.strictEqual(anonymous.model, "m")
     })
   )
 
@@ -222,7 +231,7 @@ describe("Timeouts: edges", () => {
         )
       )
       yield* TestClock.adjust("1 second")
-      const ends = yield* Fiber.joinAll(fibers)
+      const ends = fibers.map((fiber) => (exitOf(fiber) as Exit.Success<string>).value)
       assert.deepStrictEqual(
         ends,
         limits.map((ms, i) => (i % 2 === 0 ? `timeout@${ms}` : `ok@${ms - 10}`))
@@ -241,5 +250,160 @@ describe("Timeouts: edges", () => {
       const failing = Effect.uninterruptible(timeouts.complete(Effect.fail("boom"), request))
       assert.strictEqual(errorOf(yield* settle(failing)), "boom")
     })
+  )
+
+  it.effect("a stream read from an uninterruptible region keeps its first-token, idle and total limits", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 300, totalMs: 2_000 })
+      const run = (chunks: ReadonlyArray<readonly [number, LlmResponse.StreamChunk]>) =>
+        settle(Effect.uninterruptible(Stream.runCollect(timeouts.stream(timed(chunks), request, "p"))))
+      const silent = errorOf(yield* run([[501, delta("a")]])) as LlmError.Timeout
+      assert.strictEqual(silent.phase, "first-token")
+      assert.deepStrictEqual(
+        yield* run([
+          [499, delta("a")],
+          [299, delta("b")],
+          [0, finish]
+        ]),
+        Exit.succeed([delta("a"), delta("b"), finish])
+      )
+      const stalled = errorOf(
+        yield* run([
+          [100, delta("a")],
+          [301, delta("b")]
+        ])
+      ) as LlmError.Timeout
+      assert.strictEqual(stalled.phase, "idle")
+      const long = errorOf(yield* run(Array.from({ length: 10 }, () => [250, delta("a")] as const))) as LlmError.Timeout
+      assert.strictEqual(long.phase, "total")
+      const broken = yield* run([[100, delta("a")]])
+      assert.strictEqual((errorOf(broken) as LlmError.StreamTruncated)._tag, "StreamTruncated")
+    })
+  )
+
+  it.effect("a consumer slower than the stream's total limit gets the total timeout at its next wait", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 500, totalMs: 1_000 })
+      const ended: Array<number> = []
+      const fiber = yield* Effect.forkChild(
+        Effect.exit(
+          timeouts
+            .stream(
+              timed([
+                [100, delta("a")],
+                [100, delta("b")],
+                [0, finish]
+              ]),
+              request
+            )
+            .pipe(
+              // the consumer spends 1.5 s on the first chunk: the total limit has passed when it asks again
+              Stream.tap(() => Effect.sleep(1_500)),
+              Stream.runCollect,
+              Effect.onExit(() => Effect.map(Clock.currentTimeMillis, (at) => ended.push(at)))
+            )
+        )
+      )
+      yield* TestClock.adjust("1 hour")
+      const late = errorOf((exitOf(fiber) as Exit.Success<Exit.Exit<unknown, unknown>>).value) as LlmError.Timeout
+      assert.strictEqual(late.phase, "total")
+      assert.strictEqual(late.afterMs, 1_000)
+      // pulled at 1.6 s, given up a moment later rather than after the chunk's 100 ms
+      assert.deepStrictEqual(ended, [1_601])
+    })
+  )
+
+  it.effect("each Timeout's message says what was late and after how long; truncation says how many chunks", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 300, totalMs: 1_000 })
+      const collect = (chunks: ReadonlyArray<readonly [number, LlmResponse.StreamChunk]>) =>
+        settle(Stream.runCollect(timeouts.stream(timed(chunks), request)))
+      const messageOf = (exit: Exit.Exit<unknown, unknown>) => (errorOf(exit) as { readonly message: string }).message
+      assert.strictEqual(
+        messageOf(yield* settle(timeouts.complete(Effect.never, request))),
+        "no response within 1000 ms"
+      )
+      assert.strictEqual(messageOf(yield* collect([[600, delta("a")]])), "no first chunk within 500 ms")
+      assert.strictEqual(
+        messageOf(
+          yield* collect([
+            [100, delta("a")],
+            [100, delta("b")],
+            [400, delta("c")]
+          ])
+        ),
+        "no chunk for 300 ms after chunk 2"
+      )
+      assert.strictEqual(
+        messageOf(yield* collect(Array.from({ length: 5 }, () => [250, delta("a")] as const))),
+        "stream not complete within 1000 ms"
+      )
+      assert.strictEqual(
+        messageOf(yield* collect([[100, delta("a")]])),
+        "stream ended without its end marker after 1 chunks"
+      )
+    })
+  )
+
+  it.effect("when a phase's limit and the total limit fall at the same moment, the total one is reported", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 500, idleMs: 400, totalMs: 500 })
+      const silent = errorOf(
+        yield* settle(Stream.runCollect(timeouts.stream(Stream.never, request)))
+      ) as LlmError.Timeout
+      assert.strictEqual(silent.phase, "total")
+      assert.strictEqual(silent.afterMs, 500)
+      // 100 ms in, the idle limit (400 ms) ends at the total's 500 ms too
+      const stalled = errorOf(
+        yield* settle(
+          Stream.runCollect(timeouts.stream(Stream.concat(timed([[100, delta("a")]]), Stream.never), request))
+        )
+      ) as LlmError.Timeout
+      assert.strictEqual(stalled.phase, "total")
+    })
+  )
+
+  it.effect("after a Finish that came first, a stream that hangs is judged by the idle limit", () =>
+    Effect.gen(function* () {
+      const timeouts = yield* Timeouts.make({ firstTokenMs: 5_000, idleMs: 300, totalMs: 60_000 })
+      const fiber = yield* Effect.forkChild(
+        Stream.runCollect(timeouts.stream(Stream.concat(timed([[100, finish]]), Stream.never), request))
+      )
+      yield* TestClock.adjust(399)
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1)
+      const late = errorOf(exitOf(fiber)) as LlmError.Timeout
+      assert.strictEqual(late.phase, "idle")
+      assert.strictEqual(late.afterMs, 300)
+    })
+  )
+
+  it.effect("a wrapped provider keeps its name and guards both complete and stream", () =>
+    Effect.gen(function* () {
+      const fake = yield* FakeProvider.make({ name: "slowpoke", default: { behavior: FakeProvider.stall } })
+      const timeouts = yield* Timeouts.make({ totalMs: 1_000, firstTokenMs: 500 })
+      const llm = timeouts.wrap(fake.provider)
+      assert.strictEqual(llm.name, "slowpoke")
+      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
+      assert.deepStrictEqual([late.phase, late.provider], ["total", "slowpoke"])
+      const silent = errorOf(yield* settle(Stream.runCollect(llm.stream(request)))) as LlmError.Timeout
+      assert.deepStrictEqual([silent.phase, silent.provider], ["first-token", "slowpoke"])
+      assert.strictEqual(timeouts.stage.name, "timeouts")
+    })
+  )
+
+  it.effect("Timeouts.layer guards the provider below it", () =>
+    Effect.gen(function* () {
+      const llm = yield* LlmProvider.LlmProvider
+      assert.strictEqual(llm.name, "below")
+      const late = errorOf(yield* settle(llm.complete(request))) as LlmError.Timeout
+      assert.deepStrictEqual([late.phase, late.afterMs, late.provider], ["total", 1_000, "below"])
+    }).pipe(
+      Effect.provide(
+        Timeouts.layer({ totalMs: 1_000 }).pipe(
+          Layer.provide(FakeProvider.layer({ name: "below", default: { behavior: FakeProvider.stall } }))
+        )
+      )
+    )
   )
 })
