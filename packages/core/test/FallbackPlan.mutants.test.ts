@@ -623,7 +623,7 @@ describe("FallbackPlan: hedged steps", () => {
     )
   )
 
-  it.effect("a hedge into a step whose circuit is open never calls it", () =>
+  it.effect("a hedge into a step whose circuit is open never calls it, for a stream too", () =>
     isolated(
       Effect.gen(function* () {
         const slow = yield* FakeProvider.make({ name: "slow", default: { latency: "3 seconds", text: "slow" } })
@@ -638,7 +638,12 @@ describe("FallbackPlan: hedged steps", () => {
         const fiber = yield* Effect.forkChild(plan.complete(request))
         yield* TestClock.adjust(3_000)
         assert.strictEqual((yield* Fiber.join(fiber)).text, "slow")
+        // the same rule for a stream
+        const streamed = yield* Effect.forkChild(Stream.runCollect(plan.stream(request)))
+        yield* TestClock.adjust(3_000)
+        assert.strictEqual(textOf(yield* Fiber.join(streamed)), "slow")
         assert.strictEqual((yield* b.calls).length, 0)
+        assert.strictEqual(yield* count(Hedge.hedgesStarted, { from: "slow/x", to: "b/y" }), 2)
       }).pipe(Effect.scoped)
     )
   )
