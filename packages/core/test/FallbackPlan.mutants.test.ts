@@ -28,12 +28,15 @@ const activations = Effect.map(Metric.snapshot, (snapshots) =>
 const count = (metric: Metric.Metric<number, Metric.CounterState<number>>, attributes: Record<string, string>) =>
   Effect.map(Metric.value(Metric.withAttributes(metric, attributes)), (s) => s.count)
 
-/** A provider whose calls run `outcome` (for both `complete` and `stream`), counting them. */
+/**
+ * A provider whose calls run `outcome` (for both `complete` and `stream`), counting them. No test calls one
+ * more than 10 times: a walk that loops back dies there instead of hanging.
+ */
 const scripted = Effect.fnUntraced(function* (name: string, outcome: Effect.Effect<never, LlmError.LlmError>) {
   const calls = yield* Ref.make(0)
-  const counted = Effect.andThen(
-    Ref.update(calls, (n) => n + 1),
-    outcome
+  const counted = Effect.flatMap(
+    Ref.updateAndGet(calls, (n) => n + 1),
+    (n) => (n > 10 ? Effect.die(`${name} called ${n} times: the walk loops`) : outcome)
   )
   const provider: LlmProvider.LlmProvider["Service"] = {
     name,
@@ -79,11 +82,15 @@ describe("FallbackPlan: validation", () => {
         issue: "must hold at least one step",
         message: "invalid fallback plan: steps must hold at least one step"
       })
-      assert.strictEqual(
-        (yield* invalidOf(
+      assert.deepStrictEqual(
+        yield* invalidOf(
           FallbackPlan.make([FallbackPlan.staticAnswer("s"), FallbackPlan.step(a.provider, { model: "x" })])
-        )).field,
-        "steps[0]"
+        ),
+        {
+          field: "steps[0]",
+          issue: "must be a provider step",
+          message: "invalid fallback plan: steps[0] must be a provider step"
+        }
       )
       const unknownTag = yield* invalidOf(
         FallbackPlan.make([
@@ -516,12 +523,12 @@ describe("FallbackPlan: what a walk learns", () => {
     isolated(
       Effect.gen(function* () {
         const backup = yield* FakeProvider.make({ name: "backup" })
-        const outcomes: ReadonlyArray<Effect.Effect<never, LlmError.LlmError>> = [
-          Effect.die("boom"),
-          Effect.fail(overloaded).pipe(Effect.ensuring(Effect.die("finalizer"))),
-          Effect.interrupt
+        const outcomes: ReadonlyArray<readonly [Effect.Effect<never, LlmError.LlmError>, "die" | "interrupt"]> = [
+          [Effect.die("boom"), "die"],
+          [Effect.failCause(Cause.combine(Cause.fail(overloaded), Cause.die("finalizer"))), "die"],
+          [Effect.interrupt, "interrupt"]
         ]
-        for (const outcome of outcomes) {
+        for (const [outcome, ending] of outcomes) {
           const a = yield* scripted("a", outcome)
           const plan = yield* FallbackPlan.make([
             FallbackPlan.step(a.provider, { model: "x" }),
@@ -529,7 +536,11 @@ describe("FallbackPlan: what a walk learns", () => {
             FallbackPlan.staticAnswer("s")
           ])
           const exit = yield* Effect.exit(plan.complete(request))
-          assert.isTrue(Exit.isFailure(exit) && (Cause.hasDies(exit.cause) || Cause.hasInterrupts(exit.cause)))
+          assert.isTrue(Exit.isFailure(exit))
+          if (Exit.isFailure(exit)) {
+            assert.strictEqual(Cause.hasDies(exit.cause), ending === "die")
+            assert.strictEqual(Cause.hasInterrupts(exit.cause), ending === "interrupt")
+          }
         }
         assert.strictEqual((yield* backup.calls).length, 0)
         assert.deepStrictEqual(yield* activations, [])
