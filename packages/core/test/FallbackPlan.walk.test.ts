@@ -80,6 +80,31 @@ describe("FallbackPlan: the walk's report", () => {
     )
   )
 
+  it.effect("a later step's error without a report of its own gets the report of the steps before it", () =>
+    isolated(
+      Effect.gen(function* () {
+        const a = reporting("a", () => new LlmError.Overloaded({ ...base, status: 529 }), {
+          attempts: [attempt("a/x", "Overloaded", "gave-up", 1)],
+          admissionWaitMs: 1
+        })
+        const b = yield* FakeProvider.make({
+          name: "b",
+          default: { behavior: FakeProvider.fail(new LlmError.BadRequest({ ...base, status: 400 })) }
+        })
+        const plan = yield* FallbackPlan.make([
+          FallbackPlan.step(a, { model: "x" }),
+          FallbackPlan.step(b.provider, { model: "y" })
+        ])
+        const error = failureOf(yield* Effect.exit(plan.complete(request)))
+        assert.strictEqual(error._tag, "BadRequest")
+        assert.deepStrictEqual(CallReport.of(error), {
+          attempts: [{ ...attempt("a/x", "Overloaded", "fallback", 1), reason: "Overloaded" }],
+          admissionWaitMs: 1
+        })
+      })
+    )
+  )
+
   it.effect("an answer that carries its own report: the moves, then its attempts and its answeredBy", () =>
     isolated(
       Effect.gen(function* () {
