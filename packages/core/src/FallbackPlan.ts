@@ -28,7 +28,7 @@
  *
  * With `hedge` on a step, the step's call is hedged into the next eligible provider step (see `Hedge`); a
  * hedge is not an activation (it has its own metrics). If both fail, the plan moves on after the hedge
- * step.
+ * step; if the step fails before its hedge started, the plan moves on as usual, to the step it hedges into.
  *
  * Streams walk the same steps, by the same rules. After a chunk has been delivered, what a failure does is
  * the plan's {@link MidStream} mode: returned as is (`fail`, the default), carried on by the next step

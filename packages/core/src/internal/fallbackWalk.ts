@@ -60,8 +60,11 @@ type OnError<X> = (w: Walk, j: number, error: LlmError, resumeAt: number) => X
 interface Driver<X, H> {
   /** Calls provider step `j`. */
   readonly call: (w: Walk, j: number) => X
-  /** Races step `j` with step `k` (the hedge). */
-  readonly race: (w: Walk, j: number, k: number) => H
+  /**
+   * Races step `j` with step `k` (the hedge). `start` runs when the hedge starts: the circuit check of step
+   * `k`, which is not called when its circuit is open (the hedge fails with that `CircuitOpen`).
+   */
+  readonly race: (w: Walk, j: number, k: number, start: Effect.Effect<Option.Option<CircuitOpen>>) => H
   /** `self`, whose failure goes to `onError(w, j, error, resumeAt)` (one handler per step in flight). */
   readonly recover: (self: X, onError: OnError<X>, w: Walk, j: number, resumeAt: number) => X
   readonly recoverStep: (self: H, f: (failed: StepFailed) => X) => X
@@ -160,7 +163,16 @@ const walk = <X, H>(o: Options, d: Driver<X, H>): ((w: Walk) => X) => {
       if (k !== -1 && steps[k]._tag !== "Provider") k = -1
     }
     if (k === -1) return d.recover(d.call(w, j), onError, w, j, j + 1)
-    return d.recoverStep(d.race(w, j, k), (f) => onError(w, f.index, f.error, Math.max(j, k) + 1))
+    // both failed: on after the hedge; the step failed before its hedge started: on as without a hedge
+    let hedged = false
+    const start = Effect.andThen(
+      Effect.sync(() => {
+        hedged = true
+      }),
+      circuitOpen(steps[k] as ProviderStep)
+    )
+    const race = d.race(w, j, k, start)
+    return d.recoverStep(race, (f) => onError(w, f.index, f.error, hedged ? Math.max(j, k) + 1 : j + 1))
   }
 
   const runProvider = (w: Walk, j: number): X => {
@@ -203,22 +215,16 @@ export const complete = (o: Options): ((request: LlmRequest) => Outcome) => {
   const tagged = (w: Walk, j: number): Raced => Effect.mapError(call(w, j), (e) => new StepFailed(j, e))
   const run = walk<Outcome, Raced>(o, {
     call,
-    race: (w, j, k) => {
-      const s = steps[j] as ProviderStep
-      const partner = steps[k] as ProviderStep
-      return Effect.withFiber((fiber) =>
-        s.hedge!.race(
+    race: (w, j, k, start) =>
+      Effect.withFiber((fiber) =>
+        (steps[j] as ProviderStep).hedge!.race(
           tagged(w, j),
-          o.circuit === undefined
-            ? tagged(w, k)
-            : Effect.flatMap(
-                Effect.match(o.circuit.check(partner.key), { onFailure: Option.some, onSuccess: Option.none }),
-                (open) => (Option.isSome(open) ? Effect.fail(new StepFailed(k, open.value)) : tagged(w, k))
-              ),
-          { primary: s.label, hedge: partner.label, inputTokens: inputTokensOf(fiber, w.request) }
+          Effect.flatMap(start, (open) =>
+            Option.isSome(open) ? Effect.fail(new StepFailed(k, open.value)) : tagged(w, k)
+          ),
+          { primary: steps[j].label, hedge: steps[k].label, inputTokens: inputTokensOf(fiber, w.request) }
         )
-      )
-    },
+      ),
     // `Effect.catch`'s rule (a failure, no defect, moves on) in the one handler a step in flight keeps
     recover: (self, onError, w, j, resumeAt) =>
       Effect.catchCause(self, (cause) => {
@@ -262,15 +268,23 @@ export const stream = (o: Options): ((request: LlmRequest) => Chunks) => {
   const tagged = (w: Walk, j: number): Raced => Stream.mapError(call(w, j), (e) => new StepFailed(j, e))
   const run = walk<Chunks, Raced>(o, {
     call,
-    race: (w, j, k) =>
+    race: (w, j, k, start) =>
       Stream.unwrap(
         Effect.withFiber((fiber) =>
           Effect.succeed(
-            (steps[j] as ProviderStep).hedge!.raceStream(tagged(w, j), tagged(w, k), {
-              primary: steps[j].label,
-              hedge: steps[k].label,
-              inputTokens: inputTokensOf(fiber, w.request)
-            })
+            (steps[j] as ProviderStep).hedge!.raceStream(
+              tagged(w, j),
+              Stream.unwrap(
+                Effect.map(start, (open) =>
+                  Option.isSome(open) ? Stream.fail(new StepFailed(k, open.value)) : tagged(w, k)
+                )
+              ),
+              {
+                primary: steps[j].label,
+                hedge: steps[k].label,
+                inputTokens: inputTokensOf(fiber, w.request)
+              }
+            )
           )
         )
       ),
