@@ -243,8 +243,10 @@ export const admissionStoreSuite = (make: MakeStore): void => {
       assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 200), 59_999))._tag, "Wait")
       assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 800), 60_000))._tag, "Wait")
       assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 700), 60_000))._tag, "Reserved")
-      // a remaining exactly at the local view clears the debit
+      // a limit alone leaves the debit; a remaining exactly at the local view clears it
       yield* s.correct("e/m", l, [{ dimension: "tokens", remaining: 100, resetAfterMs: 30_000 }], 0)
+      yield* s.correct("e/m", l, [{ dimension: "tokens", limit: 2_000 }], 500)
+      assert.strictEqual(waitOf(yield* s.reserve("e/m", l, cost(1, 101), 500)).availableAtMs, 30_000)
       yield* s.correct("e/m", l, [{ dimension: "tokens", remaining: 1_000 }], 1_000)
       assert.strictEqual((yield* s.reserve("e/m", l, cost(1, 1_000), 1_000))._tag, "Reserved")
       // without a reset the debit lasts one window
@@ -301,6 +303,8 @@ export const admissionStoreSuite = (make: MakeStore): void => {
       const d = waitOf(yield* s.reserve("v/full", l, cost(1, 50, 50), 0, wide))
       assert.ok(Number.isNaN(d.availableAtMs))
       assert.strictEqual((yield* s.reserve("v/ok", l, cost(1, 50, 50), 0, wide))._tag, "Reserved")
+      // a cost exactly its slack fits
+      assert.strictEqual((yield* s.reserve("v/exact", l, cost(1, 50, 50), 0, cost(1, 50, 50)))._tag, "Reserved")
     }))
 
   test("slack and free are the least any log of the key and its groups leaves", (s) =>
@@ -319,10 +323,60 @@ export const admissionStoreSuite = (make: MakeStore): void => {
   test("once the window is empty its usage is exactly zero", (s) =>
     Effect.gen(function* () {
       const l = limits({ tokens: 1 })
-      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.1, inputTokens: 0.1, outputTokens: 0 }, 0)
-      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.2, inputTokens: 0.2, outputTokens: 0 }, 2_000)
+      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.3, inputTokens: 0.1, outputTokens: 0.2 }, 0)
+      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.6, inputTokens: 0.2, outputTokens: 0.4 }, 2_000)
       // (sums of fractions drift in the last bit while the window holds some)
-      assert.closeTo((yield* s.usage("f/m", l, 61_000)).tokens, 0.2, 1e-9)
+      const u = yield* s.usage("f/m", l, 61_000)
+      for (const [d, x] of [
+        ["requests", 1],
+        ["tokens", 0.6],
+        ["inputTokens", 0.2],
+        ["outputTokens", 0.4]
+      ] as const) {
+        assert.closeTo(u[d], x, 1e-9, d)
+      }
       assert.deepStrictEqual(yield* s.usage("f/m", l, 62_000), cost(0))
+    }))
+
+  test("the time a request fits is the latest over its budgets, counting every bucket it needs", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 1, tokens: 1_000 })
+      yield* s.reserved("t/m", l, cost(0, 600), 0)
+      yield* s.reserved("t/m", l, cost(1), 10_000)
+      // requests free at 70 000, tokens at 60 000
+      assert.strictEqual(waitOf(yield* s.reserve("t/m", l, cost(1, 500), 20_000)).availableAtMs, 70_000)
+      const t = limits({ tokens: 1_000 })
+      yield* s.reserved("u/m", t, cost(1, 400), 0)
+      yield* s.reserved("u/m", t, cost(1, 400), 10_000)
+      // the whole budget: both buckets must leave
+      assert.strictEqual(waitOf(yield* s.reserve("u/m", t, cost(1, 1_000), 20_000)).availableAtMs, 70_000)
+      const h = limits({ tokens: 500 })
+      yield* s.reserved("h/m", h, cost(1, 200), 0)
+      assert.strictEqual(waitOf(yield* s.reserve("h/m", h, cost(1, 500), 1_000)).availableAtMs, 60_000)
+    }))
+
+  test("a debit that ends before the window frees waits for the window; a remaining above the view adds nothing", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      yield* s.reserved("a/m", l, cost(1, 800), 0)
+      yield* s.correct("a/m", l, [{ dimension: "tokens", remaining: 100, resetAfterMs: 9_000 }], 1_000)
+      assert.strictEqual(waitOf(yield* s.reserve("a/m", l, cost(1, 300), 2_000)).availableAtMs, 60_000)
+      yield* s.reserved("b/m", l, cost(1, 500), 0)
+      yield* s.correct("b/m", l, [{ dimension: "tokens", remaining: 1_000 }], 1_000)
+      assert.strictEqual(waitOf(yield* s.reserve("b/m", l, cost(1, 600), 1_000)).availableAtMs, 60_000)
+      // feedback compares with the usage of the current window
+      yield* s.reserved("c/m", l, cost(1, 600), 0)
+      yield* s.correct("c/m", l, [{ dimension: "tokens", remaining: 500, resetAfterMs: 60_000 }], 61_000)
+      assert.deepStrictEqual(yield* s.usage("c/m", l, 61_000), cost(0))
+      assert.strictEqual(waitOf(yield* s.reserve("c/m", l, cost(1, 600), 61_000)).availableAtMs, 121_000)
+    }))
+
+  test("a settled reservation leaves the window with what it was settled to", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      const a = yield* s.reserved("r/m", l, cost(1, 500), 0)
+      yield* s.reserved("r/m", l, cost(1, 100), 30_000)
+      yield* s.settle(a, cost(1, 200), 1_000)
+      assert.deepStrictEqual(yield* s.usage("r/m", l, 60_000), cost(1, 100))
     }))
 }
