@@ -197,7 +197,11 @@ describe("Admission (edges)", () => {
         log.map(([id]) => id),
         ["first"]
       )
-    }).pipe(provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 5_000, paths: { chat: { maxWaitMs: 1_000 } } }))
+      assert.strictEqual(yield* count(Admission.metrics.rejected, { key: KEY, reason: "wait-too-long" }), 3)
+    }).pipe(
+      provide({ defaults: { requestsPerMinute: 1 }, maxWaitMs: 5_000, paths: { chat: { maxWaitMs: 1_000 } } }),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
   )
 
   it.effect("a concurrency cap without rate limits holds permits only, interactive callers first", () =>
@@ -523,6 +527,46 @@ describe("Admission (edges)", () => {
           "requests/m": { requestsPerMinute: 1 }
         },
         windowMs: 10_000
+      })
+    )
+  )
+
+  it.effect("arrivals behind a blocked head backfill within the slack of every budget, each taking its share", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const used = (cost: string) => cost.split(":").map(Number) as [number, number]
+      yield* admitted(log, "a", { cost: "600:0", usage: used("600:0") })
+      yield* TestClock.adjust("30 seconds")
+      const fibers = [yield* Effect.forkChild(admitted(log, "head", { cost: "800:300" }))]
+      yield* Effect.yieldNow
+      // at 60 000 (a leaves) the head leaves 3 requests, 200 input and 700 output tokens to backfill now
+      for (const [id, cost] of [
+        ["c1", "100:100"],
+        ["c2", "100:600"],
+        ["no output left", "0:1"],
+        ["no input left", "1:0"],
+        ["c3", "0:0"],
+        ["no request left", "0:0"]
+      ] as const) {
+        fibers.push(yield* Effect.forkChild(admitted(log, id, { cost, usage: used(cost), durationMs: 1_000 })))
+        yield* Effect.yieldNow
+      }
+      assert.deepStrictEqual(
+        log.map(([id]) => id),
+        ["a", "c1", "c2", "c3"]
+      )
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.joinAll(fibers)
+      assert.deepStrictEqual(log[4], ["head", 60_000])
+    }).pipe(
+      provide({
+        defaults: {
+          requestsPerMinute: 4,
+          tokensPerMinute: 10_000,
+          inputTokensPerMinute: 1_000,
+          outputTokensPerMinute: 1_000
+        },
+        maxWaitMs: 600_000
       })
     )
   )
