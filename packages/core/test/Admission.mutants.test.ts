@@ -570,6 +570,26 @@ describe("Admission (edges)", () => {
       })
     )
   )
+
+  it.effect("a blocked head that gives up lets the waiter behind it in at once", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* admitted(log, "a", { cost: "600:0", usage: [600, 0] })
+      yield* TestClock.adjust("10 seconds")
+      const head = yield* Effect.forkChild(admitted(log, "head", { cost: "800:0" }))
+      yield* Effect.yieldNow
+      const small = yield* Effect.forkChild(admitted(log, "small", { cost: "100:0" }))
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual((yield* stats()).queued, 2) // strict head-of-line: small may not pass
+      yield* Fiber.interrupt(head)
+      yield* Fiber.join(small)
+      assert.deepStrictEqual(log, [
+        ["a", 0],
+        ["small", 20_000]
+      ])
+      assert.strictEqual((yield* stats()).queued, 0)
+    }).pipe(provide({ defaults: { tokensPerMinute: 1_000 }, backfillScan: 0 }))
+  )
 })
 
 /** Whether the store of the store-unavailable test is down. */
@@ -616,6 +636,7 @@ describe("Admission provider feedback", () => {
       assert.strictEqual(yield* admittedAt(outputs, "0:200"), 80_000)
       // the tokens budget itself waits for the 429's own hint
       assert.strictEqual(yield* admittedAt(tokens, "0:1"), 51_000)
+      assert.strictEqual(yield* admittedAt(limited({ limit: "tokens", retryAfterMs: 2_000 }), "1:1"), 52_000)
     })
   )
 
