@@ -391,6 +391,7 @@ describe("Admission (edges)", () => {
     const events: Array<CallReport.Event> = []
     return Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
+      yield* TestClock.adjust("5 seconds")
       yield* admitted(log, "a")
       const b = yield* Effect.forkChild(admitted(log, "b"))
       yield* TestClock.adjust("1 minute")
@@ -400,7 +401,8 @@ describe("Admission (edges)", () => {
       assert.deepStrictEqual(events, [{ _tag: "AdmissionWaited", key: KEY, waitedMs: 60_000 }])
     }).pipe(
       Effect.provideService(CallReport.Events, (event) => Effect.sync(() => events.push(event))),
-      provide({ defaults: { requestsPerMinute: 1 } })
+      // a store that answers with effects: every call takes the queued path, also one admitted at once
+      provide({ defaults: { requestsPerMinute: 1 } }, remote)
     )
   })
 
@@ -590,6 +592,84 @@ describe("Admission (edges)", () => {
       assert.strictEqual((yield* stats()).queued, 0)
     }).pipe(provide({ defaults: { tokensPerMinute: 1_000 }, backfillScan: 0 }))
   )
+
+  it.effect("a caller that waited for a permit is admitted and counted like any other", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.forkChild(admitted(log, "a", { durationMs: 1_000 }))
+      yield* Effect.yieldNow
+      const b = yield* Effect.forkChild(admitted(log, "b", { usage: [1, 1] }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll([a, b])
+      assert.deepStrictEqual(log, [
+        ["a", 0],
+        ["b", 1_000]
+      ])
+      assert.strictEqual(yield* count(Admission.metrics.admitted, { key: KEY }), 2)
+      assert.strictEqual(yield* count(Admission.metrics.tokensReserved, { key: KEY }), 1_000)
+      const wait = yield* Metric.value(Metric.withAttributes(Admission.metrics.waitMs, { key: KEY }))
+      assert.deepStrictEqual([wait.count, wait.max], [2, 0])
+      // a key capped only in concurrency reserves no tokens
+      const c = yield* Effect.forkChild(admitted(log, "c", { key: "capped/m", durationMs: 1_000 }))
+      yield* Effect.yieldNow
+      const d = yield* Effect.forkChild(admitted(log, "d", { key: "capped/m" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll([c, d])
+      assert.strictEqual(yield* count(Admission.metrics.admitted, { key: "capped/m" }), 2)
+      assert.strictEqual(yield* count(Admission.metrics.tokensReserved, { key: "capped/m" }), 0)
+      assert.strictEqual(yield* count(Admission.metrics.tokensActual, { key: "capped/m" }), 0)
+    }).pipe(
+      provide({
+        keys: { [KEY]: { requestsPerMinute: 10, maxConcurrency: 1 }, "capped/m": { maxConcurrency: 1 } }
+      }),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+  )
+
+  it.effect("the concurrency queue holds 1 000 waiters by default", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const fibers = [yield* Effect.forkChild(admitted(log, "holder", { durationMs: 1_000 }))]
+      for (let i = 0; i < 1_000; i++) fibers.push(yield* Effect.forkChild(admitted(log, `w${i}`)))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* stats()).concurrencyQueued, 1_000)
+      assert.strictEqual(rejection(yield* Effect.exit(admitted(log, "over"))).reason, "concurrency-queue-full")
+      yield* Fiber.interruptAll(fibers)
+    }).pipe(provide({ defaults: { maxConcurrency: 1 } }))
+  )
+
+  it.effect("an estimate above the budget of any one of its groups is never admissible", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const error = rejection(yield* Effect.exit(admitted(log, "big", { cost: "500:0" })))
+      assert.strictEqual(error.reason, "never-admissible")
+    }).pipe(
+      provide({
+        keys: { [KEY]: { groups: ["wide", "narrow"] } },
+        limitGroups: { wide: { tokensPerMinute: 1_000 }, narrow: { tokensPerMinute: 100 } }
+      })
+    )
+  )
+
+  it.effect("budget freed in one group admits the waiters of every key that shares it", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.forkChild(admitted(log, "a", { key: "a/m", durationMs: 1_000, usage: [0, 0] }))
+      yield* Effect.yieldNow
+      const b = yield* Effect.forkChild(admitted(log, "b", { key: "b/m" }))
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(log, [["a", 0]])
+      // a (in shared and own) refunds its tokens at 1 s: b (in shared and other) fits at once
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll([a, b])
+      assert.deepStrictEqual(log[1], ["b", 1_000])
+    }).pipe(
+      provide({
+        keys: { "a/m": { groups: ["shared", "own"] }, "b/m": { groups: ["shared", "other"] } },
+        limitGroups: { shared: { tokensPerMinute: 600 }, own: {}, other: {} }
+      })
+    )
+  )
 })
 
 /** Whether the store of the store-unavailable test is down. */
@@ -722,7 +802,14 @@ describe("Admission options", () => {
       assert.isTrue(Exit.isFailure(exit))
       const text = String(Exit.isFailure(exit) ? exit.cause : "")
       assert.include(text, "no limit group named nope")
-      assert.include(text, "defaults")
+      assert.include(text, '["defaults"]["groups"][0]')
+      const inKeys = yield* Effect.exit(
+        Admission.make({ keys: { [KEY]: { groups: ["g", "nope"] } }, limitGroups: { g: {} } }).pipe(
+          Effect.provideService(AdmissionStore.AdmissionStore, AdmissionStore.makeMemory()),
+          Effect.scoped
+        )
+      )
+      assert.include(String(Exit.isFailure(inKeys) ? inKeys.cause : ""), `["keys"]["${KEY}"]["groups"][1]`)
       const ok = yield* Effect.exit(
         Admission.make({
           keys: { [KEY]: { groups: ["g"] } },
