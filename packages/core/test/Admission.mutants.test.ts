@@ -276,12 +276,12 @@ describe("Admission (edges)", () => {
   it.effect("an estimate above any single budget of the key or of its group is never admissible", () =>
     Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
-      for (const cost of ["1001:0", "0:501", "700:400", "0:300"]) {
+      for (const cost of ["1001:0", "0:501", "1000:300", "0:300"]) {
         const key = cost === "0:300" ? "grouped/m" : KEY
         const error = rejection(yield* Effect.exit(admitted(log, cost, { cost, key })))
         assert.deepStrictEqual([error.reason, error.key], ["never-admissible", key], cost)
       }
-      yield* admitted(log, "fits", { cost: "1000:0" })
+      yield* admitted(log, "fits", { cost: "1000:200" })
       yield* admitted(log, "fits in the group", { cost: "0:250", key: "grouped/m" })
       assert.deepStrictEqual(
         log.map(([id]) => id),
@@ -291,7 +291,7 @@ describe("Admission (edges)", () => {
     }).pipe(
       provide({
         keys: {
-          [KEY]: { tokensPerMinute: 1_000, inputTokensPerMinute: 1_000, outputTokensPerMinute: 500 },
+          [KEY]: { tokensPerMinute: 1_200, inputTokensPerMinute: 1_000, outputTokensPerMinute: 500 },
           "grouped/m": { groups: ["g"] }
         },
         limitGroups: { g: { outputTokensPerMinute: 250 } }
@@ -303,11 +303,14 @@ describe("Admission (edges)", () => {
   it.effect("a waiter the store cannot serve any more is rejected as store-unavailable, without a hint", () =>
     Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
-      yield* admitted(log, "first")
+      const first = yield* Effect.forkChild(admitted(log, "first", { durationMs: 10_000 }))
+      yield* Effect.yieldNow
       const waiter = yield* Effect.forkChild(Effect.exit(admitted(log, "waiter")))
       yield* Effect.yieldNow
       down = true
-      yield* TestClock.adjust("1 minute")
+      // the first call's settlement at 10 s drains the queue, and the store does not answer
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(first)
       const error = rejection(yield* Fiber.join(waiter))
       assert.strictEqual(error.reason, "store-unavailable")
       assert.isUndefined(error.retryAfterMs)
@@ -668,6 +671,24 @@ describe("Admission (edges)", () => {
         keys: { "a/m": { groups: ["shared", "own"] }, "b/m": { groups: ["shared", "other"] } },
         limitGroups: { shared: { tokensPerMinute: 600 }, own: {}, other: {} }
       })
+    )
+  )
+
+  it.effect("with no wait allowed a call that does not fit is refused at once; a wait is measured from arrival", () =>
+    Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* TestClock.adjust("5 seconds")
+      yield* admitted(log, "a")
+      const error = rejection(yield* Effect.exit(admitted(log, "b", { path: "batch" })))
+      assert.deepStrictEqual([error.reason, error.retryAfterMs], ["wait-too-long", 60_000])
+      const c = yield* Effect.forkChild(admitted(log, "c"))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(c)
+      const wait = yield* Metric.value(Metric.withAttributes(Admission.metrics.waitMs, { key: KEY }))
+      assert.deepStrictEqual([wait.count, wait.max], [2, 60_000])
+    }).pipe(
+      provide({ defaults: { requestsPerMinute: 1 }, paths: { batch: { maxWaitMs: 0 } } }),
+      Effect.provideService(Metric.MetricRegistry, new Map())
     )
   )
 })
