@@ -202,4 +202,181 @@ export const admissionStoreSuite = (make: MakeStore): void => {
       const w = waitOf(yield* s.reserve("azure/d", own, cost(1, 1), 0))
       assert.strictEqual(w.free.tokens, 0)
     }))
+
+  test("a reservation at the bucket's span opens a new bucket; one from an earlier clock never shortens the last", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 2 })
+      yield* s.reserved("b/m", l, cost(1), 0)
+      yield* s.reserved("b/m", l, cost(1), 1_000) // windowMs / 60 after the first: a bucket of its own
+      assert.strictEqual(waitOf(yield* s.reserve("b/m", l, cost(1), 1_500)).availableAtMs, 60_000)
+      // a caller whose clock reads earlier than the last reservation gets a bucket of its own: the later
+      // reservation still counts until it leaves the window
+      yield* s.reserved("o/m", l, cost(1), 5_000)
+      yield* s.reserved("o/m", l, cost(1), 4_000)
+      assert.strictEqual(waitOf(yield* s.reserve("o/m", l, cost(1), 6_000)).availableAtMs, 65_000)
+    }))
+
+  test("a cost above a provider-lowered limit looks again after one window; a limit of 0 is ignored", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 5, tokens: 1_000 })
+      yield* s.correct("c/m", l, [{ dimension: "tokens", limit: 300 }], 0)
+      const d = waitOf(yield* s.reserve("c/m", l, cost(1, 500), 1_000))
+      assert.strictEqual(d.availableAtMs, 61_000)
+      assert.strictEqual(d.free.tokens, 300)
+      assert.strictEqual((yield* s.reserve("c/m", l, cost(1, 300), 1_000))._tag, "Reserved")
+      // a reported limit of 0 (or none) says nothing about the budget
+      yield* s.correct("z/m", l, [{ dimension: "requests", limit: 0 }], 0)
+      assert.strictEqual((yield* s.reserve("z/m", l, cost(1), 0))._tag, "Reserved")
+    }))
+
+  test("a debit that outlasts the window frees the budget when the window frees it", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      yield* s.reserved("d/m", l, cost(1, 600), 0)
+      // the provider has 100 left where we see 400: a debit of 300 until 80 000
+      yield* s.correct("d/m", l, [{ dimension: "tokens", remaining: 100, resetAfterMs: 30_000 }], 50_000)
+      const d = waitOf(yield* s.reserve("d/m", l, cost(1, 200), 51_000))
+      // 600 leave at 60 000, and 300 debit + 200 fit in 1 000 then, before the debit ends
+      assert.strictEqual(d.availableAtMs, 60_000)
+      assert.strictEqual(d.free.tokens, 100)
+      assert.strictEqual(d.slack.tokens, 500)
+      assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 200), 59_999))._tag, "Wait")
+      assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 800), 60_000))._tag, "Wait")
+      assert.strictEqual((yield* s.reserve("d/m", l, cost(1, 700), 60_000))._tag, "Reserved")
+      // a limit alone leaves the debit; a remaining exactly at the local view clears it
+      yield* s.correct("e/m", l, [{ dimension: "tokens", remaining: 100, resetAfterMs: 30_000 }], 0)
+      yield* s.correct("e/m", l, [{ dimension: "tokens", limit: 2_000 }], 500)
+      assert.strictEqual(waitOf(yield* s.reserve("e/m", l, cost(1, 101), 500)).availableAtMs, 30_000)
+      yield* s.correct("e/m", l, [{ dimension: "tokens", remaining: 1_000 }], 1_000)
+      assert.strictEqual((yield* s.reserve("e/m", l, cost(1, 1_000), 1_000))._tag, "Reserved")
+      // without a reset the debit lasts one window
+      yield* s.correct("f/m", l, [{ dimension: "tokens", remaining: 400 }], 1_000)
+      const f = waitOf(yield* s.reserve("f/m", l, cost(1, 401), 2_000))
+      assert.strictEqual(f.availableAtMs, 61_000)
+      assert.strictEqual(f.free.tokens, 400)
+    }))
+
+  test("a drain lasts until its latest reset, one window without one, and overrides a remaining", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 10 })
+      yield* s.correct("r/m", l, [{ dimension: "requests", drain: true, resetAfterMs: 10_000 }], 0)
+      // a later drain with an earlier reset does not shorten it
+      yield* s.correct("r/m", l, [{ dimension: "requests", drain: true, resetAfterMs: 1_000 }], 2_000)
+      assert.strictEqual(waitOf(yield* s.reserve("r/m", l, cost(1), 3_000)).availableAtMs, 10_000)
+      assert.strictEqual((yield* s.reserve("r/m", l, cost(1), 10_000))._tag, "Reserved")
+      yield* s.correct("w/m", l, [{ dimension: "requests", drain: true }], 1_000)
+      const w = waitOf(yield* s.reserve("w/m", l, cost(1), 2_000))
+      assert.strictEqual(w.availableAtMs, 61_000)
+      assert.isAtMost(w.free.requests, 0) // nothing fits now
+      // a drain that also reports a remaining still takes everything until the reset
+      yield* s.reserved("x/m", l, cost(1), 0)
+      yield* s.correct("x/m", l, [{ dimension: "requests", drain: true, remaining: 0, resetAfterMs: 120_000 }], 1_000)
+      assert.strictEqual(waitOf(yield* s.reserve("x/m", l, cost(1), 2_000)).availableAtMs, 121_000)
+    }))
+
+  test("a drained budget does not hold a request that costs nothing in it", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 1, inputTokens: 1_000 })
+      yield* s.correct("n/m", l, [{ dimension: "inputTokens", drain: true, resetAfterMs: 100_000 }], 0)
+      assert.strictEqual((yield* s.reserve("n/m", l, cost(1, 0, 50), 0))._tag, "Reserved")
+      // blocked by its requests, it waits for them only
+      assert.strictEqual(waitOf(yield* s.reserve("n/m", l, cost(1, 0, 50), 1_000)).availableAtMs, 60_000)
+      assert.strictEqual(waitOf(yield* s.reserve("n/m", l, cost(1, 10, 50), 1_000)).availableAtMs, 100_000)
+    }))
+
+  test("a backfill attempt reserves only what fits both the store and every budget of its slack", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 10, tokens: 1_000, inputTokens: 1_000, outputTokens: 1_000 })
+      const wide = { requests: 5, tokens: 500, inputTokens: 500, outputTokens: 500 }
+      for (const [name, within] of [
+        ["requests", { ...wide, requests: 0 }],
+        ["tokens", { ...wide, tokens: 99 }],
+        ["inputTokens", { ...wide, inputTokens: 49 }],
+        ["outputTokens", { ...wide, outputTokens: 49 }]
+      ] as const) {
+        const d = waitOf(yield* s.reserve(`v/${name}`, l, cost(1, 50, 50), 0, within))
+        assert.ok(Number.isNaN(d.availableAtMs), name)
+        assert.deepStrictEqual(yield* s.usage(`v/${name}`, l, 0), cost(0), name)
+      }
+      // within its slack but not within the store's budget: not reserved either
+      yield* s.reserved("v/full", l, cost(1, 500, 500), 0)
+      const d = waitOf(yield* s.reserve("v/full", l, cost(1, 50, 50), 0, wide))
+      assert.ok(Number.isNaN(d.availableAtMs))
+      assert.strictEqual((yield* s.reserve("v/ok", l, cost(1, 50, 50), 0, wide))._tag, "Reserved")
+      // a cost exactly its slack fits
+      assert.strictEqual((yield* s.reserve("v/exact", l, cost(1, 50, 50), 0, cost(1, 50, 50)))._tag, "Reserved")
+    }))
+
+  test("slack and free are the least any log of the key and its groups leaves", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000, outputTokens: 600 }, [group("g", { tokens: 800, outputTokens: 2_000 })])
+      yield* s.reserved("s/a", l, cost(1, 100, 300), 0)
+      yield* s.reserved("s/b", limits({}, [group("g", { tokens: 800 })]), cost(1, 200), 30_000)
+      const d = waitOf(yield* s.reserve("s/a", l, cost(1, 100, 300), 40_000))
+      // the group holds 600 of 800 until 60 000: the head (400) fits then, with the 200 reserved at 30 000
+      assert.strictEqual(d.availableAtMs, 60_000)
+      assert.deepStrictEqual(d.free, { requests: INF, tokens: 200, inputTokens: INF, outputTokens: 300 })
+      // at 60 000: the key's output 600 - 300 (head) = 300, the group's tokens 800 - 400 - 200 = 200
+      assert.deepStrictEqual(d.slack, { requests: INF, tokens: 200, inputTokens: INF, outputTokens: 300 })
+    }))
+
+  test("once the window is empty its usage is exactly zero", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1 })
+      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.3, inputTokens: 0.1, outputTokens: 0.2 }, 0)
+      yield* s.reserved("f/m", l, { requests: 1, tokens: 0.6, inputTokens: 0.2, outputTokens: 0.4 }, 2_000)
+      // (sums of fractions drift in the last bit while the window holds some)
+      const u = yield* s.usage("f/m", l, 61_000)
+      for (const [d, x] of [
+        ["requests", 1],
+        ["tokens", 0.6],
+        ["inputTokens", 0.2],
+        ["outputTokens", 0.4]
+      ] as const) {
+        assert.closeTo(u[d], x, 1e-9, d)
+      }
+      assert.deepStrictEqual(yield* s.usage("f/m", l, 62_000), cost(0))
+    }))
+
+  test("the time a request fits is the latest over its budgets, counting every bucket it needs", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 1, tokens: 1_000 })
+      yield* s.reserved("t/m", l, cost(0, 600), 0)
+      yield* s.reserved("t/m", l, cost(1), 10_000)
+      // requests free at 70 000, tokens at 60 000
+      assert.strictEqual(waitOf(yield* s.reserve("t/m", l, cost(1, 500), 20_000)).availableAtMs, 70_000)
+      const t = limits({ tokens: 1_000 })
+      yield* s.reserved("u/m", t, cost(1, 400), 0)
+      yield* s.reserved("u/m", t, cost(1, 400), 10_000)
+      // the whole budget: both buckets must leave
+      assert.strictEqual(waitOf(yield* s.reserve("u/m", t, cost(1, 1_000), 20_000)).availableAtMs, 70_000)
+      const h = limits({ tokens: 500 })
+      yield* s.reserved("h/m", h, cost(1, 200), 0)
+      assert.strictEqual(waitOf(yield* s.reserve("h/m", h, cost(1, 500), 1_000)).availableAtMs, 60_000)
+    }))
+
+  test("a debit that ends before the window frees waits for the window; a remaining above the view adds nothing", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      yield* s.reserved("a/m", l, cost(1, 800), 0)
+      yield* s.correct("a/m", l, [{ dimension: "tokens", remaining: 100, resetAfterMs: 9_000 }], 1_000)
+      assert.strictEqual(waitOf(yield* s.reserve("a/m", l, cost(1, 300), 2_000)).availableAtMs, 60_000)
+      yield* s.reserved("b/m", l, cost(1, 500), 0)
+      yield* s.correct("b/m", l, [{ dimension: "tokens", remaining: 1_000 }], 1_000)
+      assert.strictEqual(waitOf(yield* s.reserve("b/m", l, cost(1, 600), 1_000)).availableAtMs, 60_000)
+      // feedback compares with the usage of the current window
+      yield* s.reserved("c/m", l, cost(1, 600), 0)
+      yield* s.correct("c/m", l, [{ dimension: "tokens", remaining: 500, resetAfterMs: 60_000 }], 61_000)
+      assert.deepStrictEqual(yield* s.usage("c/m", l, 61_000), cost(0))
+      assert.strictEqual(waitOf(yield* s.reserve("c/m", l, cost(1, 600), 61_000)).availableAtMs, 121_000)
+    }))
+
+  test("a settled reservation leaves the window with what it was settled to", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ tokens: 1_000 })
+      const a = yield* s.reserved("r/m", l, cost(1, 500), 0)
+      yield* s.reserved("r/m", l, cost(1, 100), 30_000)
+      yield* s.settle(a, cost(1, 200), 1_000)
+      assert.deepStrictEqual(yield* s.usage("r/m", l, 60_000), cost(1, 100))
+    }))
 }
