@@ -19,13 +19,14 @@
  *
  * @since 0.1.0
  */
-import { createHash, randomUUID } from "node:crypto"
+import { hash, randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
-import { type HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
+import { Duration, Effect, Layer, Redacted, type Scope, Tracer } from "effect"
+import { constTrue } from "effect/Function"
+import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
@@ -44,7 +45,7 @@ import { openAi } from "./internal/openai.ts"
  * ```
  * @since 0.1.0
  */
-export const hashKey = (key: string): string => createHash("sha256").update(key).digest("hex")
+export const hashKey = (key: string): string => hash("sha256", key, "hex")
 
 const defaultKeyEnv = { openai: "OPENAI_API_KEY", anthropic: "ANTHROPIC_API_KEY", gemini: "GEMINI_API_KEY" } as const
 
@@ -259,6 +260,26 @@ export const routes = (
   )
 
 /**
+ * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
+ * `NodeHttpClient.layerUndici`, it does not merge the layer's context into every request's: the client needs
+ * nothing from it once built, and the merge copied the context on each call.
+ */
+const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClient.HttpClient)(
+  NodeHttpClient.makeUndici
+).pipe(Layer.provide(NodeHttpClient.layerDispatcher))
+
+/**
+ * Without a tracer (Effect's native one records nowhere), the upstream calls make no client span: building
+ * one cost a span, its URL and header attributes and trace headers on every call, seen by no one. With a
+ * tracer provided to the gateway's layer, they are traced as usual.
+ */
+const untracedWithoutTracer = Layer.unwrap(
+  Effect.map(Tracer.Tracer, (tracer) =>
+    tracer === Tracer.nativeTracer ? Layer.succeed(HttpClient.TracerDisabledWhen)(constTrue) : Layer.empty
+  )
+)
+
+/**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
  * released (SIGTERM under `GatewayCli.run`), the server stops accepting, and in-flight requests and
@@ -281,7 +302,7 @@ export const layer = (
   options?: { readonly env?: Readonly<Record<string, string | undefined>> }
 ): Layer.Layer<HttpServer.HttpServer, GatewayConfig.GatewayConfigError | HttpServerError.ServeError> =>
   HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provide(NodeHttpClient.layerUndici),
+    Layer.provide([upstreamClient, untracedWithoutTracer]),
     Layer.provideMerge(
       NodeHttpServer.layer(createServer, {
         port: config.server?.port ?? 8080,

@@ -39,11 +39,33 @@ export interface Context {
   readonly nextId: () => string
 }
 
-/** Requests served, by wire, route and status. */
-export const requests = Metric.counter("gateway_requests", {
+const requestsOptions = {
   description: "Requests the gateway answered, by wire format, route and HTTP status",
   incremental: true
-})
+} as const
+
+/** Requests served, by wire, route and status. */
+export const requests = Metric.counter("gateway_requests", requestsOptions)
+
+/**
+ * The series of `requests` for a wire, route and status, made once: a counter with its own attributes is the
+ * same series as `Metric.withAttributes(requests, ...)`, without merging the attributes and building the
+ * series key again on every request. Routes come from the configuration and statuses from a small set, so
+ * the cache stays small.
+ */
+const series = new Map<string, Metric.Counter<number>>()
+const requestsOf = (wire: string, route: string, status: number) => {
+  const key = `${wire} ${route} ${status}`
+  let counter = series.get(key)
+  if (counter === undefined) {
+    counter = Metric.counter("gateway_requests", {
+      ...requestsOptions,
+      attributes: { wire, route, status: String(status) }
+    })
+    series.set(key, counter)
+  }
+  return counter
+}
 
 const json = (body: unknown, status: number, headers: Record<string, string>) =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers })
@@ -66,10 +88,7 @@ export const handle = (ctx: Context, wire: Wire) =>
     const requestId = ctx.nextId()
     let route = "-"
     const answer = (response: HttpServerResponse.HttpServerResponse) =>
-      Effect.as(
-        Metric.update(Metric.withAttributes(requests, { wire: wire.name, route, status: String(response.status) }), 1),
-        response
-      )
+      Effect.as(Metric.update(requestsOf(wire.name, route, response.status), 1), response)
     const fail = (failure: Failure, extra: Record<string, string> = {}) =>
       answer(
         json(wire.errorBody(failure, requestId), wire.status(failure), {
@@ -79,7 +98,9 @@ export const handle = (ctx: Context, wire: Wire) =>
         })
       )
 
-    const caller = ctx.authenticate(http.headers)
+    // each read of `http.headers` copies Node's headers: read them once
+    const h = http.headers
+    const caller = ctx.authenticate(h)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
     const body = yield* Effect.result(http.json)
     if (Result.isFailure(body)) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
@@ -91,7 +112,6 @@ export const handle = (ctx: Context, wire: Wire) =>
     }
 
     // overrides from headers
-    const h = http.headers
     const priority = headerOf(h, "x-llm-priority")
     if (priority !== undefined && priority !== "interactive" && priority !== "background") {
       return yield* fail(gatewayFailure(400, "x-llm-priority must be interactive or background"))
