@@ -24,8 +24,7 @@ import { createServer } from "node:http"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Redacted, type Scope, Tracer } from "effect"
-import { constTrue } from "effect/Function"
+import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
 import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { RateLimiter } from "effect/persistence"
@@ -269,17 +268,6 @@ const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClie
 ).pipe(Layer.provide(NodeHttpClient.layerDispatcher))
 
 /**
- * Without a tracer (Effect's native one records nowhere), the upstream calls make no client span: building
- * one cost a span, its URL and header attributes and trace headers on every call, seen by no one. With a
- * tracer provided to the gateway's layer, they are traced as usual.
- */
-const untracedWithoutTracer = Layer.unwrap(
-  Effect.map(Tracer.Tracer, (tracer) =>
-    tracer === Tracer.nativeTracer ? Layer.succeed(HttpClient.TracerDisabledWhen)(constTrue) : Layer.empty
-  )
-)
-
-/**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
  * released (SIGTERM under `GatewayCli.run`), the server stops accepting, and in-flight requests and
@@ -302,7 +290,7 @@ export const layer = (
   options?: { readonly env?: Readonly<Record<string, string | undefined>> }
 ): Layer.Layer<HttpServer.HttpServer, GatewayConfig.GatewayConfigError | HttpServerError.ServeError> =>
   HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provide([upstreamClient, untracedWithoutTracer]),
+    Layer.provide(upstreamClient),
     Layer.provideMerge(
       NodeHttpServer.layer(createServer, {
         port: config.server?.port ?? 8080,
