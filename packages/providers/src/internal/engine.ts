@@ -3,8 +3,9 @@
  * classifier, reads the rate-limit snapshot from every response, caps what it reads, and turns an SSE body
  * into chunks that end in `Finish` only once the stream is complete (see `stream.ts`).
  *
- * No retries and no timeouts here: those are stages of the toolkit. The HTTP client's span keeps no key and
- * no prompt (see `withoutRetainedSecrets`); the prompt is recorded only when `tracePrompts` is set.
+ * No retries and no timeouts here: those are stages of the toolkit. The provider's span and the HTTP client's
+ * are made only where a span could be seen (`Telemetry.spanVisible`); the client's keeps no key and no prompt
+ * (see `withoutRetainedSecrets`); the prompt is recorded only when `tracePrompts` is set.
  *
  * @internal
  */
@@ -14,7 +15,8 @@ import {
   type LlmProvider,
   type LlmRequest,
   type LlmResponse,
-  RateLimitSnapshot
+  RateLimitSnapshot,
+  Telemetry
 } from "@llm-resilience/core"
 import { Clock, Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
@@ -165,7 +167,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     if (route !== undefined) {
       outgoing = HttpClientRequest.appendUrlParams(HttpClientRequest.setUrl(outgoing, route.url), route.urlParams ?? {})
     }
-    const sent = http.execute(HttpClientRequest.bodyText(outgoing, body, "application/json"))
+    const sent = http(HttpClientRequest.bodyText(outgoing, body, "application/json"))
     return (
       o.tracePrompts === true ? Effect.andThen(Effect.annotateCurrentSpan("llm.request.body", scrub(body)), sent) : sent
     ).pipe(
@@ -274,9 +276,8 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       })
     )
 
-  const complete = Effect.fn(`${o.spanPrefix}.complete`)(function* (request: LlmRequest.LlmRequest) {
+  const completion = Effect.fnUntraced(function* (request: LlmRequest.LlmRequest) {
     const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
-    yield* Effect.annotateCurrentSpan({ "llm.provider": name, "llm.model": request.model })
     const response = yield* send(request, false, c)
     const nowMillis = yield* observe(response, c)
     if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
@@ -293,6 +294,18 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       { codec, request, body: decoded.json }
     )
   })
+
+  // The span only where it could be seen (as the client's, see `withoutRetainedSecrets`), and no stack trace
+  // (`Effect.fn` captures one per call, pointing here).
+  const complete = (request: LlmRequest.LlmRequest): Effect.Effect<LlmResponse.LlmResponse, ProviderError> =>
+    Effect.withFiber((fiber) =>
+      Telemetry.spanVisible(fiber)
+        ? Effect.withSpan(completion(request), `${o.spanPrefix}.complete`, {
+            attributes: { "llm.provider": name, "llm.model": request.model },
+            captureStackTrace: false
+          })
+        : completion(request)
+    )
 
   const sseChunks = (
     response: HttpClientResponse.HttpClientResponse,
