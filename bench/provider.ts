@@ -1,7 +1,8 @@
 /**
  * The CPU and heap cost of one provider call on the caller's side, against a real HTTP server: the OpenAI
  * provider bare and through `Resilience` (a gateway-like configuration), against a bare `undici.request` of the
- * same request in the same run (the floor: send the JSON, read the body, parse it).
+ * same request in the same run (the floor: send the JSON, read the body, parse it), and the same request on
+ * effect's HTTP client over undici (`NodeHttpClient.layerUndici`, untraced), the client the providers run on.
  *
  * - The upstream: the chaos server, in a child process (its CPU is not counted), answering every
  *   `POST /v1/chat/completions` at once.
@@ -17,10 +18,13 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as v8 from "node:v8"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
+import { constTrue } from "effect/Function"
+import { HttpClient, HttpClientRequest } from "effect/http"
 import { Agent, request as undiciRequest } from "undici"
 import type { LlmProvider } from "../packages/core/src/LlmProvider.ts"
 import type { LlmRequest } from "../packages/core/src/LlmRequest.ts"
+import type { LlmResponse } from "../packages/core/src/LlmResponse.ts"
 import * as Resilience from "../packages/core/src/Resilience.ts"
 import * as OpenAiProvider from "../packages/providers/src/OpenAiProvider.ts"
 import { bundleChaos, startProcess, tempDir } from "../packages/gateway/test/support/process.ts"
@@ -68,7 +72,7 @@ const scope = Effect.runSync(Scope.make())
 const build = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> =>
   Effect.runPromise(Scope.provide(effect, scope))
 
-const { bare, resilient } = await build(
+const { bare, resilient, client } = await build(
   Effect.gen(function* () {
     const context = yield* Layer.build(NodeHttpClient.layerUndici)
     const bare = yield* OpenAiProvider.make({ name: "chaos", baseUrl, apiKey: Redacted.make("sk-bench") }).pipe(
@@ -85,9 +89,25 @@ const { bare, resilient } = await build(
       },
       [bare]
     )
-    return { bare, resilient }
+    return { bare, resilient, client: Context.get(context, HttpClient.HttpClient) }
   })
 )
+
+/** The same request on effect's HTTP client over undici, untraced like the providers' calls with no tracer. */
+const httpRequest = HttpClientRequest.post(url, { headers }).pipe(
+  HttpClientRequest.bodyText(
+    JSON.stringify({ model: request.model, messages: request.messages, max_completion_tokens: 64 }),
+    "application/json"
+  )
+)
+const httpClientCall = Effect.gen(function* () {
+  const res = yield* client.execute(httpRequest)
+  const json = JSON.parse(new TextDecoder().decode(yield* res.arrayBuffer)) as {
+    choices: Array<{ message: { content: string } }>
+  }
+  if (res.status !== 200) throw new Error("bad answer")
+  return { text: json.choices[0].message.content } as LlmResponse
+}).pipe(Effect.orDie, Effect.provideService(HttpClient.TracerDisabledWhen, constTrue))
 
 const effectLoop =
   (provider: LlmProvider["Service"]) =>
@@ -118,6 +138,7 @@ const promiseLoop =
 
 const all: Record<string, (n: number) => Promise<void>> = {
   undici: promiseLoop(undiciCall),
+  httpClient: effectLoop({ name: "http", complete: () => httpClientCall, stream: () => Stream.die("not benchmarked") }),
   provider: effectLoop(bare),
   resilience: effectLoop(resilient)
 }
@@ -186,6 +207,7 @@ const out = {
   ...figures,
   ...(only === undefined
     ? {
+        httpClientVsUndici: ratio(figures.httpClient.cpuUsPerCall, figures.undici.cpuUsPerCall),
         providerVsUndici: ratio(figures.provider.cpuUsPerCall, figures.undici.cpuUsPerCall),
         resilienceVsUndici: ratio(figures.resilience.cpuUsPerCall, figures.undici.cpuUsPerCall)
       }

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Tracer } from "effect"
-import { azure, call, ok } from "./support/replay.ts"
+import { azure, call, ok, sse, streamed } from "./support/replay.ts"
 import { capturingTracer } from "./support/tracer.ts"
 
 const reply = {
@@ -14,6 +14,8 @@ const reply = {
     choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }]
   })
 }
+const chunk = { model: "m-1", choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] }
+const streamReply = { body: sse([chunk, "[DONE]"]) }
 const traceHeaders = (headers: Readonly<Record<string, string>>) =>
   Object.keys(headers).filter((name) => name === "traceparent" || name === "b3")
 
@@ -46,6 +48,22 @@ describe("provider spans", () => {
       assert.strictEqual(provider!.attributes.get("llm.provider"), "azure-openai")
       assert.strictEqual(provider!.attributes.get("llm.model"), "m-1")
       assert.strictEqual(provider!.attributes.get("http.response.status_code"), 200)
+      assert.strictEqual(client!.parent._tag === "Some" ? client!.parent.value : undefined, provider)
+      assert.strictEqual(seen[0].headers.traceparent?.split("-")[2], client!.spanId)
+    })
+  )
+
+  it.effect("a stream likewise: no span and no trace headers unseen, its span around the client's under a tracer", () =>
+    Effect.gen(function* () {
+      const unseen = yield* streamed(azure(), streamReply)
+      assert.strictEqual(ok(unseen.exit).length, 2)
+      assert.deepStrictEqual(traceHeaders(unseen.seen[0].headers), [])
+      const { spans, tracer } = capturingTracer()
+      const { exit, seen } = yield* streamed(azure(), streamReply).pipe(Effect.provideService(Tracer.Tracer, tracer))
+      assert.strictEqual(ok(exit).length, 2)
+      const provider = spans.find((s) => s.name === "AzureOpenAiProvider.stream")
+      const client = spans.find((s) => s.name === "POST")
+      assert.strictEqual(provider?.attributes.get("llm.model"), "m-1")
       assert.strictEqual(client!.parent._tag === "Some" ? client!.parent.value : undefined, provider)
       assert.strictEqual(seen[0].headers.traceparent?.split("-")[2], client!.spanId)
     })

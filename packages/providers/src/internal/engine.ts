@@ -351,7 +351,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       })
     })
 
-  const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+  const streamed = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.unwrap(
       Effect.gen(function* () {
         const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
@@ -381,8 +381,21 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         yield* discard(response, c)
         return yield* Effect.fail(wrongType(contentType, "text/event-stream", c))
       })
-    ).pipe(
-      Stream.withSpan(`${o.spanPrefix}.stream`, { attributes: { "llm.provider": name, "llm.model": request.model } })
+    )
+
+  // as `complete`: the span only where it could be seen, without a stack trace
+  const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+    Stream.unwrap(
+      Effect.withFiber((fiber) =>
+        Effect.succeed(
+          Telemetry.spanVisible(fiber)
+            ? Stream.withSpan(streamed(request), `${o.spanPrefix}.stream`, {
+                attributes: { "llm.provider": name, "llm.model": request.model },
+                captureStackTrace: false
+              })
+            : streamed(request)
+        )
+      )
     )
 
   return { name, complete, stream }
