@@ -1,5 +1,5 @@
 /**
- * `npm run gateway`: the gateway of `examples/gateway/gateway.json` in front of the chaos server, with no API
+ * `npm run gateway`: the gateway of `examples/gateway/gateway.yaml` in front of the chaos server, with no API
  * keys. The chaos server listens on 127.0.0.1:8787; the gateway on 127.0.0.1:8080. Its `chat` route falls
  * back from an overloaded OpenAI-style provider to an Anthropic-style one.
  *
@@ -18,7 +18,7 @@ import { Gateway, GatewayCli, GatewayConfig } from "@llm-resilience/gateway"
 import { ChaosServer } from "@llm-resilience/testing"
 import { Console, Effect, Layer } from "effect"
 
-const file = path.join(path.dirname(fileURLToPath(import.meta.url)), "gateway.json")
+const file = path.join(path.dirname(fileURLToPath(import.meta.url)), "gateway.yaml")
 
 const program = Effect.gen(function* () {
   const config = yield* GatewayConfig.load(file)

@@ -1,7 +1,7 @@
 /**
  * The provider-neutral response, its usage, and the chunks of a streamed response.
  *
- * A stream is a sequence of `TextDelta` chunks closed by exactly one `Finish` chunk, which a provider emits
+ * A stream is a sequence of `TextDelta` and `ToolCallDelta` chunks closed by exactly one `Finish` chunk, which a provider emits
  * only once the model said it finished: at the wire format's end marker (`[DONE]`, `message_stop`), or at
  * a clean end of the body after the finish reason. A stream that ends without `Finish` was truncated.
  *
@@ -90,6 +90,39 @@ export type LlmResponse = typeof LlmResponse.Type
 export const TextDelta = Schema.TaggedStruct("TextDelta", { text: Schema.String })
 
 /**
+ * A piece of a tool call the model is making. The first piece of each call names it (`id`, `name`); the
+ * pieces after it carry more of its `arguments`, a JSON text sent in fragments (OpenAI
+ * `delta.tool_calls[].function.arguments`, Anthropic `input_json_delta.partial_json`). `index` numbers the
+ * calls of one answer from 0, in the order they start; a stream that makes tool calls finishes with
+ * `tool_calls`.
+ *
+ * @example
+ * ```ts
+ * import type { LlmResponse } from "@llm-resilience/core"
+ * const pieces: Array<LlmResponse.ToolCallDelta> = [
+ *   { _tag: "ToolCallDelta", index: 0, id: "call_1", name: "get_weather", arguments: "" },
+ *   { _tag: "ToolCallDelta", index: 0, arguments: "{\"city\":" },
+ *   { _tag: "ToolCallDelta", index: 0, arguments: "\"Paris\"}" }
+ * ]
+ * ```
+ * @since 0.1.0
+ */
+export const ToolCallDelta = Schema.TaggedStruct("ToolCallDelta", {
+  index: Schema.Int,
+  /** The call's id, on its first piece. */
+  id: Schema.optional(Schema.String),
+  /** The tool's name, on its first piece. */
+  name: Schema.optional(Schema.String),
+  /** A fragment of the call's JSON arguments (may be empty). */
+  arguments: Schema.String
+})
+
+/**
+ * @since 0.1.0
+ */
+export type ToolCallDelta = typeof ToolCallDelta.Type
+
+/**
  * The last chunk of a complete stream: why it stopped, the final usage, and response metadata.
  *
  * @since 0.1.0
@@ -117,7 +150,7 @@ export const Finish = Schema.TaggedStruct("Finish", {
  * ```
  * @since 0.1.0
  */
-export const StreamChunk = Schema.Union([TextDelta, Finish])
+export const StreamChunk = Schema.Union([TextDelta, ToolCallDelta, Finish])
 
 /**
  * @since 0.1.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=16
 /**
- * `llm-resilience-gateway --config gateway.json` (also `llm-resilience gateway ...`): starts the gateway.
+ * `llm-resilience-gateway --config gateway.yaml` (also `llm-resilience gateway ...`): starts the gateway.
  * `--help` lists the options.
  *
  * Node runs with a young generation of at most 16 MB per semi-space (V8 grows it to 64 MB under load): it

@@ -9,7 +9,7 @@
  *   streamed);
  * - `GET /v1/models`: the routes and models clients can name;
  * - `GET /metrics` (Prometheus text), `GET /healthz` (the process is up), `GET /readyz` (the gateway is built:
- *   providers, stores and stages).
+ *   providers, stores and stages; 503 once it is shutting down).
  *
  * Per request, these headers override the defaults: `x-llm-path` (the route, instead of the one `model`
  * names), `x-llm-fallbacks` (comma-separated routes or models tried after the request's own, like the body
@@ -24,13 +24,14 @@ import { createServer } from "node:http"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import { anthropic } from "./internal/anthropic.ts"
 import { gatewayFailure } from "./internal/failure.ts"
+import { Drain, DrainState } from "./internal/drain.ts"
 import { type Caller, type Context, handle, type Target } from "./internal/handler.ts"
 import { openAi } from "./internal/openai.ts"
 
@@ -229,9 +230,10 @@ export const routes = (
       Layer.effectDiscard(
         Effect.gen(function* () {
           const router = yield* HttpRouter.HttpRouter
-          const ctx = yield* make(config, options)
-          yield* router.add("POST", "/v1/chat/completions", handle(ctx, openAi))
-          yield* router.add("POST", "/v1/messages", handle(ctx, anthropic))
+          const drain = Option.getOrElse(yield* Effect.serviceOption(Drain), () => new DrainState())
+          const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
+          yield* router.add("POST", "/v1/chat/completions", drain.track(handle(ctx, openAi)))
+          yield* router.add("POST", "/v1/messages", drain.track(handle(ctx, anthropic)))
           yield* router.add(
             "GET",
             "/v1/models",
@@ -251,8 +253,14 @@ export const routes = (
             )
           )
           yield* router.add("GET", "/healthz", HttpServerResponse.text("ok"))
-          // served once every provider, store and stage is built; on shutdown the server stops accepting
-          yield* router.add("GET", "/readyz", HttpServerResponse.text("ready"))
+          // served once every provider, store and stage is built; 503 from the shutdown signal on
+          yield* router.add(
+            "GET",
+            "/readyz",
+            Effect.sync(() =>
+              drain.draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
+            )
+          )
         })
       ).pipe(Layer.provide(sharedState(config)))
     )
@@ -270,8 +278,9 @@ const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClie
 /**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
- * released (SIGTERM under `GatewayCli.run`), the server stops accepting, and in-flight requests and
- * streams get `server.shutdownGraceMs` (default 10 s) to finish.
+ * released (SIGTERM under `GatewayCli.run`), the gateway drains: `GET /readyz` answers 503 (`GET /healthz`
+ * stays 200), new model requests get a 503 to retry elsewhere, and in-flight requests and streams get
+ * `server.shutdownGraceMs` (default 10 s) to finish; then the server closes.
  *
  * @example
  * ```ts
@@ -279,7 +288,7 @@ const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClie
  * import { Effect, Layer } from "effect"
  * import { Gateway, GatewayConfig } from "@llm-resilience/gateway"
  *
- * Effect.flatMap(GatewayConfig.load("gateway.json"), (config) => Layer.launch(Gateway.layer(config))).pipe(
+ * Effect.flatMap(GatewayConfig.load("gateway.yaml"), (config) => Layer.launch(Gateway.layer(config))).pipe(
  *   NodeRuntime.runMain
  * )
  * ```
@@ -289,13 +298,22 @@ export const layer = (
   config: GatewayConfig.GatewayConfig,
   options?: { readonly env?: Readonly<Record<string, string | undefined>> }
 ): Layer.Layer<HttpServer.HttpServer, GatewayConfig.GatewayConfigError | HttpServerError.ServeError> =>
-  HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provide(upstreamClient),
-    Layer.provideMerge(
-      NodeHttpServer.layer(createServer, {
-        port: config.server?.port ?? 8080,
-        host: config.server?.host ?? "127.0.0.1",
-        gracefulShutdownTimeout: Duration.millis(config.server?.shutdownGraceMs ?? 10_000)
-      })
-    )
+  Layer.unwrap(
+    Effect.sync(() => {
+      const drain = new DrainState()
+      const graceMs = config.server?.shutdownGraceMs ?? 10_000
+      const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
+        Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
+        Layer.provideMerge(
+          NodeHttpServer.layer(createServer, {
+            port: config.server?.port ?? 8080,
+            host: config.server?.host ?? "127.0.0.1",
+            // the drain (below) had the grace period: what is still running after it is cut
+            gracefulShutdownTimeout: Duration.zero
+          })
+        )
+      )
+      // built after the server, so released before it: the drain runs while the server still answers
+      return Layer.effectDiscard(Effect.addFinalizer(() => drain.drain(graceMs))).pipe(Layer.provideMerge(served))
+    })
   )

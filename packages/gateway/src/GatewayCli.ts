@@ -1,6 +1,6 @@
 /**
- * The gateway's command line: `llm-resilience gateway --config gateway.json` (or
- * `llm-resilience-gateway --config gateway.json`). It loads the file, starts the gateway, prints the address
+ * The gateway's command line: `llm-resilience gateway --config gateway.yaml` (or
+ * `llm-resilience-gateway --config gateway.yaml`). It loads the file, starts the gateway, prints the address
  * it listens on, and runs until SIGTERM / SIGINT, then drains in-flight requests and exits 0.
  *
  * @since 0.1.0
@@ -23,7 +23,7 @@ Serves the OpenAI Chat Completions and Anthropic Messages APIs in front of the p
 configures, with every policy of @llm-resilience/core on each call.
 
 Options:
-  --config <file>          the configuration (JSON); see docs/gateway.md
+  --config <file>          the configuration (YAML or JSON); see docs/gateway.md
   --port <port>            listen on this port (overrides server.port; default 8080)
   --host <host>            listen on this host (overrides server.host; default 127.0.0.1)
   -h, --help               print this help
@@ -61,7 +61,7 @@ const parse = (argv: ReadonlyArray<string>) =>
  * @example
  * ```ts
  * import { GatewayCli } from "@llm-resilience/gateway"
- * const run = GatewayCli.program(["--config", "gateway.json"])
+ * const run = GatewayCli.program(["--config", "gateway.yaml"])
  * ```
  * @since 0.1.0
  */
@@ -105,7 +105,7 @@ export const program = (argv: ReadonlyArray<string>): Effect.Effect<void, UsageE
  * ```ts
  * import { Effect, Layer } from "effect"
  * import { Gateway, GatewayCli, GatewayConfig } from "@llm-resilience/gateway"
- * GatewayCli.run(Effect.flatMap(GatewayConfig.load("gateway.json"), (c) => Layer.launch(Gateway.layer(c))))
+ * GatewayCli.run(Effect.flatMap(GatewayConfig.load("gateway.yaml"), (c) => Layer.launch(Gateway.layer(c))))
  * ```
  * @since 0.1.0
  */

@@ -3,7 +3,8 @@
  * of `Resilience` (breaker, budgets, retry budget, admission, agent guard), the gateway keys of its clients
  * and, optionally, a Redis server for the state several instances share (`store`).
  *
- * The file is JSON, decoded with Schema; every error names the field (`routes.chat.fallback[1].provider`).
+ * The file is YAML (`.yaml`, `.yml`) or JSON, decoded with Schema; every error names the field
+ * (`routes.chat.fallback[1].provider`), a syntax error the file, line and column.
  * The policy sections are `Resilience.Config`'s own schemas, so a section means the same here as in an
  * Effect program, and {@link toResilience} maps the file onto a `Resilience.Config`:
  *
@@ -21,6 +22,7 @@
 import { Resilience } from "@llm-resilience/core"
 import { Data, Effect, Schema } from "effect"
 import * as fs from "node:fs"
+import * as Yaml from "yaml"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -117,16 +119,20 @@ export const GatewayConfig = Schema.Struct({
 export type GatewayConfig = typeof GatewayConfig.Encoded
 
 /**
- * The configuration cannot be used: `field` is the path of the offending field.
+ * The configuration cannot be used: `field` is the path of the offending field, or the file when it cannot
+ * be read or parsed (then `line` and `column`, from 1, say where a syntax error is).
  *
  * @since 0.1.0
  */
 export class GatewayConfigError extends Data.TaggedError("GatewayConfigError")<{
   readonly field: string
   readonly issue: string
+  readonly line?: number
+  readonly column?: number
 }> {
   override get message(): string {
-    return `invalid gateway configuration at ${this.field}: ${this.issue}`
+    const at = this.line === undefined ? this.field : `${this.field}:${this.line}:${this.column ?? 1}`
+    return `invalid gateway configuration at ${at}: ${this.issue}`
   }
 }
 
@@ -161,20 +167,41 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     })
   )
 
+/** The value of a YAML document, or the error at its first syntax problem. */
+const parseYaml = (text: string, path: string): unknown => {
+  const document = Yaml.parseDocument(text)
+  const problem = document.errors[0]
+  if (problem === undefined) return document.toJS()
+  const at = problem.linePos?.[0]
+  throw new GatewayConfigError({
+    field: path,
+    // the message's first line, without the position it ends with (` at line 3, column 7:`)
+    issue: problem.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, ""),
+    ...(at === undefined ? {} : { line: at.line, column: at.col })
+  })
+}
+
 /**
- * Reads and decodes a JSON file.
+ * Reads and decodes a configuration file: YAML when its name ends in `.yaml` or `.yml`, else JSON. A
+ * syntax error names the file, line and column; a schema error the field.
  *
  * @example
  * ```ts
  * import { GatewayConfig } from "@llm-resilience/gateway"
- * const config = GatewayConfig.load("gateway.json")
+ * const config = GatewayConfig.load("gateway.yaml")
  * ```
  * @since 0.1.0
  */
 export const load = (path: string): Effect.Effect<GatewayConfig, GatewayConfigError> =>
   Effect.try({
-    try: () => JSON.parse(fs.readFileSync(path, "utf8")) as unknown,
-    catch: (e) => new GatewayConfigError({ field: path, issue: e instanceof Error ? e.message : String(e) })
+    try: () => {
+      const text = fs.readFileSync(path, "utf8")
+      return /\.ya?ml$/i.test(path) ? parseYaml(text, path) : (JSON.parse(text) as unknown)
+    },
+    catch: (e) =>
+      e instanceof GatewayConfigError
+        ? e
+        : new GatewayConfigError({ field: path, issue: e instanceof Error ? e.message : String(e) })
   }).pipe(Effect.flatMap(decode))
 
 /**
@@ -185,7 +212,7 @@ export const load = (path: string): Effect.Effect<GatewayConfig, GatewayConfigEr
  * ```ts
  * import { Effect } from "effect"
  * import { GatewayConfig } from "@llm-resilience/gateway"
- * const resilience = Effect.map(GatewayConfig.load("gateway.json"), GatewayConfig.toResilience)
+ * const resilience = Effect.map(GatewayConfig.load("gateway.yaml"), GatewayConfig.toResilience)
  * ```
  * @since 0.1.0
  */

@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -79,9 +80,60 @@ describe("GatewayConfig", () => {
     assert.deepStrictEqual(resilience.models, valid.models)
   })
 
+  it.effect("YAML and JSON files: the same configuration; a syntax error names the file, line and column", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gateway-config-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const write = (name: string, text: string) => {
+        const file = path.join(dir, name)
+        fs.writeFileSync(file, text)
+        return file
+      }
+      const yaml = [
+        "# a comment",
+        "providers:",
+        "  up: { kind: openai, baseUrl: 'http://127.0.0.1:1/v1', apiKeyEnv: UP_KEY }",
+        "models:",
+        "  up/gpt-a: { requestsPerMinute: 10, contextWindow: 1000 }",
+        "routes:",
+        "  chat:",
+        "    retry: interactive",
+        "    timeouts: { totalMs: 5 seconds }",
+        "    midStream: fail",
+        "    fallback:",
+        "      - { provider: up, model: gpt-a }",
+        "      - staticAnswer: busy",
+        ""
+      ].join("\n")
+      for (const name of ["gateway.yaml", "gateway.YML"]) {
+        assert.deepStrictEqual(yield* GatewayConfig.load(write(name, yaml)), valid)
+      }
+      assert.deepStrictEqual(yield* GatewayConfig.load(write("gateway.json", JSON.stringify(valid))), valid)
+
+      const broken = write("broken.yaml", yaml.replace("retry: interactive", "retry: [interactive"))
+      const syntax = yield* Effect.flip(GatewayConfig.load(broken))
+      assert.strictEqual(syntax._tag, "GatewayConfigError")
+      assert.deepStrictEqual([syntax.field, syntax.line, syntax.column], [broken, 9, 5])
+      assert.match(syntax.message, new RegExp(`at ${broken}:9:5: \\S`))
+      const duplicate = yield* Effect.flip(
+        GatewayConfig.load(
+          write("twice.yml", yaml.replace("    midStream: fail", "    midStream: fail\n    midStream: continue"))
+        )
+      )
+      assert.deepStrictEqual([duplicate.line, duplicate.issue], [11, "Map keys must be unique"])
+      // a schema error in a YAML file names the field
+      const field = yield* Effect.flip(
+        GatewayConfig.load(write("field.yaml", yaml.replace("midStream: fail", "midStream: resume")))
+      )
+      assert.deepStrictEqual([field.field, field.line], ["routes.chat.midStream", undefined])
+      const json = yield* Effect.flip(GatewayConfig.load(write("broken.json", "{ nope")))
+      assert.strictEqual(json.field, path.join(dir, "broken.json"))
+    })
+  )
+
   it.effect("the example configuration of the repository is valid", () =>
     Effect.gen(function* () {
-      const file = path.resolve(here, "../../../examples/gateway/gateway.json")
+      const file = path.resolve(here, "../../../examples/gateway/gateway.yaml")
       const config = yield* GatewayConfig.load(file)
       assert.strictEqual(yield* fieldOf(config, { CHAOS_API_KEY: "x" }), "ok")
       assert.isTrue(fs.existsSync(file))

@@ -5,10 +5,10 @@ import { Effect } from "effect"
 import { bundleCli, startCli, tempDir } from "./support/process.ts"
 import { text, upstreamKey } from "./support/gateway.ts"
 
-/** A request on a new connection: its status, or the connection error's code. */
-const fresh = (url: string): Promise<number | string> =>
+/** A GET on a new connection: its status, or the connection error's code. */
+const fresh = (url: string, path = "/healthz"): Promise<number | string> =>
   new Promise((resolve) => {
-    const req = Http.get(`${url}/healthz`, { agent: false, timeout: 5_000 }, (res) => {
+    const req = Http.get(`${url}${path}`, { agent: false, timeout: 5_000 }, (res) => {
       res.resume()
       resolve(res.statusCode ?? -1)
     })
@@ -34,7 +34,7 @@ const streamed = (url: string) =>
 
 describe("Gateway shutdown", () => {
   it.live(
-    "on SIGTERM it stops accepting, lets the in-flight stream finish, and exits 0",
+    "on SIGTERM it drains (readyz 503, healthz 200, new requests refused), lets the in-flight stream finish, and exits 0",
     () =>
       Effect.gen(function* () {
         const chaos = yield* ChaosServer.make({ slowHeadersMs: 1_500 })
@@ -57,23 +57,43 @@ describe("Gateway shutdown", () => {
           (g) => Effect.sync(() => g.child.kill("SIGKILL"))
         )
         assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url)), 200)
+        assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url, "/readyz")), 200)
         const inFlight = streamed(gateway.url)
         // the stream's request is in flight (the provider answers after 1.5 s) when the signal arrives
-        yield* Effect.sleep("500 millis")
+        for (let i = 0; (yield* chaos.requests).length === 0; i++) {
+          assert.isBelow(i, 250, "the request did not reach the provider")
+          yield* Effect.sleep("20 millis")
+        }
         gateway.child.kill("SIGTERM")
-        const refused = yield* Effect.promise(async () => {
-          for (let i = 0; i < 50; i++) {
-            const answer = await fresh(gateway.url)
+        const readiness = yield* Effect.promise(async () => {
+          for (let i = 0; i < 100; i++) {
+            const answer = await fresh(gateway.url, "/readyz")
             if (answer !== 200) return answer
-            await new Promise((r) => setTimeout(r, 20))
+            await new Promise((r) => setTimeout(r, 10))
           }
-          return "still accepting"
+          return "still ready"
         })
-        // refused, or reset when it reached the listen backlog just as the server closed
-        assert.include(["ECONNREFUSED", "ECONNRESET"], refused)
+        // draining: not ready (a load balancer stops sending), still alive, new work refused to go elsewhere
+        assert.strictEqual(readiness, 503)
+        assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url)), 200)
+        const refused = yield* Effect.promise(() =>
+          fetch(`${gateway.url}/v1/chat/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ model: "slow", messages: [{ role: "user", content: "hi" }] }),
+            signal: AbortSignal.timeout(5_000)
+          }).then(async (res) => ({
+            status: res.status,
+            retryAfter: res.headers.get("retry-after"),
+            body: (await res.json()) as { readonly error: { readonly type: string } }
+          }))
+        )
+        assert.deepStrictEqual([refused.status, refused.retryAfter], [503, "1"])
+        assert.strictEqual(refused.body.error.type, "server_error")
         const result = yield* Effect.promise(() => inFlight)
         assert.deepStrictEqual(result, { status: 200, text, done: true })
         assert.strictEqual(yield* Effect.promise(() => gateway.exited), 0, gateway.stderr())
+        assert.include(["ECONNREFUSED", "ECONNRESET"], yield* Effect.promise(() => fresh(gateway.url)))
       }),
     60_000
   )

@@ -193,4 +193,66 @@ layer(TestLayer, { excludeTestServices: true })("stream integrity", (it) => {
       })
     )
   })
+
+  describe("tool calls", () => {
+    const calls = (chunks: ReadonlyArray<LlmResponse.StreamChunk>) =>
+      chunks.flatMap((c) => (c._tag === "ToolCallDelta" ? [[c.index, c.id ?? null, c.name ?? null, c.arguments]] : []))
+    const first = [
+      [0, "c0", "weather", ""],
+      [0, null, null, '{"city":'],
+      [0, null, null, '"Paris"}']
+    ]
+
+    it.effect("OpenAI delta.tool_calls and Anthropic tool_use blocks become the same ToolCallDelta chunks", () =>
+      Effect.gen(function* () {
+        // two parallel calls; the second one's key (3) is not its position, and its first piece has arguments
+        const call = (tc: object) => openAiChunk({ tool_calls: [tc] })
+        const openai = yield* openAiOn([
+          openAiChunk({ role: "assistant", content: "Let me look. " }),
+          call({ index: 0, id: "c0", type: "function", function: { name: "weather", arguments: "" } }),
+          call({ index: 0, function: { arguments: '{"city":' } }),
+          call({ index: 0, function: { arguments: '"Paris"}' } }),
+          call({ index: 3, id: "c1", type: "function", function: { name: "time", arguments: '{"tz"' } }),
+          call({ index: 3, function: { arguments: ':"CET"}' } }),
+          openAiChunk({}, "tool_calls"),
+          data("[DONE]")
+        ])
+        // a text block, then two tool_use blocks: a call's index counts calls, not blocks
+        const block = (index: number, content_block: object) => named("content_block_start", { index, content_block })
+        const json = (index: number, partial_json: string) =>
+          named("content_block_delta", { index, delta: { type: "input_json_delta", partial_json } })
+        const anthropic = yield* anthropicOn([
+          named("message_start", { message: { model: "m", usage: { input_tokens: 3 } } }),
+          block(0, { type: "text", text: "" }),
+          named("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Let me look. " } }),
+          named("content_block_stop", { index: 0 }),
+          block(1, { type: "tool_use", id: "c0", name: "weather", input: {} }),
+          json(1, ""),
+          json(1, '{"city":'),
+          json(1, '"Paris"}'),
+          named("content_block_stop", { index: 1 }),
+          block(2, { type: "tool_use", id: "c1", name: "time", input: {} }),
+          json(2, '{"tz"'),
+          json(2, ':"CET"}'),
+          named("content_block_stop", { index: 2 }),
+          named("message_delta", { delta: { stop_reason: "tool_use" }, usage: { output_tokens: 9 } }),
+          named("message_stop", {})
+        ])
+        for (const p of [openai, anthropic]) {
+          const chunks = yield* Stream.runCollect(p.stream(request))
+          assert.strictEqual(textOf(chunks), "Let me look. ", p.name)
+          // an Anthropic call's first piece comes with its block, before any input
+          const second =
+            p === openai
+              ? [[1, "c1", "time", '{"tz"']]
+              : [
+                  [1, "c1", "time", ""],
+                  [1, null, null, '{"tz"']
+                ]
+          assert.deepStrictEqual(calls(chunks), [...first, ...second, [1, null, null, ':"CET"}']], p.name)
+          assert.strictEqual(finishOf(chunks).finishReason, "tool_calls", p.name)
+        }
+      })
+    )
+  })
 })

@@ -16,6 +16,10 @@
  *
  * `x-chaos-delay-ms: <ms>` overrides the delay of a stall / slow-headers / slow-first-token fault for one request.
  *
+ * On the OpenAI Chat Completions and Anthropic Messages wires, a request that forces a tool call (`tools` with
+ * `tool_choice` `"required"` / `{type: "any"}` or naming a tool) is answered with a call to that tool (else
+ * the first), its arguments `{"text": <the answer text>}` streamed in pieces; the partial faults cut them.
+ *
  * The server runs on real time and real sockets; stalls are bounded by `stallMs` so tests stay short. The
  * layer closes every connection, then the server, when its scope closes.
  *

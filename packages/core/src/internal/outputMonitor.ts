@@ -83,10 +83,8 @@ export const policy = (
         let text = ""
         return provider.stream(request).pipe(
           Stream.tap((chunk) => {
-            if (chunk._tag === "TextDelta") {
-              text += chunk.text
-              return Effect.void
-            }
+            if (chunk._tag === "TextDelta") text += chunk.text
+            if (chunk._tag !== "Finish") return Effect.void
             const { _tag, ...meta } = chunk
             return judged(request, { ...meta, text })
           })

@@ -1,14 +1,15 @@
 /**
  * The Anthropic Messages wire format as the gateway serves it: `POST /v1/messages`, whole and streamed
- * (`message_start` ... `message_stop`), and the `{"type": "error", "error": {...}}` body; an error after the
- * stream started is an `event: error`.
+ * (`message_start` ... `message_stop`, a text block and a `tool_use` block per tool call), and the
+ * `{"type": "error", "error": {...}}` body; an error after the stream started is an `event: error`.
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
+import { anthropicToOpenAi } from "./tools.ts"
+import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const decode: Wire["decode"] = (body) => {
   if (!isObject(body)) return { problem: "the body must be a JSON object" }
@@ -45,7 +46,8 @@ const decode: Wire["decode"] = (body) => {
     stream: body.stream === true,
     includeUsage: true,
     fallbacks,
-    passThrough: without(body, ["fallbacks"])
+    passThrough: without(body, ["fallbacks"]),
+    ...foreignOf("openai", anthropicToOpenAi(body))
   } satisfies WireRequest
 }
 
@@ -89,6 +91,9 @@ const event = (name: string, json: Record<string, unknown>): OutEvent => ({
 
 const stream: Wire["stream"] = (_request, id) => {
   let started = false
+  // the content block open (a text block, or the tool call of that index), and the next block's index
+  let open: "text" | number | undefined
+  let blocks = 0
   const start = (model: string): ReadonlyArray<OutEvent> => {
     if (started) return []
     started = true
@@ -104,23 +109,56 @@ const stream: Wire["stream"] = (_request, id) => {
           stop_sequence: null,
           usage: { input_tokens: 0, output_tokens: 0 }
         }
-      }),
-      event("content_block_start", { index: 0, content_block: { type: "text", text: "" } })
+      })
     ]
   }
+  const close = (): ReadonlyArray<OutEvent> => {
+    if (open === undefined) return []
+    open = undefined
+    return [event("content_block_stop", { index: blocks - 1 })]
+  }
+  /** Opens the block `block` (closing the one open) unless it is open. */
+  const enter = (block: "text" | number, content: Record<string, unknown>): ReadonlyArray<OutEvent> => {
+    if (open === block) return []
+    const closed = close()
+    open = block
+    return [...closed, event("content_block_start", { index: blocks++, content_block: content })]
+  }
+  const delta = (delta: Record<string, unknown>) => event("content_block_delta", { index: blocks - 1, delta })
   return {
-    chunk: (c, model) =>
-      c._tag === "TextDelta"
-        ? [...start(model), event("content_block_delta", { index: 0, delta: { type: "text_delta", text: c.text } })]
-        : [
-            ...start(c.model),
-            event("content_block_stop", { index: 0 }),
-            event("message_delta", {
-              delta: { stop_reason: stopReason(c.finishReason), stop_sequence: null },
-              usage: usage(c.usage)
-            }),
-            event("message_stop", {})
-          ],
+    chunk: (c, model) => {
+      if (c._tag === "TextDelta") {
+        return [
+          ...start(model),
+          ...enter("text", { type: "text", text: "" }),
+          delta({ type: "text_delta", text: c.text })
+        ]
+      }
+      if (c._tag === "ToolCallDelta") {
+        const opened = enter(c.index, {
+          type: "tool_use",
+          id: c.id ?? `toolu_${id}_${c.index}`,
+          name: c.name ?? "",
+          input: {}
+        })
+        return [
+          ...start(model),
+          ...opened,
+          ...(c.arguments.length > 0 ? [delta({ type: "input_json_delta", partial_json: c.arguments })] : [])
+        ]
+      }
+      return [
+        ...start(c.model),
+        // an empty answer still has its (empty) text block
+        ...(blocks === 0 ? enter("text", { type: "text", text: "" }) : []),
+        ...close(),
+        event("message_delta", {
+          delta: { stop_reason: stopReason(c.finishReason), stop_sequence: null },
+          usage: usage(c.usage)
+        }),
+        event("message_stop", {})
+      ]
+    },
     error: (failure) => [event("error", { error: { type: failure.anthropicType, message: failure.message } })]
   }
 }

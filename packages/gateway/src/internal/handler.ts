@@ -37,6 +37,8 @@ export interface Context {
   /** Counts a request against its tenant's limit; a failure when the limit is reached. */
   readonly admitTenant: (caller: Caller) => Effect.Effect<Failure | undefined>
   readonly nextId: () => string
+  /** Whether the gateway is shutting down (new requests are refused). */
+  readonly draining?: () => boolean
 }
 
 const requestsOptions = {
@@ -104,6 +106,9 @@ export const handle = (ctx: Context, wire: Wire) =>
         })
       )
 
+    if (ctx.draining?.() === true) {
+      return yield* fail(gatewayFailure(503, "the gateway is shutting down: retry elsewhere", { retryAfterMs: 1_000 }))
+    }
     // each read of `http.headers` copies Node's headers: read them once
     const h = http.headers
     const caller = ctx.authenticate(h)
@@ -154,7 +159,10 @@ export const handle = (ctx: Context, wire: Wire) =>
       ...(decoded.maxOutputTokens === undefined ? {} : { maxOutputTokens: decoded.maxOutputTokens }),
       ...(decoded.temperature === undefined ? {} : { temperature: decoded.temperature }),
       ...(decoded.responseFormat === undefined ? {} : { responseFormat: decoded.responseFormat }),
-      passThrough: { [wire.name]: decoded.passThrough },
+      passThrough:
+        decoded.foreign === undefined
+          ? { [wire.name]: decoded.passThrough }
+          : { ...decoded.foreign, [wire.name]: decoded.passThrough },
       metadata: {
         ...(tenant === undefined ? {} : { tenant }),
         ...(conversationId === undefined ? {} : { conversationId }),
@@ -267,6 +275,8 @@ const streamed = Effect.fnUntraced(function* (
     Stream.concat(Stream.fromPull(Effect.succeed(pull))),
     Stream.map((chunk) => writer.chunk(chunk, answering()).map(sse).join("")),
     Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)).map(sse).join(""))),
+    // the whole report, once the stream is over: an SSE comment, which clients skip
+    Stream.concat(Stream.sync(() => `: llm-report ${JSON.stringify({ events })}\n\n`)),
     Stream.encodeText,
     Stream.ensuring(Scope.close(scope, Exit.void))
   )

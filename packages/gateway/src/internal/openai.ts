@@ -1,13 +1,15 @@
 /**
  * The OpenAI Chat Completions wire format as the gateway serves it: `POST /v1/chat/completions`, whole and
- * streamed (`chat.completion.chunk` events ending in `data: [DONE]`), and the `{"error": {...}}` body.
+ * streamed (`chat.completion.chunk` events ending in `data: [DONE]`, tool calls as `delta.tool_calls`), and the
+ * `{"error": {...}}` body.
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
 import type { OutEvent, Wire, WireRequest } from "./wire.ts"
-import { fallbacksOf, isObject, positiveInt, textOf, without } from "./wire.ts"
+import { openAiToAnthropic } from "./tools.ts"
+import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
 const roles: Record<string, LlmRequest.Role> = {
   system: "system",
@@ -64,7 +66,8 @@ const decode: Wire["decode"] = (body) => {
     includeUsage: isObject(body.stream_options) && body.stream_options.include_usage === true,
     fallbacks,
     // the output cap is re-encoded under the field the upstream server wants
-    passThrough: without(body, ["fallbacks", "max_tokens", "max_completion_tokens"])
+    passThrough: without(body, ["fallbacks", "max_tokens", "max_completion_tokens"]),
+    ...foreignOf("anthropic", openAiToAnthropic(body))
   } satisfies WireRequest
 }
 
@@ -100,6 +103,16 @@ const data = (json: unknown): OutEvent => ({ data: JSON.stringify(json) })
 
 const stream: Wire["stream"] = (request, id, created) => {
   let started = false
+  // a call's first piece (it has a name) opens it with an id: an upstream without ids gets one made here
+  const toolCall = (c: LlmResponse.ToolCallDelta) =>
+    c.id === undefined && c.name === undefined
+      ? { index: c.index, function: { arguments: c.arguments } }
+      : {
+          index: c.index,
+          id: c.id ?? `call_${id}_${c.index}`,
+          type: "function",
+          function: { name: c.name ?? "", arguments: c.arguments }
+        }
   const chunk = (model: string, delta: Record<string, unknown>, finish: string | null) => ({
     id,
     object: "chat.completion.chunk",
@@ -115,6 +128,7 @@ const stream: Wire["stream"] = (request, id, created) => {
   return {
     chunk: (c, model) => {
       if (c._tag === "TextDelta") return [...role(model), data(chunk(model, { content: c.text }, null))]
+      if (c._tag === "ToolCallDelta") return [...role(model), data(chunk(model, { tool_calls: [toolCall(c)] }, null))]
       return [
         ...role(c.model),
         data(chunk(c.model, {}, finishReason(c.finishReason))),

@@ -22,6 +22,8 @@ export interface WireRequest {
   readonly fallbacks: ReadonlyArray<string>
   /** The body's fields sent as they are to a provider of the same wire format (`LlmRequest.passThrough`). */
   readonly passThrough: Record<string, unknown>
+  /** Fields for providers of another wire format, by wire (the tool definitions, translated). */
+  readonly foreign?: Readonly<Record<string, Record<string, unknown>>>
 }
 
 /** One SSE event to send. */
@@ -105,3 +107,10 @@ export const fallbacksOf = (u: unknown): ReadonlyArray<string> | { readonly prob
     : Array.isArray(u) && u.every((f) => typeof f === "string" && f.length > 0)
       ? (u as ReadonlyArray<string>)
       : { problem: "fallbacks must be a list of model names" }
+
+/** The `foreign` field of a request: `fields` for `wire`, or nothing. */
+export const foreignOf = (
+  wire: string,
+  fields: Record<string, unknown> | undefined
+): { readonly foreign?: Readonly<Record<string, Record<string, unknown>>> } =>
+  fields === undefined ? {} : { foreign: { [wire]: fields } }

@@ -1,6 +1,7 @@
 /**
  * The Anthropic Messages wire format: request encoding (system prompt apart, `max_tokens` required),
- * `message` decoding and the event decoder (end marker `message_stop`).
+ * `message` decoding and the event decoder (end marker `message_stop`), with the tool calls of `tool_use`
+ * blocks.
  *
  * @internal
  */
@@ -102,10 +103,32 @@ const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
       }
       return undefined
     }
+    case "content_block_start": {
+      // a `tool_use` block starts a tool call: its input comes as `input_json_delta` pieces
+      const block = data.content_block
+      if (isObject(block) && block.type === "tool_use") {
+        const index = state.calls.push(typeof data.index === "number" ? data.index : -1) - 1
+        const input = isObject(block.input) && Object.keys(block.input).length > 0 ? JSON.stringify(block.input) : ""
+        out.push({
+          _tag: "ToolCallDelta",
+          index,
+          ...(typeof block.id === "string" ? { id: block.id } : {}),
+          ...(typeof block.name === "string" ? { name: block.name } : {}),
+          arguments: input
+        })
+      }
+      return undefined
+    }
     case "content_block_delta": {
       const delta = data.delta
-      if (isObject(delta) && delta.type === "text_delta" && typeof delta.text === "string" && delta.text.length > 0) {
+      if (!isObject(delta)) return undefined
+      if (delta.type === "text_delta" && typeof delta.text === "string" && delta.text.length > 0) {
         out.push({ _tag: "TextDelta", text: delta.text })
+      } else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
+        const index = state.calls.indexOf(typeof data.index === "number" ? data.index : -1)
+        if (index !== -1 && delta.partial_json.length > 0) {
+          out.push({ _tag: "ToolCallDelta", index, arguments: delta.partial_json })
+        }
       }
       return undefined
     }

@@ -37,6 +37,8 @@ export interface StreamState {
   refused: boolean
   usage: LlmResponse.Usage
   model: string
+  /** The wire's own keys of the tool calls started so far, in order: a call's `ToolCallDelta.index` is its position. */
+  readonly calls: Array<number>
 }
 
 /** A wire format. */
@@ -49,7 +51,7 @@ export interface Codec {
   readonly endData: string | undefined
   /**
    * Decodes one parsed stream event named `name` (the SSE `event:` field, `message` when absent): pushes
-   * text deltas to `out`, updates `state`, and returns `"end"` at the wire's end marker or a problem.
+   * text and tool-call deltas to `out`, updates `state`, and returns `"end"` at the wire's end marker or a problem.
    */
   readonly decodeEvent: (
     name: string,

@@ -1,12 +1,12 @@
 /**
  * The OpenAI Chat Completions wire format: request encoding, `chat.completion` decoding and the
- * `chat.completion.chunk` event decoder (end marker `data: [DONE]`). A refusal (`message.refusal`,
+ * `chat.completion.chunk` event decoder (end marker `data: [DONE]`), with its tool-call pieces. A refusal (`message.refusal`,
  * `delta.refusal`) is the answer's text, with finish reason `content_filter`.
  *
  * @internal
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
-import type { Codec, DecodedBody, Problem } from "./codec.ts"
+import type { Codec, DecodedBody, Problem, StreamState } from "./codec.ts"
 import { count, isObject } from "./codec.ts"
 
 /** Encoding choices that differ between OpenAI-compatible servers. */
@@ -89,6 +89,32 @@ const decodeBody = (json: unknown): DecodedBody | Problem => {
   }
 }
 
+/**
+ * The pieces of `delta.tool_calls`: a call's first piece has its `id` and `function.name`, the next ones more
+ * of `function.arguments`. Calls are numbered in the order they start, whatever their `index`.
+ */
+const toolCalls = (calls: ReadonlyArray<unknown>, state: StreamState, out: Array<LlmResponse.StreamChunk>) => {
+  for (const call of calls) {
+    if (!isObject(call)) continue
+    const key = typeof call.index === "number" ? call.index : 0
+    const fn = isObject(call.function) ? call.function : {}
+    const args = typeof fn.arguments === "string" ? fn.arguments : ""
+    let index = state.calls.indexOf(key)
+    const id = text(call.id)
+    const name = text(fn.name)
+    if (index === -1) {
+      index = state.calls.push(key) - 1
+      out.push({
+        _tag: "ToolCallDelta",
+        index,
+        ...(id === undefined ? {} : { id }),
+        ...(name === undefined ? {} : { name }),
+        arguments: args
+      })
+    } else if (args.length > 0) out.push({ _tag: "ToolCallDelta", index, arguments: args })
+  }
+}
+
 const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
   if (chunk.error !== undefined && chunk.error !== null) return { _tag: "ErrorReport", body: JSON.stringify(chunk) }
   if (typeof chunk.model === "string" && chunk.model.length > 0) state.model = chunk.model
@@ -107,6 +133,7 @@ const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
         state.refused = true
         out.push({ _tag: "TextDelta", text: refusal })
       }
+      if (Array.isArray(delta.tool_calls)) toolCalls(delta.tool_calls, state, out)
     }
     // some compatible servers send `""` for "not yet"; only a named reason finishes the stream
     const reason = text(choice.finish_reason)

@@ -31,7 +31,7 @@ export interface StreamDecoder {
   readonly feedParsed: (value: unknown, out: Array<LlmResponse.StreamChunk>) => Problem | undefined
   /** The body ended cleanly: pushes `Finish` if the stream is complete and not yet finished; whether it is. */
   readonly end: (out: Array<LlmResponse.StreamChunk>) => boolean
-  /** Text deltas pushed so far. */
+  /** Text and tool-call deltas pushed so far. */
   readonly received: () => number
   /** Malformed events skipped so far. */
   readonly skipped: () => number
@@ -43,7 +43,8 @@ export const makeDecoder = (codec: Codec, meta: FinishMeta): StreamDecoder => {
     finishReason: undefined,
     refused: false,
     usage: { inputTokens: 0, outputTokens: 0 },
-    model: meta.model
+    model: meta.model,
+    calls: []
   }
   let finished = false
   let good = 0
@@ -79,7 +80,7 @@ export const makeDecoder = (codec: Codec, meta: FinishMeta): StreamDecoder => {
     good++
     const before = out.length
     const result = codec.decodeEvent(name, value, state, out)
-    for (let i = before; i < out.length; i++) if (out[i]._tag === "TextDelta") received++
+    for (let i = before; i < out.length; i++) if (out[i]._tag !== "Finish") received++
     if (result === "end") {
       finish(out)
       return undefined

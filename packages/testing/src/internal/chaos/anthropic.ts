@@ -6,7 +6,7 @@
  * @internal
  */
 import type { Answer, ErrorKind, ErrorReply, Frames, ParsedRequest, Wire } from "./wire.ts"
-import { frame, promptChars, readCommon } from "./wire.ts"
+import { forcedTool, frame, promptChars, readCommon } from "./wire.ts"
 
 const parseRequest = (json: unknown): ParsedRequest | string => {
   const common = readCommon(json)
@@ -18,12 +18,19 @@ const parseRequest = (json: unknown): ParsedRequest | string => {
     stream: body.stream === true,
     includeUsage: true,
     promptChars: promptChars(common.messages, body.system),
-    maxTokens: body.max_tokens
+    maxTokens: body.max_tokens,
+    tool: forcedTool(body)
   }
 }
 
 const stopReason = (a: Answer) =>
-  a.finish === "length" ? "max_tokens" : a.finish === "refusal" ? "refusal" : "end_turn"
+  a.finish === "length"
+    ? "max_tokens"
+    : a.finish === "refusal"
+      ? "refusal"
+      : a.tool !== undefined
+        ? "tool_use"
+        : "end_turn"
 
 const usage = (a: Answer, outputTokens: number) => ({
   input_tokens: a.inputTokens - a.cachedInputTokens,
@@ -32,6 +39,15 @@ const usage = (a: Answer, outputTokens: number) => ({
   output_tokens: outputTokens,
   service_tier: "standard"
 })
+
+/** The tool input of whole arguments (cut short by `max_tokens`: what parses, else nothing). */
+const inputOf = (args: string): unknown => {
+  try {
+    return JSON.parse(args)
+  } catch {
+    return {}
+  }
+}
 
 const event = (type: string, payload: object) => frame(JSON.stringify({ type, ...payload }), type)
 
@@ -49,10 +65,21 @@ const frames = (a: Answer): Frames => ({
         usage: usage(a, 1)
       }
     }),
-    event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+    event("content_block_start", {
+      index: 0,
+      content_block:
+        a.tool === undefined
+          ? { type: "text", text: "" }
+          : { type: "tool_use", id: a.tool.id, name: a.tool.name, input: {} }
+    }),
     event("ping", {})
   ],
-  deltas: a.chunks.map((text) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text } })),
+  deltas: a.chunks.map((text) =>
+    event("content_block_delta", {
+      index: 0,
+      delta: a.tool === undefined ? { type: "text_delta", text } : { type: "input_json_delta", partial_json: text }
+    })
+  ),
   tail: [
     event("content_block_stop", { index: 0 }),
     event("message_delta", {
@@ -192,7 +219,11 @@ export const anthropicWire: Wire = {
     type: "message",
     role: "assistant",
     model: a.model,
-    content: [{ type: "text", text: a.chunks.join("") }],
+    content: [
+      a.tool === undefined
+        ? { type: "text", text: a.chunks.join("") }
+        : { type: "tool_use", id: a.tool.id, name: a.tool.name, input: inputOf(a.chunks.join("")) }
+    ],
     stop_reason: stopReason(a),
     stop_sequence: null,
     usage: usage(a, a.outputTokens)

@@ -241,7 +241,11 @@ export const makeHandler =
       }
 
       // an answer, whole or in part
-      let chunks = splitWords(step === "refusal" ? refusalText : settings.text)
+      // a request that forces a tool call gets one, its arguments `{"text": <the answer text>}` in pieces
+      const tool = step === "refusal" || parsed.tool === undefined ? undefined : parsed.tool
+      let chunks = splitWords(
+        step === "refusal" ? refusalText : tool === undefined ? settings.text : JSON.stringify({ text: settings.text })
+      )
       let finish: Answer["finish"] = step === "refusal" ? "refusal" : "stop"
       if (parsed.maxTokens !== undefined && parsed.maxTokens < chunks.length) {
         chunks = chunks.slice(0, Math.max(0, parsed.maxTokens))
@@ -254,6 +258,10 @@ export const makeHandler =
         model: parsed.model,
         chunks,
         finish,
+        tool:
+          tool === undefined
+            ? undefined
+            : { id: `${wire.name === "anthropic" ? "toolu" : "call"}_chaos${sequence}`, name: tool },
         inputTokens,
         cachedInputTokens: Math.min(settings.cachedInputTokens, inputTokens),
         outputTokens: chunks.length,

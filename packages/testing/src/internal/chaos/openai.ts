@@ -6,7 +6,7 @@
  * @internal
  */
 import type { Answer, ErrorKind, ErrorReply, Frames, ParsedRequest, Wire } from "./wire.ts"
-import { frame, promptChars, readCommon } from "./wire.ts"
+import { forcedTool, frame, promptChars, readCommon } from "./wire.ts"
 
 const fingerprint = "fp_chaos"
 
@@ -42,7 +42,8 @@ const parseRequest = (json: unknown): ParsedRequest | string => {
       typeof options === "object" &&
       (options as { include_usage?: unknown }).include_usage === true,
     promptChars: promptChars(common.messages),
-    maxTokens
+    maxTokens,
+    tool: forcedTool(body)
   }
 }
 
@@ -56,7 +57,8 @@ const base = (a: Answer) => ({
 })
 
 /** OpenAI reports a refusal as content, not as a finish reason. */
-const finishReason = (a: Answer) => (a.finish === "refusal" ? "stop" : a.finish)
+const finishReason = (a: Answer) =>
+  a.finish === "refusal" ? "stop" : a.tool !== undefined && a.finish === "stop" ? "tool_calls" : a.finish
 
 const frames = (a: Answer): Frames => {
   const extra = a.includeUsage ? { usage: null } : {}
@@ -72,6 +74,18 @@ const frames = (a: Answer): Frames => {
   const tail = [chunk({}, finishReason(a))]
   if (a.includeUsage) tail.push(frame(JSON.stringify({ ...base(a), choices: [], usage: usage(a) })))
   tail.push(frame("[DONE]"))
+  const tool = a.tool
+  if (tool !== undefined) {
+    const call = (fields: object) => chunk({ tool_calls: [{ index: 0, ...fields }] }, null)
+    return {
+      head: [
+        chunk({ role: "assistant", content: null, refusal: null }, null),
+        call({ id: tool.id, type: "function", function: { name: tool.name, arguments: "" } })
+      ],
+      deltas: a.chunks.map((args) => call({ function: { arguments: args } })),
+      tail
+    }
+  }
   return {
     head: [
       chunk(refused ? { role: "assistant", refusal: "" } : { role: "assistant", content: "", refusal: null }, null)
@@ -223,9 +237,19 @@ export const openAiWire: Wire = {
       {
         index: 0,
         message:
-          a.finish === "refusal"
-            ? { role: "assistant", content: null, refusal: a.chunks.join(""), annotations: [] }
-            : { role: "assistant", content: a.chunks.join(""), refusal: null, annotations: [] },
+          a.tool !== undefined
+            ? {
+                role: "assistant",
+                content: null,
+                refusal: null,
+                annotations: [],
+                tool_calls: [
+                  { id: a.tool.id, type: "function", function: { name: a.tool.name, arguments: a.chunks.join("") } }
+                ]
+              }
+            : a.finish === "refusal"
+              ? { role: "assistant", content: null, refusal: a.chunks.join(""), annotations: [] }
+              : { role: "assistant", content: a.chunks.join(""), refusal: null, annotations: [] },
         logprobs: null,
         finish_reason: finishReason(a)
       }

@@ -15,6 +15,8 @@ export interface ParsedRequest {
   /** Characters of prompt text, for a rough token count. */
   readonly promptChars: number
   readonly maxTokens: number | undefined
+  /** The tool the request makes the model call (OpenAI `tool_choice: "required"` or a named function, Anthropic `tool_choice` `any` or a named tool). */
+  readonly tool?: string | undefined
 }
 
 /** One answer, rendered by a wire format. */
@@ -25,6 +27,8 @@ export interface Answer {
   readonly chunks: ReadonlyArray<string>
   /** `refusal`: `chunks` are the model's refusal. */
   readonly finish: "stop" | "length" | "refusal"
+  /** A tool call the answer makes instead of text: `chunks` are the pieces of its JSON arguments. */
+  readonly tool?: { readonly id: string; readonly name: string } | undefined
   readonly inputTokens: number
   readonly cachedInputTokens: number
   readonly outputTokens: number
@@ -140,6 +144,24 @@ export const promptChars = (messages: ReadonlyArray<unknown>, system?: unknown):
     if (m !== null && typeof m === "object") n += textOf((m as { content?: unknown }).content)
   }
   return n
+}
+
+/**
+ * The tool a request makes the model call: `tool_choice` naming one (OpenAI `{type: "function", function:
+ * {name}}`, Anthropic `{type: "tool", name}`), or requiring one (`"required"`, `{type: "any"}`): the first of
+ * `tools`.
+ */
+export const forcedTool = (body: Record<string, unknown>): string | undefined => {
+  const choice = body.tool_choice
+  const tools = Array.isArray(body.tools) ? body.tools : []
+  const nameOf = (u: unknown): string | undefined => {
+    if (!isObject(u)) return undefined
+    const fn = isObject(u.function) ? u.function : u
+    return typeof fn.name === "string" && fn.name.length > 0 ? fn.name : undefined
+  }
+  if (choice === "required" || (isObject(choice) && choice.type === "any")) return nameOf(tools[0])
+  if (isObject(choice) && (choice.type === "function" || choice.type === "tool")) return nameOf(choice)
+  return undefined
 }
 
 /** Reads the common request fields, or says what is wrong. */

@@ -1,0 +1,52 @@
+/**
+ * The gateway's shutdown: the requests in flight (until their response is sent, a stream to its end), and
+ * the drain that runs before the server closes. While draining, `GET /readyz` answers 503 (a load balancer
+ * stops sending), `GET /healthz` stays 200, new model requests are refused with a 503 the clients may retry
+ * elsewhere, and the drain ends when nothing is in flight or at the grace deadline.
+ *
+ * @internal
+ */
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { Context, Effect } from "effect"
+import { HttpServerRequest, type HttpServerResponse } from "effect/http"
+
+/** The in-flight requests of one gateway and whether it is draining. */
+export class DrainState {
+  draining = false
+  inFlight = 0
+  private idle: Array<() => void> = []
+
+  private done = () => {
+    this.inFlight--
+    if (this.inFlight === 0) for (const wake of this.idle.splice(0)) wake()
+  }
+
+  /** `handler`, counted in flight from its start until its response is sent or its connection closes. */
+  track<E, R>(
+    handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> {
+    return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      this.inFlight++
+      NodeHttpServerRequest.toServerResponse(request).once("close", this.done)
+      return handler
+    })
+  }
+
+  /** Starts draining; completes once nothing is in flight, or after `graceMs`. */
+  drain(graceMs: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.draining = true
+      if (this.inFlight === 0) return Effect.void
+      return Effect.callback<void>((resume) => {
+        const wake = () => resume(Effect.void)
+        this.idle.push(wake)
+        return Effect.sync(() => {
+          this.idle = this.idle.filter((w) => w !== wake)
+        })
+      }).pipe(Effect.timeoutOrElse({ duration: graceMs, orElse: () => Effect.void }))
+    })
+  }
+}
+
+/** The drain state the gateway's routes use (the server layer provides it and drains it on shutdown). */
+export class Drain extends Context.Service<Drain, DrainState>()("@llm-resilience/gateway/Drain") {}
