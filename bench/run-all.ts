@@ -12,6 +12,7 @@ const benches: ReadonlyArray<{ readonly file: string; readonly flags?: ReadonlyA
   { file: "bench/timeouts.ts" },
   { file: "bench/jitter.ts" },
   { file: "bench/tokenizers.ts" },
+  { file: "bench/provider.ts" },
   { file: "bench/gateway/run.ts" },
   { file: "bench/redis.ts", flags: ["--conditions=@llm-resilience/source"] }
 ]

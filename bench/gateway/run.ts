@@ -2,8 +2,10 @@
  * The gateway in front of the chaos server against the chaos server directly, in one run
  * (`npx node bench/gateway/run.ts`): at 1,000 and 2,000 requests/s (not streamed, open loop) and with 200
  * concurrent streams, the added latency (p50 / p99 of the gateway minus those of the direct calls), the
- * gateway's CPU time per request, its resident memory, and the errors. The chaos server and the gateway run
- * as child processes (bundled, as `llm-resilience-gateway` would run them); the load comes from this process.
+ * gateway's CPU time per request (also in a closed loop of 20 clients, beside the chaos server's), its
+ * resident memory, the errors, and the machine's load average during each phase. The chaos server and the
+ * gateway run as child processes (bundled, as `llm-resilience-gateway` would run them); the load comes from
+ * this process.
  *
  * Prints the JSON result and writes `bench/results/gateway.json`. Options: `--seconds <n>` per phase
  * (default 10), `--rates 1000,2000`.
@@ -33,6 +35,8 @@ const streamBody = JSON.stringify({
 })
 const headers = { "content-type": "application/json", authorization: `Bearer ${key}` }
 
+// the 1-minute load average before the run: other work on the machine skews every figure
+const loadAtStart = os.loadavg()[0]
 const { dir, remove } = tempDir()
 const children: Array<{ readonly child: { kill: (signal: NodeJS.Signals) => boolean } }> = []
 // an interrupted run still stops its servers and removes its files
@@ -61,11 +65,30 @@ try {
   const pid = gateway.child.pid!
   const direct = `${chaos.url}/v1/chat/completions`
   const viaGateway = `${gateway.url}/v1/chat/completions`
+  const chaosPid = chaos.child.pid!
   const startRss = processStats(pid).rssMb
   // JIT warm-up of both servers (not measured): a fresh process spends its first thousands of requests
   // interpreting and compiling
   for (const url of [direct, viaGateway])
     await streams({ url, body, headers, concurrency: 20, seconds: warmupSeconds * 3 })
+
+  // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
+  // chaos server's CPU for the same requests beside it
+  const closedBefore = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+  const closed = await streams({ url: viaGateway, body, headers, concurrency: 20, seconds })
+  const closedAfter = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+  const perRequest = (before: number, after: number) => Math.round(((after - before) * 1000) / closed.requests)
+  const closedLoop = {
+    clients: 20,
+    requests: closed.requests,
+    errors: closed.errors,
+    rate: closed.achievedRate,
+    gatewayCpuPerRequestUs: perRequest(closedBefore.gateway.cpuMs, closedAfter.gateway.cpuMs),
+    chaosCpuPerRequestUs: perRequest(closedBefore.chaos.cpuMs, closedAfter.chaos.cpuMs)
+  }
+  console.error(
+    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs of CPU per request`
+  )
 
   const measured = async (run: () => Promise<Phase>, sent: number) => {
     const before = processStats(pid)
@@ -75,7 +98,8 @@ try {
       phase,
       gatewayCpuPerRequestUs: Math.round(((after.cpuMs - before.cpuMs) * 1000) / sent),
       gatewayRssMb: after.rssMb,
-      gatewayPeakRssMb: after.peakRssMb
+      gatewayPeakRssMb: after.peakRssMb,
+      loadAverage: os.loadavg()[0]
     }
   }
   const added = (g: Phase, d: Phase) => ({
@@ -95,7 +119,8 @@ try {
       addedLatencyMs: added(g.phase, d),
       gatewayCpuPerRequestUs: g.gatewayCpuPerRequestUs,
       gatewayRssMb: g.gatewayRssMb,
-      gatewayPeakRssMb: g.gatewayPeakRssMb
+      gatewayPeakRssMb: g.gatewayPeakRssMb,
+      loadAverage: g.loadAverage
     })
     console.error(
       `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms`
@@ -111,7 +136,9 @@ try {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
     note: "load generator, chaos server and gateway share the machine's cores; open loop, latency from send to last byte",
     secondsPerPhase: seconds,
+    loadAverageAtStart: loadAtStart,
     gatewayStartRssMb: startRss,
+    closedLoop,
     loads,
     streams: {
       concurrency: 200,
@@ -120,8 +147,10 @@ try {
       addedLatencyMs: added(gs, ds),
       gatewayCpuPerStreamUs: Math.round(((gsAfter.cpuMs - gsBefore.cpuMs) * 1000) / Math.max(1, gs.requests)),
       gatewayRssMb: gsAfter.rssMb,
-      gatewayPeakRssMb: gsAfter.peakRssMb
-    }
+      gatewayPeakRssMb: gsAfter.peakRssMb,
+      loadAverage: os.loadavg()[0]
+    },
+    chaosServerRssMb: processStats(chaosPid).rssMb
   }
   const json = JSON.stringify(result, null, 2)
   console.log(json)

@@ -1,7 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=16
 /**
  * `llm-resilience-gateway --config gateway.yaml` (also `llm-resilience gateway ...`): starts the gateway.
  * `--help` lists the options.
+ *
+ * Node runs with a young generation of at most 16 MB per semi-space (V8 grows it to 64 MB under load): it
+ * keeps the resident memory of a busy gateway lower at no measured cost in CPU (docs/architecture.md).
  */
 import { GatewayCli } from "../src/index.ts"
 

@@ -19,13 +19,13 @@
  *
  * @since 0.1.0
  */
-import { createHash, randomUUID } from "node:crypto"
+import { hash, randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
 import { Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import { type HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
+import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
@@ -45,7 +45,7 @@ import { openAi } from "./internal/openai.ts"
  * ```
  * @since 0.1.0
  */
-export const hashKey = (key: string): string => createHash("sha256").update(key).digest("hex")
+export const hashKey = (key: string): string => hash("sha256", key, "hex")
 
 const defaultKeyEnv = { openai: "OPENAI_API_KEY", anthropic: "ANTHROPIC_API_KEY", gemini: "GEMINI_API_KEY" } as const
 
@@ -267,6 +267,15 @@ export const routes = (
   )
 
 /**
+ * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
+ * `NodeHttpClient.layerUndici`, it does not merge the layer's context into every request's: the client needs
+ * nothing from it once built, and the merge copied the context on each call.
+ */
+const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClient.HttpClient)(
+  NodeHttpClient.makeUndici
+).pipe(Layer.provide(NodeHttpClient.layerDispatcher))
+
+/**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
  * released (SIGTERM under `GatewayCli.run`), the gateway drains: `GET /readyz` answers 503 (`GET /healthz`
@@ -294,7 +303,7 @@ export const layer = (
       const drain = new DrainState()
       const graceMs = config.server?.shutdownGraceMs ?? 10_000
       const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provide([NodeHttpClient.layerUndici, Layer.succeed(Drain, drain)]),
+        Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
         Layer.provideMerge(
           NodeHttpServer.layer(createServer, {
             port: config.server?.port ?? 8080,

@@ -41,14 +41,42 @@ export interface Context {
   readonly draining?: () => boolean
 }
 
-/** Requests served, by wire, route and status. */
-export const requests = Metric.counter("gateway_requests", {
+const requestsOptions = {
   description: "Requests the gateway answered, by wire format, route and HTTP status",
   incremental: true
-})
+} as const
 
+/** Requests served, by wire, route and status. */
+export const requests = Metric.counter("gateway_requests", requestsOptions)
+
+/**
+ * The series of `requests` for a wire, route and status, made once: a counter with its own attributes is the
+ * same series as `Metric.withAttributes(requests, ...)`, without merging the attributes and building the
+ * series key again on every request. Routes come from the configuration and statuses from a small set, so
+ * the cache stays small.
+ */
+const series = new Map<string, Metric.Counter<number>>()
+const requestsOf = (wire: string, route: string, status: number) => {
+  const key = `${wire} ${route} ${status}`
+  let counter = series.get(key)
+  if (counter === undefined) {
+    counter = Metric.counter("gateway_requests", {
+      ...requestsOptions,
+      attributes: { wire, route, status: String(status) }
+    })
+    series.set(key, counter)
+  }
+  return counter
+}
+
+// headers are set on the made response (here and for streams): passed to `text` or `stream`, they were
+// copied into an object whose prototype is then swapped, a slow path of V8 that cost more than the rest of
+// the response
 const json = (body: unknown, status: number, headers: Record<string, string>) =>
-  HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers })
+  HttpServerResponse.setHeaders(
+    HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json" }),
+    headers
+  )
 
 const sse = (e: OutEvent): string => `${e.event === undefined ? "" : `event: ${e.event}\n`}data: ${e.data}\n\n`
 
@@ -68,10 +96,7 @@ export const handle = (ctx: Context, wire: Wire) =>
     const requestId = ctx.nextId()
     let route = "-"
     const answer = (response: HttpServerResponse.HttpServerResponse) =>
-      Effect.as(
-        Metric.update(Metric.withAttributes(requests, { wire: wire.name, route, status: String(response.status) }), 1),
-        response
-      )
+      Effect.as(Metric.update(requestsOf(wire.name, route, response.status), 1), response)
     const fail = (failure: Failure, extra: Record<string, string> = {}) =>
       answer(
         json(wire.errorBody(failure, requestId), wire.status(failure), {
@@ -84,7 +109,9 @@ export const handle = (ctx: Context, wire: Wire) =>
     if (ctx.draining?.() === true) {
       return yield* fail(gatewayFailure(503, "the gateway is shutting down: retry elsewhere", { retryAfterMs: 1_000 }))
     }
-    const caller = ctx.authenticate(http.headers)
+    // each read of `http.headers` copies Node's headers: read them once
+    const h = http.headers
+    const caller = ctx.authenticate(h)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
     const body = yield* Effect.result(http.json)
     if (Result.isFailure(body)) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
@@ -96,7 +123,6 @@ export const handle = (ctx: Context, wire: Wire) =>
     }
 
     // overrides from headers
-    const h = http.headers
     const priority = headerOf(h, "x-llm-priority")
     if (priority !== undefined && priority !== "interactive" && priority !== "background") {
       return yield* fail(gatewayFailure(400, "x-llm-priority must be interactive or background"))
@@ -255,14 +281,11 @@ const streamed = Effect.fnUntraced(function* (
     Stream.ensuring(Scope.close(scope, Exit.void))
   )
   return yield* answer(
-    HttpServerResponse.stream(body, {
-      contentType: "text/event-stream",
-      headers: {
-        "cache-control": "no-cache",
-        "x-request-id": requestId,
-        "x-llm-model": firstModel,
-        ...reportHeader({ events })
-      }
+    HttpServerResponse.setHeaders(HttpServerResponse.stream(body, { contentType: "text/event-stream" }), {
+      "cache-control": "no-cache",
+      "x-request-id": requestId,
+      "x-llm-model": firstModel,
+      ...reportHeader({ events })
     })
   )
 })

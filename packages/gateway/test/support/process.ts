@@ -9,9 +9,14 @@ import { bundle } from "../../../redis/test/processes.ts"
 const here = path.dirname(fileURLToPath(import.meta.url))
 const node = path.resolve(here, "../../../../node_modules/.bin/node")
 
+const cli = path.resolve(here, "../../bin/llm-resilience-gateway.ts")
+
 /** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
-export const bundleCli = (dir: string): Promise<string> =>
-  bundle(path.resolve(here, "../../bin/llm-resilience-gateway.ts"), dir, "gateway")
+export const bundleCli = (dir: string): Promise<string> => bundle(cli, dir, "gateway")
+
+/** The Node flags of the command line's `#!/usr/bin/env -S node <flags>` line, which the bundle drops. */
+const cliNodeFlags = (): ReadonlyArray<string> =>
+  /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(cli, "utf8").split("\n", 1)[0])?.[1].trim().split(/\s+/) ?? []
 
 /** Bundles the chaos server's command line into `dir`; the file's path. */
 export const bundleChaos = (dir: string): Promise<string> =>
@@ -32,7 +37,10 @@ export const tempDir = (): { readonly dir: string; readonly remove: () => void }
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** Starts the bundled CLI with a configuration; resolves once it prints its address (30 s at most). */
+/**
+ * Starts the bundled CLI with a configuration and the Node flags of its `#!` line, as the installed command
+ * runs; resolves once it prints its address (30 s at most).
+ */
 export const startCli = (
   program: string,
   config: unknown,
@@ -41,17 +49,18 @@ export const startCli = (
 ): Promise<GatewayProcess> => {
   const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
   fs.writeFileSync(file, JSON.stringify(config))
-  return startProcess(program, ["--config", file], env)
+  return startProcess(program, ["--config", file], env, cliNodeFlags())
 }
 
-/** Starts a bundled server program; resolves once it prints `listening on <url>` (30 s at most). */
+/** Starts a bundled server program (with Node flags); resolves once it prints `listening on <url>` (30 s at most). */
 export const startProcess = (
   program: string,
   args: ReadonlyArray<string>,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  nodeFlags: ReadonlyArray<string> = []
 ): Promise<GatewayProcess> =>
   new Promise((resolve, reject) => {
-    const child = spawn(node, [program, ...args], {
+    const child = spawn(node, [...nodeFlags, program, ...args], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })

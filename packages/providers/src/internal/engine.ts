@@ -3,8 +3,9 @@
  * classifier, reads the rate-limit snapshot from every response, caps what it reads, and turns an SSE body
  * into chunks that end in `Finish` only once the stream is complete (see `stream.ts`).
  *
- * No retries and no timeouts here: those are stages of the toolkit. The HTTP client's span keeps no key and
- * no prompt (see `withoutRetainedSecrets`); the prompt is recorded only when `tracePrompts` is set.
+ * No retries and no timeouts here: those are stages of the toolkit. The provider's span and the HTTP client's
+ * are made only where a span could be seen (`Telemetry.spanVisible`); the client's keeps no key and no prompt
+ * (see `withoutRetainedSecrets`); the prompt is recorded only when `tracePrompts` is set.
  *
  * @internal
  */
@@ -14,11 +15,12 @@ import {
   type LlmProvider,
   type LlmRequest,
   type LlmResponse,
-  RateLimitSnapshot
+  RateLimitSnapshot,
+  Telemetry
 } from "@llm-resilience/core"
 import { Clock, Effect, Stream } from "effect"
 import * as Sse from "effect/encoding/Sse"
-import { type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Headers, type HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import type { Codec, DecodedBody, FinishMeta, Problem } from "./codec.ts"
 import { encodeBody, excerpt, parseJson, responseOf } from "./codec.ts"
 import { withoutRetainedSecrets } from "./options.ts"
@@ -64,6 +66,8 @@ interface CallContext {
   readonly model: string
   status?: number
   requestId?: string
+  /** The response's headers, read once (the client builds them anew on every access). */
+  headers: Headers.Headers
 }
 
 const fields = (c: CallContext) => ({
@@ -96,15 +100,29 @@ const decodeUtf8 = (parts: ReadonlyArray<Uint8Array>): string => {
   return text + decoder.decode()
 }
 
+const utf8 = new TextDecoder()
+
 /**
  * Reads at most `max` bytes of a body. Stops reading (and so releases the connection) once the cap is
- * crossed; `over` says whether it was.
+ * crossed; `over` says whether it was. A body whose declared length is within the cap is read whole at once
+ * (the HTTP client reads exactly that many bytes): no stream, and nothing to abort once it is read.
  */
 const readCapped = (
   response: HttpClientResponse.HttpClientResponse,
+  headers: Headers.Headers,
   max: number
-): Effect.Effect<{ readonly text: string; readonly over: boolean }, HttpClientError.HttpClientError> =>
-  Effect.suspend(() => {
+): Effect.Effect<{ readonly text: string; readonly over: boolean }, HttpClientError.HttpClientError> => {
+  const declared = headers["content-length"]
+  const encoding = headers["content-encoding"]
+  if (
+    declared !== undefined &&
+    /^\d+$/.test(declared) &&
+    Number(declared) <= max &&
+    (encoding === undefined || encoding === "identity")
+  ) {
+    return Effect.map(response.arrayBuffer, (bytes) => ({ text: utf8.decode(bytes), over: false }))
+  }
+  return Effect.suspend(() => {
     const parts: Array<Uint8Array> = []
     let size = 0
     let over = false
@@ -122,6 +140,7 @@ const readCapped = (
       Effect.map(() => ({ text: decodeUtf8(parts), over }))
     )
   })
+}
 
 /** Builds the provider service on an HTTP client. */
 export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): LlmProvider.LlmProvider["Service"] => {
@@ -148,7 +167,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     if (route !== undefined) {
       outgoing = HttpClientRequest.appendUrlParams(HttpClientRequest.setUrl(outgoing, route.url), route.urlParams ?? {})
     }
-    const sent = http.execute(HttpClientRequest.bodyText(outgoing, body, "application/json"))
+    const sent = http(HttpClientRequest.bodyText(outgoing, body, "application/json"))
     return (
       o.tracePrompts === true ? Effect.andThen(Effect.annotateCurrentSpan("llm.request.body", scrub(body)), sent) : sent
     ).pipe(
@@ -163,7 +182,8 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
   const observe = (response: HttpClientResponse.HttpClientResponse, c: CallContext) =>
     Effect.flatMap(Clock.currentTimeMillis, (nowMillis) => {
       c.status = response.status
-      const requestId = Classification.requestIdOf(response.headers)
+      c.headers = response.headers
+      const requestId = Classification.requestIdOf(c.headers)
       if (requestId !== undefined) c.requestId = requestId
       return Effect.as(
         Effect.annotateCurrentSpan({
@@ -177,7 +197,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
   const classify = (response: HttpClientResponse.HttpClientResponse, body: string, c: CallContext, nowMillis: number) =>
     Classification.classify({
       status: response.status,
-      headers: response.headers,
+      headers: c.headers,
       // a body that echoes the key (a proxy, a debugging server) must not carry it into the error message
       body: scrub(body),
       provider: c.provider,
@@ -187,16 +207,17 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
 
   /** A non-2xx response: read (a capped prefix of) the body and classify. */
   const failure = (response: HttpClientResponse.HttpClientResponse, c: CallContext, nowMillis: number) =>
-    readCapped(response, limits.maxErrorBodyBytes).pipe(
+    readCapped(response, c.headers, limits.maxErrorBodyBytes).pipe(
       Effect.map((b) => b.text),
       Effect.orElseSucceed(() => ""),
       Effect.flatMap((body) => Effect.fail(classify(response, body, c, nowMillis)))
     )
 
-  const discard = (response: HttpClientResponse.HttpClientResponse) => Effect.ignore(readCapped(response, 0))
+  const discard = (response: HttpClientResponse.HttpClientResponse, c: CallContext) =>
+    Effect.ignore(readCapped(response, c.headers, 0))
 
-  const snapshotOf = (response: HttpClientResponse.HttpClientResponse, nowMillis: number) => {
-    const snapshot = RateLimitSnapshot.fromHeaders(response.headers, nowMillis)
+  const snapshotOf = (c: CallContext, nowMillis: number) => {
+    const snapshot = RateLimitSnapshot.fromHeaders(c.headers, nowMillis)
     return RateLimitSnapshot.isEmpty(snapshot) ? undefined : snapshot
   }
 
@@ -222,7 +243,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     c: CallContext,
     nowMillis: number
   ): Effect.Effect<DecodedBody & { readonly json: unknown }, ProviderError> =>
-    readCapped(response, limits.maxResponseBytes).pipe(
+    readCapped(response, c.headers, limits.maxResponseBytes).pipe(
       Effect.mapError(
         (error): ProviderError =>
           new LlmError.ConnectionError({
@@ -255,25 +276,36 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       })
     )
 
-  const complete = Effect.fn(`${o.spanPrefix}.complete`)(function* (request: LlmRequest.LlmRequest) {
-    const c: CallContext = { provider: name, model: request.model }
-    yield* Effect.annotateCurrentSpan({ "llm.provider": name, "llm.model": request.model })
+  const completion = Effect.fnUntraced(function* (request: LlmRequest.LlmRequest) {
+    const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
     const response = yield* send(request, false, c)
     const nowMillis = yield* observe(response, c)
     if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
-    const contentType = response.headers["content-type"] ?? ""
+    const contentType = c.headers["content-type"] ?? ""
     if (contentType !== "" && !isJsonType(contentType)) {
-      yield* discard(response)
+      yield* discard(response, c)
       return yield* Effect.fail(wrongType(contentType, "application/json", c))
     }
     const decoded = yield* readWhole(response, c, nowMillis)
-    const rateLimit = snapshotOf(response, nowMillis)
+    const rateLimit = snapshotOf(c, nowMillis)
     return responseOf(
       decoded,
       { provider: name, model: request.model, requestId: c.requestId, rateLimit },
       { codec, request, body: decoded.json }
     )
   })
+
+  // The span only where it could be seen (as the client's, see `withoutRetainedSecrets`), and no stack trace
+  // (`Effect.fn` captures one per call, pointing here).
+  const complete = (request: LlmRequest.LlmRequest): Effect.Effect<LlmResponse.LlmResponse, ProviderError> =>
+    Effect.withFiber((fiber) =>
+      Telemetry.spanVisible(fiber)
+        ? Effect.withSpan(completion(request), `${o.spanPrefix}.complete`, {
+            attributes: { "llm.provider": name, "llm.model": request.model },
+            captureStackTrace: false
+          })
+        : completion(request)
+    )
 
   const sseChunks = (
     response: HttpClientResponse.HttpClientResponse,
@@ -319,16 +351,16 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
       })
     })
 
-  const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+  const streamed = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.unwrap(
       Effect.gen(function* () {
-        const c: CallContext = { provider: name, model: request.model }
+        const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
         const response = yield* send(request, true, c)
         const nowMillis = yield* observe(response, c)
         if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
-        const rateLimit = snapshotOf(response, nowMillis)
+        const rateLimit = snapshotOf(c, nowMillis)
         const meta: FinishMeta = { provider: name, model: request.model, requestId: c.requestId, rateLimit }
-        const contentType = response.headers["content-type"] ?? ""
+        const contentType = c.headers["content-type"] ?? ""
         if (isSseType(contentType)) return sseChunks(response, c, meta, nowMillis)
         if (isJsonType(contentType)) {
           // Some OpenAI-compatible servers ignore `stream: true` and answer whole.
@@ -346,11 +378,24 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
             decoded.text.length > 0 ? [{ _tag: "TextDelta", text: decoded.text }, finish] : [finish]
           )
         }
-        yield* discard(response)
+        yield* discard(response, c)
         return yield* Effect.fail(wrongType(contentType, "text/event-stream", c))
       })
-    ).pipe(
-      Stream.withSpan(`${o.spanPrefix}.stream`, { attributes: { "llm.provider": name, "llm.model": request.model } })
+    )
+
+  // as `complete`: the span only where it could be seen, without a stack trace
+  const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
+    Stream.unwrap(
+      Effect.withFiber((fiber) =>
+        Effect.succeed(
+          Telemetry.spanVisible(fiber)
+            ? Stream.withSpan(streamed(request), `${o.spanPrefix}.stream`, {
+                attributes: { "llm.provider": name, "llm.model": request.model },
+                captureStackTrace: false
+              })
+            : streamed(request)
+        )
+      )
     )
 
   return { name, complete, stream }

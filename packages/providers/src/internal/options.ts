@@ -3,9 +3,17 @@
  *
  * @internal
  */
-import { Cause, Config, Effect, Exit, Redacted, Schema } from "effect"
+import { Cause, Config, Context, Effect, Exit, Redacted, Schema } from "effect"
 import { constTrue } from "effect/Function"
-import { Headers, HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Telemetry } from "@llm-resilience/core"
+import {
+  Headers,
+  HttpBody,
+  HttpClient,
+  type HttpClientError,
+  HttpClientRequest,
+  type HttpClientResponse
+} from "effect/http"
 
 /** An absolute http(s) URL. */
 export const HttpUrl = Schema.String.check(
@@ -119,31 +127,54 @@ const requestsOf = (exit: Exit.Exit<HttpClientResponse.HttpClientResponse, unkno
 }
 
 /**
- * The client the providers send with. Effect's client span records the response (or the error) as its exit,
- * and both keep the request with all its headers and its body: the API key and the prompt, readable by any
- * exporter that looks at the exit. This client keeps the span as effect makes it (attributes, headers
- * rendered with {@link credentialHeaders} redacted, trace propagation), runs the given client untraced
- * inside it, and strips the request once the exchange is over, before the span ends.
+ * How the providers send: a request on the given client, with the client's span only where a span could be
+ * seen (`Telemetry.spanVisible`: a tracer is installed or the call runs under a parent span); elsewhere the
+ * span would be made and dropped unseen, so the client runs untraced (no span, no trace headers).
+ *
+ * Effect's client span records the response (or the error) as its exit, and both keep the request with all
+ * its headers and its body: the API key and the prompt, readable by any exporter that looks at the exit. The
+ * traced client keeps the span as effect makes it (attributes, headers rendered with {@link credentialHeaders}
+ * redacted, trace propagation), runs the given client untraced inside it, and strips the request once the
+ * exchange is over, before the span ends.
  */
-export const withoutRetainedSecrets = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  HttpClient.transform(
-    HttpClient.make((request, _url, _signal, fiber) => {
-      const names = fiber.getRef(Headers.CurrentRedactedNames)
-      return Effect.onExit(
-        Effect.provideService(client.execute(request), HttpClient.TracerDisabledWhen, constTrue),
-        (exit) =>
-          Effect.sync(() => {
-            const done = new WeakSet<object>()
-            strip(request, names, done)
-            for (const r of requestsOf(exit)) strip(r, names, done)
-          })
-      )
-    }),
-    (effect) =>
-      Effect.withFiber((fiber) =>
-        Effect.provideService(effect, Headers.CurrentRedactedNames, [
-          ...fiber.getRef(Headers.CurrentRedactedNames),
-          ...credentialHeaders
-        ])
-      )
-  )
+export const withoutRetainedSecrets = (
+  client: HttpClient.HttpClient
+): ((
+  request: HttpClientRequest.HttpClientRequest
+) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>) => {
+  const traced = withStrippedSpan(client)
+  // the redacted names with ours, kept while the configured ones stay the same
+  let configured: ReadonlyArray<string | RegExp> | undefined
+  let names: ReadonlyArray<string | RegExp> = credentialHeaders
+  return (request) =>
+    Effect.withFiber((fiber) => {
+      const current = fiber.getRef(Headers.CurrentRedactedNames)
+      if (current !== configured) {
+        configured = current
+        names = [...current, ...credentialHeaders]
+      }
+      return Telemetry.spanVisible(fiber)
+        ? Effect.provideService(traced.execute(request), Headers.CurrentRedactedNames, names)
+        : Effect.updateContext(client.execute(request), (context) =>
+            Context.add(
+              Context.add(context, HttpClient.TracerDisabledWhen, constTrue),
+              Headers.CurrentRedactedNames,
+              names
+            )
+          )
+    })
+}
+
+const withStrippedSpan = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  HttpClient.make((request, _url, _signal, fiber) => {
+    const names = fiber.getRef(Headers.CurrentRedactedNames)
+    return Effect.onExit(
+      Effect.provideService(client.execute(request), HttpClient.TracerDisabledWhen, constTrue),
+      (exit) =>
+        Effect.sync(() => {
+          const done = new WeakSet<object>()
+          strip(request, names, done)
+          for (const r of requestsOf(exit)) strip(r, names, done)
+        })
+    )
+  })
