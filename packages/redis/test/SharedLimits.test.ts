@@ -127,7 +127,15 @@ describe("shared limits across processes (acceptance)", () => {
         const share = s.rpm / s.instances
         for (const r of outage.results) {
           const local = r.sent.filter((t) => t >= killed && t < back)
-          assert.isAbove(local.length, 0, "calls served while Redis was down")
+          // what each process's calls ended in during the outage, to tell a stuck process from a starved one
+          const ended = r.calls
+            .filter((c) => c.end >= killed && c.start < back)
+            .reduce<Record<string, number>>((n, c) => ({ ...n, [c.outcome]: (n[c.outcome] ?? 0) + 1 }), {})
+          assert.isAbove(
+            local.length,
+            0,
+            `calls served while Redis was down (${back - killed} ms; store fallbacks ${r.storeFailures}; calls ended: ${JSON.stringify(ended)})`
+          )
           assert.isAtMost(maxInWindow(r.sent, s.admissionWindowMs, killed, back), share, "calls per window, local")
         }
         // once the client has reconnected (backoff up to 2 s) and a window has passed, the shared limit holds
