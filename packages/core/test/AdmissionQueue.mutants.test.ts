@@ -1,0 +1,310 @@
+/**
+ * Admission's queue over a shared store, through the public API: the store answers as a remote one does
+ * (each answer an effect, decided when the call reaches the store and delivered later), every reservation
+ * attempt is recorded (each one is a round trip to a shared store), and a test can hold an answer in flight
+ * or let another client of the store reserve between two round trips. Time is TestClock's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Deferred, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import { Admission, AdmissionStore, type LlmRequest, type LlmResponse, TokenEstimator } from "@llm-resilience/core"
+
+const KEY = "fake/m"
+
+/** Input and output tokens as the request's `tenant` says (`"in:out"`). */
+const estimator: TokenEstimator.TokenEstimatorShape = {
+  countText: (s) => s.length,
+  estimate: (r) => {
+    const [i, o] = (r.metadata?.tenant ?? "0:0").split(":").map(Number)
+    return { inputTokens: i, outputTokens: o }
+  }
+}
+
+/** One reservation attempt as the store saw it: when, for how many tokens, within which slack. */
+type Attempt = readonly [at: number, tokens: number, within: number | undefined]
+
+/** The in-memory store behind a remote store's interface, recording every reservation attempt. */
+const sharedStore = () => {
+  const memory = AdmissionStore.makeMemory()
+  const attempts: Array<Attempt> = []
+  const control = {
+    attempts,
+    /** Delivers the next answer only once this completes. */
+    hold: undefined as Deferred.Deferred<void> | undefined,
+    /** Whether an answer is held in flight now. */
+    holding: false,
+    /** Runs just before the store decides a backfill attempt (one made within a slack). */
+    beforeBackfill: undefined as ((reserve: (tokens: number) => void) => void) | undefined
+  }
+  const store: AdmissionStore.AdmissionStoreShape = {
+    tryReserve: (key, limits, cost, now, within) =>
+      Effect.suspend(() => {
+        attempts.push([now, cost.tokens, within?.tokens])
+        if (within !== undefined && control.beforeBackfill !== undefined) {
+          const other = control.beforeBackfill
+          control.beforeBackfill = undefined
+          other((tokens) => {
+            const d = memory.tryReserve(key, limits, { requests: 1, tokens, inputTokens: tokens, outputTokens: 0 }, now)
+            assert.strictEqual((d as AdmissionStore.Decision)._tag, "Reserved")
+          })
+        }
+        const decision = memory.tryReserve(key, limits, cost, now, within) as AdmissionStore.Decision
+        const gate = control.hold
+        if (gate === undefined) return Effect.as(Effect.yieldNow, decision)
+        control.hold = undefined
+        control.holding = true
+        return Effect.as(
+          Effect.ensuring(
+            Deferred.await(gate),
+            Effect.sync(() => {
+              control.holding = false
+            })
+          ),
+          decision
+        )
+      }),
+    settle: (...args) =>
+      Effect.andThen(
+        Effect.sync(() => void memory.settle(...args)),
+        Effect.yieldNow
+      ),
+    correct: memory.correct,
+    usage: memory.usage
+  }
+  return { store, control }
+}
+
+const request = (id: string, cost: string, priority: "interactive" | "background"): LlmRequest.LlmRequest => ({
+  model: "m",
+  messages: [{ role: "user", content: id }],
+  metadata: { priority, tenant: cost }
+})
+
+/** A call under admission that logs when it starts, runs `durationMs`, and reports `usage` tokens. */
+const call = (
+  log: Array<readonly [string, number]>,
+  id: string,
+  cost: string,
+  options: { durationMs?: number; usage?: number; priority?: "interactive" | "background" } = {}
+) =>
+  Effect.gen(function* () {
+    log.push([id, yield* Clock.currentTimeMillis])
+    if (options.durationMs !== undefined) yield* Effect.sleep(options.durationMs)
+    const used = options.usage ?? Number(cost.split(":")[0])
+    return {
+      text: "ok",
+      finishReason: "stop",
+      usage: { inputTokens: used, outputTokens: 0 },
+      provider: "fake",
+      model: "m"
+    } as LlmResponse.LlmResponse
+  }).pipe(Admission.admit(request(id, cost, options.priority ?? "interactive"), KEY))
+
+const provide =
+  (options: Admission.AdmissionOptions, store: AdmissionStore.AdmissionStoreShape) =>
+  <A, E, R>(self: Effect.Effect<A, E, R | Admission.Admission>) =>
+    Effect.gen(function* () {
+      const admission = yield* Admission.make(options)
+      return yield* Effect.provideService(self, Admission.Admission, admission)
+    }).pipe(
+      Effect.provideService(AdmissionStore.AdmissionStore, store),
+      Effect.provideService(TokenEstimator.TokenEstimator, estimator),
+      Effect.scoped
+    )
+
+const stats = Effect.flatMap(Admission.Admission, (a) => a.stats(KEY))
+
+const settleAll = Effect.gen(function* () {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+const limits = { defaults: { tokensPerMinute: 1_000 }, maxWaitMs: 600_000 }
+
+describe("Admission queue over a shared store", () => {
+  it.effect("budget freed while a drain awaits the store admits the waiters at once, in priority order", () => {
+    const { control, store } = sharedStore()
+    const gate = Deferred.makeUnsafe<void>()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      // r holds the whole budget for 10 s, then reports no usage (its budget comes back)
+      const r = yield* Effect.forkChild(call(log, "r", "1000:0", { durationMs: 10_000, usage: 0 }))
+      yield* settleAll
+      const background = yield* Effect.forkChild(call(log, "background", "500:0", { priority: "background" }))
+      yield* settleAll
+      const interactive = yield* Effect.forkChild(call(log, "interactive", "500:0"))
+      const leaving = yield* Effect.forkChild(call(log, "leaving", "500:0"))
+      yield* settleAll
+      assert.strictEqual((yield* stats).queued, 3)
+      // a waiter gives up: the drain it starts asks the store, which answers "wait" (r still holds it all)
+      // and the answer is still in flight when r's budget comes back
+      control.hold = gate
+      yield* Effect.forkChild(Fiber.interrupt(leaving))
+      yield* settleAll
+      assert.isTrue(control.holding)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(r)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settleAll
+      // the drain asked for while the first one ran runs after it: both fit now, interactive first
+      assert.deepStrictEqual(log, [
+        ["r", 0],
+        ["interactive", 10_000],
+        ["background", 10_000]
+      ])
+      yield* Fiber.joinAll([interactive, background])
+      const s = yield* stats
+      assert.strictEqual(s.queued, 0)
+      assert.strictEqual(s.reserved.tokens, 1_000)
+    }).pipe(Effect.ensuring(Deferred.succeed(gate, undefined)), provide(limits, store))
+  })
+
+  it.effect("a drain asked for while another awaits the store does not admit a waiter twice", () => {
+    const { control, store } = sharedStore()
+    const gate = Deferred.makeUnsafe<void>()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const r = yield* Effect.forkChild(call(log, "r", "1000:0", { durationMs: 10_000, usage: 0 }))
+      yield* settleAll
+      const first = yield* Effect.forkChild(call(log, "first", "500:0"))
+      yield* settleAll
+      const second = yield* Effect.forkChild(call(log, "second", "500:0"))
+      const leaving = yield* Effect.forkChild(call(log, "leaving", "500:0"))
+      yield* settleAll
+      // r's budget comes back: its drain reserves for `first`, and that answer is held in flight
+      control.hold = gate
+      yield* TestClock.adjust("10 seconds")
+      assert.isTrue(control.holding)
+      const attempts = control.attempts.length
+      // meanwhile a waiter gives up: its drain must not reserve for `first` again
+      yield* Effect.forkChild(Fiber.interrupt(leaving))
+      yield* settleAll
+      assert.strictEqual(control.attempts.length, attempts)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settleAll
+      assert.deepStrictEqual(log, [
+        ["r", 0],
+        ["first", 10_000],
+        ["second", 10_000]
+      ])
+      yield* Fiber.joinAll([r, first, second])
+      // nothing reserved beyond what the calls used (no reservation left unsettled)
+      const s = yield* stats
+      assert.strictEqual(s.queued, 0)
+      assert.strictEqual(s.reserved.tokens, 1_000)
+    }).pipe(Effect.ensuring(Deferred.succeed(gate, undefined)), provide(limits, store))
+  })
+
+  it.effect("arrivals behind a blocked head that cannot fit its slack make no store round trip", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "800:0")
+      const head = yield* Effect.forkChild(call(log, "head", "500:0"))
+      yield* settleAll
+      const before = control.attempts.length
+      // the head needs x to leave (at 60 s); it leaves a slack of 500 but only 200 are free now
+      const fibers = []
+      for (let i = 0; i < 5; i++) fibers.push(yield* Effect.forkChild(call(log, `w${i}`, "300:0")))
+      yield* settleAll
+      assert.deepStrictEqual(control.attempts.slice(before), [])
+      assert.strictEqual((yield* stats).queued, 6)
+      // one that fits costs one attempt, within the slack
+      fibers.push(yield* Effect.forkChild(call(log, "small", "150:0", { durationMs: 1_000 })))
+      yield* settleAll
+      assert.deepStrictEqual(control.attempts.slice(before), [[0, 150, 500]])
+      assert.deepStrictEqual(log, [
+        ["x", 0],
+        ["small", 0]
+      ])
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll([head, ...fibers])
+    }).pipe(provide(limits, store))
+  })
+
+  it.effect("an interactive arrival ahead of a blocked background head is admitted when it fits now", () => {
+    const { store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "400:0")
+      yield* TestClock.adjust("30 seconds")
+      yield* call(log, "y", "400:0")
+      // the background head needs x to leave (at 60 s): it leaves a slack of 100, and 200 are free now
+      const head = yield* Effect.forkChild(call(log, "head", "500:0", { priority: "background" }))
+      yield* settleAll
+      const urgent = yield* Effect.forkChild(call(log, "urgent", "150:0"))
+      yield* settleAll
+      assert.deepStrictEqual(log[2], ["urgent", 30_000])
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll([head, urgent])
+      // the head now waits for y to leave too
+      assert.deepStrictEqual(log[3], ["head", 90_000])
+    }).pipe(provide(limits, store))
+  })
+
+  it.effect("a drain stops asking for waiters that no longer fit what the head leaves", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "400:0")
+      yield* TestClock.adjust("30 seconds")
+      // r holds 400 for 10 s, then reports 150
+      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
+      yield* settleAll
+      // the head needs x to leave (at 60 s); c1 and c2 do not fit the slack it leaves (100)
+      const fibers = [yield* Effect.forkChild(call(log, "head", "500:0"))]
+      yield* settleAll
+      for (const id of ["c1", "c2"]) {
+        fibers.push(yield* Effect.forkChild(call(log, id, "200:0", { durationMs: 1_000 })))
+      }
+      yield* settleAll
+      const before = control.attempts.length
+      // at 40 s r settles: the head leaves a slack of 350 (450 free); c1 takes 200 of it, c2 no longer fits
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(r)
+      yield* settleAll
+      assert.deepStrictEqual(control.attempts.slice(before), [
+        [40_000, 500, undefined],
+        [40_000, 200, 350]
+      ])
+      assert.deepStrictEqual(log.slice(2), [["c1", 40_000]])
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll(fibers)
+    }).pipe(provide(limits, store))
+  })
+
+  it.effect("a backfill another client of the store got ahead of keeps waiting", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "400:0")
+      yield* TestClock.adjust("30 seconds")
+      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
+      yield* settleAll
+      const fibers = [yield* Effect.forkChild(call(log, "head", "500:0"))]
+      yield* settleAll
+      fibers.push(yield* Effect.forkChild(call(log, "c1", "200:0")))
+      yield* settleAll
+      // at 40 s r settles and the drain finds c1 fits; another client takes 400 just before it asks
+      control.beforeBackfill = (reserve) => reserve(400)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(r)
+      yield* settleAll
+      assert.isUndefined(control.beforeBackfill)
+      assert.deepStrictEqual(
+        log.map(([id]) => id),
+        ["x", "r"]
+      )
+      // an arrival backfilling from the slack the drain left is refused the same way
+      control.beforeBackfill = (reserve) => reserve(50)
+      fibers.push(yield* Effect.forkChild(call(log, "c2", "10:0")))
+      yield* settleAll
+      assert.isUndefined(control.beforeBackfill)
+      assert.deepStrictEqual(
+        log.map(([id]) => id),
+        ["x", "r"]
+      )
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll(fibers)
+    }).pipe(provide(limits, store))
+  })
+})
