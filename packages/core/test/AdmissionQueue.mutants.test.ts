@@ -5,7 +5,7 @@
  * or let another client of the store reserve between two round trips. Time is TestClock's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { Admission, AdmissionStore, type LlmRequest, type LlmResponse, TokenEstimator } from "@llm-resilience/core"
 
@@ -31,8 +31,12 @@ const sharedStore = () => {
     attempts,
     /** Delivers the next answer only once this completes. */
     hold: undefined as Deferred.Deferred<void> | undefined,
+    /** Holds only the next backfill attempt's answer. */
+    holdBackfill: false,
     /** Whether an answer is held in flight now. */
     holding: false,
+    /** Settlements that reached the store. */
+    settlements: 0,
     /** Runs just before the store decides a backfill attempt (one made within a slack). */
     beforeBackfill: undefined as ((reserve: (tokens: number) => void) => void) | undefined
   }
@@ -49,8 +53,9 @@ const sharedStore = () => {
           })
         }
         const decision = memory.tryReserve(key, limits, cost, now, within) as AdmissionStore.Decision
-        const gate = control.hold
+        const gate = control.holdBackfill && within === undefined ? undefined : control.hold
         if (gate === undefined) return Effect.as(Effect.yieldNow, decision)
+        control.holdBackfill = false
         control.hold = undefined
         control.holding = true
         return Effect.as(
@@ -65,7 +70,10 @@ const sharedStore = () => {
       }),
     settle: (...args) =>
       Effect.andThen(
-        Effect.sync(() => void memory.settle(...args)),
+        Effect.sync(() => {
+          control.settlements++
+          memory.settle(...args)
+        }),
         Effect.yieldNow
       ),
     correct: memory.correct,
@@ -74,10 +82,15 @@ const sharedStore = () => {
   return { store, control }
 }
 
-const request = (id: string, cost: string, priority: "interactive" | "background"): LlmRequest.LlmRequest => ({
+const request = (
+  id: string,
+  cost: string,
+  priority: "interactive" | "background",
+  path: string | undefined
+): LlmRequest.LlmRequest => ({
   model: "m",
   messages: [{ role: "user", content: id }],
-  metadata: { priority, tenant: cost }
+  metadata: path === undefined ? { priority, tenant: cost } : { priority, tenant: cost, path }
 })
 
 /** A call under admission that logs when it starts, runs `durationMs`, and reports `usage` tokens. */
@@ -85,7 +98,7 @@ const call = (
   log: Array<readonly [string, number]>,
   id: string,
   cost: string,
-  options: { durationMs?: number; usage?: number; priority?: "interactive" | "background" } = {}
+  options: { durationMs?: number; usage?: number; priority?: "interactive" | "background"; path?: string } = {}
 ) =>
   Effect.gen(function* () {
     log.push([id, yield* Clock.currentTimeMillis])
@@ -98,7 +111,7 @@ const call = (
       provider: "fake",
       model: "m"
     } as LlmResponse.LlmResponse
-  }).pipe(Admission.admit(request(id, cost, options.priority ?? "interactive"), KEY))
+  }).pipe(Admission.admit(request(id, cost, options.priority ?? "interactive", options.path), KEY))
 
 const provide =
   (options: Admission.AdmissionOptions, store: AdmissionStore.AdmissionStoreShape) =>
@@ -306,5 +319,86 @@ describe("Admission queue over a shared store", () => {
       yield* TestClock.adjust("10 minutes")
       yield* Fiber.joinAll(fibers)
     }).pipe(provide(limits, store))
+  })
+
+  it.effect("a waiter that leaves while a drain awaits the store for the one ahead of it is not admitted", () => {
+    const { control, store } = sharedStore()
+    const gate = Deferred.makeUnsafe<void>()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "400:0")
+      yield* TestClock.adjust("30 seconds")
+      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
+      yield* settleAll
+      const head = yield* Effect.forkChild(call(log, "head", "500:0"))
+      yield* settleAll
+      // neither fits the slack of 100 on arrival; both fit the 350 left after r settles
+      const c1 = yield* Effect.forkChild(call(log, "c1", "150:0", { durationMs: 1_000 }))
+      const c2 = yield* Effect.forkChild(call(log, "c2", "150:0", { durationMs: 1_000 }))
+      yield* settleAll
+      control.hold = gate
+      control.holdBackfill = true
+      yield* TestClock.adjust("10 seconds")
+      assert.isTrue(control.holding)
+      // c2 leaves while c1's reservation is in flight
+      yield* Effect.forkChild(Fiber.interrupt(c2))
+      yield* settleAll
+      yield* Deferred.succeed(gate, undefined)
+      yield* settleAll
+      assert.deepStrictEqual(log.slice(2), [["c1", 40_000]])
+      const s = yield* stats
+      assert.strictEqual(s.queued, 1)
+      // x, r's usage and c1: nothing reserved for c2
+      assert.strictEqual(s.reserved.tokens, 700)
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll([r, head, c1])
+    }).pipe(Effect.ensuring(Deferred.succeed(gate, undefined)), provide(limits, store))
+  })
+
+  it.effect("a blocked key wakes up only when its head may fit or a waiter's bound is reached", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "800:0")
+      // the head needs x to leave (at 60 s); none of the others fits what is free now (200)
+      const fibers = [yield* Effect.forkChild(call(log, "head", "500:0"))]
+      yield* settleAll
+      fibers.push(yield* Effect.forkChild(Effect.exit(call(log, "b1", "300:0", { path: "b" }))))
+      fibers.push(yield* Effect.forkChild(Effect.exit(call(log, "b2", "300:0", { path: "b" }))))
+      const a = yield* Effect.forkChild(call(log, "a", "300:0", { path: "a" }))
+      yield* settleAll
+      yield* TestClock.adjust("1 second")
+      // a waiter leaving costs one look at the head, and no settlement
+      const settlements = control.settlements
+      yield* Fiber.interrupt(a)
+      assert.strictEqual(control.settlements, settlements)
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.joinAll(fibers)
+      assert.deepStrictEqual(
+        control.attempts.filter(([, tokens]) => tokens === 500).map(([at]) => at),
+        // arrival, its drain, a leaving, b1 and b2's bound (one wake-up), the head fits
+        [0, 0, 1_000, 10_000, 60_000]
+      )
+      assert.deepStrictEqual(log[1], ["head", 60_000])
+    }).pipe(provide({ ...limits, paths: { a: { maxWaitMs: 31_000 }, b: { maxWaitMs: 10_000 } } }, store))
+  })
+
+  it.effect("a request without a path waits the default bound, whatever the paths are named", () => {
+    const { store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      yield* call(log, "x", "1000:0")
+      const waiting = yield* Effect.forkChild(Effect.exit(call(log, "waiting", "1:0")))
+      yield* settleAll
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(waiting.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Exit.isFailure(yield* Fiber.join(waiting)))
+    }).pipe(
+      provide(
+        { defaults: { tokensPerMinute: 1_000 }, maxWaitMs: 5_000, paths: { undefined: { maxWaitMs: 1_000 } } },
+        store
+      )
+    )
   })
 })
