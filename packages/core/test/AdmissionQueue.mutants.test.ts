@@ -5,9 +5,16 @@
  * or let another client of the store reserve between two round trips. Time is TestClock's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Exit, Fiber } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Admission, AdmissionStore, type LlmRequest, type LlmResponse, TokenEstimator } from "@llm-resilience/core"
+import {
+  Admission,
+  AdmissionStore,
+  LlmError,
+  type LlmRequest,
+  type LlmResponse,
+  TokenEstimator
+} from "@llm-resilience/core"
 
 const KEY = "fake/m"
 
@@ -24,7 +31,7 @@ const estimator: TokenEstimator.TokenEstimatorShape = {
 type Attempt = readonly [at: number, tokens: number, within: number | undefined]
 
 /** The in-memory store behind a remote store's interface, recording every reservation attempt. */
-const sharedStore = () => {
+const sharedStore = (remote = true) => {
   const memory = AdmissionStore.makeMemory()
   const attempts: Array<Attempt> = []
   const control = {
@@ -35,14 +42,22 @@ const sharedStore = () => {
     holdBackfill: false,
     /** Whether an answer is held in flight now. */
     holding: false,
-    /** Settlements that reached the store. */
+    /** Settlements, corrections and usage reads that reached the store. */
     settlements: 0,
+    corrections: 0,
+    reads: 0,
+    /** Answers `Unavailable` while set. */
+    unavailable: false,
     /** Runs just before the store decides a backfill attempt (one made within a slack). */
     beforeBackfill: undefined as ((reserve: (tokens: number) => void) => void) | undefined
   }
   const store: AdmissionStore.AdmissionStoreShape = {
-    tryReserve: (key, limits, cost, now, within) =>
-      Effect.suspend(() => {
+    tryReserve: (key, limits, cost, now, within) => {
+      if (!remote) {
+        attempts.push([now, cost.tokens, within?.tokens])
+        return memory.tryReserve(key, limits, cost, now, within)
+      }
+      return Effect.suspend(() => {
         attempts.push([now, cost.tokens, within?.tokens])
         if (within !== undefined && control.beforeBackfill !== undefined) {
           const other = control.beforeBackfill
@@ -52,7 +67,9 @@ const sharedStore = () => {
             assert.strictEqual((d as AdmissionStore.Decision)._tag, "Reserved")
           })
         }
-        const decision = memory.tryReserve(key, limits, cost, now, within) as AdmissionStore.Decision
+        const decision: AdmissionStore.Decision = control.unavailable
+          ? { _tag: "Unavailable" }
+          : (memory.tryReserve(key, limits, cost, now, within) as AdmissionStore.Decision)
         const gate = control.holdBackfill && within === undefined ? undefined : control.hold
         if (gate === undefined) return Effect.as(Effect.yieldNow, decision)
         control.holdBackfill = false
@@ -67,7 +84,8 @@ const sharedStore = () => {
           ),
           decision
         )
-      }),
+      })
+    },
     settle: (...args) =>
       Effect.andThen(
         Effect.sync(() => {
@@ -76,8 +94,16 @@ const sharedStore = () => {
         }),
         Effect.yieldNow
       ),
-    correct: memory.correct,
-    usage: memory.usage
+    correct: (...args) =>
+      Effect.suspend(() => {
+        control.corrections++
+        return memory.correct(...args)
+      }),
+    usage: (...args) =>
+      Effect.suspend(() => {
+        control.reads++
+        return memory.usage(...args)
+      })
   }
   return { store, control }
 }
@@ -403,5 +429,96 @@ describe("Admission queue over a shared store", () => {
         store
       )
     )
+  })
+})
+
+describe("Admission's round trips to a shared store", () => {
+  const roundTrips = (control: ReturnType<typeof sharedStore>["control"]) =>
+    control.attempts.length + control.settlements + control.corrections + control.reads
+
+  it.effect("a call that leaves nothing to settle makes no settlement round trip", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      // a stream without a Finish chunk keeps its estimate
+      yield* Stream.runDrain(
+        Stream.make({ _tag: "TextDelta" as const, text: "x" }).pipe(
+          Admission.admitStream(request("s", "100:0", "interactive", undefined), KEY)
+        )
+      )
+      // so does a provider error that says nothing about the budget
+      yield* Effect.flip(
+        Effect.fail(new LlmError.ServerError({ message: "500", status: 500 })).pipe(
+          Admission.admit(request("e", "100:0", "interactive", undefined), KEY)
+        )
+      )
+      assert.strictEqual(control.settlements, 0)
+      assert.strictEqual((yield* stats).reserved.tokens, 200)
+    }).pipe(provide(limits, store))
+  })
+
+  it.effect.each([true, false])(
+    "a key with only a concurrency cap, or no limits, never reaches the store (remote: %s)",
+    (remote) => {
+      const { control, store } = sharedStore(remote)
+      return Effect.gen(function* () {
+        const admission = yield* Admission.Admission
+        const snapshot = { tokens: { remaining: 0, resetAfterMs: 1_000 } }
+        for (const key of ["capped/m", "free/m"]) {
+          yield* Effect.succeed({
+            text: "ok",
+            finishReason: "stop",
+            usage: { inputTokens: 1, outputTokens: 0 },
+            provider: "fake",
+            model: "m",
+            rateLimit: snapshot
+          } as LlmResponse.LlmResponse).pipe(Admission.admit(request("a", "100:0", "interactive", undefined), key))
+          yield* admission.observe(key, snapshot)
+          yield* admission.observeError(key, new LlmError.RateLimited({ message: "429", limit: "tokens" }))
+          const s = yield* admission.stats(key)
+          assert.deepStrictEqual([s.queued, s.reserved.tokens], [0, 0])
+        }
+        assert.strictEqual(roundTrips(control), 0)
+      }).pipe(provide({ keys: { "capped/m": { maxConcurrency: 1 } } }, store))
+    }
+  )
+
+  it.effect("a settlement in a limit group looks at its own key's head once", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      const r = yield* Effect.forkChild(call(log, "r", "600:0", { durationMs: 1_000, usage: 100 }))
+      yield* settleAll
+      const head = yield* Effect.forkChild(call(log, "head", "950:0"))
+      yield* settleAll
+      const before = control.attempts.length
+      // r reports 100 at 1 s: the head still does not fit, and the settlement asks the store about it once
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(r)
+      yield* settleAll
+      assert.deepStrictEqual(control.attempts.slice(before), [[1_000, 950, undefined]])
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(head)
+      assert.deepStrictEqual(log[1], ["head", 60_000])
+    }).pipe(
+      provide(
+        {
+          keys: { [KEY]: { groups: ["g"] }, "other/m": { groups: ["g"] } },
+          limitGroups: { g: { tokensPerMinute: 1_000 } }
+        },
+        store
+      )
+    )
+  })
+
+  it.effect("an unavailable store is asked once per arrival", () => {
+    const { control, store } = sharedStore()
+    return Effect.gen(function* () {
+      control.unavailable = true
+      const error = yield* Effect.flip(call([], "a", "100:0"))
+      assert.strictEqual(error._tag, "AdmissionRejected")
+      assert.strictEqual(error._tag === "AdmissionRejected" ? error.reason : undefined, "store-unavailable")
+      assert.strictEqual(control.attempts.length, 1)
+      assert.strictEqual((yield* stats).queued, 0)
+    }).pipe(provide(limits, store))
   })
 })
