@@ -159,6 +159,21 @@ const settleAll = Effect.gen(function* () {
 
 const limits = { defaults: { tokensPerMinute: 1_000 }, maxWaitMs: 600_000 }
 
+/**
+ * x uses 400 at 0; at 30 s r reserves 400 for 10 s, then reports 150; the head (500) waits for x to leave
+ * (at 60 s), leaving a slack of 100 to backfill until r settles, and of 350 (450 free) after.
+ */
+const blockedHead = (log: Array<readonly [string, number]>) =>
+  Effect.gen(function* () {
+    yield* call(log, "x", "400:0")
+    yield* TestClock.adjust("30 seconds")
+    const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
+    yield* settleAll
+    const head = yield* Effect.forkChild(call(log, "head", "500:0"))
+    yield* settleAll
+    return { r, head }
+  })
+
 describe("Admission queue over a shared store", () => {
   it.effect("budget freed while a drain awaits the store admits the waiters at once, in priority order", () => {
     const { control, store } = sharedStore()
@@ -284,14 +299,9 @@ describe("Admission queue over a shared store", () => {
     const { control, store } = sharedStore()
     return Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
-      yield* call(log, "x", "400:0")
-      yield* TestClock.adjust("30 seconds")
-      // r holds 400 for 10 s, then reports 150
-      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
-      yield* settleAll
-      // the head needs x to leave (at 60 s); c1 and c2 do not fit the slack it leaves (100)
-      const fibers = [yield* Effect.forkChild(call(log, "head", "500:0"))]
-      yield* settleAll
+      const { head, r } = yield* blockedHead(log)
+      // c1 and c2 do not fit the slack of 100
+      const fibers = [head]
       for (const id of ["c1", "c2"]) {
         fibers.push(yield* Effect.forkChild(call(log, id, "200:0", { durationMs: 1_000 })))
       }
@@ -315,12 +325,8 @@ describe("Admission queue over a shared store", () => {
     const { control, store } = sharedStore()
     return Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
-      yield* call(log, "x", "400:0")
-      yield* TestClock.adjust("30 seconds")
-      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
-      yield* settleAll
-      const fibers = [yield* Effect.forkChild(call(log, "head", "500:0"))]
-      yield* settleAll
+      const { head, r } = yield* blockedHead(log)
+      const fibers = [head]
       fibers.push(yield* Effect.forkChild(call(log, "c1", "200:0")))
       yield* settleAll
       // at 40 s r settles and the drain finds c1 fits; another client takes 400 just before it asks
@@ -352,12 +358,7 @@ describe("Admission queue over a shared store", () => {
     const gate = Deferred.makeUnsafe<void>()
     return Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []
-      yield* call(log, "x", "400:0")
-      yield* TestClock.adjust("30 seconds")
-      const r = yield* Effect.forkChild(call(log, "r", "400:0", { durationMs: 10_000, usage: 150 }))
-      yield* settleAll
-      const head = yield* Effect.forkChild(call(log, "head", "500:0"))
-      yield* settleAll
+      const { head, r } = yield* blockedHead(log)
       // neither fits the slack of 100 on arrival; both fit the 350 left after r settles
       const c1 = yield* Effect.forkChild(call(log, "c1", "150:0", { durationMs: 1_000 }))
       const c2 = yield* Effect.forkChild(call(log, "c2", "150:0", { durationMs: 1_000 }))
