@@ -511,7 +511,7 @@ describe("Admission's round trips to a shared store", () => {
     )
   })
 
-  it.effect("an unavailable store is asked once per arrival", () => {
+  it.effect("an unavailable store is asked once per arrival, and fails a waiter without a retry hint", () => {
     const { control, store } = sharedStore()
     return Effect.gen(function* () {
       control.unavailable = true
@@ -520,6 +520,16 @@ describe("Admission's round trips to a shared store", () => {
       assert.strictEqual(error._tag === "AdmissionRejected" ? error.reason : undefined, "store-unavailable")
       assert.strictEqual(control.attempts.length, 1)
       assert.strictEqual((yield* stats).queued, 0)
+      // a waiter the store fails while it waits is told so, with no retry hint at all (not even an empty one)
+      control.unavailable = false
+      yield* call([], "x", "1000:0")
+      const waiting = yield* Effect.forkChild(Effect.flip(call([], "w", "100:0")))
+      yield* settleAll
+      control.unavailable = true
+      yield* TestClock.adjust("1 minute")
+      const rejected = yield* Fiber.join(waiting)
+      assert.strictEqual(rejected._tag === "AdmissionRejected" ? rejected.reason : undefined, "store-unavailable")
+      assert.isFalse(Object.hasOwn(rejected, "retryAfterMs"))
     }).pipe(provide(limits, store))
   })
 })
