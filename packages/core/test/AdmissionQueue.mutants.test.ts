@@ -437,7 +437,7 @@ describe("Admission's round trips to a shared store", () => {
   const roundTrips = (control: ReturnType<typeof sharedStore>["control"]) =>
     control.attempts.length + control.settlements + control.corrections + control.reads
 
-  it.effect("a call that leaves nothing to settle makes no settlement round trip", () => {
+  it.effect("a call or an error that leaves nothing to settle makes no round trip for it", () => {
     const { control, store } = sharedStore()
     return Effect.gen(function* () {
       // a stream without a Finish chunk keeps its estimate
@@ -452,7 +452,10 @@ describe("Admission's round trips to a shared store", () => {
           Admission.admit(request("e", "100:0", "interactive", undefined), KEY)
         )
       )
-      assert.strictEqual(control.settlements, 0)
+      // and reporting such an error alone asks the store for no correction
+      const admission = yield* Admission.Admission
+      yield* admission.observeError(KEY, new LlmError.ServerError({ message: "500", status: 500 }))
+      assert.deepStrictEqual([control.settlements, control.corrections], [0, 0])
       assert.strictEqual((yield* stats).reserved.tokens, 200)
     }).pipe(provide(limits, store))
   })
