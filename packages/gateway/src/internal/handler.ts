@@ -50,23 +50,25 @@ const requestsOptions = {
 export const requests = Metric.counter("gateway_requests", requestsOptions)
 
 /**
- * The series of `requests` for a wire, route and status, made once: a counter with its own attributes is the
- * same series as `Metric.withAttributes(requests, ...)`, without merging the attributes and building the
- * series key again on every request. Routes come from the configuration and statuses from a small set, so
- * the cache stays small.
+ * The series of `requests` for one wire, by route and status, each made once: a counter with its own
+ * attributes is the same series as `Metric.withAttributes(requests, ...)`, without merging the attributes and
+ * building the series key again on every request. Routes come from the configuration and statuses from a
+ * small set, so the cache stays small; it belongs to the gateway's handler and goes with it.
  */
-const series = new Map<string, Metric.Counter<number>>()
-const requestsOf = (wire: string, route: string, status: number) => {
-  const key = `${wire} ${route} ${status}`
-  let counter = series.get(key)
-  if (counter === undefined) {
-    counter = Metric.counter("gateway_requests", {
-      ...requestsOptions,
-      attributes: { wire, route, status: String(status) }
-    })
-    series.set(key, counter)
+const seriesOf = (wire: string) => {
+  const series = new Map<string, Metric.Counter<number>>()
+  return (route: string, status: number) => {
+    const key = `${route} ${status}`
+    let counter = series.get(key)
+    if (counter === undefined) {
+      counter = Metric.counter("gateway_requests", {
+        ...requestsOptions,
+        attributes: { wire, route, status: String(status) }
+      })
+      series.set(key, counter)
+    }
+    return counter
   }
-  return counter
 }
 
 // headers are set on the made response (here and for streams): passed to `text` or `stream`, they were
@@ -90,13 +92,14 @@ const headerOf = (headers: Readonly<Record<string, string | undefined>>, name: s
 }
 
 /** Serves one request of `wire`. */
-export const handle = (ctx: Context, wire: Wire) =>
-  Effect.gen(function* () {
+export const handle = (ctx: Context, wire: Wire) => {
+  const requestsOf = seriesOf(wire.name)
+  return Effect.gen(function* () {
     const http = yield* HttpServerRequest.HttpServerRequest
     const requestId = ctx.nextId()
     let route = "-"
     const answer = (response: HttpServerResponse.HttpServerResponse) =>
-      Effect.as(Metric.update(requestsOf(wire.name, route, response.status), 1), response)
+      Effect.as(Metric.update(requestsOf(route, response.status), 1), response)
     const fail = (failure: Failure, extra: Record<string, string> = {}) =>
       answer(
         json(wire.errorBody(failure, requestId), wire.status(failure), {
@@ -201,6 +204,7 @@ export const handle = (ctx: Context, wire: Wire) =>
     }
     return yield* streamed(ctx, wire, decoded, targets, at, requestId, created, answer, fail)
   })
+}
 
 const merge = (reports: ReadonlyArray<CallReport.Report>) => ({
   attempts: reports.flatMap((r) => r.attempts),
