@@ -8,9 +8,9 @@
  *   answer is compared with what was delivered: the matching prefix is skipped, a divergence ends the stream
  *   with `StreamDiverged` (carrying the delivered text). An answer that has delivered tool-call pieces is
  *   never prefilled (a prefill carries text only): it is asked again, and the new answer must repeat the
- *   delivered text and calls (same index, name and arguments) before anything new passes. A prefilled attempt that the provider rejects with a
- *   `BadRequest` before its first chunk is restarted without prefill, so that the rejection never hides the
- *   failure being recovered from.
+ *   delivered text and calls (same index, name and arguments) before anything new passes. A prefilled
+ *   attempt that the provider rejects with a `BadRequest` before its first chunk is restarted without
+ *   prefill, so that the rejection never hides the failure being recovered from.
  * - `buffer`: chunks are held until `Finish`, so that retries and fallbacks act as they do for `complete`.
  *
  * Each layer that carries on (the retry of one step, the walk of the plan) keeps its own {@link Transcript}
