@@ -7,7 +7,7 @@
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
-import type { OutEvent, Wire, WireRequest } from "./wire.ts"
+import type { Wire, WireRequest } from "./wire.ts"
 import { anthropicToOpenAi } from "./tools.ts"
 import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
@@ -84,55 +84,50 @@ const encodeResponse: Wire["response"] = (r, id) => ({
   usage: usage(r.usage)
 })
 
-const event = (name: string, json: Record<string, unknown>): OutEvent => ({
-  event: name,
-  data: JSON.stringify({ type: name, ...json })
-})
+/** One SSE event: its name, and its data (`type` the name, then `json`'s fields). */
+const event = (name: string, json: Record<string, unknown>): string =>
+  `event: ${name}\ndata: ${JSON.stringify({ type: name, ...json })}\n\n`
 
 const stream: Wire["stream"] = (_request, id) => {
   let started = false
   // the content block open (a text block, or the tool call of that index), and the next block's index
   let open: "text" | number | undefined
   let blocks = 0
-  const start = (model: string): ReadonlyArray<OutEvent> => {
-    if (started) return []
+  const start = (model: string): string => {
+    if (started) return ""
     started = true
-    return [
-      event("message_start", {
-        message: {
-          id,
-          type: "message",
-          role: "assistant",
-          model,
-          content: [],
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { input_tokens: 0, output_tokens: 0 }
-        }
-      })
-    ]
+    return event("message_start", {
+      message: {
+        id,
+        type: "message",
+        role: "assistant",
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 0, output_tokens: 0 }
+      }
+    })
   }
-  const close = (): ReadonlyArray<OutEvent> => {
-    if (open === undefined) return []
+  const close = (): string => {
+    if (open === undefined) return ""
     open = undefined
-    return [event("content_block_stop", { index: blocks - 1 })]
+    return event("content_block_stop", { index: blocks - 1 })
   }
   /** Opens the block `block` (closing the one open) unless it is open. */
-  const enter = (block: "text" | number, content: Record<string, unknown>): ReadonlyArray<OutEvent> => {
-    if (open === block) return []
+  const enter = (block: "text" | number, content: Record<string, unknown>): string => {
+    if (open === block) return ""
     const closed = close()
     open = block
-    return [...closed, event("content_block_start", { index: blocks++, content_block: content })]
+    return closed + event("content_block_start", { index: blocks++, content_block: content })
   }
-  const delta = (delta: Record<string, unknown>) => event("content_block_delta", { index: blocks - 1, delta })
+  // the event of every token: written as text around it (an object per token to stringify cost more)
+  const delta = (type: "text_delta" | "input_json_delta", field: "text" | "partial_json", value: string): string =>
+    `event: content_block_delta\ndata: {"type":"content_block_delta","index":${blocks - 1},"delta":{"type":"${type}","${field}":${JSON.stringify(value)}}}\n\n`
   return {
     chunk: (c, model) => {
       if (c._tag === "TextDelta") {
-        return [
-          ...start(model),
-          ...enter("text", { type: "text", text: "" }),
-          delta({ type: "text_delta", text: c.text })
-        ]
+        return start(model) + enter("text", { type: "text", text: "" }) + delta("text_delta", "text", c.text)
       }
       if (c._tag === "ToolCallDelta") {
         const opened = enter(c.index, {
@@ -141,25 +136,23 @@ const stream: Wire["stream"] = (_request, id) => {
           name: c.name ?? "",
           input: {}
         })
-        return [
-          ...start(model),
-          ...opened,
-          ...(c.arguments.length > 0 ? [delta({ type: "input_json_delta", partial_json: c.arguments })] : [])
-        ]
+        return (
+          start(model) + opened + (c.arguments.length > 0 ? delta("input_json_delta", "partial_json", c.arguments) : "")
+        )
       }
-      return [
-        ...start(c.model),
+      return (
+        start(c.model) +
         // an empty answer still has its (empty) text block
-        ...(blocks === 0 ? enter("text", { type: "text", text: "" }) : []),
-        ...close(),
+        (blocks === 0 ? enter("text", { type: "text", text: "" }) : "") +
+        close() +
         event("message_delta", {
           delta: { stop_reason: stopReason(c.finishReason), stop_sequence: null },
           usage: usage(c.usage)
-        }),
+        }) +
         event("message_stop", {})
-      ]
+      )
     },
-    error: (failure) => [event("error", { error: { type: failure.anthropicType, message: failure.message } })]
+    error: (failure) => event("error", { error: { type: failure.anthropicType, message: failure.message } })
   }
 }
 

@@ -8,13 +8,15 @@
  *
  * @internal
  */
+import type { IncomingMessage } from "node:http"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { CallReport, LlmError, type LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
 import { Cause, Clock, Effect, Exit, Metric, Result, Scope, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { Pull } from "effect"
 import { type Failure, failureHeaders, failureOf, gatewayFailure } from "./failure.ts"
-import type { OutEvent, Wire, WireRequest } from "./wire.ts"
+import type { Wire, WireRequest } from "./wire.ts"
 
 /** A model clients can name: the path that serves it and the model its first step calls. */
 export interface Target {
@@ -80,9 +82,48 @@ const json = (body: unknown, status: number, headers: Record<string, string>) =>
     headers
   )
 
-const sse = (e: OutEvent): string => `${e.event === undefined ? "" : `event: ${e.event}\n`}data: ${e.data}\n\n`
+const decoder = new TextDecoder()
 
-const reportHeader = (report: unknown): Record<string, string> => ({ "x-llm-report": JSON.stringify(report) })
+/**
+ * The request's body, parsed as JSON (`null` when empty, as `HttpServerRequest.json` reads it); `undefined`
+ * when it is not JSON or the client went away while sending it. Read from Node's request itself: the
+ * platform's `json` goes through a cached `arrayBuffer` effect run on a fiber of its own and `finished()`,
+ * which allocated more than the rest of the handler.
+ */
+const readJson = (message: IncomingMessage): Effect.Effect<unknown> =>
+  Effect.callback<unknown>((resume) => {
+    const chunks: Array<Buffer> = []
+    const onData = (chunk: Buffer) => chunks.push(chunk)
+    const cleanup = () => {
+      message.off("data", onData).off("end", onEnd).off("error", onError)
+    }
+    function onEnd() {
+      cleanup()
+      const text = decoder.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
+      let json: unknown
+      try {
+        json = text === "" ? null : JSON.parse(text)
+      } catch {
+        json = undefined
+      }
+      resume(Effect.succeed(json))
+    }
+    function onError() {
+      cleanup()
+      resume(Effect.succeed(undefined))
+    }
+    message.on("data", onData).once("end", onEnd).once("error", onError)
+    return Effect.sync(cleanup)
+  })
+
+const merge = (reports: ReadonlyArray<CallReport.Report>) =>
+  reports.length === 1
+    ? { attempts: reports[0].attempts, answeredBy: reports[0].answeredBy, admissionWaitMs: reports[0].admissionWaitMs }
+    : {
+        attempts: reports.flatMap((r) => r.attempts),
+        answeredBy: reports.at(-1)?.answeredBy,
+        admissionWaitMs: reports.reduce((sum, r) => sum + r.admissionWaitMs, 0)
+      }
 
 const isFallbackable = (error: LlmError.LlmError) => LlmError.fallbackTags.includes(error._tag)
 
@@ -94,31 +135,31 @@ const headerOf = (headers: Readonly<Record<string, string | undefined>>, name: s
 /** Serves one request of `wire`. */
 export const handle = (ctx: Context, wire: Wire) => {
   const requestsOf = seriesOf(wire.name)
+  const idPrefix = wire.name === "openai" ? "chatcmpl_" : "msg_"
   return Effect.gen(function* () {
     const http = yield* HttpServerRequest.HttpServerRequest
+    const message = NodeHttpServerRequest.toIncomingMessage(http) as IncomingMessage
     const requestId = ctx.nextId()
     let route = "-"
     const answer = (response: HttpServerResponse.HttpServerResponse) =>
       Effect.as(Metric.update(requestsOf(route, response.status), 1), response)
-    const fail = (failure: Failure, extra: Record<string, string> = {}) =>
-      answer(
-        json(wire.errorBody(failure, requestId), wire.status(failure), {
-          ...failureHeaders(failure),
-          ...extra,
-          "x-request-id": requestId
-        })
-      )
+    const fail = (failure: Failure, report?: unknown) => {
+      const headers = failureHeaders(failure)
+      if (report !== undefined) headers["x-llm-report"] = JSON.stringify(report)
+      headers["x-request-id"] = requestId
+      return answer(json(wire.errorBody(failure, requestId), wire.status(failure), headers))
+    }
 
     if (ctx.draining?.() === true) {
       return yield* fail(gatewayFailure(503, "the gateway is shutting down: retry elsewhere", { retryAfterMs: 1_000 }))
     }
-    // each read of `http.headers` copies Node's headers: read them once
-    const h = http.headers
+    // Node's headers (lowercase names) as they are: `http.headers` copies them on each read
+    const h = message.headers as Readonly<Record<string, string | undefined>>
     const caller = ctx.authenticate(h)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
-    const body = yield* Effect.result(http.json)
-    if (Result.isFailure(body)) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
-    const decoded = wire.decode(body.success)
+    const body = yield* readJson(message)
+    if (body === undefined) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
+    const decoded = wire.decode(body)
     if ("problem" in decoded) {
       return yield* fail(
         gatewayFailure(400, decoded.problem, decoded.param === undefined ? undefined : { param: decoded.param })
@@ -187,30 +228,24 @@ export const handle = (ctx: Context, wire: Wire) => {
           const r: LlmResponse.LlmResponse = result.success
           if (r.report !== undefined) reports.push(r.report)
           return yield* answer(
-            json(wire.response(r, `${wire.name === "openai" ? "chatcmpl" : "msg"}_${requestId}`, created), 200, {
+            json(wire.response(r, idPrefix + requestId, created), 200, {
               "x-request-id": requestId,
               "x-llm-provider": r.provider,
               "x-llm-model": r.model,
-              ...reportHeader(merge(reports))
+              "x-llm-report": JSON.stringify(merge(reports))
             })
           )
         }
         const report = CallReport.of(result.failure)
         if (report !== undefined) reports.push(report)
         if (i === targets.length - 1 || !isFallbackable(result.failure)) {
-          return yield* fail(failureOf(result.failure), reportHeader(merge(reports)))
+          return yield* fail(failureOf(result.failure), merge(reports))
         }
       }
     }
-    return yield* streamed(ctx, wire, decoded, targets, at, requestId, created, answer, fail)
+    return yield* streamed(ctx, wire, decoded, targets, at, requestId, idPrefix + requestId, created, answer, fail)
   })
 }
-
-const merge = (reports: ReadonlyArray<CallReport.Report>) => ({
-  attempts: reports.flatMap((r) => r.attempts),
-  answeredBy: reports.at(-1)?.answeredBy,
-  admissionWaitMs: reports.reduce((sum, r) => sum + r.admissionWaitMs, 0)
-})
 
 /** A stream that delivered its first chunks, with the rest still to pull. */
 interface Started {
@@ -227,9 +262,10 @@ const streamed = Effect.fnUntraced(function* (
   targets: ReadonlyArray<Target>,
   at: (target: Target) => LlmRequest.LlmRequest,
   requestId: string,
+  responseId: string,
   created: number,
   answer: (r: HttpServerResponse.HttpServerResponse) => Effect.Effect<HttpServerResponse.HttpServerResponse>,
-  fail: (failure: Failure, extra?: Record<string, string>) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+  fail: (failure: Failure, report?: unknown) => Effect.Effect<HttpServerResponse.HttpServerResponse>
 ) {
   const events: Array<CallReport.Event> = []
   const listener: CallReport.Listener = (event) => Effect.sync(() => events.push(event))
@@ -258,7 +294,7 @@ const streamed = Effect.fnUntraced(function* (
       )
     }
     if (i === targets.length - 1 || !isFallbackable(error)) {
-      return yield* fail(failureOf(error), reportHeader({ events }))
+      return yield* fail(failureOf(error), { events })
     }
   }
   const { first, pull, scope } = started
@@ -274,11 +310,22 @@ const streamed = Effect.fnUntraced(function* (
     return model
   }
   const firstModel = answering()
-  const writer = wire.stream(decoded, `${wire.name === "openai" ? "chatcmpl" : "msg"}_${requestId}`, created)
-  const body = Stream.fromIterable(first).pipe(
-    Stream.concat(Stream.fromPull(Effect.succeed(pull))),
-    Stream.map((chunk) => writer.chunk(chunk, answering()).map(sse).join("")),
-    Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)).map(sse).join(""))),
+  const writer = wire.stream(decoded, responseId, created)
+  // the first chunks, then the rest as the provider delivers them: the events of each pull are one write
+  let pending: Arr.NonEmptyReadonlyArray<LlmResponse.StreamChunk> | undefined = first
+  const chunks = Effect.suspend(() => {
+    if (pending === undefined) return pull
+    const delivered = pending
+    pending = undefined
+    return Effect.succeed(delivered)
+  })
+  const body = Stream.fromPull(Effect.succeed(chunks)).pipe(
+    Stream.mapArray((delivered) => {
+      let text = ""
+      for (const chunk of delivered) text += writer.chunk(chunk, answering())
+      return [text] as const
+    }),
+    Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)))),
     // the whole report, once the stream is over: an SSE comment, which clients skip
     Stream.concat(Stream.sync(() => `: llm-report ${JSON.stringify({ events })}\n\n`)),
     Stream.encodeText,
@@ -289,7 +336,7 @@ const streamed = Effect.fnUntraced(function* (
       "cache-control": "no-cache",
       "x-request-id": requestId,
       "x-llm-model": firstModel,
-      ...reportHeader({ events })
+      "x-llm-report": JSON.stringify({ events })
     })
   )
 })

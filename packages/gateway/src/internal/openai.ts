@@ -7,7 +7,7 @@
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Failure } from "./failure.ts"
-import type { OutEvent, Wire, WireRequest } from "./wire.ts"
+import type { Wire, WireRequest } from "./wire.ts"
 import { openAiToAnthropic } from "./tools.ts"
 import { fallbacksOf, foreignOf, isObject, positiveInt, textOf, without } from "./wire.ts"
 
@@ -99,7 +99,8 @@ const encodeResponse: Wire["response"] = (r, id, created) => ({
   usage: usage(r.usage)
 })
 
-const data = (json: unknown): OutEvent => ({ data: JSON.stringify(json) })
+/** One SSE event of `json` (text). */
+const data = (json: string): string => `data: ${json}\n\n`
 
 const stream: Wire["stream"] = (request, id, created) => {
   let started = false
@@ -113,32 +114,45 @@ const stream: Wire["stream"] = (request, id, created) => {
           type: "function",
           function: { name: c.name ?? "", arguments: c.arguments }
         }
-  const chunk = (model: string, delta: Record<string, unknown>, finish: string | null) => ({
-    id,
-    object: "chat.completion.chunk",
-    created,
-    model,
-    choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }]
-  })
-  const role = (model: string): ReadonlyArray<OutEvent> => {
-    if (started) return []
+  // every chunk is the same JSON around its model, delta and finish reason: written as text around them
+  // (a chunk runs for every token of every stream; an object per chunk to stringify cost more than the rest)
+  const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":`
+  let model: string | undefined
+  let modelJson = ""
+  const chunk = (answering: string, delta: string, finish: string): string => {
+    if (answering !== model) {
+      model = answering
+      modelJson = JSON.stringify(answering)
+    }
+    return `${head}${modelJson},"choices":[{"index":0,"delta":${delta},"finish_reason":${finish},"logprobs":null}]}\n\n`
+  }
+  const role = (model: string): string => {
+    if (started) return ""
     started = true
-    return [data(chunk(model, { role: "assistant", content: "" }, null))]
+    return chunk(model, `{"role":"assistant","content":""}`, "null")
   }
   return {
     chunk: (c, model) => {
-      if (c._tag === "TextDelta") return [...role(model), data(chunk(model, { content: c.text }, null))]
-      if (c._tag === "ToolCallDelta") return [...role(model), data(chunk(model, { tool_calls: [toolCall(c)] }, null))]
-      return [
-        ...role(c.model),
-        data(chunk(c.model, {}, finishReason(c.finishReason))),
-        ...(request.includeUsage
-          ? [data({ id, object: "chat.completion.chunk", created, model: c.model, choices: [], usage: usage(c.usage) })]
-          : []),
-        { data: "[DONE]" }
-      ]
+      if (c._tag === "TextDelta") return role(model) + chunk(model, `{"content":${JSON.stringify(c.text)}}`, "null")
+      if (c._tag === "ToolCallDelta") {
+        return role(model) + chunk(model, JSON.stringify({ tool_calls: [toolCall(c)] }), "null")
+      }
+      const usageChunk = {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model: c.model,
+        choices: [],
+        usage: usage(c.usage)
+      }
+      return (
+        role(c.model) +
+        chunk(c.model, "{}", JSON.stringify(finishReason(c.finishReason))) +
+        (request.includeUsage ? data(JSON.stringify(usageChunk)) : "") +
+        data("[DONE]")
+      )
     },
-    error: (failure) => [data(errorBody(failure))]
+    error: (failure) => data(JSON.stringify(errorBody(failure)))
   }
 }
 

@@ -26,16 +26,14 @@ export interface WireRequest {
   readonly foreign?: Readonly<Record<string, Record<string, unknown>>>
 }
 
-/** One SSE event to send. */
-export interface OutEvent {
-  readonly event?: string
-  readonly data: string
-}
-
-/** Writes the events of one stream; `model` is the model answering, `id` the response id. */
+/**
+ * Writes the events of one stream as SSE text; `model` is the model answering, `id` the response id. A
+ * chunk's events are one string (empty when the chunk adds none): the handler sends what one pull delivered
+ * as one write, and each event's JSON is written around the chunk's text, without an object per event.
+ */
 export interface StreamWriter {
-  readonly chunk: (chunk: LlmResponse.StreamChunk, model: string) => ReadonlyArray<OutEvent>
-  readonly error: (failure: Failure) => ReadonlyArray<OutEvent>
+  readonly chunk: (chunk: LlmResponse.StreamChunk, model: string) => string
+  readonly error: (failure: Failure) => string
 }
 
 /** A client-facing wire format. */
