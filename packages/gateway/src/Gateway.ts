@@ -21,13 +21,16 @@
  */
 import { hash, randomBytes } from "node:crypto"
 import { createServer } from "node:http"
-import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+// the platform's modules by path: its index loads every module it has (Redis and its client, cluster, SQL,
+// workers ...), which a gateway without those never uses
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
 import { Duration, Effect, Layer, Option, Redacted, type Scope, Tracer } from "effect"
 import { constTrue } from "effect/Function"
 import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
-import { PrometheusMetrics } from "effect/observability"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import { anthropic } from "./internal/anthropic.ts"
@@ -245,7 +248,10 @@ const sharedState = (
  *
  * @example
  * ```ts
- * import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+ * // the platform's modules by path: its index loads every module it has (Redis and its client, cluster, SQL,
+// workers ...), which a gateway without those never uses
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
  * import { Layer } from "effect"
  * import { HttpRouter } from "effect/http"
  * import { Gateway } from "@llm-resilience/gateway"

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { parseArgs } from "node:util"
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Data, Effect, Exit, Layer, Runtime } from "effect"
 import { HttpServer } from "effect/http"
 import * as Gateway from "./Gateway.ts"

@@ -22,7 +22,6 @@
 import { Resilience } from "@llm-resilience/core"
 import { Data, Effect, Schema } from "effect"
 import * as fs from "node:fs"
-import * as Yaml from "yaml"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -168,7 +167,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
   )
 
 /** The value of a YAML document, or the error at its first syntax problem. */
-const parseYaml = (text: string, path: string): unknown => {
+const parseYaml = (Yaml: typeof import("yaml"), text: string, path: string): unknown => {
   const document = Yaml.parseDocument(text)
   const problem = document.errors[0]
   if (problem === undefined) return document.toJS()
@@ -192,17 +191,28 @@ const parseYaml = (text: string, path: string): unknown => {
  * ```
  * @since 0.1.0
  */
-export const load = (path: string): Effect.Effect<GatewayConfig, GatewayConfigError> =>
-  Effect.try({
-    try: () => {
-      const text = fs.readFileSync(path, "utf8")
-      return /\.ya?ml$/i.test(path) ? parseYaml(text, path) : (JSON.parse(text) as unknown)
-    },
-    catch: (e) =>
-      e instanceof GatewayConfigError
-        ? e
-        : new GatewayConfigError({ field: path, issue: e instanceof Error ? e.message : String(e) })
-  }).pipe(Effect.flatMap(decode))
+export const load = (path: string): Effect.Effect<GatewayConfig, GatewayConfigError> => {
+  const attempt = <A>(f: () => A) =>
+    Effect.try({
+      try: f,
+      catch: (e) =>
+        e instanceof GatewayConfigError
+          ? e
+          : new GatewayConfigError({ field: path, issue: e instanceof Error ? e.message : String(e) })
+    })
+  return attempt(() => fs.readFileSync(path, "utf8")).pipe(
+    Effect.flatMap((text) =>
+      /\.ya?ml$/i.test(path)
+        ? // the YAML parser is loaded only for a YAML file (a JSON configuration never needs it)
+          Effect.flatMap(
+            Effect.promise(() => import("yaml")),
+            (Yaml) => attempt(() => parseYaml(Yaml, text, path))
+          )
+        : attempt((): unknown => JSON.parse(text))
+    ),
+    Effect.flatMap(decode)
+  )
+}
 
 /**
  * The `Resilience.Config` a gateway configuration means: routes and models become paths, `budgets` the
