@@ -69,6 +69,36 @@ describe("Gateway keys", () => {
     })
   )
 
+  it.live(
+    "the key is a bearer token or x-api-key; a key that matched lets no other in; each answer has its own id",
+    () =>
+      Effect.gen(function* () {
+        const { url } = yield* startGateway(baseConfig)
+        const answers: Array<{ readonly status: number; readonly headers: Array<[string, string]> }> = []
+        for (const headers of [
+          { authorization: `Bearer ${clientKey}` },
+          { authorization: `bearer \t ${clientKey}` },
+          { "x-api-key": clientKey },
+          { authorization: `Bearer ${clientKey}x` },
+          { authorization: `Bearer ${clientKey.slice(0, -1)}` },
+          { authorization: `Basic ${clientKey}` },
+          // a bearer token is the credential, even beside a right x-api-key
+          { authorization: `Bearer ${clientKey}x`, "x-api-key": clientKey },
+          {}
+        ]) {
+          const body = { model: "gpt-small", messages: [{ role: "user", content: "hi" }] }
+          answers.push(yield* Effect.promise(() => post(url, "/v1/chat/completions", body, headers)))
+        }
+        assert.deepStrictEqual(
+          answers.map((a) => a.status),
+          [200, 200, 200, 401, 401, 401, 401, 401]
+        )
+        const ids = answers.map((a) => new Map(a.headers).get("x-request-id") ?? "")
+        for (const id of ids) assert.match(id, /^[0-9a-f]{32}$/)
+        assert.strictEqual(new Set(ids).size, ids.length)
+      })
+  )
+
   it.live("no span, log, response or header holds an upstream key or a gateway key", () =>
     Effect.gen(function* () {
       const { spans, tracer } = capturingTracer()
