@@ -83,6 +83,7 @@ const json = (body: unknown, status: number, headers: Record<string, string>) =>
   )
 
 const decoder = new TextDecoder()
+const encoder = new TextEncoder()
 
 /**
  * The request's body, parsed as JSON (`null` when empty, as `HttpServerRequest.json` reads it); `undefined`
@@ -323,12 +324,11 @@ const streamed = Effect.fnUntraced(function* (
     Stream.mapArray((delivered) => {
       let text = ""
       for (const chunk of delivered) text += writer.chunk(chunk, answering())
-      return [text] as const
+      return [encoder.encode(text)] as const
     }),
-    Stream.catch((error: LlmError.LlmError) => Stream.make(writer.error(failureOf(error)))),
+    Stream.catch((error: LlmError.LlmError) => Stream.make(encoder.encode(writer.error(failureOf(error))))),
     // the whole report, once the stream is over: an SSE comment, which clients skip
-    Stream.concat(Stream.sync(() => `: llm-report ${JSON.stringify({ events })}\n\n`)),
-    Stream.encodeText,
+    Stream.concat(Stream.sync(() => encoder.encode(`: llm-report ${JSON.stringify({ events })}\n\n`))),
     Stream.ensuring(Scope.close(scope, Exit.void))
   )
   return yield* answer(
