@@ -27,8 +27,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Option, Redacted, type Scope, Tracer } from "effect"
-import { constTrue } from "effect/Function"
+import { Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { RateLimiter } from "effect/persistence"
@@ -320,18 +319,6 @@ const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClie
 ).pipe(Layer.provide(NodeHttpClient.layerDispatcher))
 
 /**
- * Spans only where something sees them. With Effect's default tracer (which exports nothing), effect/http
- * already skips the server's span of each request, and without that parent the toolkit skips its own
- * (`Telemetry.spanVisible`); the upstream client would still make a span per call, and send its trace id
- * upstream, for nobody: it is turned off then. With a tracer installed, every span is made as usual.
- */
-const clientSpansIfTraced: Layer.Layer<never> = Layer.unwrap(
-  Effect.map(Effect.tracer, (tracer) =>
-    tracer === Tracer.nativeTracer ? Layer.succeed(HttpClient.TracerDisabledWhen)(constTrue) : Layer.empty
-  )
-)
-
-/**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
  * `server.port` (default `127.0.0.1:8080`), with an HTTP client for the providers. When the layer is
  * released (SIGTERM under `GatewayCli.run`), the gateway drains: `GET /readyz` answers 503 (`GET /healthz`
@@ -359,7 +346,7 @@ export const layer = (
       const drain = new DrainState()
       const graceMs = config.server?.shutdownGraceMs ?? 10_000
       const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provide([upstreamClient, Layer.succeed(Drain, drain), clientSpansIfTraced]),
+        Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
         Layer.provideMerge(
           NodeHttpServer.layer(createServer, {
             port: config.server?.port ?? 8080,
