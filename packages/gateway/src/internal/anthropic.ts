@@ -121,7 +121,7 @@ const stream: Wire["stream"] = (_request, id) => {
     open = block
     return closed + event("content_block_start", { index: blocks++, content_block: content })
   }
-  // the event of every token: written as text around it (an object per token to stringify cost more)
+  // the event of every token: written as text around it, without an object to build and stringify
   const delta = (type: "text_delta" | "input_json_delta", field: "text" | "partial_json", value: string): string =>
     `event: content_block_delta\ndata: {"type":"content_block_delta","index":${blocks - 1},"delta":{"type":"${type}","${field}":${JSON.stringify(value)}}}\n\n`
   return {

@@ -114,8 +114,8 @@ const stream: Wire["stream"] = (request, id, created) => {
           type: "function",
           function: { name: c.name ?? "", arguments: c.arguments }
         }
-  // every chunk is the same JSON around its model, delta and finish reason: written as text around them
-  // (a chunk runs for every token of every stream; an object per chunk to stringify cost more than the rest)
+  // every chunk is the same JSON around its model, delta and finish reason: written as text around them,
+  // without an object per chunk to build and stringify (this runs for every token of every stream)
   const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":`
   let model: string | undefined
   let modelJson = ""
