@@ -247,10 +247,7 @@ const sharedState = (
  *
  * @example
  * ```ts
- * // the platform's modules by path: its index loads every module it has (Redis and its client, cluster, SQL,
-// workers ...), which a gateway without those never uses
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+ * import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
  * import { Layer } from "effect"
  * import { HttpRouter } from "effect/http"
  * import { Gateway } from "@llm-resilience/gateway"
