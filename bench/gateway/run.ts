@@ -7,7 +7,7 @@
  * gateway run as child processes (bundled, as `llm-resilience-gateway` would run them); the load comes from
  * this process (`load.ts`), whose own CPU time per request every phase reports, beside the chaos server's.
  * Before each phase one request checks that the answer reads as expected (a complete JSON body, or an SSE
- * stream ending in `data: [DONE]`), and at the start a wrong key checks the gateway's 401.
+ * stream whose last data event is `data: [DONE]`), and at the start a wrong key checks the gateway's 401.
  *
  * Prints the JSON result and writes `bench/results/gateway.json`. Options: `--seconds <n>` per phase
  * (default 10), `--rates 1000,2000`.
@@ -19,7 +19,7 @@ import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
 import { Gateway } from "@llm-resilience/gateway"
 import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
-import { fetchOnce, openLoop, type Phase, processStats, streams, type Target } from "./load.ts"
+import { fetchOnce, type Latency, openLoop, type Phase, processStats, streams, type Target } from "./load.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({ options: { seconds: { type: "string" }, rates: { type: "string" } } })
@@ -109,28 +109,28 @@ try {
     await streams(target(url, false), { concurrency: 20, seconds: warmupSeconds * 3 })
 
   /** Runs a phase after checking one answer: the gateway's and the chaos server's CPU per request sent. */
-  const measured = async <P extends Phase>(to: Target, run: () => Promise<P>, sent: (phase: P) => number) => {
+  const measured = async <P extends Phase>(to: Target, run: (to: Target) => Promise<P>, sent: (phase: P) => number) => {
     await check(to, { status: 200, sse: to.body === streamBody })
-    const before = { gateway: processStats(pid), chaos: processStats(chaosPid) }
-    const phase = await run()
-    const after = { gateway: processStats(pid), chaos: processStats(chaosPid) }
-    const perRequest = (from: number, to: number) => Math.round(((to - from) * 1000) / Math.max(1, sent(phase)))
+    const start = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const phase = await run(to)
+    const end = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const perRequest = (before: number, after: number) =>
+      Math.round(((after - before) * 1000) / Math.max(1, sent(phase)))
     return {
       phase,
-      gatewayCpuPerRequestUs: perRequest(before.gateway.cpuMs, after.gateway.cpuMs),
-      chaosCpuPerRequestUs: perRequest(before.chaos.cpuMs, after.chaos.cpuMs),
-      gatewayRssMb: after.gateway.rssMb,
-      gatewayPeakRssMb: after.gateway.peakRssMb,
+      gatewayCpuPerRequestUs: perRequest(start.gateway.cpuMs, end.gateway.cpuMs),
+      chaosCpuPerRequestUs: perRequest(start.chaos.cpuMs, end.chaos.cpuMs),
+      gatewayRssMb: end.gateway.rssMb,
+      gatewayPeakRssMb: end.gateway.peakRssMb,
       loadAverage: os.loadavg()[0]
     }
   }
 
   // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
   // chaos server's CPU for the same requests beside it
-  const closedTarget = target(viaGateway, false)
   const closed = await measured(
-    closedTarget,
-    () => streams(closedTarget, { concurrency: 20, seconds }),
+    target(viaGateway, false),
+    (to) => streams(to, { concurrency: 20, seconds }),
     (phase) => phase.requests
   )
   const closedLoop = {
@@ -146,9 +146,9 @@ try {
     `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
   )
   const round = (ms: number) => Math.round(ms * 1000) / 1000
-  const added = (g: Phase, d: Phase) => ({
-    p50: round(g.latencyMs.p50 - d.latencyMs.p50),
-    p99: round(g.latencyMs.p99 - d.latencyMs.p99)
+  const added = <P extends Phase>(g: P, d: P, latency: (phase: P) => Latency = (phase) => phase.latencyMs) => ({
+    p50: round(latency(g).p50 - latency(d).p50),
+    p99: round(latency(g).p99 - latency(d).p99)
   })
 
   const loads = []
@@ -157,7 +157,7 @@ try {
     const openPhase = (url: string) =>
       measured(
         target(url, false),
-        () => openLoop(target(url, false), schedule),
+        (to) => openLoop(to, schedule),
         () => rate * (seconds + warmupSeconds)
       )
     const d = await openPhase(direct)
@@ -167,10 +167,7 @@ try {
       direct: d.phase,
       gateway: g.phase,
       addedLatencyMs: added(g.phase, d.phase),
-      addedLatencyFromDueMs: {
-        p50: round(g.phase.latencyFromDueMs.p50 - d.phase.latencyFromDueMs.p50),
-        p99: round(g.phase.latencyFromDueMs.p99 - d.phase.latencyFromDueMs.p99)
-      },
+      addedLatencyFromDueMs: added(g.phase, d.phase, (phase) => phase.latencyFromDueMs),
       gatewayCpuPerRequestUs: g.gatewayCpuPerRequestUs,
       chaosCpuPerRequestUs: { direct: d.chaosCpuPerRequestUs, gateway: g.chaosCpuPerRequestUs },
       gatewayRssMb: g.gatewayRssMb,
@@ -181,14 +178,12 @@ try {
       `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms; schedule lag p99 ${d.phase.scheduleLagMs.p99} / ${g.phase.scheduleLagMs.p99} ms; load generator ${d.phase.generatorCpuPerRequestUs} / ${g.phase.generatorCpuPerRequestUs} µs of CPU per request (direct / gateway)`
     )
   }
-  const streamPhase = (url: string) => {
-    const to = target(url, true)
-    return measured(
-      to,
-      () => streams(to, { concurrency: 200, seconds }),
+  const streamPhase = (url: string) =>
+    measured(
+      target(url, true),
+      (to) => streams(to, { concurrency: 200, seconds }),
       (phase) => phase.requests
     )
-  }
   const ds = await streamPhase(direct)
   const gs = await streamPhase(viaGateway)
   const result = {
