@@ -28,7 +28,10 @@ export interface Phase {
   readonly errors: number
   /** The rate actually sent (requests/s). */
   readonly achievedRate: number
-  /** From the moment the request was sent to its response's last byte (answered requests only). */
+  /**
+   * From the moment the request was sent (or queued, when all 1,024 connections were busy) to its response's
+   * last byte; answered requests only.
+   */
   readonly latencyMs: Latency
   /** The generator's own CPU time (user + system, all its threads) over the phase, per request sent. */
   readonly generatorCpuPerRequestUs: number
