@@ -5,7 +5,9 @@
  * gateway's CPU time per request (also in a closed loop of 20 clients, beside the chaos server's), its
  * resident memory, the errors, and the machine's load average during each phase. The chaos server and the
  * gateway run as child processes (bundled, as `llm-resilience-gateway` would run them); the load comes from
- * this process.
+ * this process (`load.ts`), whose own CPU time per request every phase reports, beside the chaos server's.
+ * Before each phase one request checks that the answer reads as expected (a complete JSON body, or an SSE
+ * stream whose last data event is `data: [DONE]`), and at the start a wrong key checks the gateway's 401.
  *
  * Prints the JSON result and writes `bench/results/gateway.json`. Options: `--seconds <n>` per phase
  * (default 10), `--rates 1000,2000`.
@@ -17,7 +19,7 @@ import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
 import { Gateway } from "@llm-resilience/gateway"
 import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
-import { agent, openLoop, type Phase, processStats, streams } from "./load.ts"
+import { fetchOnce, type Latency, openLoop, type Phase, processStats, streams, type Target } from "./load.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({ options: { seconds: { type: "string" }, rates: { type: "string" } } })
@@ -34,6 +36,30 @@ const streamBody = JSON.stringify({
   max_tokens: 64
 })
 const headers = { "content-type": "application/json", authorization: `Bearer ${key}` }
+
+/**
+ * Sends one request to `target` and checks that it gets `status` with a complete answer: a chat completion
+ * (or an error) in JSON, or an SSE stream of JSON data events, the last one `data: [DONE]`.
+ */
+const check = async (target: Target, expected: { readonly status: number; readonly sse: boolean }) => {
+  const { status, body } = await fetchOnce(target)
+  const fail = (why: string) => {
+    throw new Error(
+      `${target.url}: ${why} (status ${status}): ${body.slice(0, 200)} ... ${JSON.stringify(body.slice(-60))}`
+    )
+  }
+  if (status !== expected.status) fail(`expected status ${expected.status}`)
+  if (!expected.sse || status !== 200) {
+    const json = JSON.parse(body)
+    if (status === 200 && typeof json.choices?.[0]?.message?.content !== "string") fail("no completion")
+    if (status !== 200 && json.error === undefined) fail("no error object")
+    return
+  }
+  // data events, without comments (the gateway ends its streams with a `: llm-report` comment)
+  const events = body.split("\n\n").filter((event) => event.startsWith("data: "))
+  if (events.at(-1) !== "data: [DONE]") fail("the stream's last event is not data: [DONE]")
+  for (const event of events.slice(0, -1)) JSON.parse(event.replace(/^data: /, ""))
+}
 
 // the 1-minute load average before the run: other work on the machine skews every figure
 const loadAtStart = os.loadavg()[0]
@@ -67,74 +93,106 @@ try {
   const viaGateway = `${gateway.url}/v1/chat/completions`
   const chaosPid = chaos.child.pid!
   const startRss = processStats(pid).rssMb
+  const target = (url: string, sse: boolean): Target => ({ url, body: sse ? streamBody : body, headers })
+  // the answers read as expected, a rejected key included, before anything is measured
+  for (const sse of [false, true]) {
+    await check(target(direct, sse), { status: 200, sse })
+    await check(target(viaGateway, sse), { status: 200, sse })
+    await check(
+      { ...target(viaGateway, sse), headers: { ...headers, authorization: "Bearer wrong-key" } },
+      { status: 401, sse }
+    )
+  }
   // JIT warm-up of both servers (not measured): a fresh process spends its first thousands of requests
   // interpreting and compiling
   for (const url of [direct, viaGateway])
-    await streams({ url, body, headers, concurrency: 20, seconds: warmupSeconds * 3 })
+    await streams(target(url, false), { concurrency: 20, seconds: warmupSeconds * 3 })
 
-  // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
-  // chaos server's CPU for the same requests beside it
-  const closedBefore = { gateway: processStats(pid), chaos: processStats(chaosPid) }
-  const closed = await streams({ url: viaGateway, body, headers, concurrency: 20, seconds })
-  const closedAfter = { gateway: processStats(pid), chaos: processStats(chaosPid) }
-  const perRequest = (before: number, after: number) => Math.round(((after - before) * 1000) / closed.requests)
-  const closedLoop = {
-    clients: 20,
-    requests: closed.requests,
-    errors: closed.errors,
-    rate: closed.achievedRate,
-    gatewayCpuPerRequestUs: perRequest(closedBefore.gateway.cpuMs, closedAfter.gateway.cpuMs),
-    chaosCpuPerRequestUs: perRequest(closedBefore.chaos.cpuMs, closedAfter.chaos.cpuMs)
-  }
-  console.error(
-    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs of CPU per request`
-  )
-
-  const measured = async (run: () => Promise<Phase>, sent: number) => {
-    const before = processStats(pid)
-    const phase = await run()
-    const after = processStats(pid)
+  /** Runs a phase after checking one answer: the gateway's and the chaos server's CPU per request sent. */
+  const measured = async <P extends Phase>(to: Target, run: (to: Target) => Promise<P>, sent: (phase: P) => number) => {
+    await check(to, { status: 200, sse: to.body === streamBody })
+    const start = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const phase = await run(to)
+    const end = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const perRequest = (before: number, after: number) =>
+      Math.round(((after - before) * 1000) / Math.max(1, sent(phase)))
     return {
       phase,
-      gatewayCpuPerRequestUs: Math.round(((after.cpuMs - before.cpuMs) * 1000) / sent),
-      gatewayRssMb: after.rssMb,
-      gatewayPeakRssMb: after.peakRssMb,
+      gatewayCpuPerRequestUs: perRequest(start.gateway.cpuMs, end.gateway.cpuMs),
+      chaosCpuPerRequestUs: perRequest(start.chaos.cpuMs, end.chaos.cpuMs),
+      gatewayRssMb: end.gateway.rssMb,
+      gatewayPeakRssMb: end.gateway.peakRssMb,
       loadAverage: os.loadavg()[0]
     }
   }
-  const added = (g: Phase, d: Phase) => ({
-    p50: Math.round((g.latencyMs.p50 - d.latencyMs.p50) * 1000) / 1000,
-    p99: Math.round((g.latencyMs.p99 - d.latencyMs.p99) * 1000) / 1000
+
+  // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
+  // chaos server's CPU for the same requests beside it
+  const closed = await measured(
+    target(viaGateway, false),
+    (to) => streams(to, { concurrency: 20, seconds }),
+    (phase) => phase.requests
+  )
+  const closedLoop = {
+    clients: 20,
+    requests: closed.phase.requests,
+    errors: closed.phase.errors,
+    rate: closed.phase.achievedRate,
+    gatewayCpuPerRequestUs: closed.gatewayCpuPerRequestUs,
+    chaosCpuPerRequestUs: closed.chaosCpuPerRequestUs,
+    generatorCpuPerRequestUs: closed.phase.generatorCpuPerRequestUs
+  }
+  console.error(
+    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
+  )
+  const round = (ms: number) => Math.round(ms * 1000) / 1000
+  const added = <P extends Phase>(g: P, d: P, latency: (phase: P) => Latency = (phase) => phase.latencyMs) => ({
+    p50: round(latency(g).p50 - latency(d).p50),
+    p99: round(latency(g).p99 - latency(d).p99)
   })
 
   const loads = []
   for (const rate of rates) {
-    const options = { body, headers, rate, seconds, warmupSeconds }
-    const d = await openLoop({ ...options, url: direct })
-    const g = await measured(() => openLoop({ ...options, url: viaGateway }), rate * (seconds + warmupSeconds))
+    const schedule = { rate, seconds, warmupSeconds }
+    const openPhase = (url: string) =>
+      measured(
+        target(url, false),
+        (to) => openLoop(to, schedule),
+        () => rate * (seconds + warmupSeconds)
+      )
+    const d = await openPhase(direct)
+    const g = await openPhase(viaGateway)
     loads.push({
       rate,
-      direct: d,
+      direct: d.phase,
       gateway: g.phase,
-      addedLatencyMs: added(g.phase, d),
+      addedLatencyMs: added(g.phase, d.phase),
+      addedLatencyFromDueMs: added(g.phase, d.phase, (phase) => phase.latencyFromDueMs),
       gatewayCpuPerRequestUs: g.gatewayCpuPerRequestUs,
+      chaosCpuPerRequestUs: { direct: d.chaosCpuPerRequestUs, gateway: g.chaosCpuPerRequestUs },
       gatewayRssMb: g.gatewayRssMb,
       gatewayPeakRssMb: g.gatewayPeakRssMb,
       loadAverage: g.loadAverage
     })
     console.error(
-      `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms`
+      `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms; schedule lag p99 ${d.phase.scheduleLagMs.p99} / ${g.phase.scheduleLagMs.p99} ms; load generator ${d.phase.generatorCpuPerRequestUs} / ${g.phase.generatorCpuPerRequestUs} µs of CPU per request (direct / gateway)`
     )
   }
-  const streamOptions = { body: streamBody, headers, concurrency: 200, seconds }
-  const ds = await streams({ ...streamOptions, url: direct })
-  const gsBefore = processStats(pid)
-  const gs = await streams({ ...streamOptions, url: viaGateway })
-  const gsAfter = processStats(pid)
+  const streamPhase = (url: string) =>
+    measured(
+      target(url, true),
+      (to) => streams(to, { concurrency: 200, seconds }),
+      (phase) => phase.requests
+    )
+  const ds = await streamPhase(direct)
+  const gs = await streamPhase(viaGateway)
   const result = {
     benchmark: "gateway",
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
-    note: "load generator, chaos server and gateway share the machine's cores; open loop, latency from send to last byte",
+    note:
+      "load generator, chaos server and gateway share the machine's cores; the generator is an HTTP/1.1 client over node:net " +
+      "(keep-alive, one request per connection at a time); open loop with request i due at start + i / rate: " +
+      "latencyMs from the send to the last byte, latencyFromDueMs from the due time, scheduleLagMs the send's delay",
     secondsPerPhase: seconds,
     loadAverageAtStart: loadAtStart,
     gatewayStartRssMb: startRss,
@@ -142,13 +200,14 @@ try {
     loads,
     streams: {
       concurrency: 200,
-      direct: ds,
-      gateway: gs,
-      addedLatencyMs: added(gs, ds),
-      gatewayCpuPerStreamUs: Math.round(((gsAfter.cpuMs - gsBefore.cpuMs) * 1000) / Math.max(1, gs.requests)),
-      gatewayRssMb: gsAfter.rssMb,
-      gatewayPeakRssMb: gsAfter.peakRssMb,
-      loadAverage: os.loadavg()[0]
+      direct: ds.phase,
+      gateway: gs.phase,
+      addedLatencyMs: added(gs.phase, ds.phase),
+      gatewayCpuPerStreamUs: gs.gatewayCpuPerRequestUs,
+      chaosCpuPerStreamUs: { direct: ds.chaosCpuPerRequestUs, gateway: gs.chaosCpuPerRequestUs },
+      gatewayRssMb: gs.gatewayRssMb,
+      gatewayPeakRssMb: gs.gatewayPeakRssMb,
+      loadAverage: gs.loadAverage
     },
     chaosServerRssMb: processStats(chaosPid).rssMb
   }
@@ -158,6 +217,5 @@ try {
   fs.writeFileSync(path.join(here, "..", "results", "gateway.json"), `${json}\n`)
 } finally {
   for (const c of children) c.child.kill("SIGKILL")
-  await agent.close()
   remove()
 }
