@@ -19,7 +19,8 @@ import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
 import { Gateway } from "@llm-resilience/gateway"
 import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
-import { fetchOnce, type Latency, openLoop, type Phase, processStats, streams, type Target } from "./load.ts"
+import { fetchOnce, type Target } from "./http.ts"
+import { type Latency, openLoop, type Phase, processStats, streams } from "./load.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({ options: { seconds: { type: "string" }, rates: { type: "string" } } })
