@@ -215,11 +215,11 @@ describe("Timeouts", () => {
       const stream = yield* Effect.forkChild(Effect.exit(Stream.runDrain(llm.stream(request))))
       // an old timer fired nothing: the stalled calls would still be running after every deadline passed
       yield* TestClock.adjust(10_000)
-      for (const fiber of [complete, stream]) {
+      for (const fiber of [complete, stream] as ReadonlyArray<Fiber.Fiber<Exit.Exit<unknown, unknown>>>) {
         const exit = fiber.pollUnsafe()
         assert.isDefined(exit, "the call hangs after release")
-        const inner = exit!._tag === "Success" ? exit!.value : exit!
-        assert.isTrue(Exit.isFailure(inner))
+        assert.isTrue(Exit.isSuccess(exit!))
+        const inner = (exit as Exit.Success<Exit.Exit<unknown, unknown>>).value
         const defect = Exit.isFailure(inner) ? inner.cause.reasons.find((r) => r._tag === "Die") : undefined
         assert.isDefined(defect, "a defect, not a typed failure or an interruption")
         assert.match(String((defect as { readonly defect: unknown }).defect), /Timeouts was used after .* released/)
