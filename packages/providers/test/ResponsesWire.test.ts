@@ -150,20 +150,16 @@ describe("OpenAI Responses", () => {
           output_index: outputIndex,
           item
         })
-        const args = (outputIndex: number, d: string, n: number) => ({
-          type: "response.function_call_arguments.delta",
+        // a piece of a call's arguments (`delta`), or all of them once complete (`done`, ignored)
+        const argumentsEvent = (kind: "delta" | "done") => (outputIndex: number, value: string, n: number) => ({
+          type: `response.function_call_arguments.${kind}`,
           sequence_number: n,
           item_id: `fc_${outputIndex}`,
           output_index: outputIndex,
-          delta: d
+          [kind === "delta" ? "delta" : "arguments"]: value
         })
-        const done = (outputIndex: number, whole: string, n: number) => ({
-          type: "response.function_call_arguments.done",
-          sequence_number: n,
-          item_id: `fc_${outputIndex}`,
-          output_index: outputIndex,
-          arguments: whole
-        })
+        const args = argumentsEvent("delta")
+        const done = argumentsEvent("done")
         const output = [
           message([{ type: "output_text", text: "Let me look.", annotations: [], logprobs: [] }]),
           { ...fnCall("c0", "weather", '{"city":"Paris"}'), status: "completed" },

@@ -1,5 +1,5 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { LlmError, LlmProvider, type LlmRequest } from "@llm-resilience/core"
+import { LlmError, LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 import { Clock, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
@@ -17,6 +17,18 @@ const after = <A, E>(ms: number, effect: Effect.Effect<A, E>) =>
     const fiber = yield* Effect.forkChild(effect)
     yield* TestClock.adjust(ms)
     return fiber.pollUnsafe()
+  })
+
+/** The chunks of `stream`, each with the virtual time it arrived at, after a virtual second. */
+const timedChunks = <E>(stream: Stream.Stream<LlmResponse.StreamChunk, E>) =>
+  Effect.gen(function* () {
+    const fiber = yield* stream.pipe(
+      Stream.mapEffect((chunk) => Effect.map(Clock.currentTimeMillis, (t) => [t, chunk] as const)),
+      Stream.runCollect,
+      Effect.forkChild
+    )
+    yield* TestClock.adjust(1_000)
+    return yield* Fiber.join(fiber)
   })
 
 describe("FakeProvider", () => {
@@ -89,13 +101,7 @@ describe("FakeProvider", () => {
   it.effect("streams chunks at exact virtual times and ends with a Finish carrying usage", () =>
     Effect.gen(function* () {
       const provider = yield* llm
-      const fiber = yield* provider.stream(req()).pipe(
-        Stream.mapEffect((chunk) => Effect.map(Clock.currentTimeMillis, (t) => [t, chunk] as const)),
-        Stream.runCollect,
-        Effect.forkChild
-      )
-      yield* TestClock.adjust(1_000)
-      const timed = yield* Fiber.join(fiber)
+      const timed = yield* timedChunks(provider.stream(req()))
       expect(timed.map(([t, c]) => [t, c._tag === "TextDelta" ? c.text : c._tag])).toEqual([
         [200, "abc"],
         [300, "def"],
@@ -440,13 +446,7 @@ describe("FakeProvider", () => {
   it.effect("tool calls: streamed after the text as ToolCallDelta pieces on schedule, finish reason tool_calls", () =>
     Effect.gen(function* () {
       const provider = yield* llm
-      const fiber = yield* provider.stream(req()).pipe(
-        Stream.mapEffect((chunk) => Effect.map(Clock.currentTimeMillis, (t) => [t, chunk] as const)),
-        Stream.runCollect,
-        Effect.forkChild
-      )
-      yield* TestClock.adjust(1_000)
-      const timed = yield* Fiber.join(fiber)
+      const timed = yield* timedChunks(provider.stream(req()))
       expect(timed.map(([t, c]) => [t, c._tag === "Finish" ? c.finishReason : c])).toEqual([
         [100, { _tag: "TextDelta", text: "Let me" }],
         [110, { _tag: "TextDelta", text: " look." }],
