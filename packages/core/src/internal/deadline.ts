@@ -218,7 +218,6 @@ export const makeUnsafe = (
   /** Deadlines of armed timer fibers, ascending. */
   const armed: Array<number> = []
   const timerFibers = new Set<Fiber.Fiber<void>>()
-  let released: Exit.Exit<never> | undefined
   const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
   const fork = Effect.runForkWith(context)
 
@@ -254,7 +253,7 @@ export const makeUnsafe = (
   }
 
   const arm = (at: number) => {
-    if (released !== undefined) return
+    if (timer.released !== undefined) return
     let i = armed.length
     while (i > 0 && armed[i - 1] > at) i--
     armed.splice(i, 0, at)
@@ -373,30 +372,31 @@ export const makeUnsafe = (
     self: Effect.Effect<A, E, R>,
     deadline: number,
     onTimeout: () => E2
-  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => released ?? race(parent, self, deadline, onTimeout))
+  ): Effect.Effect<A, E | E2, R> =>
+    Effect.withFiber((parent) => timer.released ?? race(parent, self, deadline, onTimeout))
 
   const withinMs = <A, E, R, E2>(
     self: Effect.Effect<A, E, R>,
     ms: number,
     onTimeout: () => E2
-  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => released ?? race(parent, self, now() + ms, onTimeout))
+  ): Effect.Effect<A, E | E2, R> =>
+    Effect.withFiber((parent) => timer.released ?? race(parent, self, now() + ms, onTimeout))
 
-  const close = Effect.suspend(() => {
-    released = Exit.die(releasedDefect(owner))
-    heap.length = 0
-    return Fiber.interruptAll(timerFibers)
-  })
-  return {
+  const timer: DeadlineTimer & { released: Exit.Exit<never> | undefined; readonly close: Effect.Effect<void> } = {
     now,
-    get released() {
-      return released
-    },
+    // a plain field (not a getter): `Timeouts` reads it on every call
+    released: undefined,
     forkFree: isResumable(Effect.runFork(Effect.void)),
     schedule,
     canGuard,
     guard,
     within,
     withinMs,
-    close
+    close: Effect.suspend(() => {
+      timer.released = Exit.die(releasedDefect(owner))
+      heap.length = 0
+      return Fiber.interruptAll(timerFibers)
+    })
   }
+  return timer
 }
