@@ -146,6 +146,28 @@ describe("ChaosServer lifecycle", () => {
     })
   )
 
+  it.live("the request and rate-limit logs keep only the latest historyLimit entries, oldest first", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const models = Array.from({ length: 10 }, (_, i) => `model-${i}`)
+        const chaos = yield* ChaosServer.make({
+          historyLimit: 3,
+          rateLimits: Object.fromEntries(models.map((model) => [model, { requestsPerMinute: 100 }]))
+        })
+        const logged = Effect.gen(function* () {
+          const requests = yield* chaos.requests
+          const limits = yield* chaos.limitLog
+          return [requests.map((r) => r.model), limits.map((e) => e.model)]
+        })
+        for (const model of models.slice(0, 2)) yield* post(`${chaos.url}/v1/chat/completions`, { ...chatBody, model })
+        assert.deepStrictEqual(yield* logged, [models.slice(0, 2), models.slice(0, 2)])
+        // a long run: the logs stay bounded, holding the latest calls
+        for (const model of models.slice(2)) yield* post(`${chaos.url}/v1/chat/completions`, { ...chatBody, model })
+        assert.deepStrictEqual(yield* logged, [models.slice(-3), models.slice(-3)])
+      })
+    ).pipe(Effect.provide(NodeHttpClient.layerUndici))
+  )
+
   it.live("closing the server drops connections that are stalled mid-response", () =>
     Effect.gen(function* () {
       const exit = yield* Effect.scoped(
