@@ -28,17 +28,11 @@
 import * as Http from "node:http"
 import type { Socket } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope, Tracer } from "effect"
 import { constTrue } from "effect/Function"
-import {
-  HttpMiddleware,
-  HttpRouter,
-  type HttpServerError,
-  type HttpServerRequest,
-  HttpTraceContext as TraceContext
-} from "effect/http"
+import { HttpMiddleware, type HttpServerError, HttpServerRequest, HttpTraceContext as TraceContext } from "effect/http"
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
-import { makeHandler, type Recorded, type State, wires } from "./internal/chaos/handler.ts"
+import { makeHandler, type Recorded, type State } from "./internal/chaos/handler.ts"
 import { makeHistory } from "./internal/chaos/history.ts"
 import { type LimitEvent as LimitEventShape, makeLimiter } from "./internal/chaos/limits.ts"
 
@@ -276,13 +270,16 @@ export const make: (
         gracefulShutdownTimeout: Duration.millis(250)
       })
     )
-    const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
     // The server's own span. Effect's server span is off: for a 5xx it records the request, whose headers
     // (and the socket's) hold the caller's API key. This one records the method, path and status only,
     // joining the caller's trace when the request carries one; its stack trace would only point here.
-    const traced = (request: HttpServerRequest.HttpServerRequest) => {
+    // Without a tracing backend (the native tracer) no one could see it, and it is not made.
+    const tracing = (yield* Effect.tracer) !== Tracer.nativeTracer
+    const serve = (request: HttpServerRequest.HttpServerRequest) => {
       const url = new URL(request.url, "http://chaos.local")
-      return handler(request, url).pipe(
+      const response = handler(request, url)
+      if (!tracing) return response
+      return response.pipe(
         Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
         Effect.withSpan(
           "ChaosServer.request",
@@ -295,11 +292,10 @@ export const make: (
         )
       )
     }
-    for (const path of wires.flatMap((wire) => wire.routes) as ReadonlyArray<HttpRouter.PathInput>) {
-      yield* router.add("POST", path, traced)
-      yield* router.add("POST", `/fault/:fault${path}`, traced)
-    }
-    yield* server.serve(router.asHttpEffect()).pipe(Effect.provideService(HttpMiddleware.TracerDisabledWhen, constTrue))
+    // interruptible (the server runs each request uninterruptibly): a stall ends when the server closes
+    yield* server
+      .serve(Effect.interruptible(Effect.flatMap(HttpServerRequest.HttpServerRequest, serve)))
+      .pipe(Effect.provideService(HttpMiddleware.TracerDisabledWhen, constTrue))
     // Runs before the server's own shutdown: drop every connection so that close does not wait on them.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {

@@ -70,6 +70,11 @@ layer(TestLayer, { excludeTestServices: true })("ChaosServer", (it) => {
       assert.strictEqual(JSON.parse(gemini.text).error.status, "RESOURCE_EXHAUSTED")
       const unknownMethod = yield* post(`${chaos.geminiBaseUrl()}/models/gemini-2.5-flash:countTokens`, {})
       assert.strictEqual(unknownMethod.status, 404)
+      // only POST is answered; other paths and methods are not requests to a model (nor recorded)
+      const client = yield* HttpClient.HttpClient
+      const get = yield* client.execute(HttpClientRequest.get(`${chaos.url}/v1/chat/completions`))
+      const elsewhere = yield* post(`${chaos.url}/fault/rate-limit/v2/chat/completions`, chatBody)
+      assert.deepStrictEqual([get.status, elsewhere.status], [404, 404])
       const seen = (yield* chaos.requests).slice(-4).map((r) => [r.wire, r.model, r.stream])
       assert.deepStrictEqual(seen, [
         ["openai-responses", "gpt-5.4-mini", false],

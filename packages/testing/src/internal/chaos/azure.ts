@@ -177,7 +177,6 @@ const rateLimitHeaders = (_nowMillis: number, exhausted: boolean) => ({
 export const azureWire: Wire = {
   ...openAiWire,
   name: "azure-openai",
-  routes: ["/openai/deployments/*"],
   match,
   requestIdHeader: "apim-request-id",
   apiKeyHeader: "api-key",

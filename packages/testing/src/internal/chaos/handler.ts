@@ -213,8 +213,7 @@ export const makeHandler = (settings: Settings, state: State) => {
     url: URL
   ): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
     const { fault: pathFault, path } = splitFaultPath(url.pathname)
-    const routed = routeOf(path, url.searchParams)
-    // a path under a wildcard route (`/v1beta/models/*`) that no wire answers, e.g. another method
+    const routed = request.method === "POST" ? routeOf(path, url.searchParams) : undefined
     if (routed === undefined) {
       return Effect.succeed(json(404, { error: { code: 404, message: `no route for ${path}` } }, {}))
     }

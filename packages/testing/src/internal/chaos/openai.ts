@@ -220,7 +220,6 @@ const error = (
 /** The OpenAI Chat Completions wire format. */
 export const openAiWire: Wire = {
   name: "openai",
-  routes: ["/v1/chat/completions"],
   match: (path) => (path === "/v1/chat/completions" ? {} : undefined),
   requestIdHeader: "x-request-id",
   apiKeyHeader: "api-key",

@@ -76,8 +76,6 @@ export interface RouteInfo {
 /** A wire format. */
 export interface Wire {
   readonly name: "openai" | "openai-responses" | "azure-openai" | "anthropic" | "gemini"
-  /** The router patterns of its routes. */
-  readonly routes: ReadonlyArray<string>
   /** Whether a path (after any `/fault/<name>` prefix) is this wire's, and what it says. */
   readonly match: (path: string, query: URLSearchParams) => RouteInfo | undefined
   /** The header carrying the request id, when the provider sends one. */
