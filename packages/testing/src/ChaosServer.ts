@@ -7,7 +7,7 @@
  * `/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse` faithfully enough for the
  * official `openai` (also its `AzureOpenAI` client), `@anthropic-ai/sdk` and `@google/genai` clients (whole
  * answers and SSE streams, usage, request ids, rate-limit headers and hints), and injects a {@link Fault}
- * chosen per request, in each wire's own shapes:
+ * chosen per request, in each wire's own shapes (any other path or method gets a JSON 404):
  *
  * 1. the `x-chaos-fault: <fault>` request header, else
  * 2. a path prefix: `/fault/<fault>/v1/chat/completions`, `/fault/<fault>/v1/messages`, else

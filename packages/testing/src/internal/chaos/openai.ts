@@ -47,32 +47,33 @@ const parseRequest = (json: unknown): ParsedRequest | string => {
   }
 }
 
-const base = (a: Answer) => ({
-  id: a.id,
-  object: "chat.completion.chunk",
-  created: Math.floor(a.nowMillis / 1000),
-  model: a.model,
-  service_tier: "default",
-  system_fingerprint: fingerprint
-})
+/** One `chat.completion.chunk` frame; `usage` is left out when `undefined` (JSON drops the field). */
+const chunkFrame = (a: Answer, choices: ReadonlyArray<object>, usage: object | null | undefined) =>
+  frame(
+    JSON.stringify({
+      id: a.id,
+      object: "chat.completion.chunk",
+      created: Math.floor(a.nowMillis / 1000),
+      model: a.model,
+      service_tier: "default",
+      system_fingerprint: fingerprint,
+      choices,
+      usage
+    })
+  )
 
 /** OpenAI reports a refusal as content, not as a finish reason. */
 const finishReason = (a: Answer) =>
   a.finish === "refusal" ? "stop" : a.tool !== undefined && a.finish === "stop" ? "tool_calls" : a.finish
 
 const frames = (a: Answer): Frames => {
-  const extra = a.includeUsage ? { usage: null } : {}
+  // with `include_usage`, every chunk carries `usage: null` but the last
+  const pending = a.includeUsage ? null : undefined
   const chunk = (delta: object, finish: string | null) =>
-    frame(
-      JSON.stringify({
-        ...base(a),
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-        ...extra
-      })
-    )
+    chunkFrame(a, [{ index: 0, delta, logprobs: null, finish_reason: finish }], pending)
   const refused = a.finish === "refusal"
   const tail = [chunk({}, finishReason(a))]
-  if (a.includeUsage) tail.push(frame(JSON.stringify({ ...base(a), choices: [], usage: usage(a) })))
+  if (a.includeUsage) tail.push(chunkFrame(a, [], usage(a)))
   tail.push(frame("[DONE]"))
   const tool = a.tool
   if (tool !== undefined) {
