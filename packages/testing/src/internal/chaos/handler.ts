@@ -81,12 +81,9 @@ const apiKeyOf = (wire: Wire, request: HttpServerRequest.HttpServerRequest): str
   return request.headers[wire.apiKeyHeader]
 }
 
-const routeOf = (
-  path: string,
-  query: URLSearchParams
-): { readonly wire: Wire; readonly route: RouteInfo } | undefined => {
+const routeOf = (path: string, url: URL): { readonly wire: Wire; readonly route: RouteInfo } | undefined => {
   for (const wire of wires) {
-    const route = wire.match(path, query)
+    const route = wire.match(path, url)
     if (route !== undefined) return { wire, route }
   }
   return undefined
@@ -213,7 +210,7 @@ export const makeHandler = (settings: Settings, state: State) => {
     url: URL
   ): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
     const { fault: pathFault, path } = splitFaultPath(url.pathname)
-    const routed = request.method === "POST" ? routeOf(path, url.searchParams) : undefined
+    const routed = request.method === "POST" ? routeOf(path, url) : undefined
     if (routed === undefined) {
       return Effect.succeed(json(404, { error: { code: 404, message: `no route for ${path}` } }, {}))
     }
