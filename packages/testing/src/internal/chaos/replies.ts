@@ -136,8 +136,9 @@ const proxyPage = (x: Exchange, status: number, title: string) =>
   })
 
 /**
- * The response of a step that answers (`ok`) or fails after the request was accepted: `answer` is what a
- * healthy model would say, `okHeaders` a healthy response's headers.
+ * The reply of a step that answers (`ok`) or fails after the request was accepted: `answer` is what a
+ * healthy model would say, `okHeaders` a healthy response's headers. Only `slow-headers` waits before its
+ * response; `no-response` and `connection-reset` never give one.
  */
 export const answerReply = (
   x: Exchange,
@@ -145,144 +146,132 @@ export const answerReply = (
   answer: Answer,
   okHeaders: Record<string, string>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
+  switch (step) {
+    case "slow-headers":
+      return Effect.andThen(
+        sleep(x, delay(x, x.settings.slowHeadersMs)),
+        Effect.sync(() => response(x, "ok", answer, okHeaders))
+      )
+    case "no-response":
+      return Effect.andThen(
+        sleep(x, delay(x, x.settings.stallMs)),
+        Effect.andThen(destroySocket(x.request, false), Effect.never)
+      )
+    case "connection-reset":
+      return Effect.andThen(destroySocket(x.request, true), Effect.never)
+    default:
+      return Effect.succeed(response(x, step, answer, okHeaders))
+  }
+}
+
+/** The response of a step, sent at once (its body may stall, be cut or drop the connection). */
+const response = (
+  x: Exchange,
+  step: Exclude<Step, "slow-headers" | "no-response" | "connection-reset">,
+  answer: Answer,
+  okHeaders: Record<string, string>
+): HttpServerResponse.HttpServerResponse => {
   const { request, settings, wire } = x
   switch (step) {
     case "ok":
     case "refusal":
-    case "prefill-rejected":
-    case "slow-headers": {
-      const respond = () => {
-        if (!x.stream) return json(200, wire.body(answer), okHeaders)
-        const frames = wire.frames(answer)
-        return sse(texts([...frames.head, ...frames.deltas, ...frames.tail]), okHeaders)
-      }
-      return step === "slow-headers"
-        ? Effect.andThen(sleep(x, delay(x, settings.slowHeadersMs)), Effect.sync(respond))
-        : Effect.succeed(respond())
+    case "prefill-rejected": {
+      if (!x.stream) return json(200, wire.body(answer), okHeaders)
+      const frames = wire.frames(answer)
+      return sse(texts([...frames.head, ...frames.deltas, ...frames.tail]), okHeaders)
     }
     case "no-end-marker": {
-      if (!x.stream) return Effect.succeed(json(200, wire.body(answer), okHeaders))
+      if (!x.stream) return json(200, wire.body(answer), okHeaders)
       const frames = wire.frames(answer)
       const tail = wire.endMarker ? frames.tail.slice(0, -1) : frames.tail
-      return Effect.succeed(sse(texts([...frames.head, ...frames.deltas, ...tail]), okHeaders))
+      return sse(texts([...frames.head, ...frames.deltas, ...tail]), okHeaders)
     }
     case "slow-first-token": {
       const wait = Stream.fromEffectDrain(sleep(x, delay(x, settings.slowHeadersMs)))
       if (!x.stream) {
         const body = texts([JSON.stringify(wire.body(answer))])
-        return Effect.succeed(
-          streamed(Stream.concat(flushHeaders(request), Stream.concat(wait, body)), jsonType, okHeaders)
-        )
+        return streamed(Stream.concat(flushHeaders(request), Stream.concat(wait, body)), jsonType, okHeaders)
       }
       const frames = wire.frames(answer)
-      return Effect.succeed(
-        sse(
-          Stream.concat(
-            Stream.concat(flushHeaders(request), texts(frames.head)),
-            Stream.concat(wait, texts([...frames.deltas, ...frames.tail]))
-          ),
-          okHeaders
-        )
+      return sse(
+        Stream.concat(
+          Stream.concat(flushHeaders(request), texts(frames.head)),
+          Stream.concat(wait, texts([...frames.deltas, ...frames.tail]))
+        ),
+        okHeaders
       )
     }
-    case "no-response":
-      return Effect.andThen(
-        sleep(x, delay(x, settings.stallMs)),
-        Effect.andThen(destroySocket(request, false), Effect.never)
-      )
     case "rate-limit-no-retry-after":
-      return Effect.succeed(json(429, wire.error("rate-limit", x.errorContext).body, x.baseHeaders))
-    case "connection-reset":
-      return Effect.andThen(destroySocket(request, true), Effect.never)
+      return json(429, wire.error("rate-limit", x.errorContext).body, x.baseHeaders)
     case "bad-gateway":
-      return Effect.succeed(proxyPage(x, 502, "Bad Gateway"))
+      return proxyPage(x, 502, "Bad Gateway")
     case "service-unavailable":
-      return Effect.succeed(proxyPage(x, 503, "Service Temporarily Unavailable"))
+      return proxyPage(x, 503, "Service Temporarily Unavailable")
     case "garbage-headers": {
       const reply = wire.error("rate-limit", x.errorContext)
-      return Effect.succeed(json(reply.status, reply.body, { ...x.baseHeaders, ...wire.garbageRateLimitHeaders }))
+      return json(reply.status, reply.body, { ...x.baseHeaders, ...wire.garbageRateLimitHeaders })
     }
     case "stall-first-byte":
-      return Effect.succeed(
-        streamed(
-          Stream.concat(flushHeaders(request), stallThenDrop(x, delay(x, settings.stallMs))),
-          x.stream ? sseType : jsonType,
-          okHeaders
-        )
+      return streamed(
+        Stream.concat(flushHeaders(request), stallThenDrop(x, delay(x, settings.stallMs))),
+        x.stream ? sseType : jsonType,
+        okHeaders
       )
     case "stall-mid-stream": {
+      const stall = stallThenDrop(x, delay(x, settings.stallMs))
       if (!x.stream) {
         const bodyText = JSON.stringify(wire.body(answer))
         const half = texts([bodyText.slice(0, Math.floor(bodyText.length / 2))])
-        return Effect.succeed(
-          streamed(
-            Stream.concat(Stream.concat(flushHeaders(request), half), stallThenDrop(x, delay(x, settings.stallMs))),
-            jsonType,
-            okHeaders
-          )
-        )
+        return streamed(Stream.concat(Stream.concat(flushHeaders(request), half), stall), jsonType, okHeaders)
       }
       const frames = wire.frames(answer)
-      return Effect.succeed(
-        sse(
-          Stream.concat(
-            texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames))]),
-            stallThenDrop(x, delay(x, settings.stallMs))
-          ),
-          okHeaders
-        )
+      return sse(
+        Stream.concat(texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames))]), stall),
+        okHeaders
       )
     }
     case "truncated-stream": {
       if (!x.stream) {
         // Content-Length promises the whole body; half of it arrives, then the connection drops.
         const bytes = encoder.encode(JSON.stringify(wire.body(answer)))
-        return Effect.succeed(
-          HttpServerResponse.stream(
-            Stream.concat(
-              Stream.succeed(bytes.subarray(0, Math.floor(bytes.length / 2))),
-              Stream.fromEffectDrain(
-                Effect.andThen(sleep(x, 10), Effect.andThen(destroySocket(request, false), Effect.never))
-              )
-            ),
-            { status: 200, contentType: jsonType, contentLength: bytes.length, headers: okHeaders }
-          )
+        return HttpServerResponse.stream(
+          Stream.concat(
+            Stream.succeed(bytes.subarray(0, Math.floor(bytes.length / 2))),
+            Stream.fromEffectDrain(
+              Effect.andThen(sleep(x, 10), Effect.andThen(destroySocket(request, false), Effect.never))
+            )
+          ),
+          { status: 200, contentType: jsonType, contentLength: bytes.length, headers: okHeaders }
         )
       }
       const frames = wire.frames(answer)
-      return Effect.succeed(sse(texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames))]), okHeaders))
+      return sse(texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames))]), okHeaders)
     }
     case "stream-error": {
-      if (!x.stream) return Effect.succeed(errorReply(x, wire.streamErrorKind))
+      if (!x.stream) return errorReply(x, wire.streamErrorKind)
       const frames = wire.frames(answer)
-      return Effect.succeed(
-        sse(
-          texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames)), wire.errorFrame(answer.requestId)]),
-          okHeaders
-        )
+      return sse(
+        texts([...frames.head, ...frames.deltas.slice(0, partial(x, frames)), wire.errorFrame(answer.requestId)]),
+        okHeaders
       )
     }
     case "malformed-json": {
       if (!x.stream) {
-        return Effect.succeed(
-          HttpServerResponse.text(`{"id": "${answer.id}", "choices": [ }, "usage": {`, {
-            status: 200,
-            contentType: jsonType,
-            headers: okHeaders
-          })
-        )
+        return HttpServerResponse.text(`{"id": "${answer.id}", "choices": [ }, "usage": {`, {
+          status: 200,
+          contentType: jsonType,
+          headers: okHeaders
+        })
       }
       const frames = wire.frames(answer)
-      return Effect.succeed(
-        sse(
-          texts([
-            ...frames.head,
-            `data: {"choices": [{"delta": {"content": "oops" ]\n\n`,
-            ...frames.deltas,
-            ...frames.tail
-          ]),
-          okHeaders
-        )
+      return sse(
+        texts([
+          ...frames.head,
+          `data: {"choices": [{"delta": {"content": "oops" ]\n\n`,
+          ...frames.deltas,
+          ...frames.tail
+        ]),
+        okHeaders
       )
     }
     case "keep-alive-only": {
@@ -292,39 +281,31 @@ export const answerReply = (
       const beats = Stream.fromIterable(Array.from({ length: count }, () => beat)).pipe(
         Stream.mapEffect((b) => Effect.as(sleep(x, interval), b))
       )
-      return Effect.succeed(
-        streamed(Stream.concat(flushHeaders(request), beats), x.stream ? sseType : jsonType, okHeaders)
-      )
+      return streamed(Stream.concat(flushHeaders(request), beats), x.stream ? sseType : jsonType, okHeaders)
     }
     case "wrong-content-type":
-      return Effect.succeed(
-        HttpServerResponse.text(portalPage, { status: 200, contentType: "text/html; charset=utf-8" })
-      )
+      return HttpServerResponse.text(portalPage, { status: 200, contentType: "text/html; charset=utf-8" })
     case "huge-body": {
       const block = encoder.encode("x".repeat(64 * 1024))
       const blocks = Math.ceil(settings.hugeBodyBytes / block.length)
       const padding = Stream.fromIterable(Array.from({ length: blocks }, () => block))
       if (!x.stream) {
-        return Effect.succeed(
-          streamed(
-            Stream.concat(Stream.concat(texts([`{"id":"${answer.id}","padding":"`]), padding), texts([`"}`])),
-            jsonType,
-            okHeaders
-          )
+        return streamed(
+          Stream.concat(Stream.concat(texts([`{"id":"${answer.id}","padding":"`]), padding), texts([`"}`])),
+          jsonType,
+          okHeaders
         )
       }
       const frames = wire.frames(answer)
-      return Effect.succeed(
-        sse(
-          Stream.concat(
-            Stream.concat(texts([...frames.head, `data: {"padding":"`]), padding),
-            texts([`"}\n\n`, ...frames.tail])
-          ),
-          okHeaders
-        )
+      return sse(
+        Stream.concat(
+          Stream.concat(texts([...frames.head, `data: {"padding":"`]), padding),
+          texts([`"}\n\n`, ...frames.tail])
+        ),
+        okHeaders
       )
     }
     default:
-      return Effect.succeed(errorReply(x, step satisfies Fault as ErrorKind))
+      return errorReply(x, step satisfies Fault as ErrorKind)
   }
 }
