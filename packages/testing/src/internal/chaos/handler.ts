@@ -118,10 +118,10 @@ export const makeHandler = (settings: Settings, state: State) => {
     route: RouteInfo,
     chosen: Step | { readonly unknown: string },
     sequence: number,
+    nowMillis: number,
     body: unknown
   ): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
     const requestId = `req_chaos_${String(sequence).padStart(6, "0")}`
-    const nowMillis = settings.clock.currentTimeMillisUnsafe()
     const baseHeaders: Record<string, string> =
       wire.requestIdHeader === undefined ? {} : { [wire.requestIdHeader]: requestId }
     const parsed =
@@ -214,11 +214,12 @@ export const makeHandler = (settings: Settings, state: State) => {
     if (routed === undefined) {
       return Effect.succeed(json(404, { error: { code: 404, message: `no route for ${path}` } }, {}))
     }
-    // the sequence and the scenario's step go by arrival, before the body is read
+    // the sequence, the scenario's step and the time (rate limits count at arrival) before the body is read
     const sequence = ++state.sequence
     const chosen = pickStep(request, pathFault, state)
+    const nowMillis = settings.clock.currentTimeMillisUnsafe()
     return Effect.flatMap(bodyOf(request), (body) =>
-      respond(request, routed.wire, routed.route, chosen, sequence, body)
+      respond(request, routed.wire, routed.route, chosen, sequence, nowMillis, body)
     )
   }
 }
