@@ -5,7 +5,7 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Layer } from "effect"
-import { ChaosServer } from "../src/index.ts"
+import * as ChaosServer from "../src/ChaosServer.ts"
 import { banner, parse, StartError, usage } from "../src/internal/chaos/cli.ts"
 
 const main = Effect.gen(function* () {

@@ -7,7 +7,7 @@
  * `/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse` faithfully enough for the
  * official `openai` (also its `AzureOpenAI` client), `@anthropic-ai/sdk` and `@google/genai` clients (whole
  * answers and SSE streams, usage, request ids, rate-limit headers and hints), and injects a {@link Fault}
- * chosen per request, in each wire's own shapes:
+ * chosen per request, in each wire's own shapes (any other path or method gets a JSON 404):
  *
  * 1. the `x-chaos-fault: <fault>` request header, else
  * 2. a path prefix: `/fault/<fault>/v1/chat/completions`, `/fault/<fault>/v1/messages`, else
@@ -28,17 +28,12 @@
 import * as Http from "node:http"
 import type { Socket } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope, Tracer } from "effect"
 import { constTrue } from "effect/Function"
-import {
-  HttpMiddleware,
-  HttpRouter,
-  type HttpServerError,
-  type HttpServerRequest,
-  HttpTraceContext as TraceContext
-} from "effect/http"
+import { HttpMiddleware, type HttpServerError, HttpServerRequest, HttpTraceContext as TraceContext } from "effect/http"
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
-import { makeHandler, type Recorded, type State, wires } from "./internal/chaos/handler.ts"
+import { makeHandler, type Recorded, type State } from "./internal/chaos/handler.ts"
+import { makeHistory } from "./internal/chaos/history.ts"
 import { type LimitEvent as LimitEventShape, makeLimiter } from "./internal/chaos/limits.ts"
 
 /**
@@ -112,7 +107,10 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
  * - `rateLimits` (default none): requests and tokens per window by model, counted at arrival over a
  *   sliding window of `rateLimitWindowMs` (default `60000`); a call over a limit gets the provider's real
  *   429 with its rate-limit headers and `retry-after`, a call under them the headers with what remains
- *   (see {@link ChaosServer} `limitLog`). Tokens are the answer's input plus output tokens.
+ *   (see {@link ChaosServer} `limitLog`). Tokens are the answer's input plus output tokens;
+ * - `historyLimit` (default `10000`): how many of the latest requests `requests` keeps, and of the latest
+ *   calls `limitLog` keeps: older ones are dropped, so that a server under a long load test keeps a bounded
+ *   memory.
  *
  * @since 0.1.0
  */
@@ -139,7 +137,8 @@ export const Options = Schema.Struct({
       })
     )
   ),
-  rateLimitWindowMs: Schema.optional(PositiveInt)
+  rateLimitWindowMs: Schema.optional(PositiveInt),
+  historyLimit: Schema.optional(PositiveInt)
 })
 
 /**
@@ -198,9 +197,9 @@ export class ChaosServer extends Context.Service<
     readonly geminiBaseUrl: (fault?: Fault, options?: { readonly version?: boolean }) => string
     /** Replaces the scenario: the next requests that name no fault take these steps in order. */
     readonly setScenario: (steps: ReadonlyArray<Step>, options?: { readonly loop?: boolean }) => Effect.Effect<void>
-    /** The requests served so far. */
+    /** The requests served so far, the latest `historyLimit` of them, oldest first. */
     readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
-    /** Every call to a model with `rateLimits`, in arrival order. */
+    /** The calls to a model with `rateLimits`, the latest `historyLimit` of them, in arrival order. */
     readonly limitLog: Effect.Effect<ReadonlyArray<LimitEvent>>
   }
 >()("@llm-resilience/testing/ChaosServer") {}
@@ -225,14 +224,16 @@ export const make: (
 ) => Effect.Effect<ChaosServer["Service"], Schema.SchemaError | HttpServerError.ServeError, Scope.Scope> =
   Effect.fnUntraced(function* (options?: typeof Options.Encoded) {
     const o = yield* Schema.decodeUnknownEffect(Options)(options ?? {})
+    const historyLimit = o.historyLimit ?? 10_000
     const state: State = {
       scenario: o.scenario ?? [],
       cursor: 0,
       loop: o.loopScenario ?? false,
       sequence: 0,
-      recorded: []
+      recorded: makeHistory(historyLimit)
     }
-    const limiter = o.rateLimits === undefined ? undefined : makeLimiter(o.rateLimits, o.rateLimitWindowMs ?? 60_000)
+    const limiter =
+      o.rateLimits === undefined ? undefined : makeLimiter(o.rateLimits, o.rateLimitWindowMs ?? 60_000, historyLimit)
     const handler = makeHandler(
       {
         stallMs: o.stallMs ?? 30_000,
@@ -244,7 +245,9 @@ export const make: (
         apiKey: o.apiKey,
         hugeBodyBytes: o.hugeBodyBytes ?? 10 * 1024 * 1024,
         limiter,
-        partialChunks: o.partialChunks
+        partialChunks: o.partialChunks,
+        // stalls are real waits even when the layer is built under a TestClock
+        clock: Clock.Clock.defaultValue()
       },
       state
     )
@@ -267,30 +270,31 @@ export const make: (
         gracefulShutdownTimeout: Duration.millis(250)
       })
     )
-    const router = yield* HttpRouter.make.pipe(Effect.provideService(HttpRouter.RouterConfig, {}))
     // The server's own span. Effect's server span is off: for a 5xx it records the request, whose headers
     // (and the socket's) hold the caller's API key. This one records the method, path and status only,
-    // joining the caller's trace when the request carries one.
-    const traced = (request: HttpServerRequest.HttpServerRequest) =>
-      handler(request).pipe(
+    // joining the caller's trace when the request carries one; its stack trace would only point here.
+    // Without a tracing backend (the native tracer) no one could see it, and it is not made.
+    const tracing = (yield* Effect.tracer) !== Tracer.nativeTracer
+    const serve = (request: HttpServerRequest.HttpServerRequest) => {
+      const url = new URL(request.url, "http://chaos.local")
+      const response = handler(request, url)
+      if (!tracing) return response
+      return response.pipe(
         Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
-        Effect.withSpan("ChaosServer.request", {
-          kind: "server",
-          parent: Option.getOrUndefined(TraceContext.fromHeaders(request.headers)),
-          attributes: {
-            "http.request.method": request.method,
-            "url.path": new URL(request.url, "http://chaos.local").pathname
-          }
-        })
+        Effect.withSpan(
+          "ChaosServer.request",
+          {
+            kind: "server",
+            parent: Option.getOrUndefined(TraceContext.fromHeaders(request.headers)),
+            attributes: { "http.request.method": request.method, "url.path": url.pathname }
+          },
+          { captureStackTrace: false }
+        )
       )
-    for (const path of wires.flatMap((wire) => wire.routes) as ReadonlyArray<HttpRouter.PathInput>) {
-      yield* router.add("POST", path, traced)
-      yield* router.add("POST", `/fault/:fault${path}`, traced)
     }
-    // Stalls are real waits even when the layer is built under a TestClock.
-    const realClock = Clock.Clock.defaultValue()
+    // interruptible (the server runs each request uninterruptibly): a stall ends when the server closes
     yield* server
-      .serve(Effect.provideService(router.asHttpEffect(), Clock.Clock, realClock))
+      .serve(Effect.interruptible(Effect.flatMap(HttpServerRequest.HttpServerRequest, serve)))
       .pipe(Effect.provideService(HttpMiddleware.TracerDisabledWhen, constTrue))
     // Runs before the server's own shutdown: drop every connection so that close does not wait on them.
     yield* Effect.addFinalizer(() =>
@@ -317,7 +321,7 @@ export const make: (
           state.cursor = 0
           state.loop = opts?.loop ?? false
         }),
-      requests: Effect.sync(() => [...state.recorded]),
+      requests: Effect.sync(state.recorded.entries),
       limitLog: Effect.sync(() => limiter?.events() ?? [])
     })
   })

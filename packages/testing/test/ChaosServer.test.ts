@@ -70,6 +70,11 @@ layer(TestLayer, { excludeTestServices: true })("ChaosServer", (it) => {
       assert.strictEqual(JSON.parse(gemini.text).error.status, "RESOURCE_EXHAUSTED")
       const unknownMethod = yield* post(`${chaos.geminiBaseUrl()}/models/gemini-2.5-flash:countTokens`, {})
       assert.strictEqual(unknownMethod.status, 404)
+      // only POST is answered; other paths and methods are not requests to a model (nor recorded)
+      const client = yield* HttpClient.HttpClient
+      const get = yield* client.execute(HttpClientRequest.get(`${chaos.url}/v1/chat/completions`))
+      const elsewhere = yield* post(`${chaos.url}/fault/rate-limit/v2/chat/completions`, chatBody)
+      assert.deepStrictEqual([get.status, elsewhere.status], [404, 404])
       const seen = (yield* chaos.requests).slice(-4).map((r) => [r.wire, r.model, r.stream])
       assert.deepStrictEqual(seen, [
         ["openai-responses", "gpt-5.4-mini", false],
@@ -144,6 +149,28 @@ describe("ChaosServer lifecycle", () => {
       )
       assert.include(s.message, "scenario")
     })
+  )
+
+  it.live("the request and rate-limit logs keep only the latest historyLimit entries, oldest first", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const models = Array.from({ length: 10 }, (_, i) => `model-${i}`)
+        const chaos = yield* ChaosServer.make({
+          historyLimit: 3,
+          rateLimits: Object.fromEntries(models.map((model) => [model, { requestsPerMinute: 100 }]))
+        })
+        const logged = Effect.gen(function* () {
+          const requests = yield* chaos.requests
+          const limits = yield* chaos.limitLog
+          return [requests.map((r) => r.model), limits.map((e) => e.model)]
+        })
+        for (const model of models.slice(0, 2)) yield* post(`${chaos.url}/v1/chat/completions`, { ...chatBody, model })
+        assert.deepStrictEqual(yield* logged, [models.slice(0, 2), models.slice(0, 2)])
+        // a long run: the logs stay bounded, holding the latest calls
+        for (const model of models.slice(2)) yield* post(`${chaos.url}/v1/chat/completions`, { ...chatBody, model })
+        assert.deepStrictEqual(yield* logged, [models.slice(-3), models.slice(-3)])
+      })
+    ).pipe(Effect.provide(NodeHttpClient.layerUndici))
   )
 
   it.live("closing the server drops connections that are stalled mid-response", () =>

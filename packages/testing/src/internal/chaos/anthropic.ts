@@ -206,7 +206,6 @@ const error = (
 /** The Anthropic Messages wire format. */
 export const anthropicWire: Wire = {
   name: "anthropic",
-  routes: ["/v1/messages"],
   match: (path) => (path === "/v1/messages" ? {} : undefined),
   requestIdHeader: "request-id",
   apiKeyHeader: "x-api-key",

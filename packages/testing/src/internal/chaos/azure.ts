@@ -14,11 +14,11 @@ import { frame, isObject } from "./wire.ts"
 
 const deploymentPath = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/
 
-const match = (path: string, query: URLSearchParams): RouteInfo | undefined => {
+const match = (path: string, url: URL): RouteInfo | undefined => {
   const m = deploymentPath.exec(path)
   if (m === null) return undefined
   const model = decodeURIComponent(m[1])
-  return query.get("api-version") === null
+  return url.searchParams.get("api-version") === null
     ? { model, invalid: "Missing required query parameter: api-version" }
     : { model }
 }
@@ -177,7 +177,6 @@ const rateLimitHeaders = (_nowMillis: number, exhausted: boolean) => ({
 export const azureWire: Wire = {
   ...openAiWire,
   name: "azure-openai",
-  routes: ["/openai/deployments/*"],
   match,
   requestIdHeader: "apim-request-id",
   apiKeyHeader: "api-key",

@@ -201,7 +201,6 @@ const error = (kind: ErrorKind, c: ErrorContext): ErrorReply => {
 /** The Gemini wire format. */
 export const geminiWire: Wire = {
   name: "gemini",
-  routes: ["/v1beta/models/*", "/v1/models/*", "/v1alpha/models/*"],
   match,
   requestIdHeader: undefined,
   apiKeyHeader: "x-goog-api-key",

@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import { makeHistory } from "./history.ts"
 import type { Wire } from "./wire.ts"
 
 /** The limits of one model. */
@@ -84,10 +85,10 @@ export const goDuration = (ms: number): string => {
 
 const rfc3339 = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z")
 
-/** A limiter over `limits` per model and a window of `windowMs`. */
-export const makeLimiter = (limits: Readonly<Record<string, ModelLimits>>, windowMs: number) => {
+/** A limiter over `limits` per model and a window of `windowMs`; its event log keeps the latest `historyLimit`. */
+export const makeLimiter = (limits: Readonly<Record<string, ModelLimits>>, windowMs: number, historyLimit: number) => {
   const logs = new Map<string, Log>()
-  const events: Array<LimitEvent> = []
+  const events = makeHistory<LimitEvent>(historyLimit)
 
   const logOf = (model: string): Log => {
     let log = logs.get(model)
@@ -169,7 +170,7 @@ export const makeLimiter = (limits: Readonly<Record<string, ModelLimits>>, windo
       log.tokens.push(tokens)
       log.usedTokens += tokens
     }
-    events.push({ model, atMs: now, tokens, limited: exceeded !== undefined })
+    events.append({ model, atMs: now, tokens, limited: exceeded !== undefined })
     const oldest = log.head < log.at.length ? log.at[log.head] : now
     const requestsReset = Math.max(0, oldest + windowMs - now)
     const reset = {
@@ -194,7 +195,7 @@ export const makeLimiter = (limits: Readonly<Record<string, ModelLimits>>, windo
     return { headers: out, exceeded, body }
   }
 
-  return { admit, events: () => events.slice() }
+  return { admit, events: events.entries }
 }
 
 /** A limiter (see {@link makeLimiter}). */

@@ -47,32 +47,39 @@ const parseRequest = (json: unknown): ParsedRequest | string => {
   }
 }
 
-const base = (a: Answer) => ({
-  id: a.id,
-  object: "chat.completion.chunk",
-  created: Math.floor(a.nowMillis / 1000),
-  model: a.model,
-  service_tier: "default",
-  system_fingerprint: fingerprint
-})
+/**
+ * The `chat.completion.chunk` frames of an answer: `usage` is left out when `undefined`. The envelope (id,
+ * model ...) is the same in every chunk and is serialized once: serializing it in each chunk was the largest
+ * cost of the chaos server's own code in a streamed answer.
+ */
+const chunkFrames = (a: Answer) => {
+  const envelope = JSON.stringify({
+    id: a.id,
+    object: "chat.completion.chunk",
+    created: Math.floor(a.nowMillis / 1000),
+    model: a.model,
+    service_tier: "default",
+    system_fingerprint: fingerprint
+  }).slice(0, -1)
+  return (choices: ReadonlyArray<object>, usage: object | null | undefined) =>
+    frame(
+      `${envelope},"choices":${JSON.stringify(choices)}${usage === undefined ? "" : `,"usage":${JSON.stringify(usage)}`}}`
+    )
+}
 
 /** OpenAI reports a refusal as content, not as a finish reason. */
 const finishReason = (a: Answer) =>
   a.finish === "refusal" ? "stop" : a.tool !== undefined && a.finish === "stop" ? "tool_calls" : a.finish
 
 const frames = (a: Answer): Frames => {
-  const extra = a.includeUsage ? { usage: null } : {}
+  // with `include_usage`, every chunk carries `usage: null` but the last
+  const pending = a.includeUsage ? null : undefined
+  const chunkFrame = chunkFrames(a)
   const chunk = (delta: object, finish: string | null) =>
-    frame(
-      JSON.stringify({
-        ...base(a),
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-        ...extra
-      })
-    )
+    chunkFrame([{ index: 0, delta, logprobs: null, finish_reason: finish }], pending)
   const refused = a.finish === "refusal"
   const tail = [chunk({}, finishReason(a))]
-  if (a.includeUsage) tail.push(frame(JSON.stringify({ ...base(a), choices: [], usage: usage(a) })))
+  if (a.includeUsage) tail.push(chunkFrame([], usage(a)))
   tail.push(frame("[DONE]"))
   const tool = a.tool
   if (tool !== undefined) {
@@ -220,7 +227,6 @@ const error = (
 /** The OpenAI Chat Completions wire format. */
 export const openAiWire: Wire = {
   name: "openai",
-  routes: ["/v1/chat/completions"],
   match: (path) => (path === "/v1/chat/completions" ? {} : undefined),
   requestIdHeader: "x-request-id",
   apiKeyHeader: "api-key",

@@ -115,7 +115,6 @@ const serverError = "The server had an error processing your request. Sorry abou
 export const responsesWire: Wire = {
   ...openAiWire,
   name: "openai-responses",
-  routes: ["/v1/responses"],
   match: (path) => (path === "/v1/responses" ? {} : undefined),
   endMarker: false,
   answerId: (sequence) => `resp_chaos${String(sequence).padStart(8, "0")}`,

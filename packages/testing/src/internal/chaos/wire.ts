@@ -76,10 +76,8 @@ export interface RouteInfo {
 /** A wire format. */
 export interface Wire {
   readonly name: "openai" | "openai-responses" | "azure-openai" | "anthropic" | "gemini"
-  /** The router patterns of its routes. */
-  readonly routes: ReadonlyArray<string>
-  /** Whether a path (after any `/fault/<name>` prefix) is this wire's, and what it says. */
-  readonly match: (path: string, query: URLSearchParams) => RouteInfo | undefined
+  /** Whether a path (after any `/fault/<name>` prefix) is this wire's, and what it (and the URL's query) says. */
+  readonly match: (path: string, url: URL) => RouteInfo | undefined
   /** The header carrying the request id, when the provider sends one. */
   readonly requestIdHeader: string | undefined
   /** The header carrying the key, besides `Authorization: Bearer`. */
