@@ -199,6 +199,8 @@ const minuteMs = 60_000
 
 /**
  * Builds a hedging policy. Its timer lives in the current `Scope` and follows the building fiber's `Clock`.
+ * Once that scope has closed, every race dies at once with a defect naming `Hedge`: using a released
+ * policy is a wiring bug, and without its timer no hedge would ever start.
  *
  * @example
  * ```ts
@@ -225,7 +227,7 @@ export const make: (
   const maxPerMinute = o.maxPerMinute ?? Infinity
   const latencies =
     o.percentile === undefined ? undefined : Latency.make(o.window ?? 200, o.percentile, o.minSamples ?? 20)
-  const timer = yield* Deadline.make
+  const timer = yield* Deadline.makeFor("Hedge")
   const onLoser = hooks.onLoser
   // the metric series of this hedge's pairs, released with it
   const series = new SeriesCache()
@@ -275,6 +277,8 @@ export const make: (
     labels: Labels
   ): Effect.Effect<A, E, R> =>
     Effect.withFiber((parent) => {
+      // a closed timer starts no hedge: a race after release would silently run the primary alone
+      if (timer.released !== undefined) return timer.released
       const start = timer.now()
       roll(start)
       requests++

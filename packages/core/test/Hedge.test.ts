@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Ref, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Metric, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { LlmProvider } from "@llm-resilience/core"
 import { Admission, FallbackPlan, Hedge, TokenEstimator } from "@llm-resilience/core"
@@ -198,6 +198,34 @@ describe("Hedge", () => {
         assert.strictEqual(chunks.length, 4)
         assert.strictEqual((yield* backup.calls).length, 0)
         assert.strictEqual(yield* count(Hedge.hedgesStarted, { from: "p/a", to: "b/b" }), 0)
+      })
+    )
+  )
+
+  it.effect("a hedge used after its scope closed dies at once, naming Hedge (no race runs unhedged)", () =>
+    isolated(
+      Effect.gen(function* () {
+        const primary = yield* FakeProvider.make({ name: "p", default: { behavior: FakeProvider.stall } })
+        const backup = yield* FakeProvider.make({ name: "b" })
+        const scope = yield* Scope.make()
+        const hedge = yield* Scope.provide(scope)(Hedge.make({ delayMs: 1_000, maxRatio: 1 }))
+        yield* Scope.close(scope, Exit.void)
+        const fiber = yield* Effect.forkChild(
+          Effect.exit(
+            hedge.race(primary.provider.complete(request), backup.provider.complete(request), {
+              primary: "p",
+              hedge: "b"
+            })
+          )
+        )
+        yield* TestClock.adjust(5_000)
+        const exit = fiber.pollUnsafe()
+        assert.isDefined(exit, "the race hangs on a stalled primary")
+        const inner = (exit as Exit.Success<Exit.Exit<unknown, unknown>>).value
+        assert.isTrue(Exit.hasDies(inner))
+        assert.match(String(Cause.squash((inner as Exit.Failure<unknown, unknown>).cause)), /Hedge was used after/)
+        assert.strictEqual((yield* primary.calls).length, 0)
+        assert.strictEqual((yield* backup.calls).length, 0)
       })
     )
   )
