@@ -100,6 +100,33 @@ const httpRequest = HttpClientRequest.post(url, { headers }).pipe(
     "application/json"
   )
 )
+/** The floor of a stream: the same request with `stream: true`, its SSE body split and parsed with undici alone. */
+const streamBody = JSON.stringify({
+  model: request.model,
+  messages: request.messages,
+  max_completion_tokens: 64,
+  stream: true
+})
+const undiciStream = async () => {
+  const res = await undiciRequest(url, { method: "POST", body: streamBody, headers, dispatcher: agent })
+  const decoder = new TextDecoder()
+  let buffered = ""
+  let text = ""
+  let done = false
+  for await (const bytes of res.body) {
+    buffered += decoder.decode(bytes as Uint8Array, { stream: true })
+    let end: number
+    while ((end = buffered.indexOf("\n\n")) !== -1) {
+      const data = buffered.slice(buffered.indexOf("data: ") + 6, end)
+      buffered = buffered.slice(end + 2)
+      if (data === "[DONE]") done = true
+      else
+        text += (JSON.parse(data) as { choices: Array<{ delta: { content?: string } }> }).choices[0].delta.content ?? ""
+    }
+  }
+  if (res.statusCode !== 200 || !done || text.length === 0) throw new Error("bad stream")
+}
+
 const httpClientCall = Effect.gen(function* () {
   const res = yield* client.execute(httpRequest)
   const json = JSON.parse(new TextDecoder().decode(yield* res.arrayBuffer)) as {
@@ -126,6 +153,19 @@ const effectLoop =
       )
     )
 
+/** Streams instead of calls: each caller drains `provider.stream` and checks it carried text. */
+const streamLoop = (provider: LlmProvider["Service"]) =>
+  effectLoop({
+    name: provider.name,
+    complete: (request) =>
+      Stream.runFold(
+        provider.stream(request),
+        () => "",
+        (text, chunk) => (chunk._tag === "TextDelta" ? text + chunk.text : text)
+      ).pipe(Effect.map((text) => ({ text }) as LlmResponse)),
+    stream: () => Stream.die("not benchmarked")
+  })
+
 const promiseLoop =
   (call: () => Promise<void>) =>
   async (n: number): Promise<void> => {
@@ -140,7 +180,10 @@ const all: Record<string, (n: number) => Promise<void>> = {
   undici: promiseLoop(undiciCall),
   httpClient: effectLoop({ name: "http", complete: () => httpClientCall, stream: () => Stream.die("not benchmarked") }),
   provider: effectLoop(bare),
-  resilience: effectLoop(resilient)
+  resilience: effectLoop(resilient),
+  undiciStream: promiseLoop(undiciStream),
+  providerStream: streamLoop(bare),
+  resilienceStream: streamLoop(resilient)
 }
 /** `BENCH_ONLY=provider` runs one contender (to profile it: `npx node --cpu-prof bench/provider.ts`). */
 const only = process.env.BENCH_ONLY
@@ -209,7 +252,9 @@ const out = {
     ? {
         httpClientVsUndici: ratio(figures.httpClient.cpuUsPerCall, figures.undici.cpuUsPerCall),
         providerVsUndici: ratio(figures.provider.cpuUsPerCall, figures.undici.cpuUsPerCall),
-        resilienceVsUndici: ratio(figures.resilience.cpuUsPerCall, figures.undici.cpuUsPerCall)
+        resilienceVsUndici: ratio(figures.resilience.cpuUsPerCall, figures.undici.cpuUsPerCall),
+        providerStreamVsUndici: ratio(figures.providerStream.cpuUsPerCall, figures.undiciStream.cpuUsPerCall),
+        resilienceStreamVsUndici: ratio(figures.resilienceStream.cpuUsPerCall, figures.undiciStream.cpuUsPerCall)
       }
     : {}),
   calls: N,
