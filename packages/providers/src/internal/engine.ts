@@ -315,6 +315,7 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
   ): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.suspend(() => {
       const decoder = makeDecoder(codec, meta)
+      const text = new TextDecoder()
       const events: Array<Sse.Event> = []
       const parser = Sse.makeParser(
         (event) => {
@@ -323,28 +324,22 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
         },
         { maxEventSize: limits.maxEventBytes }
       )
+      const oversized: Problem = { _tag: "Malformed", detail: `a stream event exceeds ${limits.maxEventBytes} bytes` }
+      /** One read of the body: its text through the SSE parser, each whole event through the decoder. */
+      const feed = (bytes: Uint8Array, out: Array<LlmResponse.StreamChunk>): Problem | undefined => {
+        if (parser.feed(text.decode(bytes, { stream: true })) !== undefined) return oversized
+        let problem: Problem | undefined
+        for (let i = 0; i < events.length && problem === undefined; i++) problem = decoder.feed(events[i], out)
+        events.length = 0
+        return problem
+      }
       const truncated = (message: string) =>
         new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: decoder.received() })
-
-      const parse = (text: string): Effect.Effect<ReadonlyArray<Sse.Event>, ProviderError> => {
-        if (parser.feed(text) !== undefined) {
-          return Effect.fail(
-            new LlmError.ServerError({ ...fields(c), message: `a stream event exceeds ${limits.maxEventBytes} bytes` })
-          )
-        }
-        return Effect.succeed(events.splice(0, events.length))
-      }
-
-      const sseEvents = response.stream.pipe(
-        Stream.mapError((error): ProviderError =>
-          truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`)
-        ),
-        Stream.decodeText,
-        Stream.mapEffect(parse)
-      )
-      return decodeEvents(sseEvents, decoder, {
-        feed: decoder.feed,
+      return decodeEvents(response.stream, decoder, {
+        feed,
         failure: (problem) => problemError(problem, response, c, nowMillis),
+        lost: (error) =>
+          truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`),
         truncated,
         provider: c.provider,
         model: c.model
