@@ -103,7 +103,7 @@ describe("CallReport", () => {
       for (const llm of [plan, resilient]) {
         const reports: Array<CallReport.Report | undefined> = []
         for (let i = 0; i < 3; i++) {
-          const error = yield* Effect.flip(complete(llm))
+          const error = yield* Effect.flip(llm.complete(ask))
           assert.strictEqual(error._tag, "Overloaded")
           reports.push(CallReport.of(error))
         }
