@@ -3,6 +3,9 @@
  * provider bare and through `Resilience` (a gateway-like configuration), against a bare `undici.request` of the
  * same request in the same run (the floor: send the JSON, read the body, parse it), and the same request on
  * effect's HTTP client over undici (`NodeHttpClient.layerUndici`, untraced), the client the providers run on.
+ * The same for a stream (`stream: true`, the chaos server's SSE answer): undici alone reading and parsing the
+ * events, effect's HTTP client reading them the same way, and the provider's `stream` bare and through
+ * `Resilience`, each drained to its end.
  *
  * - The upstream: the chaos server, in a child process (its CPU is not counted), answering every
  *   `POST /v1/chat/completions` at once.
@@ -100,6 +103,42 @@ const httpRequest = HttpClientRequest.post(url, { headers }).pipe(
     "application/json"
   )
 )
+/** The floor of a stream: the same request with `stream: true`, its SSE body split and parsed with undici alone. */
+const streamBody = JSON.stringify({
+  model: request.model,
+  messages: request.messages,
+  max_completion_tokens: 64,
+  stream: true
+})
+/** The SSE reading of both floors: frames split on blank lines, each `data:` parsed, the text kept. */
+class SseText {
+  readonly decoder = new TextDecoder()
+  buffered = ""
+  text = ""
+  done = false
+  feed(bytes: Uint8Array): void {
+    this.buffered += this.decoder.decode(bytes, { stream: true })
+    let end: number
+    while ((end = this.buffered.indexOf("\n\n")) !== -1) {
+      const data = this.buffered.slice(this.buffered.indexOf("data: ") + 6, end)
+      this.buffered = this.buffered.slice(end + 2)
+      if (data === "[DONE]") this.done = true
+      else
+        this.text +=
+          (JSON.parse(data) as { choices: Array<{ delta: { content?: string } }> }).choices[0].delta.content ?? ""
+    }
+  }
+  check(status: number): void {
+    if (status !== 200 || !this.done || this.text.length === 0) throw new Error("bad stream")
+  }
+}
+const undiciStream = async () => {
+  const res = await undiciRequest(url, { method: "POST", body: streamBody, headers, dispatcher: agent })
+  const sse = new SseText()
+  for await (const bytes of res.body) sse.feed(bytes as Uint8Array)
+  sse.check(res.statusCode)
+}
+
 const httpClientCall = Effect.gen(function* () {
   const res = yield* client.execute(httpRequest)
   const json = JSON.parse(new TextDecoder().decode(yield* res.arrayBuffer)) as {
@@ -107,6 +146,22 @@ const httpClientCall = Effect.gen(function* () {
   }
   if (res.status !== 200) throw new Error("bad answer")
   return { text: json.choices[0].message.content } as LlmResponse
+}).pipe(Effect.orDie, Effect.provideService(HttpClient.TracerDisabledWhen, constTrue))
+
+/** The same stream on effect's HTTP client over undici, read as the floor reads it. */
+const httpStreamRequest = HttpClientRequest.post(url, { headers }).pipe(
+  HttpClientRequest.bodyText(streamBody, "application/json")
+)
+const httpClientStream = Effect.gen(function* () {
+  const res = yield* client.execute(httpStreamRequest)
+  const sse = new SseText()
+  yield* Stream.runForEachArray(res.stream, (chunks) =>
+    Effect.sync(() => {
+      for (const bytes of chunks) sse.feed(bytes)
+    })
+  )
+  sse.check(res.status)
+  return { text: sse.text } as LlmResponse
 }).pipe(Effect.orDie, Effect.provideService(HttpClient.TracerDisabledWhen, constTrue))
 
 const effectLoop =
@@ -126,6 +181,19 @@ const effectLoop =
       )
     )
 
+/** Streams instead of calls: each caller drains `provider.stream` and checks it carried text. */
+const streamLoop = (provider: LlmProvider["Service"]) =>
+  effectLoop({
+    name: provider.name,
+    complete: (request) =>
+      Stream.runFold(
+        provider.stream(request),
+        () => "",
+        (text, chunk) => (chunk._tag === "TextDelta" ? text + chunk.text : text)
+      ).pipe(Effect.map((text) => ({ text }) as LlmResponse)),
+    stream: () => Stream.die("not benchmarked")
+  })
+
 const promiseLoop =
   (call: () => Promise<void>) =>
   async (n: number): Promise<void> => {
@@ -140,7 +208,15 @@ const all: Record<string, (n: number) => Promise<void>> = {
   undici: promiseLoop(undiciCall),
   httpClient: effectLoop({ name: "http", complete: () => httpClientCall, stream: () => Stream.die("not benchmarked") }),
   provider: effectLoop(bare),
-  resilience: effectLoop(resilient)
+  resilience: effectLoop(resilient),
+  undiciStream: promiseLoop(undiciStream),
+  httpClientStream: effectLoop({
+    name: "http",
+    complete: () => httpClientStream,
+    stream: () => Stream.die("not benchmarked")
+  }),
+  providerStream: streamLoop(bare),
+  resilienceStream: streamLoop(resilient)
 }
 /** `BENCH_ONLY=provider` runs one contender (to profile it: `npx node --cpu-prof bench/provider.ts`). */
 const only = process.env.BENCH_ONLY
@@ -209,7 +285,10 @@ const out = {
     ? {
         httpClientVsUndici: ratio(figures.httpClient.cpuUsPerCall, figures.undici.cpuUsPerCall),
         providerVsUndici: ratio(figures.provider.cpuUsPerCall, figures.undici.cpuUsPerCall),
-        resilienceVsUndici: ratio(figures.resilience.cpuUsPerCall, figures.undici.cpuUsPerCall)
+        resilienceVsUndici: ratio(figures.resilience.cpuUsPerCall, figures.undici.cpuUsPerCall),
+        httpClientStreamVsUndici: ratio(figures.httpClientStream.cpuUsPerCall, figures.undiciStream.cpuUsPerCall),
+        providerStreamVsUndici: ratio(figures.providerStream.cpuUsPerCall, figures.undiciStream.cpuUsPerCall),
+        resilienceStreamVsUndici: ratio(figures.resilienceStream.cpuUsPerCall, figures.undiciStream.cpuUsPerCall)
       }
     : {}),
   calls: N,

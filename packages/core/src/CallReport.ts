@@ -90,15 +90,30 @@ export const of = (error: unknown): Report | undefined =>
   typeof error === "object" && error !== null ? (error as { [reportKey]?: Report })[reportKey] : undefined
 
 /**
- * Attaches `report` to `error` (under a symbol key: the error's fields, tag and encoding are unchanged).
+ * A copy of `error` carrying `report` (under a symbol key: the copy has the error's prototype, fields, tag
+ * and encoding; its stack is the error's, read only when asked for). The error itself is never changed: a
+ * provider may fail every call with one error instance, and each call's report must stay with that call.
+ * Only failures pay for the copy.
  *
  * @internal
  */
 export const attach = <E>(error: E, report: Report): E => {
-  if (typeof error === "object" && error !== null && Object.isExtensible(error)) {
-    Object.defineProperty(error, reportKey, { value: report, configurable: true, enumerable: false })
+  if (typeof error !== "object" || error === null) return error
+  const fields = Object.getOwnPropertyDescriptors(error)
+  const copy = Object.create(Object.getPrototypeOf(error), fields)
+  // V8 keeps an error's stack behind an accessor that works on the error only
+  if (fields.stack?.get !== undefined) {
+    Object.defineProperty(copy, "stack", {
+      get: () => (error as { readonly stack?: unknown }).stack,
+      set: (stack: unknown) => {
+        Object.defineProperty(copy, "stack", { value: stack, writable: true, configurable: true })
+      },
+      configurable: true,
+      enumerable: false
+    })
   }
-  return error
+  Object.defineProperty(copy, reportKey, { value: report, configurable: true, enumerable: false })
+  return copy
 }
 
 // ---------------------------------------------------------------------------------------------------------

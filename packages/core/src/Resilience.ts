@@ -291,13 +291,15 @@ export const make = Effect.fnUntraced(function* (
           yield* Effect.context<never>(),
           yield* Layer.build(FallbackPlan.layerLaterQueueMemory()).pipe(atField(stepsField))
         )
+    // (a stream's context is provided on each of its pulls: never without a reason)
     const provide = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E> =>
       degraded ? Effect.provideContext(self, services as Context.Context<R>) : (self as Effect.Effect<A, E>)
+    const provideStream = <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E> =>
+      degraded ? Stream.provideContext(self, services as Context.Context<R>) : (self as Stream.Stream<A, E>)
     return {
       complete: (request: LlmRequest) =>
         Telemetry.observeCall(request, labels)(agent.protect(request)(provide(plan.complete(request)))),
-      stream: (request: LlmRequest) =>
-        observeStream(request, Stream.provideContext(plan.stream(request), services as never))
+      stream: (request: LlmRequest) => observeStream(request, provideStream(plan.stream(request)))
     } satisfies PathPlan
   })
 

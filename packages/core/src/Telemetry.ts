@@ -370,25 +370,24 @@ export const observeStream =
   <E, R>(self: Stream.Stream<StreamChunk, E, R>): Stream.Stream<StreamChunk, E, R> =>
     Stream.unwrap(
       Effect.withFiber((fiber) => {
-        const startMs = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+        const clock = fiber.getRef(Clock.Clock)
+        const startMs = clock.currentTimeMillisUnsafe()
         const visible = spanVisible(fiber)
         let ttftMs: number | undefined
         let finished: Answered
         const stream = self.pipe(
-          Stream.tap((chunk) => {
-            if (chunk._tag === "Finish") {
-              finished = {
-                provider: chunk.provider,
-                model: chunk.model,
-                usage: chunk.usage,
-                rateLimit: chunk.rateLimit
-              }
-              return Effect.void
+          Stream.mapArray((chunks) => {
+            for (const chunk of chunks) {
+              if (chunk._tag === "Finish") {
+                finished = {
+                  provider: chunk.provider,
+                  model: chunk.model,
+                  usage: chunk.usage,
+                  rateLimit: chunk.rateLimit
+                }
+              } else ttftMs ??= clock.currentTimeMillisUnsafe() - startMs
             }
-            if (ttftMs !== undefined) return Effect.void
-            return Effect.map(Clock.currentTimeMillis, (now) => {
-              ttftMs ??= now - startMs
-            })
+            return chunks
           }),
           Stream.onExit((exit) =>
             finish(

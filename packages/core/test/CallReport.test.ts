@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { type Duration, Effect, Fiber, Metric } from "effect"
+import { type Duration, Effect, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { CallReport, type LlmProvider, Resilience } from "@llm-resilience/core"
+import { CallReport, FallbackPlan, LlmError, type LlmProvider, Resilience } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const ask = { model: "m1", messages: [{ role: "user" as const, content: "hello there" }], maxOutputTokens: 50 }
@@ -74,6 +74,51 @@ describe("CallReport", () => {
         answeredBy: "fake/m1",
         admissionWaitMs: 0
       })
+    }).pipe(Effect.scoped, isolated)
+  )
+
+  it.effect("a provider failing every call with one error instance: each call has its own report", () =>
+    Effect.gen(function* () {
+      const shared = (name: string) => new LlmError.Overloaded({ provider: name, model: "m1", message: "busy" })
+      const errors = { primary: shared("primary"), secondary: shared("secondary") }
+      const failing = (name: keyof typeof errors): LlmProvider.LlmProvider["Service"] => ({
+        name,
+        complete: () => Effect.fail(errors[name]),
+        stream: () => Stream.fail(errors[name])
+      })
+      const plan = yield* FallbackPlan.make([
+        FallbackPlan.step(failing("primary"), { model: "m1" }),
+        FallbackPlan.step(failing("secondary"), { model: "m2" })
+      ])
+      const resilient = (yield* Resilience.make(
+        {
+          paths: { default: { retry: "none" } },
+          fallback: [
+            { provider: "primary", model: "m1" },
+            { provider: "secondary", model: "m2" }
+          ]
+        },
+        [failing("primary"), failing("secondary")]
+      )).provider
+      for (const llm of [plan, resilient]) {
+        const reports: Array<CallReport.Report | undefined> = []
+        for (let i = 0; i < 3; i++) {
+          const error = yield* Effect.flip(llm.complete(ask))
+          assert.strictEqual(error._tag, "Overloaded")
+          reports.push(CallReport.of(error))
+        }
+        assert.deepStrictEqual(
+          reports[0]?.attempts.map((a) => [a.step, a.next]),
+          [
+            ["primary/m1", "fallback"],
+            ["secondary/m2", "fallback"]
+          ]
+        )
+        assert.deepStrictEqual(reports[2], reports[0])
+        // the provider's own instances never carry a call's report
+        assert.strictEqual(CallReport.of(errors.primary), undefined)
+        assert.strictEqual(CallReport.of(errors.secondary), undefined)
+      }
     }).pipe(Effect.scoped, isolated)
   )
 

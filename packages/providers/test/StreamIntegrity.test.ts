@@ -8,7 +8,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
 import type { LlmError, LlmRequest, LlmResponse } from "@llm-resilience/core"
 import { ChaosServer } from "@llm-resilience/testing"
-import { Effect, Layer, Metric, Redacted, Stream } from "effect"
+import { Effect, Layer, Metric, Option, Redacted, Stream } from "effect"
 import { AnthropicProvider, OpenAiProvider, ProviderTelemetry } from "../src/index.ts"
 
 const apiKey = Redacted.make("sk-stream-integrity-0123456789")
@@ -48,13 +48,14 @@ const skippedEvents = (provider: string, model: string) =>
  * An SSE server on an ephemeral loopback port that answers every request with `frames` (then a clean
  * close), closed with the scope.
  */
-const sseServer = (frames: ReadonlyArray<string>) =>
+/** Serves `frames` as one SSE body; `keepOpen`: the body is never ended (a server that lingers after them). */
+const sseServer = (frames: ReadonlyArray<string>, keepOpen = false) =>
   Effect.acquireRelease(
     Effect.callback<Http.Server>((resume) => {
       const server = Http.createServer((_req, res) => {
         res.writeHead(200, { "content-type": "text/event-stream" })
         for (const f of frames) res.write(f)
-        res.end()
+        if (!keepOpen) res.end()
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
     }),
@@ -71,8 +72,8 @@ const openAiChunk = (delta: object, finish: string | null = null, extra: object 
   data({ object: "chat.completion.chunk", model: "m", choices: [{ index: 0, delta, finish_reason: finish }], ...extra })
 const garbage = `data: {"choices": [{"delta": {"content": "oops" ]\n\n`
 
-const openAiOn = (frames: ReadonlyArray<string>) =>
-  Effect.flatMap(sseServer(frames), (base) => OpenAiProvider.make({ apiKey, baseUrl: `${base}/v1` }))
+const openAiOn = (frames: ReadonlyArray<string>, keepOpen = false) =>
+  Effect.flatMap(sseServer(frames, keepOpen), (base) => OpenAiProvider.make({ apiKey, baseUrl: `${base}/v1` }))
 const anthropicOn = (frames: ReadonlyArray<string>) =>
   Effect.flatMap(sseServer(frames), (base) => AnthropicProvider.make({ apiKey, baseUrl: base }))
 
@@ -124,6 +125,22 @@ layer(TestLayer, { excludeTestServices: true })("stream integrity", (it) => {
         const e = yield* Effect.flip(Stream.runCollect(tooMany.stream(request)))
         assert.strictEqual(e._tag, "ServerError")
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+    )
+  })
+
+  describe("the end marker", () => {
+    it.effect("ends the stream at once, though the server keeps the body open after it", () =>
+      Effect.gen(function* () {
+        const openai = yield* openAiOn(
+          [openAiChunk({ role: "assistant" }), openAiChunk({ content: "Hi" }), openAiChunk({}, "stop"), data("[DONE]")],
+          true
+        )
+        const chunks = yield* Stream.runCollect(openai.stream(request)).pipe(Effect.timeoutOption("2 seconds"))
+        assert.isTrue(Option.isSome(chunks), "the stream waited for the body to end")
+        if (Option.isNone(chunks)) return
+        assert.strictEqual(textOf(chunks.value), "Hi")
+        assert.strictEqual(finishOf(chunks.value).finishReason, "stop")
+      })
     )
   })
 

@@ -197,9 +197,9 @@ export const runStream = <E, R>(
             return Effect.asVoid(Effect.exit(exitFrom(r, r.entered - 1, seen)))
           }
           const guarded = Stream.onExit(
-            Stream.tap(self, (chunk) => {
-              if (chunk._tag === "Finish") finish = chunk
-              return Effect.void
+            Stream.mapArray(self, (chunks) => {
+              for (const chunk of chunks) if (chunk._tag === "Finish") finish = chunk
+              return chunks
             }),
             end
           )

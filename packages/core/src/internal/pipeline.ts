@@ -97,11 +97,7 @@ export const make = (o: Options): Call => {
         )
       } else if (exit._tag === "Success") {
         result = Exit.succeed({ ...exit.value, report: Report.answered(run.key, run.waitedMs) })
-      } else {
-        const error = Exit.findErrorOption(exit)
-        if (error._tag === "Some") stamp(run, error.value)
-        result = exit
-      }
+      } else result = Exit.mapError(exit, (error) => stamp(run, error))
       if (observe === undefined) return result
       if (Exit.isExit(result)) {
         const done = result as Exit.Exit<LlmResponse, LlmError>

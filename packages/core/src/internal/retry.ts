@@ -358,8 +358,8 @@ export const retryStreamWith =
             )
           })
         const marked = attempt(self).pipe(Stream.provideService(InsideRetry, true))
-        return Effect.succeed(
-          config.budget === undefined ? marked : Stream.unwrap(Effect.as(config.budget.deposit(config.key), marked))
-        )
+        return config.budget === undefined
+          ? Effect.succeed(marked)
+          : Effect.as(config.budget.deposit(config.key), marked)
       })
     )

@@ -312,89 +312,84 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     c: CallContext,
     meta: FinishMeta,
     nowMillis: number
-  ): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
-    Stream.suspend(() => {
-      const decoder = makeDecoder(codec, meta)
-      const events: Array<Sse.Event> = []
-      const parser = Sse.makeParser(
-        (event) => {
-          // `retry:` directives are for EventSource reconnection; an LLM stream is never resumed.
-          if (event._tag === "Event") events.push(event)
-        },
-        { maxEventSize: limits.maxEventBytes }
-      )
-      const truncated = (message: string) =>
-        new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: decoder.received() })
-
-      const parse = (text: string): Effect.Effect<ReadonlyArray<Sse.Event>, ProviderError> => {
-        if (parser.feed(text) !== undefined) {
-          return Effect.fail(
-            new LlmError.ServerError({ ...fields(c), message: `a stream event exceeds ${limits.maxEventBytes} bytes` })
-          )
-        }
-        return Effect.succeed(events.splice(0, events.length))
-      }
-
-      const sseEvents = response.stream.pipe(
-        Stream.mapError((error): ProviderError =>
-          truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`)
-        ),
-        Stream.decodeText,
-        Stream.mapEffect(parse)
-      )
-      return decodeEvents(sseEvents, decoder, {
-        feed: decoder.feed,
-        failure: (problem) => problemError(problem, response, c, nowMillis),
-        truncated,
-        provider: c.provider,
-        model: c.model
-      })
-    })
-
-  const streamed = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
-    Stream.unwrap(
-      Effect.gen(function* () {
-        const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
-        const response = yield* send(request, true, c)
-        const nowMillis = yield* observe(response, c)
-        if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
-        const rateLimit = snapshotOf(c, nowMillis)
-        const meta: FinishMeta = { provider: name, model: request.model, requestId: c.requestId, rateLimit }
-        const contentType = c.headers["content-type"] ?? ""
-        if (isSseType(contentType)) return sseChunks(response, c, meta, nowMillis)
-        if (isJsonType(contentType)) {
-          // Some OpenAI-compatible servers ignore `stream: true` and answer whole.
-          const decoded = yield* readWhole(response, c, nowMillis)
-          const finish: LlmResponse.StreamChunk = {
-            _tag: "Finish",
-            finishReason: decoded.finishReason,
-            usage: decoded.usage,
-            provider: name,
-            model: decoded.model ?? request.model,
-            ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
-            ...(rateLimit === undefined ? {} : { rateLimit })
-          }
-          return Stream.fromIterable<LlmResponse.StreamChunk>(
-            decoded.text.length > 0 ? [{ _tag: "TextDelta", text: decoded.text }, finish] : [finish]
-          )
-        }
-        yield* discard(response, c)
-        return yield* Effect.fail(wrongType(contentType, "text/event-stream", c))
-      })
+  ): Stream.Stream<LlmResponse.StreamChunk, ProviderError> => {
+    const decoder = makeDecoder(codec, meta)
+    const text = new TextDecoder()
+    const events: Array<Sse.Event> = []
+    const parser = Sse.makeParser(
+      (event) => {
+        // `retry:` directives are for EventSource reconnection; an LLM stream is never resumed.
+        if (event._tag === "Event") events.push(event)
+      },
+      { maxEventSize: limits.maxEventBytes }
     )
+    const oversized: Problem = { _tag: "Malformed", detail: `a stream event exceeds ${limits.maxEventBytes} bytes` }
+    /** One read of the body: its text through the SSE parser, each whole event through the decoder. */
+    const feed = (bytes: Uint8Array, out: Array<LlmResponse.StreamChunk>): Problem | undefined => {
+      if (parser.feed(text.decode(bytes, { stream: true })) !== undefined) return oversized
+      let problem: Problem | undefined
+      for (let i = 0; i < events.length && problem === undefined; i++) problem = decoder.feed(events[i], out)
+      events.length = 0
+      return problem
+    }
+    const truncated = (message: string) =>
+      new LlmError.StreamTruncated({ ...fields(c), message: scrub(message), receivedChunks: decoder.received() })
+    return decodeEvents(response.stream, decoder, {
+      feed,
+      failure: (problem) => problemError(problem, response, c, nowMillis),
+      lost: (error) =>
+        truncated(`connection lost mid-stream after ${decoder.received()} chunks: ${causeMessage(error)}`),
+      truncated,
+      provider: c.provider,
+      model: c.model
+    })
+  }
+
+  /** Sends a streamed request and answers the stream of its response. */
+  const opened = (
+    request: LlmRequest.LlmRequest
+  ): Effect.Effect<Stream.Stream<LlmResponse.StreamChunk, ProviderError>, ProviderError> =>
+    Effect.gen(function* () {
+      const c: CallContext = { provider: name, model: request.model, headers: Headers.empty }
+      const response = yield* send(request, true, c)
+      const nowMillis = yield* observe(response, c)
+      if (response.status < 200 || response.status >= 300) return yield* failure(response, c, nowMillis)
+      const rateLimit = snapshotOf(c, nowMillis)
+      const meta: FinishMeta = { provider: name, model: request.model, requestId: c.requestId, rateLimit }
+      const contentType = c.headers["content-type"] ?? ""
+      if (isSseType(contentType)) return sseChunks(response, c, meta, nowMillis)
+      if (isJsonType(contentType)) {
+        // Some OpenAI-compatible servers ignore `stream: true` and answer whole.
+        const decoded = yield* readWhole(response, c, nowMillis)
+        const finish: LlmResponse.StreamChunk = {
+          _tag: "Finish",
+          finishReason: decoded.finishReason,
+          usage: decoded.usage,
+          provider: name,
+          model: decoded.model ?? request.model,
+          ...(c.requestId === undefined ? {} : { requestId: c.requestId }),
+          ...(rateLimit === undefined ? {} : { rateLimit })
+        }
+        return Stream.fromIterable<LlmResponse.StreamChunk>(
+          decoded.text.length > 0 ? [{ _tag: "TextDelta", text: decoded.text }, finish] : [finish]
+        )
+      }
+      yield* discard(response, c)
+      return yield* Effect.fail(wrongType(contentType, "text/event-stream", c))
+    })
 
   // as `complete`: the span only where it could be seen, without a stack trace
   const stream = (request: LlmRequest.LlmRequest): Stream.Stream<LlmResponse.StreamChunk, ProviderError> =>
     Stream.unwrap(
       Effect.withFiber((fiber) =>
-        Effect.succeed(
-          Telemetry.spanVisible(fiber)
-            ? Stream.withSpan(streamed(request), `${o.spanPrefix}.stream`, {
+        Telemetry.spanVisible(fiber)
+          ? Effect.succeed(
+              Stream.withSpan(Stream.unwrap(opened(request)), `${o.spanPrefix}.stream`, {
                 attributes: { "llm.provider": name, "llm.model": request.model },
                 captureStackTrace: false
               })
-            : streamed(request)
-        )
+            )
+          : opened(request)
       )
     )
 

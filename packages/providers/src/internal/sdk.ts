@@ -14,6 +14,7 @@ import {
   RateLimitSnapshot
 } from "@llm-resilience/core"
 import { Clock, Effect, Stream } from "effect"
+import { identity } from "effect/Function"
 import type { Codec, FinishMeta, Problem } from "./codec.ts"
 import { encodeBody, responseOf } from "./codec.ts"
 import { decodeEvents, makeDecoder } from "./stream.ts"
@@ -286,18 +287,15 @@ export const sdkProvider = (name: string, codec: Codec, create: Create): LlmProv
             }
             const decoder = makeDecoder(codec, meta)
             const events = iterate(target, data as AsyncIterable<unknown>, decoder.received, true)
-            return decodeEvents(
-              Stream.map(events, (event) => [event]),
-              decoder,
-              {
-                feed: decoder.feedParsed,
-                failure,
-                truncated: (message) =>
-                  new LlmError.StreamTruncated({ ...target, status: 200, message, receivedChunks: decoder.received() }),
-                provider: name,
-                model: request.model
-              }
-            )
+            return decodeEvents(events, decoder, {
+              feed: decoder.feedParsed,
+              failure,
+              lost: identity,
+              truncated: (message) =>
+                new LlmError.StreamTruncated({ ...target, status: 200, message, receivedChunks: decoder.received() }),
+              provider: name,
+              model: request.model
+            })
           })
         )
     )
