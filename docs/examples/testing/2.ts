@@ -8,7 +8,8 @@ export const scenario: FakeProvider.Scenario = {
     "gpt-5.4-mini": {
       latency: "300 millis", // default 0
       text: "A summary.", // default "Hello from the fake provider."
-      outputTokens: 40, // default ceil(text.length / 4)
+      toolCalls: [{ name: "lookup", arguments: '{"q":"x"}' }], // default none; then finish reason tool_calls
+      outputTokens: 40, // default ceil((text + the calls' arguments).length / 4)
       stream: { chunks: 5, interval: "50 millis" }, // default 1 chunk
       capacity: { requestsPerMinute: 60, tokensPerMinute: 10_000 }, // default: unlimited
       behavior: FakeProvider.succeed(), // when neither script nor a window applies

@@ -10,9 +10,11 @@
  *   from the `response-metadata` part, the request id and the {@link RateLimitSnapshot.RateLimitSnapshot}
  *   from the finish part's HTTP response headers (`Redacted` header values are unwrapped only for the
  *   rate-limit headers, which are parsed, never echoed);
- * - streams: `text-delta` parts become `TextDelta` chunks and the `finish` part becomes `Finish`; a stream that
- *   ends without a finish part fails with `StreamTruncated`, as does one that loses its connection after
- *   its first part;
+ * - streams: `text-delta` parts become `TextDelta` chunks and the `finish` part becomes `Finish`; a tool
+ *   call becomes `ToolCallDelta` chunks, its `tool-params-start` part the first (id and name) and its
+ *   `tool-params-delta` parts the pieces of its arguments (calls the provider executes itself are left out;
+ *   the adapter passes no toolkit, so `effect/ai` resolves no `tool-call` part); a stream that ends without
+ *   a finish part fails with `StreamTruncated`, as does one that loses its connection after its first part;
  * - errors: an `AiError` whose reason carries the HTTP response goes through the core classifier
  *   ({@link Classification.classify}) exactly like our own HTTP providers' failures; without one it is mapped
  *   by its reason (see {@link fromAiError}).
@@ -207,6 +209,12 @@ const makeService = (
           let parts = 0
           let received = 0
           let finished = false
+          /** The ids of the tool calls started so far: a call's `ToolCallDelta.index` is its position. */
+          const calls: Array<string> = []
+          const piece = (chunk: StreamChunk): Effect.Effect<ReadonlyArray<StreamChunk>> => {
+            received++
+            return Effect.succeed([chunk])
+          }
           const truncated = (message: string) =>
             new LlmError.StreamTruncated({ message, provider, model, receivedChunks: received })
 
@@ -217,8 +225,21 @@ const makeService = (
             switch (part.type) {
               case "text-delta":
                 if (part.delta.length === 0) return Effect.succeed([])
-                received++
-                return Effect.succeed([{ _tag: "TextDelta", text: part.delta }])
+                return piece({ _tag: "TextDelta", text: part.delta })
+              case "tool-params-start":
+                if (part.providerExecuted) return Effect.succeed([])
+                return piece({
+                  _tag: "ToolCallDelta",
+                  index: calls.push(part.id) - 1,
+                  id: part.id,
+                  name: part.name,
+                  arguments: ""
+                })
+              case "tool-params-delta": {
+                const index = calls.indexOf(part.id)
+                if (index === -1 || part.delta.length === 0) return Effect.succeed([])
+                return piece({ _tag: "ToolCallDelta", index, arguments: part.delta })
+              }
               case "response-metadata":
                 readMeta(meta, part)
                 return Effect.succeed([])

@@ -17,6 +17,12 @@
  * own fiber, forks nothing and arms no timer of its own (see docs/timeouts.md for how, and the measurements
  * against `Effect.timeout`).
  *
+ * That timer belongs to the scope that built the stage (the layer's, for {@link layer}). A provider used
+ * after that scope closed could no longer time anything out, so rather than run its calls without limits
+ * (a stalled one would hang forever) every call and stream dies at once with a defect that says so: this is
+ * a wiring bug (a provider kept past its `ManagedRuntime` or `Layer.build` scope), not a runtime condition
+ * for callers to handle.
+ *
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
@@ -169,7 +175,8 @@ const origin = (request: LlmRequest, provider: string | undefined) =>
 
 /**
  * Builds a timeout stage. Its shared timer lives in the current `Scope` and follows the `Clock` of the
- * building fiber (so `TestClock` drives it in tests).
+ * building fiber (so `TestClock` drives it in tests); once that scope closes, the stage's calls die at once
+ * (see the module doc).
  *
  * @example
  * ```ts
@@ -191,7 +198,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
     const base = resolve(defaults, decoded)
     const paths = new Map<string, Resolved>()
     for (const [path, limits] of Object.entries(decoded.paths ?? {})) paths.set(path, resolve(base, limits))
-    const timer = yield* Deadline.make
+    const timer = yield* Deadline.makeFor("Timeouts")
 
     const limitsFor = (request: LlmRequest): Resolved => {
       const path = request.metadata?.path
@@ -213,6 +220,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
     const stage: Stage<Deadline.Guard | undefined> = {
       name: "timeouts",
       enter: (attempt) => {
+        if (timer.released !== undefined) return timer.released
         const totalMs = limitsFor(attempt.request).totalMs
         return totalMs === Infinity ? undefined : timer.guard(attempt.fiber, timer.now() + totalMs)
       },
@@ -266,6 +274,7 @@ export const make: (options?: typeof Options.Encoded) => Effect.Effect<Timeouts,
             return arr
           }
           return Effect.suspend((): Pull.Pull<NonEmptyReadonlyArray<StreamChunk>, E | Timeout | StreamTruncated> => {
+            if (timer.released !== undefined) return timer.released
             const now = timer.now()
             if (totalDeadline === Infinity) totalDeadline = now + limits.totalMs
             const first = chunks === 0 && !finished

@@ -674,6 +674,58 @@ describe("Admission (edges)", () => {
     )
   )
 
+  it.effect("budget freed in a group drains the keys that share one of its groups and no other key", () => {
+    // every reservation attempt as the store saw it: a drain of a key is one attempt for its head
+    const attempts: Array<readonly [string, number]> = []
+    const recording = (): AdmissionStore.AdmissionStoreShape => {
+      const memory = AdmissionStore.makeMemory()
+      return {
+        ...memory,
+        tryReserve: (key, limits, cost, now, within) => {
+          attempts.push([key, now])
+          return memory.tryReserve(key, limits, cost, now, within)
+        }
+      }
+    }
+    return Effect.gen(function* () {
+      const log: Array<readonly [string, number]> = []
+      // a (in x and g1) holds g1's tokens for 1 s, then refunds them
+      const a = yield* Effect.forkChild(admitted(log, "a", { key: "a/m", durationMs: 1_000, usage: [0, 0] }))
+      yield* Effect.yieldNow
+      // d shares g1 with a; b is in g2 only; c is in no group; each has a waiter blocked until the window
+      const others: Array<Fiber.Fiber<LlmResponse.LlmResponse, LlmError.LlmError>> = []
+      for (const key of ["d/m", "b/m", "b/m", "c/m", "c/m"]) {
+        others.push(yield* Effect.forkChild(admitted(log, key, { key })))
+        yield* Effect.yieldNow
+      }
+      assert.deepStrictEqual(
+        log.map(([id]) => id),
+        ["a", "b/m", "c/m"]
+      )
+      attempts.length = 0
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(a)
+      // the refund admits d at once, and only d's key was asked about
+      assert.deepStrictEqual(log[3], ["d/m", 1_000])
+      assert.deepStrictEqual(attempts, [["d/m", 1_000]])
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.joinAll(others)
+    }).pipe(
+      provide(
+        {
+          keys: {
+            "a/m": { groups: ["x", "g1"] },
+            "d/m": { groups: ["g1"] },
+            "b/m": { groups: ["g2"] },
+            "c/m": { tokensPerMinute: 500 }
+          },
+          limitGroups: { x: {}, g1: { tokensPerMinute: 500 }, g2: { tokensPerMinute: 500 } }
+        },
+        recording
+      )
+    )
+  })
+
   it.effect("with no wait allowed a call that does not fit is refused at once; a wait is measured from arrival", () =>
     Effect.gen(function* () {
       const log: Array<readonly [string, number]> = []

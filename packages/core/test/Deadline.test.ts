@@ -273,6 +273,30 @@ describe("internal/deadline: the shared timer", () => {
     })
   )
 
+  it.effect("once its scope closes a guarded effect dies at once, naming the owner, instead of running unguarded", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const timer = yield* Scope.provide(scope)(Deadline.makeFor("the test's stage"))
+      assert.isUndefined(timer.released)
+      yield* Scope.close(scope, Exit.void)
+      const started = yield* Ref.make(0)
+      const stalled = Effect.andThen(
+        Ref.update(started, (n) => n + 1),
+        Effect.never
+      )
+      const within = yield* Effect.forkChild(Effect.exit(timer.within(stalled, 1_000, () => new Late())))
+      const withinMs = yield* Effect.forkChild(Effect.exit(timer.withinMs(stalled, 1_000, () => new Late())))
+      yield* TestClock.adjust(5_000)
+      for (const fiber of [within, withinMs]) {
+        const exit = valueOf(fiber)
+        assert.isTrue(Exit.hasDies(exit))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause.reasons[0] : ""), "the test's stage was used after")
+      }
+      assert.strictEqual(yield* Ref.get(started), 0)
+      assert.isTrue(Exit.isExit(timer.released) && Exit.hasDies(timer.released))
+    })
+  )
+
   it.effect("guard and canGuard refuse what is not a fiber they can resume", () =>
     Effect.gen(function* () {
       const timer = yield* Deadline.make

@@ -660,6 +660,62 @@ describe("LanguageModelAdapter.stream", () => {
     })
   )
 
+  it.effect(
+    "tool-params parts become ToolCallDelta chunks: the start names the call, the deltas carry its arguments",
+    () =>
+      Effect.gen(function* () {
+        const start = (id: string, name: string, providerExecuted = false): Response.StreamPartEncoded => ({
+          type: "tool-params-start",
+          id,
+          name,
+          providerExecuted
+        })
+        const params = (id: string, d: string): Response.StreamPartEncoded => ({
+          type: "tool-params-delta",
+          id,
+          delta: d
+        })
+        const end = (id: string): Response.StreamPartEncoded => ({ type: "tool-params-end", id })
+        const { llm } = yield* adapter({
+          stream: () =>
+            Stream.make<Array<Response.StreamPartEncoded>>(
+              delta("Let me look. "),
+              start("c0", "weather"),
+              params("c0", '{"city":'),
+              // a search the provider runs itself is not the caller's to run
+              start("ws", "web_search", true),
+              params("ws", '{"q":"x"}'),
+              end("ws"),
+              start("c1", "time"),
+              params("c0", '"Paris"}'),
+              params("c1", ""),
+              params("c1", '{"tz":"CET"}'),
+              end("c0"),
+              end("c1"),
+              { type: "finish", reason: "tool-calls", usage: { inputTokens: { total: 5 }, outputTokens: { total: 9 } } }
+            )
+        })
+        const chunks = yield* Stream.runCollect(llm.stream(request))
+        assert.deepStrictEqual(
+          chunks.filter((c) => c._tag !== "Finish"),
+          [
+            { _tag: "TextDelta", text: "Let me look. " },
+            { _tag: "ToolCallDelta", index: 0, id: "c0", name: "weather", arguments: "" },
+            { _tag: "ToolCallDelta", index: 0, arguments: '{"city":' },
+            { _tag: "ToolCallDelta", index: 1, id: "c1", name: "time", arguments: "" },
+            { _tag: "ToolCallDelta", index: 0, arguments: '"Paris"}' },
+            { _tag: "ToolCallDelta", index: 1, arguments: '{"tz":"CET"}' }
+          ]
+        )
+        const last = chunks[chunks.length - 1]
+        assert.strictEqual(last._tag === "Finish" ? last.finishReason : last._tag, "tool_calls")
+        // the pieces count as received chunks when the stream is cut
+        const cut = yield* adapter({ stream: () => Stream.make(start("c0", "weather"), params("c0", "{")) })
+        const error = failureOf(yield* Effect.exit(Stream.runCollect(cut.llm.stream(request))))
+        assert.strictEqual((error as LlmError.StreamTruncated).receivedChunks, 2)
+      })
+  )
+
   it.effect("a stream that ends without a finish part fails with StreamTruncated after its chunks", () =>
     Effect.gen(function* () {
       const { llm } = yield* adapter({ stream: () => Stream.make(delta("a"), delta("b")) })

@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Ref, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { LlmResponse } from "@llm-resilience/core"
-import { LlmError, Timeouts } from "@llm-resilience/core"
+import { LlmError, LlmProvider, Timeouts } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 
 const request = { model: "m", messages: [{ role: "user" as const, content: "Hi" }] }
@@ -197,6 +197,47 @@ describe("Timeouts", () => {
       const exit = yield* Effect.exit(Timeouts.make({ paths: { chat: { idleMs: -1 } } }))
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(failureOf(exit)), "idleMs")
+    })
+  )
+
+  it.effect("a provider used after its layer was released dies at once with a defect naming Timeouts", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        Timeouts.layer({ totalMs: 5_000, firstTokenMs: 1_000 }).pipe(
+          Layer.provide(FakeProvider.layer({ default: { behavior: FakeProvider.stall } }))
+        ),
+        scope
+      )
+      const llm = Context.get(context, LlmProvider.LlmProvider)
+      yield* Scope.close(scope, Exit.void)
+      const complete = yield* Effect.forkChild(Effect.exit(llm.complete(request)))
+      const stream = yield* Effect.forkChild(Effect.exit(Stream.runDrain(llm.stream(request))))
+      // an old timer fired nothing: the stalled calls would still be running after every deadline passed
+      yield* TestClock.adjust(10_000)
+      for (const fiber of [complete, stream] as ReadonlyArray<Fiber.Fiber<Exit.Exit<unknown, unknown>>>) {
+        const exit = fiber.pollUnsafe()
+        assert.isDefined(exit, "the call hangs after release")
+        assert.isTrue(Exit.isSuccess(exit!))
+        const inner = (exit as Exit.Success<Exit.Exit<unknown, unknown>>).value
+        const defect = Exit.isFailure(inner) ? inner.cause.reasons.find((r) => r._tag === "Die") : undefined
+        assert.isDefined(defect, "a defect, not a typed failure or an interruption")
+        assert.match(String((defect as { readonly defect: unknown }).defect), /Timeouts was used after .* released/)
+      }
+    })
+  )
+
+  it.effect("released: calls die before any deadline would have passed, and with no limit at all too", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const timeouts = yield* Scope.provide(scope)(
+        Timeouts.make({ totalMs: Infinity, firstTokenMs: Infinity, idleMs: Infinity })
+      )
+      yield* Scope.close(scope, Exit.void)
+      const exit = yield* Effect.exit(timeouts.complete(Effect.succeed("ok"), request))
+      assert.isTrue(Exit.hasDies(exit))
+      const streamed = yield* Effect.exit(Stream.runDrain(timeouts.stream(Stream.make(finish), request)))
+      assert.isTrue(Exit.hasDies(streamed))
     })
   )
 })

@@ -89,6 +89,40 @@ describe("Gemini", () => {
     })
   )
 
+  it.effect(
+    "functionCall parts stream as whole ToolCallDelta chunks, in part order; the stream finishes with tool_calls",
+    () =>
+      Effect.gen(function* () {
+        const body = sse([
+          candidate([
+            { text: "Let me look. " },
+            { functionCall: { id: "c0", name: "weather", args: { city: "Paris" } }, thoughtSignature: "EqsF" },
+            { text: "And the time." }
+          ]),
+          // a call without id or args (a tool without parameters), and a thought that is not text
+          candidate([{ text: "hmm", thought: true }, { functionCall: { name: "time" } }]),
+          // the finish comes on its own event, after the calls
+          candidate([{ text: "" }], "STOP")
+        ])
+        const chunks = ok((yield* streamed(gemini, { body })).exit)
+        assert.deepStrictEqual(
+          chunks.filter((c) => c._tag !== "Finish"),
+          [
+            { _tag: "TextDelta", text: "Let me look. " },
+            { _tag: "ToolCallDelta", index: 0, id: "c0", name: "weather", arguments: '{"city":"Paris"}' },
+            { _tag: "TextDelta", text: "And the time." },
+            { _tag: "ToolCallDelta", index: 1, name: "time", arguments: "{}" }
+          ]
+        )
+        assert.strictEqual(finishOf(chunks).finishReason, "tool_calls")
+        // without a call the same finish is a plain stop
+        const plain = ok(
+          (yield* streamed(gemini, { body: sse([candidate([{ text: "a" }]), candidate([], "STOP")]) })).exit
+        )
+        assert.strictEqual(finishOf(plain).finishReason, "stop")
+      })
+  )
+
   it.effect("safety blocks and other finish reasons, whole and streamed", () =>
     Effect.gen(function* () {
       const cases: ReadonlyArray<readonly [string, LlmResponse.FinishReason]> = [

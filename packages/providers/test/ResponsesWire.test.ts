@@ -132,6 +132,74 @@ describe("OpenAI Responses", () => {
     })
   )
 
+  it.effect(
+    "function_call items stream as ToolCallDelta chunks: the item's call_id and name, then its argument pieces",
+    () =>
+      Effect.gen(function* () {
+        const fnCall = (callId: string, name: string, args: string) => ({
+          id: `fc_${callId}`,
+          type: "function_call",
+          status: "in_progress",
+          arguments: args,
+          call_id: callId,
+          name
+        })
+        const added = (outputIndex: number, item: object, n: number) => ({
+          type: "response.output_item.added",
+          sequence_number: n,
+          output_index: outputIndex,
+          item
+        })
+        // a piece of a call's arguments (`delta`), or all of them once complete (`done`, ignored)
+        const argumentsEvent = (kind: "delta" | "done") => (outputIndex: number, value: string, n: number) => ({
+          type: `response.function_call_arguments.${kind}`,
+          sequence_number: n,
+          item_id: `fc_${outputIndex}`,
+          output_index: outputIndex,
+          [kind === "delta" ? "delta" : "arguments"]: value
+        })
+        const args = argumentsEvent("delta")
+        const done = argumentsEvent("done")
+        const output = [
+          message([{ type: "output_text", text: "Let me look.", annotations: [], logprobs: [] }]),
+          { ...fnCall("c0", "weather", '{"city":"Paris"}'), status: "completed" },
+          { ...fnCall("c1", "time", '{"tz":"CET"}'), status: "completed" }
+        ]
+        const body = named([
+          created,
+          added(0, { id: "msg_1", type: "message", status: "in_progress", role: "assistant", content: [] }, 1),
+          { ...delta("Let me look.", 2), output_index: 0 },
+          added(1, fnCall("c0", "weather", ""), 3),
+          args(1, '{"city":', 4),
+          args(1, '"Paris"}', 5),
+          done(1, '{"city":"Paris"}', 6),
+          // the second call's item already holds the start of its arguments
+          added(2, fnCall("c1", "time", '{"tz"'), 7),
+          args(2, "", 8),
+          args(9, "not a call of this stream", 9),
+          args(2, ':"CET"}', 10),
+          done(2, '{"tz":"CET"}', 11),
+          completed({ output })
+        ])
+        const chunks = ok((yield* streamed(responses, { body })).exit)
+        assert.deepStrictEqual(
+          chunks.filter((c) => c._tag !== "Finish"),
+          [
+            { _tag: "TextDelta", text: "Let me look." },
+            { _tag: "ToolCallDelta", index: 0, id: "c0", name: "weather", arguments: "" },
+            { _tag: "ToolCallDelta", index: 0, arguments: '{"city":' },
+            { _tag: "ToolCallDelta", index: 0, arguments: '"Paris"}' },
+            { _tag: "ToolCallDelta", index: 1, id: "c1", name: "time", arguments: '{"tz"' },
+            { _tag: "ToolCallDelta", index: 1, arguments: ':"CET"}' }
+          ]
+        )
+        assert.strictEqual(finishOf(chunks).finishReason, "tool_calls")
+        // a terminal event whose response leaves its output out still finishes a stream that made calls so
+        const bare = named([created, added(0, fnCall("c0", "f", "{}"), 1), completed({ output: undefined })])
+        assert.strictEqual(finishOf(ok((yield* streamed(responses, { body: bare })).exit)).finishReason, "tool_calls")
+      })
+  )
+
   it.effect("streams: refusal deltas, an incomplete terminal, a cut before the terminal, in-stream errors", () =>
     Effect.gen(function* () {
       const refusal = named([

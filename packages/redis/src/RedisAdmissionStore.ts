@@ -41,9 +41,11 @@ export interface Options extends StoreOptions {
   readonly clock?: "server" | "caller" | undefined
 }
 
+// Lua numbers have no infinity that survives `cjson`: ±Infinity crosses as ±1e300 both ways, and anything
+// beyond ±1e299 on the way back is taken for it (a drained budget's `free` is `limit - used - 1e300`).
 const INF = 1e299
-const num = (x: number): string => (x === Infinity ? "1e300" : String(x))
-const fromLua = (x: number): number => (x >= INF ? Infinity : x)
+const num = (x: number): string => (x === Infinity ? "1e300" : x === -Infinity ? "-1e300" : String(x))
+const fromLua = (x: number): number => (x >= INF ? Infinity : x <= -INF ? -Infinity : x)
 const toCost = (a: ReadonlyArray<number>): AdmissionStore.Cost => ({
   requests: fromLua(a[0]),
   tokens: fromLua(a[1]),

@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
@@ -124,5 +126,49 @@ describe("llm-resilience dlq", () => {
     } finally {
       await redis.stop()
     }
+  })
+})
+
+describe("llm-resilience gateway", () => {
+  const gatewayBin = path.resolve(here, "../../gateway/bin/llm-resilience-gateway.ts")
+
+  /**
+   * Runs `file` as the system runs an installed command: its `#!` line's interpreter with the rest of the line
+   * as one argument, then the file and `args` (Node 24 first on the PATH). Resolves with the child's
+   * `process.execArgv`: the Node flags it really got.
+   */
+  const execArgvOf = (file: string, args: ReadonlyArray<string>): Promise<ReadonlyArray<string>> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-cli-flags-"))
+    const reporter = path.join(dir, "reporter.mjs")
+    const out = path.join(dir, "execArgv.json")
+    fs.writeFileSync(
+      reporter,
+      `import * as fs from "node:fs"\nprocess.on("exit", () => fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.execArgv)))\n`
+    )
+    const [interpreter, rest] = /^#!(\S+)\s+(.*)$/.exec(fs.readFileSync(file, "utf8").split("\n", 1)[0])!.slice(1)
+    return new Promise<ReadonlyArray<string>>((resolve, reject) => {
+      const child = spawn(interpreter, [rest, file, ...args], {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: {
+          ...process.env,
+          PATH: `${path.dirname(node)}${path.delimiter}${process.env.PATH ?? ""}`,
+          NODE_OPTIONS: `--conditions=@llm-resilience/source --import=${reporter}`
+        }
+      })
+      let err = ""
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d))
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
+      child.once("exit", (code) => {
+        clearTimeout(timer)
+        if (code !== 0 || !fs.existsSync(out)) reject(new Error(`${file} exited with ${code}\n${err}`))
+        else resolve(JSON.parse(fs.readFileSync(out, "utf8")) as ReadonlyArray<string>)
+      })
+    }).finally(() => fs.rmSync(dir, { recursive: true, force: true }))
+  }
+
+  it("runs Node with the same flags as llm-resilience-gateway, from its #! line", { timeout: 90_000 }, async () => {
+    const own = await execArgvOf(gatewayBin, ["--help"])
+    assert.include(own, "--max-semi-space-size=16")
+    assert.deepStrictEqual(await execArgvOf(bin, ["gateway", "--help"]), own)
   })
 })

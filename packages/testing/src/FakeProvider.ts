@@ -2,7 +2,7 @@
  * A scripted, deterministic `LlmProvider` for tests.
  *
  * A {@link Scenario} says, per model, what each call does: succeed after a latency, stream `N` chunks at an
- * interval, fail with any error of the taxonomy (after a delay), stall forever, stall mid-stream, or
+ * interval (text, then the answer's tool calls, if it makes any), fail with any error of the taxonomy (after a delay), stall forever, stall mid-stream, or
  * truncate a stream. Behaviours can be scripted per call (`script`: the n-th call to a model), per virtual
  * time window (`windows`: an outage from t1 to t2, relative to the fake's creation) and by a real capacity
  * (requests and tokens per minute, sliding 60 s window) that answers 429 when exceeded.
@@ -70,14 +70,37 @@ export interface CallContext {
 export type ErrorSpec = LlmError.ProviderError | ((context: CallContext) => LlmError.ProviderError)
 
 /**
- * How a streamed answer is cut: `chunks` text chunks (default 1), the first after the latency, each next one
- * `interval` (default 0) later. `Finish` arrives with the last chunk.
+ * How a streamed answer is cut: `chunks` text chunks (default 1), then the pieces of its tool calls (see
+ * {@link ToolCall}), the first chunk after the latency, each next one `interval` (default 0) later. `Finish`
+ * arrives with the last chunk.
  *
  * @since 0.1.0
  */
 export interface StreamShape {
   readonly chunks: number
   readonly interval?: Duration.Input | undefined
+}
+
+/**
+ * A tool call the answer makes (its finish reason is then `tool_calls`). A stream delivers each call, after
+ * the text, as two `ToolCallDelta` pieces on the stream's schedule: the first with its `id` (default
+ * `call_<n>`, `n` its position) and `name`, the second with its `arguments` (no second piece when they are
+ * empty). A stream cut part-way (`stallMidStream`, `truncate`) can so end inside a call.
+ *
+ * @example
+ * ```ts
+ * import { FakeProvider } from "@llm-resilience/testing"
+ *
+ * const weather: FakeProvider.ToolCall = { name: "get_weather", arguments: '{"city":"Paris"}' }
+ * const scenario: FakeProvider.Scenario = { default: { text: "", toolCalls: [weather] } }
+ * ```
+ * @since 0.1.0
+ */
+export interface ToolCall {
+  readonly name: string
+  /** The call's arguments: JSON text. */
+  readonly arguments: string
+  readonly id?: string | undefined
 }
 
 /**
@@ -89,6 +112,7 @@ export interface Succeed {
   readonly _tag: "Succeed"
   readonly latency?: Duration.Input | undefined
   readonly text?: string | undefined
+  readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
   readonly outputTokens?: number | undefined
   readonly stream?: StreamShape | undefined
 }
@@ -167,14 +191,16 @@ export interface Window {
 }
 
 /**
- * The script of one model. Defaults: latency 0, text `"Hello from the fake provider."`, output tokens
- * `ceil(text.length / 4)`, one stream chunk, no capacity limit, behaviour {@link succeed}.
+ * The script of one model. Defaults: latency 0, text `"Hello from the fake provider."`, no tool calls,
+ * output tokens a quarter of the characters of the text and the calls' arguments (rounded up), one stream
+ * chunk, no capacity limit, behaviour {@link succeed}.
  *
  * @since 0.1.0
  */
 export interface ModelScript {
   readonly latency?: Duration.Input | undefined
   readonly text?: string | undefined
+  readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
   readonly outputTokens?: number | undefined
   readonly stream?: StreamShape | undefined
   readonly capacity?: Capacity | undefined
@@ -233,7 +259,7 @@ export interface CallRecord {
   readonly inputTokens: number
   /** Output tokens generated: the full count on success, the delivered share of a partial stream, else 0. */
   readonly outputTokens: number
-  /** Text chunks delivered (streams only). */
+  /** Chunks delivered, text and tool-call pieces (streams only). */
   readonly chunks: number
   readonly outcome: Outcome
   readonly request: LlmRequest.LlmRequest
@@ -386,7 +412,8 @@ export const inputTokens: (request: LlmRequest.LlmRequest) => number = estimateI
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * Answer normally, optionally overriding the model's latency, text, output tokens or stream shape.
+ * Answer normally, optionally overriding the model's latency, text, tool calls, output tokens or stream
+ * shape.
  *
  * @example
  * ```ts

@@ -1,5 +1,5 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { LlmError, LlmProvider, type LlmRequest } from "@llm-resilience/core"
+import { LlmError, LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
 import { FakeProvider } from "@llm-resilience/testing"
 import { Clock, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
@@ -17,6 +17,18 @@ const after = <A, E>(ms: number, effect: Effect.Effect<A, E>) =>
     const fiber = yield* Effect.forkChild(effect)
     yield* TestClock.adjust(ms)
     return fiber.pollUnsafe()
+  })
+
+/** The chunks of `stream`, each with the virtual time it arrived at, after a virtual second. */
+const timedChunks = <E>(stream: Stream.Stream<LlmResponse.StreamChunk, E>) =>
+  Effect.gen(function* () {
+    const fiber = yield* stream.pipe(
+      Stream.mapEffect((chunk) => Effect.map(Clock.currentTimeMillis, (t) => [t, chunk] as const)),
+      Stream.runCollect,
+      Effect.forkChild
+    )
+    yield* TestClock.adjust(1_000)
+    return yield* Fiber.join(fiber)
   })
 
 describe("FakeProvider", () => {
@@ -89,13 +101,7 @@ describe("FakeProvider", () => {
   it.effect("streams chunks at exact virtual times and ends with a Finish carrying usage", () =>
     Effect.gen(function* () {
       const provider = yield* llm
-      const fiber = yield* provider.stream(req()).pipe(
-        Stream.mapEffect((chunk) => Effect.map(Clock.currentTimeMillis, (t) => [t, chunk] as const)),
-        Stream.runCollect,
-        Effect.forkChild
-      )
-      yield* TestClock.adjust(1_000)
-      const timed = yield* Fiber.join(fiber)
+      const timed = yield* timedChunks(provider.stream(req()))
       expect(timed.map(([t, c]) => [t, c._tag === "TextDelta" ? c.text : c._tag])).toEqual([
         [200, "abc"],
         [300, "def"],
@@ -437,6 +443,85 @@ describe("FakeProvider", () => {
     }).pipe(Effect.provide(FakeProvider.layer()))
   )
 
+  it.effect("tool calls: streamed after the text as ToolCallDelta pieces on schedule, finish reason tool_calls", () =>
+    Effect.gen(function* () {
+      const provider = yield* llm
+      const timed = yield* timedChunks(provider.stream(req()))
+      expect(timed.map(([t, c]) => [t, c._tag === "Finish" ? c.finishReason : c])).toEqual([
+        [100, { _tag: "TextDelta", text: "Let me" }],
+        [110, { _tag: "TextDelta", text: " look." }],
+        [120, { _tag: "ToolCallDelta", index: 0, id: "w1", name: "weather", arguments: "" }],
+        [130, { _tag: "ToolCallDelta", index: 0, arguments: '{"city":"Paris"}' }],
+        // a call without arguments is one piece; its id defaults to its position
+        [140, { _tag: "ToolCallDelta", index: 1, id: "call_1", name: "now", arguments: "" }],
+        [140, "tool_calls"]
+      ])
+      // output tokens: a quarter of the text and the arguments, rounded up ((12 + 16) / 4)
+      const whole = yield* after(1_000, provider.complete(req()))
+      assert(whole !== undefined && Exit.isSuccess(whole))
+      expect([whole.value.text, whole.value.finishReason, whole.value.usage.outputTokens]).toEqual([
+        "Let me look.",
+        "tool_calls",
+        7
+      ])
+      expect((yield* FakeProvider.calls)[0]).toMatchObject({ chunks: 5, outputTokens: 7, outcome: "success" })
+    }).pipe(
+      Effect.provide(
+        FakeProvider.layer({
+          default: {
+            latency: 100,
+            text: "Let me look.",
+            toolCalls: [
+              { id: "w1", name: "weather", arguments: '{"city":"Paris"}' },
+              { name: "now", arguments: "" }
+            ],
+            stream: { chunks: 2, interval: 10 }
+          }
+        })
+      )
+    )
+  )
+
+  it.effect("a stream cut inside a tool call: truncate counts the calls' pieces as chunks", () =>
+    Effect.gen(function* () {
+      const provider = yield* llm
+      const exit = yield* after(1_000, Effect.exit(Stream.runCollect(provider.stream(req()))))
+      assert(exit !== undefined && Exit.isSuccess(exit) && Exit.isFailure(exit.value))
+      const error = Exit.findError(exit.value)
+      assert(error._tag === "Success" && error.success._tag === "StreamTruncated")
+      expect(error.success.receivedChunks).toBe(2)
+      // a script's answer without calls finishes with stop, one that adds calls with tool_calls
+      const plain = yield* provider.complete(req("plain"))
+      expect([plain.text, plain.finishReason]).toEqual(["", "stop"])
+      const calls = yield* Stream.runCollect(provider.stream(req("plain")))
+      expect(calls.map((c) => (c._tag === "Finish" ? c.finishReason : c._tag))).toEqual([
+        "TextDelta",
+        "ToolCallDelta",
+        "ToolCallDelta",
+        "tool_calls"
+      ])
+    }).pipe(
+      Effect.provide(
+        FakeProvider.layer({
+          models: {
+            m: {
+              text: "Hi",
+              toolCalls: [{ name: "f", arguments: "{}" }],
+              behavior: FakeProvider.truncate(2)
+            },
+            plain: {
+              text: "",
+              script: [
+                FakeProvider.succeed(),
+                FakeProvider.succeed({ text: "x", toolCalls: [{ name: "g", arguments: "{}" }] })
+              ]
+            }
+          }
+        })
+      )
+    )
+  )
+
   it.effect("invalid scenarios fail at construction with the field named", () =>
     Effect.gen(function* () {
       const invalid = (scenario: FakeProvider.Scenario) => Effect.flip(FakeProvider.make(scenario))
@@ -454,6 +539,12 @@ describe("FakeProvider", () => {
       expect(yield* invalid({ default: { script: [FakeProvider.truncate(1.5)] } })).toMatchObject({
         field: "default.script[0].afterChunks"
       })
+      expect(yield* invalid({ default: { toolCalls: [{ name: "", arguments: "{}" }] } })).toMatchObject({
+        field: "default.toolCalls[0].name"
+      })
+      expect(
+        yield* invalid({ models: { m: { script: [FakeProvider.succeed({ toolCalls: [{ name: "f" } as never] })] } } })
+      ).toMatchObject({ field: "models.m.script[0].toolCalls[0].arguments" })
       const layerError = yield* Effect.flip(Effect.provide(llm, FakeProvider.layer({ name: "" })))
       expect(layerError).toMatchObject({ _tag: "InvalidScenario", field: "name" })
     })

@@ -20,6 +20,10 @@
  * running each guarded effect on a forked fiber and interrupting that one (`forkFree` tells which path is
  * in use; a test pins it, so such a change is noticed).
  *
+ * Once its scope closes the timer fires nothing. A guarded effect started after that would have no deadline
+ * at all (a stalled call would hang), so `within` and `withinMs` die at once instead, with a defect naming
+ * the timer's owner: using a released resource is a bug in the caller's wiring, not a condition to handle.
+ * {@link DeadlineTimer.released} is that defect, for callers that guard by other means (`guard`).
  *
  * @internal
  */
@@ -39,6 +43,11 @@ export interface Entry {
 export interface DeadlineTimer {
   /** Milliseconds on the timer's monotonic clock. */
   readonly now: () => number
+  /**
+   * `undefined` while the timer's scope is open; after it closed, the defect that every guarded effect
+   * dies with (see the module doc).
+   */
+  readonly released: Exit.Exit<never> | undefined
   /** Whether guarded effects run on the caller's fiber (else each on a forked one; see the module doc). */
   readonly forkFree: boolean
   /** Whether {@link DeadlineTimer.guard} can guard `fiber` now: it can be resumed and is interruptible. */
@@ -58,6 +67,7 @@ export interface DeadlineTimer {
    * Guards `fiber` itself until the absolute `deadline`: at the deadline the fiber is resumed with an
    * interruption. Only for a caller whose frame is already on the fiber's stack and ends the guard (`end()`
    * says whether the deadline came first). `undefined` when the fiber cannot be resumed from outside.
+   * A closed timer never fires a guard: check {@link DeadlineTimer.released} first.
    */
   readonly guard: (fiber: Fiber.Fiber<unknown, unknown>, deadline: number) => Guard | undefined
   /** Like {@link DeadlineTimer.within}, with the deadline `ms` after the effect starts. */
@@ -165,28 +175,50 @@ function fireGuard(this: Guard): void {
 
 /**
  * A timer bound to the `Clock` and context of the constructing fiber; its timer fibers are interrupted
- * when the scope closes.
+ * when the scope closes. `owner` names the timer's user in the defect of a use after that (see the module
+ * doc).
  *
  * @internal
  */
-export const make: Effect.Effect<DeadlineTimer, never, Scope.Scope> = Effect.withFiber((fiber) => {
-  const timer = makeUnsafe(fiber.getRef(Clock.Clock), fiber.context)
-  return Effect.as(
-    Effect.addFinalizer(() => timer.close),
-    timer
+export const makeFor = (owner: string): Effect.Effect<DeadlineTimer, never, Scope.Scope> =>
+  Effect.withFiber((fiber) => {
+    const timer = makeUnsafe(fiber.getRef(Clock.Clock), fiber.context, owner)
+    return Effect.as(
+      Effect.addFinalizer(() => timer.close),
+      timer
+    )
+  })
+
+/**
+ * {@link makeFor} for a timer without a more specific owner.
+ *
+ * @internal
+ */
+export const make: Effect.Effect<DeadlineTimer, never, Scope.Scope> = makeFor("a deadline timer")
+
+/**
+ * The defect of a timer used after its scope closed.
+ *
+ * @internal
+ */
+export const releasedDefect = (owner: string): Error =>
+  new Error(
+    `${owner} was used after the scope that built it closed (its layer was released): it can no longer ` +
+      `time anything out, so the call is refused rather than left without a deadline. Keep the provider ` +
+      `inside the scope (or ManagedRuntime) that built it.`
   )
-})
 
 /** @internal */
 export const makeUnsafe = (
   clock: Clock.Clock,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  owner = "a deadline timer"
 ): DeadlineTimer & { readonly close: Effect.Effect<void> } => {
   const heap: Array<Entry> = []
   /** Deadlines of armed timer fibers, ascending. */
   const armed: Array<number> = []
   const timerFibers = new Set<Fiber.Fiber<void>>()
-  let closed = false
+  let released: Exit.Exit<never> | undefined
   const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
   const fork = Effect.runForkWith(context)
 
@@ -222,7 +254,7 @@ export const makeUnsafe = (
   }
 
   const arm = (at: number) => {
-    if (closed) return
+    if (released !== undefined) return
     let i = armed.length
     while (i > 0 && armed[i - 1] > at) i--
     armed.splice(i, 0, at)
@@ -341,18 +373,30 @@ export const makeUnsafe = (
     self: Effect.Effect<A, E, R>,
     deadline: number,
     onTimeout: () => E2
-  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => race(parent, self, deadline, onTimeout))
+  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => released ?? race(parent, self, deadline, onTimeout))
 
   const withinMs = <A, E, R, E2>(
     self: Effect.Effect<A, E, R>,
     ms: number,
     onTimeout: () => E2
-  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => race(parent, self, now() + ms, onTimeout))
+  ): Effect.Effect<A, E | E2, R> => Effect.withFiber((parent) => released ?? race(parent, self, now() + ms, onTimeout))
 
   const close = Effect.suspend(() => {
-    closed = true
+    released = Exit.die(releasedDefect(owner))
     heap.length = 0
     return Fiber.interruptAll(timerFibers)
   })
-  return { now, forkFree: isResumable(Effect.runFork(Effect.void)), schedule, canGuard, guard, within, withinMs, close }
+  return {
+    now,
+    get released() {
+      return released
+    },
+    forkFree: isResumable(Effect.runFork(Effect.void)),
+    schedule,
+    canGuard,
+    guard,
+    within,
+    withinMs,
+    close
+  }
 }

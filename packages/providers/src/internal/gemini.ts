@@ -1,10 +1,13 @@
 /**
  * The Google Gemini wire format (`models/{model}:generateContent`, `:streamGenerateContent?alt=sse`):
  * request encoding, `GenerateContentResponse` decoding, and the event decoder for SSE streams, each event
- * a whole `GenerateContentResponse` with a text delta.
+ * a whole `GenerateContentResponse` with a text delta and tool calls.
  *
  * - The answer is the text parts of the first candidate (thought parts left out).
- * - `finishReason`: `STOP` -> `stop` (`tool_calls` when a part is a `functionCall`), `MAX_TOKENS` ->
+ * - A `functionCall` part is a whole tool call (the Gemini API does not stream a call's arguments): in a
+ *   stream it is one `ToolCallDelta` with its `id` (when the model gave one), `name` and `args` as JSON text,
+ *   in the order of the parts, calls numbered in the order they come.
+ * - `finishReason`: `STOP` -> `stop` (`tool_calls` once a part was a `functionCall`), `MAX_TOKENS` ->
  *   `length`; the safety family (`SAFETY`, `RECITATION`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`,
  *   `IMAGE_SAFETY` ...) -> `content_filter`; anything else -> `unknown`. A blocked prompt (no candidates,
  *   `promptFeedback.blockReason`) is an empty answer with `content_filter`.
@@ -75,18 +78,38 @@ const candidateOf = (json: Record<string, unknown>): Record<string, unknown> | u
   return undefined
 }
 
-const partsOf = (candidate: Record<string, unknown>) => {
+/** The parts of a candidate's content. */
+const partsOf = (candidate: Record<string, unknown>): ReadonlyArray<unknown> => {
+  const content = candidate.content
+  return isObject(content) && Array.isArray(content.parts) ? content.parts : []
+}
+
+/** The answer's text, and whether it makes a tool call. */
+const answerOf = (candidate: Record<string, unknown>) => {
   let text = ""
   let toolCall = false
-  const content = candidate.content
-  if (isObject(content) && Array.isArray(content.parts)) {
-    for (const part of content.parts) {
-      if (!isObject(part)) continue
-      if (part.functionCall !== undefined) toolCall = true
-      if (typeof part.text === "string" && part.thought !== true) text += part.text
-    }
+  for (const part of partsOf(candidate)) {
+    if (!isObject(part)) continue
+    if (part.functionCall !== undefined) toolCall = true
+    if (typeof part.text === "string" && part.thought !== true) text += part.text
   }
   return { text, toolCall }
+}
+
+/** A non-empty string, or `undefined`. */
+const nonEmpty = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
+
+/** A `functionCall` as the one piece of its tool call. */
+const toolCallOf = (call: Record<string, unknown>, index: number): LlmResponse.StreamChunk => {
+  const id = nonEmpty(call.id)
+  const name = nonEmpty(call.name)
+  return {
+    _tag: "ToolCallDelta",
+    index,
+    ...(id === undefined ? {} : { id }),
+    ...(name === undefined ? {} : { name }),
+    arguments: JSON.stringify(isObject(call.args) ? call.args : {})
+  }
 }
 
 const blocked = (json: Record<string, unknown>): boolean =>
@@ -109,7 +132,7 @@ const decodeBody = (json: unknown): DecodedBody | Problem => {
       ? { text: "", finishReason: "content_filter", usage, model: modelOf(json) }
       : { _tag: "Malformed", detail: "response has no candidates" }
   }
-  const { text, toolCall } = partsOf(candidate)
+  const { text, toolCall } = answerOf(candidate)
   return {
     text,
     finishReason: finishReason(candidate.finishReason, toolCall) ?? "unknown",
@@ -125,9 +148,19 @@ const decodeEvent: Codec["decodeEvent"] = (_name, data, state, out) => {
   if (blocked(data)) state.finishReason = "content_filter"
   const candidate = candidateOf(data)
   if (candidate === undefined) return undefined
-  const { text, toolCall } = partsOf(candidate)
+  // the text parts of one event are one delta; a tool call ends it, to keep the parts' order
+  let text = ""
+  for (const part of partsOf(candidate)) {
+    if (!isObject(part)) continue
+    if (isObject(part.functionCall)) {
+      if (text.length > 0) out.push({ _tag: "TextDelta", text })
+      text = ""
+      out.push(toolCallOf(part.functionCall, state.calls.push(state.calls.length) - 1))
+    } else if (typeof part.text === "string" && part.thought !== true) text += part.text
+  }
   if (text.length > 0) out.push({ _tag: "TextDelta", text })
-  state.finishReason = finishReason(candidate.finishReason, toolCall) ?? state.finishReason
+  // the finish may come on a later event than the calls
+  state.finishReason = finishReason(candidate.finishReason, state.calls.length > 0) ?? state.finishReason
   return undefined
 }
 

@@ -7,6 +7,10 @@
  * - `status: incomplete` finishes by `incomplete_details.reason` (`max_output_tokens` -> `length`,
  *   `content_filter` -> `content_filter`); `completed` is `stop`, or `tool_calls` with a `function_call`
  *   item; `failed` is an error report of `response.error`.
+ * - Tool calls stream as `function_call` items: `response.output_item.added` starts one (its first
+ *   `ToolCallDelta`, with the item's `call_id`, which a tool's result answers, and `name`), then
+ *   `response.function_call_arguments.delta` events carry its `arguments` in pieces, matched by
+ *   `output_index`; calls are numbered in the order they start.
  * - Streams are complete only at a terminal event (`response.completed`, `response.incomplete`), which
  *   carries the whole response and so the usage; `response.failed` and `error` events are error reports.
  *   There is no `[DONE]` marker; one after the terminal event is ignored.
@@ -103,8 +107,27 @@ const terminal = (data: Record<string, unknown>, state: StreamState): Problem | 
   state.model = modelOf(response) ?? state.model
   state.usage = usageOf(response.usage)
   if (output !== undefined && output.refusal.length > 0) state.refused = true
-  state.finishReason = finishOf(response, output?.toolCall ?? false)
+  state.finishReason = finishOf(response, (output?.toolCall ?? false) || state.calls.length > 0)
   return "end"
+}
+
+/** A non-empty string, or `undefined`. */
+const nonEmpty = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
+
+/** The first piece of a tool call: a `function_call` item was added to the output. */
+const callStarted = (data: Record<string, unknown>, state: StreamState, out: Array<LlmResponse.StreamChunk>) => {
+  const item = data.item
+  if (!isObject(item) || item.type !== "function_call") return
+  const index = state.calls.push(typeof data.output_index === "number" ? data.output_index : -1) - 1
+  const id = nonEmpty(item.call_id) ?? nonEmpty(item.id)
+  const name = nonEmpty(item.name)
+  out.push({
+    _tag: "ToolCallDelta",
+    index,
+    ...(id === undefined ? {} : { id }),
+    ...(name === undefined ? {} : { name }),
+    arguments: typeof item.arguments === "string" ? item.arguments : ""
+  })
 }
 
 const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
@@ -115,6 +138,17 @@ const decodeEvent: Codec["decodeEvent"] = (name, data, state, out) => {
       if (typeof data.delta === "string" && data.delta.length > 0) {
         if (type === "response.refusal.delta") state.refused = true
         out.push({ _tag: "TextDelta", text: data.delta })
+      }
+      return undefined
+    }
+    case "response.output_item.added": {
+      callStarted(data, state, out)
+      return undefined
+    }
+    case "response.function_call_arguments.delta": {
+      const index = state.calls.indexOf(typeof data.output_index === "number" ? data.output_index : -1)
+      if (index !== -1 && typeof data.delta === "string" && data.delta.length > 0) {
+        out.push({ _tag: "ToolCallDelta", index, arguments: data.delta })
       }
       return undefined
     }

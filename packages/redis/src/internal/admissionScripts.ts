@@ -9,7 +9,8 @@
  * the write, or one window past the latest debit, so an idle key disappears.
  *
  * Time is Redis' own (`TIME`) unless the caller passes `nowMs` (caller-clock mode). Every answer carries the
- * `now` it used, so the caller converts times back into its own clock. Infinity crosses as `1e300`.
+ * `now` it used, so the caller converts times back into its own clock. Infinity crosses as `1e300` (and `-Infinity`,
+ * a drained budget's `free` or `slack`, comes back as about `-1e300`: the caller maps both).
  *
  * @internal
  */

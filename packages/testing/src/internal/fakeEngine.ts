@@ -19,6 +19,7 @@ import type {
   Outcome,
   Scenario,
   StreamShape,
+  ToolCall,
   Window
 } from "../FakeProvider.ts"
 
@@ -52,7 +53,10 @@ interface CompiledBehavior {
 interface Shape {
   readonly latencyMs: number
   readonly text: string
+  /** The pieces of the answer's tool calls, streamed after the `chunks` text chunks. */
+  readonly toolPieces: ReadonlyArray<StreamChunk>
   readonly outputTokens: number
+  /** Text chunks. */
   readonly chunks: number
   readonly intervalMs: number
 }
@@ -91,26 +95,56 @@ const count = (n: number | undefined, field: string, min: number): number | unde
   return n
 }
 
-/** Estimated output tokens of a text: characters / 4, rounded up. */
-const textTokens = (text: string): number => Math.ceil(text.length / 4)
+/** The stream pieces of `calls` (see `ToolCall`); throws a {@link ScenarioIssue} for an invalid call. */
+const compileToolCalls = (calls: ReadonlyArray<ToolCall>, path: string): Array<StreamChunk> => {
+  if (!Array.isArray(calls)) throw new ScenarioIssue(path, "must be an array of tool calls")
+  const pieces: Array<StreamChunk> = []
+  calls.forEach((call: ToolCall, index) => {
+    const at = `${path}[${index}]`
+    if (call === null || typeof call !== "object") throw new ScenarioIssue(at, "is not a tool call")
+    if (typeof call.name !== "string" || call.name.length === 0) {
+      throw new ScenarioIssue(`${at}.name`, "must be a non-empty string")
+    }
+    if (typeof call.arguments !== "string") throw new ScenarioIssue(`${at}.arguments`, "must be a string")
+    if (call.id !== undefined && (typeof call.id !== "string" || call.id.length === 0)) {
+      throw new ScenarioIssue(`${at}.id`, "must be a non-empty string")
+    }
+    pieces.push({ _tag: "ToolCallDelta", index, id: call.id ?? `call_${index}`, name: call.name, arguments: "" })
+    if (call.arguments.length > 0) pieces.push({ _tag: "ToolCallDelta", index, arguments: call.arguments })
+  })
+  return pieces
+}
+
+/** The characters of the calls' arguments (their share of the default output tokens). */
+const argumentsLength = (pieces: ReadonlyArray<StreamChunk>): number => {
+  let n = 0
+  for (const p of pieces) if (p._tag === "ToolCallDelta") n += p.arguments.length
+  return n
+}
 
 const compileShape = (
   base: Shape | undefined,
   o: {
     readonly latency?: Duration.Input | undefined
     readonly text?: string | undefined
+    readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
     readonly outputTokens?: number | undefined
     readonly stream?: StreamShape | undefined
   },
   path: string
 ): Shape => {
   const text = o.text ?? base?.text ?? defaultText
+  const toolPieces =
+    o.toolCalls !== undefined ? compileToolCalls(o.toolCalls, `${path}.toolCalls`) : (base?.toolPieces ?? [])
+  // a quarter of the characters, rounded up
+  const estimate = () => Math.ceil((text.length + argumentsLength(toolPieces)) / 4)
   const outputTokens =
     count(o.outputTokens, `${path}.outputTokens`, 0) ??
-    (o.text !== undefined ? textTokens(text) : (base?.outputTokens ?? textTokens(text)))
+    (o.text !== undefined || o.toolCalls !== undefined ? estimate() : (base?.outputTokens ?? estimate()))
   return {
     latencyMs: toMillis(o.latency, `${path}.latency`, base?.latencyMs ?? 0),
     text,
+    toolPieces,
     outputTokens,
     chunks: o.stream !== undefined ? (count(o.stream.chunks, `${path}.stream.chunks`, 0) ?? 1) : (base?.chunks ?? 1),
     intervalMs:
@@ -139,7 +173,10 @@ const compileBehavior = (b: Behavior, base: Shape, path: string): CompiledBehavi
       return {
         _tag: b._tag,
         afterMs: 0,
-        afterChunks: Math.min(count(b.afterChunks, `${path}.afterChunks`, 0) ?? 0, base.chunks),
+        afterChunks: Math.min(
+          count(b.afterChunks, `${path}.afterChunks`, 0) ?? 0,
+          base.chunks + base.toolPieces.length
+        ),
         shape: base
       }
     default:
@@ -251,7 +288,7 @@ interface Plan {
   readonly context: CallContext
   readonly inputTokens: number
   readonly outputTokens: number
-  readonly finishReason: "stop" | "length"
+  readonly finishReason: "stop" | "length" | "tool_calls"
   readonly rateLimit: RateLimitSnapshot | undefined
   /** Set when the capacity model rejected the call. */
   readonly rejected: LlmError.RateLimited | undefined
@@ -260,7 +297,10 @@ interface Plan {
 const cappedOutput = (shape: Shape, request: LlmRequest.LlmRequest) =>
   request.maxOutputTokens !== undefined && request.maxOutputTokens < shape.outputTokens
     ? { outputTokens: request.maxOutputTokens, finishReason: "length" as const }
-    : { outputTokens: shape.outputTokens, finishReason: "stop" as const }
+    : {
+        outputTokens: shape.outputTokens,
+        finishReason: shape.toolPieces.length > 0 ? ("tool_calls" as const) : ("stop" as const)
+      }
 
 const chunkText = (text: string, i: number, n: number): string =>
   text.slice(Math.floor((i * text.length) / n), Math.floor(((i + 1) * text.length) / n))
@@ -547,7 +587,8 @@ export const makeFake = (compiled: Compiled, createdAt: number): Fake => {
     const plan = started.plan
     if (plan.rejected !== undefined) return failNow(plan.rejected)
     const b = plan.behavior
-    const { chunks: total, intervalMs, latencyMs, text } = plan.shape
+    const { chunks: textChunks, intervalMs, latencyMs, text, toolPieces } = plan.shape
+    const total = textChunks + toolPieces.length
     switch (b._tag) {
       case "Fail":
         return Effect.andThen(
@@ -566,7 +607,10 @@ export const makeFake = (compiled: Compiled, createdAt: number): Fake => {
       const delay = i === 0 ? latencyMs : intervalMs
       if (i < emit) {
         const index = i++
-        const delta: StreamChunk = { _tag: "TextDelta", text: chunkText(text, index, total) }
+        const delta: StreamChunk =
+          index < textChunks
+            ? { _tag: "TextDelta", text: chunkText(text, index, textChunks) }
+            : toolPieces[index - textChunks]!
         return Effect.as(sleep(delay), 0).pipe(
           Effect.map(() => {
             record.chunks = index + 1
