@@ -29,6 +29,10 @@ import { build } from "rolldown"
  * ```
  */
 export const bundleBin = async (input: string, file: string): Promise<string> => {
+  // what an earlier build left beside it (declarations, a map of another program) would be published with it
+  const [dir, stem] = [path.dirname(file), `${path.basename(file, path.extname(file))}.`]
+  if (fs.existsSync(dir))
+    for (const old of fs.readdirSync(dir)) if (old.startsWith(stem)) fs.rmSync(path.join(dir, old), { force: true })
   await build({
     input,
     platform: "node",
