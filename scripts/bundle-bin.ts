@@ -1,12 +1,13 @@
 /**
- * Bundles a command line (a `bin/*.ts` entry) into one ESM program with rolldown: the gateway's published
+ * Bundles a command line (a `bin/*.ts` entry) into an ESM program with rolldown: the gateway's published
  * `llm-resilience-gateway` (its `prepack` runs `node ../../scripts/bundle-bin.ts bin/llm-resilience-gateway.ts
  * dist/bin/llm-resilience-gateway.js`), and the programs the tests and the benchmarks start, so that they
  * measure what users run.
  *
  * - the sources are bundled (the `@llm-resilience/source` condition), with every dependency: a command carries
- *   its own copy of `effect` and the rest, and starts as one file instead of hundreds of modules;
- * - one file: a dynamic `import()` stays lazy (its module is evaluated when first imported);
+ *   its own copy of `effect` and the rest, and starts as a few files instead of hundreds of modules;
+ * - a dynamic `import()` stays lazy: what only it reaches (the Redis client, the YAML parser) is a chunk of its
+ *   own beside the program (`<name>-<chunk>-<hash>.<ext>`), read when first imported;
  * - the entry's `#!` line, and the Node flags it gives, are kept;
  * - the output is ASCII-only (comments other than licences dropped, a non-ASCII character in a licence
  *   comment written as `\u{...}`): V8 keeps a source with one non-ASCII character as a two-byte string, twice
@@ -20,7 +21,7 @@ import { fileURLToPath } from "node:url"
 import { build } from "rolldown"
 
 /**
- * Bundles the program `input` into `file`; resolves with `file`.
+ * Bundles the program `input` into `file` (its chunks beside it); resolves with `file`.
  *
  * @example
  * ```ts
@@ -29,27 +30,34 @@ import { build } from "rolldown"
  * ```
  */
 export const bundleBin = async (input: string, file: string): Promise<string> => {
-  // what an earlier build left beside it (declarations, a map of another program) would be published with it
-  const [dir, stem] = [path.dirname(file), `${path.basename(file, path.extname(file))}.`]
+  const [dir, ext] = [path.dirname(file), path.extname(file)]
+  const stem = path.basename(file, ext)
+  // what an earlier build left (chunks of other hashes, declarations, maps) would be published beside it
   if (fs.existsSync(dir))
-    for (const old of fs.readdirSync(dir)) if (old.startsWith(stem)) fs.rmSync(path.join(dir, old), { force: true })
-  await build({
+    for (const old of fs.readdirSync(dir))
+      if (old.startsWith(`${stem}.`) || old.startsWith(`${stem}-`)) fs.rmSync(path.join(dir, old), { force: true })
+  const { output } = await build({
     input,
     platform: "node",
     resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
     output: {
-      file,
+      dir,
       format: "esm",
-      // one file: in rolldown 1.2 a CommonJS module (undici) reached by a dynamic import loses its named
-      // exports when it becomes a chunk of its own. Lazily loaded parts (the Redis client, the YAML parser)
-      // are still evaluated only when first imported.
-      codeSplitting: false,
+      entryFileNames: `${stem}${ext}`,
+      chunkFileNames: `${stem}-[name]-[hash]${ext}`,
+      codeSplitting: {
+        // undici (CommonJS) in one chunk with the platform's module that re-exports it: apart, the re-export
+        // lost undici's named exports (rolldown 1.2), and the gateway failed at start
+        groups: [
+          { name: "undici", test: /[\\/]node_modules[\\/](undici|@effect[\\/]platform-node[\\/]dist[\\/]Undici\.js)/ }
+        ]
+      },
       charset: "ascii",
       comments: { legal: true, annotation: false, jsdoc: false }
     },
     logLevel: "silent"
   })
-  asciiOnly(file)
+  for (const chunk of output) asciiOnly(path.join(dir, chunk.fileName))
   return file
 }
 

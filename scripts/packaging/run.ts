@@ -154,20 +154,25 @@ const serves = (app: string): Promise<void> => {
   })
 }
 
-/** The installed gateway command is one ASCII-only program that imports only Node's own modules. */
+/**
+ * The installed gateway command is a bundle: ASCII-only files whose static imports are Node's own modules and
+ * their own chunks (`llm-resilience-gateway-*.js` beside it), nothing installed.
+ */
 const bundled = (app: string): void => {
-  const step = "llm-resilience-gateway is one bundled program"
-  const code = fs.readFileSync(
-    fs.realpathSync(path.join(app, "node_modules", ".bin", "llm-resilience-gateway")),
-    "utf8"
-  )
-  const imported = [...code.matchAll(/^import .* from "([^"]+)"/gm)]
-    .map((m) => m[1])
-    .filter((s) => !s.startsWith("node:"))
-  expect(step, imported.length === 0, `it imports ${imported.join(", ")}`)
-  // eslint-disable-next-line no-control-regex
-  const nonAscii = /[^\x00-\x7f]/u.exec(code)
-  expect(step, nonAscii === null, `it holds a non-ASCII character at ${nonAscii?.index}`)
+  const step = "llm-resilience-gateway is a bundle"
+  const program = fs.realpathSync(path.join(app, "node_modules", ".bin", "llm-resilience-gateway"))
+  const dir = path.dirname(program)
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(program, ".js")) && f.endsWith(".js"))
+  expect(step, files.length > 1, `${dir} holds ${files.join(", ")}`)
+  for (const file of files) {
+    const code = fs.readFileSync(path.join(dir, file), "utf8")
+    const imported = new Set([...code.matchAll(/^import (?:.* from )?"([^"]+)"/gm)].map((m) => m[1]))
+    const foreign = [...imported].filter((s) => !s.startsWith("node:") && !files.includes(s.replace(/^\.\//, "")))
+    expect(step, foreign.length === 0, `${file} imports ${foreign.join(", ")}`)
+    // eslint-disable-next-line no-control-regex
+    const nonAscii = /[^\x00-\x7f]/u.exec(code)
+    expect(step, nonAscii === null, `${file} holds a non-ASCII character at ${nonAscii?.index}`)
+  }
 }
 
 const strictConfig = {
