@@ -6,23 +6,14 @@
 import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { build } from "rolldown"
+import { bundleBin } from "../../../scripts/bundle-bin.ts"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const node = path.join(root, "node_modules", ".bin", "node")
 
-/** Bundles `input` into `dir`/`name`.mjs and returns its path. */
-export const bundle = async (input: string, dir: string, name: string): Promise<string> => {
-  const file = path.join(dir, `${name}.mjs`)
-  await build({
-    input,
-    platform: "node",
-    resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
-    output: { file, format: "esm", codeSplitting: false },
-    logLevel: "silent"
-  })
-  return file
-}
+/** Bundles `input` into `dir`/`name`.mjs, as commands are published; its path. */
+export const bundle = (input: string, dir: string, name: string): Promise<string> =>
+  bundleBin(input, path.join(dir, `${name}.mjs`))
 
 export interface Worker {
   /** Tells the worker to begin. */

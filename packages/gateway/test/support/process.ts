@@ -1,4 +1,7 @@
-/** The gateway's (and the chaos server's) command line as a child process, bundled to one file so that it starts fast. */
+/**
+ * The gateway's (and the chaos server's) command line as a child process, bundled as it is published
+ * (`scripts/bundle-bin.ts`): the tests and the benchmarks run the program users run.
+ */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,9 +17,12 @@ const cli = path.resolve(here, "../../bin/llm-resilience-gateway.ts")
 /** Bundles `bin/llm-resilience-gateway.ts` into `dir`; the file's path. */
 export const bundleCli = (dir: string): Promise<string> => bundle(cli, dir, "gateway")
 
-/** The Node flags of the command line's `#!/usr/bin/env -S node <flags>` line, which the bundle drops. */
-const cliNodeFlags = (): ReadonlyArray<string> =>
-  /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(cli, "utf8").split("\n", 1)[0])?.[1].trim().split(/\s+/) ?? []
+/** The Node flags of a program's `#!/usr/bin/env -S node <flags>` line (the bundle keeps the entry's). */
+const nodeFlags = (program: string): ReadonlyArray<string> =>
+  /^#!\/usr\/bin\/env -S node(.*)$/m
+    .exec(fs.readFileSync(program, "utf8").split("\n", 1)[0])?.[1]
+    .trim()
+    .split(/\s+/) ?? []
 
 /** Bundles the chaos server's command line into `dir`; the file's path. */
 export const bundleChaos = (dir: string): Promise<string> =>
@@ -49,7 +55,7 @@ export const startCli = (
 ): Promise<GatewayProcess> => {
   const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
   fs.writeFileSync(file, JSON.stringify(config))
-  return startProcess(program, ["--config", file], env, cliNodeFlags())
+  return startProcess(program, ["--config", file], env, nodeFlags(program))
 }
 
 /** Starts a bundled server program (with Node flags); resolves once it prints `listening on <url>` (30 s at most). */
