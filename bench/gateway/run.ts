@@ -3,9 +3,11 @@
  * (`npx node bench/gateway/run.ts`): at 1,000 and 2,000 requests/s (not streamed, open loop) and with 200
  * concurrent streams, the added latency (p50 / p99 of the gateway minus those of the direct calls), the
  * gateway's CPU time per request (also in a closed loop of 20 clients, beside the chaos server's), its
- * resident memory, the errors, and the machine's load average during each phase. The chaos server and the
- * gateway run as child processes (bundled, as `llm-resilience-gateway` would run them); the load comes from
- * this process (`load.ts`), whose own CPU time per request every phase reports, beside the chaos server's.
+ * resident memory, the errors, and the machine's load average during each phase. The phases run from the
+ * lightest load to the heaviest (open loops, then the closed loop, then the streams), so the memory read after
+ * each is that of a gateway that has seen no heavier load. The chaos server and the gateway run as child
+ * processes (bundled, as `llm-resilience-gateway` runs); the load comes from this process (`load.ts`), whose
+ * own CPU time per request every phase reports, beside the chaos server's.
  * Before each phase one request checks that the answer reads as expected (a complete JSON body, or an SSE
  * stream whose last data event is `data: [DONE]`), and at the start a wrong key checks the gateway's 401.
  *
@@ -25,7 +27,11 @@ import { type Latency, openLoop, type Phase, processStats, streams } from "./loa
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({ options: { seconds: { type: "string" }, rates: { type: "string" } } })
 const seconds = Number(values.seconds ?? 10)
-const rates = (values.rates ?? "1000,2000").split(",").map(Number)
+// lightest first: see the warm-up
+const rates = (values.rates ?? "1000,2000")
+  .split(",")
+  .map(Number)
+  .sort((a, b) => a - b)
 const warmupSeconds = 2
 
 const key = "gw-bench-key"
@@ -105,9 +111,11 @@ try {
     )
   }
   // JIT warm-up of both servers (not measured): a fresh process spends its first thousands of requests
-  // interpreting and compiling
+  // interpreting and compiling. At the lowest rate measured, not flat out: V8 keeps the heap it grew for the
+  // highest load a process has seen, so the resident memory read after each phase is that of a gateway that
+  // has served no more than that phase's load (phases run from the lightest to the heaviest)
   for (const url of [direct, viaGateway])
-    await streams(target(url, false), { concurrency: 20, seconds: warmupSeconds * 3 })
+    await openLoop(target(url, false), { rate: Math.min(...rates), seconds: warmupSeconds * 3, warmupSeconds: 0 })
 
   /** Runs a phase after checking one answer: the gateway's and the chaos server's CPU per request sent. */
   const measured = async <P extends Phase>(to: Target, run: (to: Target) => Promise<P>, sent: (phase: P) => number) => {
@@ -127,25 +135,6 @@ try {
     }
   }
 
-  // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
-  // chaos server's CPU for the same requests beside it
-  const closed = await measured(
-    target(viaGateway, false),
-    (to) => streams(to, { concurrency: 20, seconds }),
-    (phase) => phase.requests
-  )
-  const closedLoop = {
-    clients: 20,
-    requests: closed.phase.requests,
-    errors: closed.phase.errors,
-    rate: closed.phase.achievedRate,
-    gatewayCpuPerRequestUs: closed.gatewayCpuPerRequestUs,
-    chaosCpuPerRequestUs: closed.chaosCpuPerRequestUs,
-    generatorCpuPerRequestUs: closed.phase.generatorCpuPerRequestUs
-  }
-  console.error(
-    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
-  )
   const round = (ms: number) => Math.round(ms * 1000) / 1000
   const added = <P extends Phase>(g: P, d: P, latency: (phase: P) => Latency = (phase) => phase.latencyMs) => ({
     p50: round(latency(g).p50 - latency(d).p50),
@@ -179,6 +168,25 @@ try {
       `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms; schedule lag p99 ${d.phase.scheduleLagMs.p99} / ${g.phase.scheduleLagMs.p99} ms; load generator ${d.phase.generatorCpuPerRequestUs} / ${g.phase.generatorCpuPerRequestUs} µs of CPU per request (direct / gateway)`
     )
   }
+  // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
+  // chaos server's CPU for the same requests beside it (after the open loops: it runs the gateway flat out)
+  const closed = await measured(
+    target(viaGateway, false),
+    (to) => streams(to, { concurrency: 20, seconds }),
+    (phase) => phase.requests
+  )
+  const closedLoop = {
+    clients: 20,
+    requests: closed.phase.requests,
+    errors: closed.phase.errors,
+    rate: closed.phase.achievedRate,
+    gatewayCpuPerRequestUs: closed.gatewayCpuPerRequestUs,
+    chaosCpuPerRequestUs: closed.chaosCpuPerRequestUs,
+    generatorCpuPerRequestUs: closed.phase.generatorCpuPerRequestUs
+  }
+  console.error(
+    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
+  )
   const streamPhase = (url: string) =>
     measured(
       target(url, true),
