@@ -201,7 +201,9 @@ export const make = Effect.fnUntraced(function* (
                 )
               )
             ),
-    nextId: requestIds()
+    nextId: requestIds(),
+    // the largest request the providers accept (Anthropic's Messages API: 32 MB)
+    maxBodyBytes: config.server?.maxBodyBytes ?? 32 * 1024 * 1024
   } satisfies Context & { readonly config: GatewayConfig.GatewayConfig }
 })
 

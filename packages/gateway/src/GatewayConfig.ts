@@ -64,14 +64,17 @@ export const KeyConfig = Schema.Struct({
 })
 
 /**
- * Where the gateway listens and how long it lets in-flight requests finish on shutdown.
+ * Where the gateway listens, how long it lets in-flight requests finish on shutdown, and the largest request
+ * body it reads (`maxBodyBytes`, default 32 MiB, the largest request the providers accept; a larger one gets
+ * a 413 in the wire's error shape and is not read).
  *
  * @since 0.1.0
  */
 export const ServerConfig = Schema.Struct({
   host: Schema.optional(Schema.String),
   port: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))),
-  shutdownGraceMs: Schema.optional(NonNegativeInt)
+  shutdownGraceMs: Schema.optional(NonNegativeInt),
+  maxBodyBytes: Schema.optional(PositiveInt)
 })
 
 const policies = Resilience.Config.fields

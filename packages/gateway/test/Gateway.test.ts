@@ -134,6 +134,56 @@ describe("Gateway with the official clients", () => {
     })
   )
 
+  it.live("a body over server.maxBodyBytes is a 413 in the wire's shape, by content-length or as it arrives", () =>
+    Effect.gen(function* () {
+      const { url } = yield* startGateway((chaos) => {
+        const config = baseConfig(chaos)
+        return { ...config, server: { ...config.server, maxBodyBytes: 4_096 } }
+      })
+      const big = [{ role: "user" as const, content: "x".repeat(5_000) }]
+      const openAiError = yield* Effect.promise(() =>
+        openAiClient(url)
+          .chat.completions.create({ model: "gpt-small", messages: big })
+          .then(
+            () => undefined,
+            (e: unknown) => e
+          )
+      )
+      assert.instanceOf(openAiError, OpenAI.APIError)
+      assert.strictEqual((openAiError as InstanceType<typeof OpenAI.APIError>).status, 413)
+      assert.match((openAiError as InstanceType<typeof OpenAI.APIError>).message, /larger than 4096 bytes/)
+      const anthropicError = yield* Effect.promise(() =>
+        anthropicClient(url)
+          .messages.create({ model: "gpt-small", max_tokens: 10, messages: big })
+          .then(
+            () => undefined,
+            (e: unknown) => e
+          )
+      )
+      assert.instanceOf(anthropicError, Anthropic.APIError)
+      assert.strictEqual((anthropicError as InstanceType<typeof Anthropic.APIError>).status, 413)
+      assert.strictEqual(
+        ((anthropicError as InstanceType<typeof Anthropic.APIError>).error as { error: { type: string } }).error.type,
+        "request_too_large"
+      )
+      // no content-length (chunked): the limit is counted as the body arrives
+      const chunked = yield* Effect.promise(() =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${clientKey}` },
+          body: new Blob([JSON.stringify({ model: "gpt-small", messages: big })]).stream(),
+          duplex: "half"
+        } as RequestInit).then((r) => r.status)
+      )
+      assert.strictEqual(chunked, 413)
+      // a body within the limit is served
+      const small = yield* Effect.promise(() =>
+        openAiClient(url).chat.completions.create({ model: "gpt-small", messages: user })
+      )
+      assert.strictEqual(small.choices[0].message.content, text)
+    })
+  )
+
   it.live("an overloaded Anthropic answer is a 529 overloaded_error", () =>
     Effect.gen(function* () {
       const { url } = yield* startGateway((chaos) => baseConfig(chaos, "overloaded"))

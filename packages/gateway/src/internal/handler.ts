@@ -39,6 +39,8 @@ export interface Context {
   /** Counts a request against its tenant's limit; a failure when the limit is reached. */
   readonly admitTenant: (caller: Caller) => Effect.Effect<Failure | undefined>
   readonly nextId: () => string
+  /** The largest request body read; a larger one is answered 413 without being read. */
+  readonly maxBodyBytes: number
   /** Whether the gateway is shutting down (new requests are refused). */
   readonly draining?: () => boolean
 }
@@ -85,16 +87,32 @@ const json = (body: unknown, status: number, headers: Record<string, string>) =>
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
+/** A body over the gateway's `maxBodyBytes`: not read (what was read is dropped). */
+const tooLarge: unique symbol = Symbol("tooLarge")
+
 /**
  * The request's body, parsed as JSON (`null` when empty, as `HttpServerRequest.json` reads it); `undefined`
- * when it is not JSON or the client went away while sending it. Read from Node's request itself: the
- * platform's `json` goes through a cached `arrayBuffer` effect run on a fiber of its own and `finished()`,
- * which allocated more than the rest of the handler.
+ * when it is not JSON or the client went away while sending it; `tooLarge` once it passes `maxBytes` (by its
+ * `content-length`, or as it arrives), after which the rest is discarded unread. Read from Node's request
+ * itself: the platform's `json` goes through a cached `arrayBuffer` effect run on a fiber of its own and
+ * `finished()`, which allocated more than the rest of the handler.
  */
-const readJson = (message: IncomingMessage): Effect.Effect<unknown> =>
+const readJson = (message: IncomingMessage, maxBytes: number): Effect.Effect<unknown> =>
   Effect.callback<unknown>((resume) => {
+    if (Number(message.headers["content-length"] ?? 0) > maxBytes) {
+      message.resume()
+      return resume(Effect.succeed(tooLarge))
+    }
     const chunks: Array<Buffer> = []
-    const onData = (chunk: Buffer) => chunks.push(chunk)
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= maxBytes) return void chunks.push(chunk)
+      cleanup()
+      chunks.length = 0
+      message.resume()
+      resume(Effect.succeed(tooLarge))
+    }
     const cleanup = () => {
       message.off("data", onData).off("end", onEnd).off("error", onError)
     }
@@ -158,7 +176,10 @@ export const handle = (ctx: Context, wire: Wire) => {
     const h = message.headers as Readonly<Record<string, string | undefined>>
     const caller = ctx.authenticate(h)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
-    const body = yield* readJson(message)
+    const body = yield* readJson(message, ctx.maxBodyBytes)
+    if (body === tooLarge) {
+      return yield* fail(gatewayFailure(413, `the request body is larger than ${ctx.maxBodyBytes} bytes`))
+    }
     if (body === undefined) return yield* fail(gatewayFailure(400, "the body is not valid JSON"))
     const decoded = wire.decode(body)
     if ("problem" in decoded) {
