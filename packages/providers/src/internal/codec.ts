@@ -97,6 +97,9 @@ export const responseOf = (
 export const isObject = (u: unknown): u is Record<string, unknown> =>
   u !== null && typeof u === "object" && !Array.isArray(u)
 
+/** A value that is a string with at least one character; `undefined` otherwise. */
+export const nonEmpty = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
+
 /** A non-negative finite number, or `fallback`. */
 export const count = (u: unknown, fallback = 0): number =>
   typeof u === "number" && Number.isFinite(u) && u >= 0 ? u : fallback

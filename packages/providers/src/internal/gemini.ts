@@ -20,7 +20,7 @@
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Codec, DecodedBody, Problem } from "./codec.ts"
-import { count, isObject } from "./codec.ts"
+import { count, isObject, nonEmpty } from "./codec.ts"
 
 const safetyReasons: ReadonlySet<string> = new Set([
   "SAFETY",
@@ -97,7 +97,6 @@ const answerOf = (candidate: Record<string, unknown>) => {
 }
 
 /** A non-empty string, or `undefined`. */
-const nonEmpty = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
 
 /** A `functionCall` as the one piece of its tool call. */
 const toolCallOf = (call: Record<string, unknown>, index: number): LlmResponse.StreamChunk => {

@@ -7,7 +7,7 @@
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Codec, DecodedBody, Problem, StreamState } from "./codec.ts"
-import { count, isObject } from "./codec.ts"
+import { count, isObject, nonEmpty } from "./codec.ts"
 
 /** Encoding choices that differ between OpenAI-compatible servers. */
 export interface OpenAiWireOptions {
@@ -64,9 +64,6 @@ const encode =
     return body
   }
 
-/** A non-empty string, or `undefined`. */
-const text = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
-
 const decodeBody = (json: unknown): DecodedBody | Problem => {
   if (!isObject(json)) return { _tag: "Malformed", detail: "response body is not a JSON object" }
   if (json.error !== undefined && json.error !== null) return { _tag: "ErrorReport", body: JSON.stringify(json) }
@@ -80,9 +77,9 @@ const decodeBody = (json: unknown): DecodedBody | Problem => {
     return { _tag: "Malformed", detail: "choices[0].message.content is not a string" }
   }
   // a refusal comes as `message.refusal` (content null): its text is the answer, its finish `content_filter`
-  const refusal = text(first.message.refusal)
+  const refusal = nonEmpty(first.message.refusal)
   return {
-    text: text(content) ?? refusal ?? "",
+    text: nonEmpty(content) ?? refusal ?? "",
     finishReason: refusal === undefined ? finishReason(first.finish_reason) : "content_filter",
     usage: usageOf(json.usage),
     model: typeof json.model === "string" ? json.model : undefined
@@ -100,8 +97,8 @@ const toolCalls = (calls: ReadonlyArray<unknown>, state: StreamState, out: Array
     const fn = isObject(call.function) ? call.function : {}
     const args = typeof fn.arguments === "string" ? fn.arguments : ""
     let index = state.calls.indexOf(key)
-    const id = text(call.id)
-    const name = text(fn.name)
+    const id = nonEmpty(call.id)
+    const name = nonEmpty(fn.name)
     if (index === -1) {
       index = state.calls.push(key) - 1
       out.push({
@@ -126,9 +123,9 @@ const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
     if (!isObject(choice) || (choice.index !== undefined && choice.index !== 0)) continue
     const delta = choice.delta
     if (isObject(delta)) {
-      const content = text(delta.content)
+      const content = nonEmpty(delta.content)
       if (content !== undefined) out.push({ _tag: "TextDelta", text: content })
-      const refusal = text(delta.refusal)
+      const refusal = nonEmpty(delta.refusal)
       if (refusal !== undefined) {
         state.refused = true
         out.push({ _tag: "TextDelta", text: refusal })
@@ -136,7 +133,7 @@ const decodeEvent: Codec["decodeEvent"] = (_name, chunk, state, out) => {
       if (Array.isArray(delta.tool_calls)) toolCalls(delta.tool_calls, state, out)
     }
     // some compatible servers send `""` for "not yet"; only a named reason finishes the stream
-    const reason = text(choice.finish_reason)
+    const reason = nonEmpty(choice.finish_reason)
     if (reason !== undefined) state.finishReason = finishReason(reason)
   }
   return undefined

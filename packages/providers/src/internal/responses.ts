@@ -19,7 +19,7 @@
  */
 import type { LlmRequest, LlmResponse } from "@llm-resilience/core"
 import type { Codec, DecodedBody, Problem, StreamState } from "./codec.ts"
-import { count, isObject } from "./codec.ts"
+import { count, isObject, nonEmpty } from "./codec.ts"
 
 const usageOf = (u: unknown): LlmResponse.Usage => {
   if (!isObject(u)) return { inputTokens: 0, outputTokens: 0 }
@@ -112,7 +112,6 @@ const terminal = (data: Record<string, unknown>, state: StreamState): Problem | 
 }
 
 /** A non-empty string, or `undefined`. */
-const nonEmpty = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
 
 /** The first piece of a tool call: a `function_call` item was added to the output. */
 const callStarted = (data: Record<string, unknown>, state: StreamState, out: Array<LlmResponse.StreamChunk>) => {
