@@ -15,8 +15,8 @@ import { DurableQueue } from "@llm-resilience/core"
 import { RedisQueue } from "@llm-resilience/redis"
 import { ChaosServer } from "@llm-resilience/testing"
 import { Effect, Layer, ManagedRuntime, Option, Scope } from "effect"
-import { build } from "rolldown"
 import { maxAttempts, queueOptions } from "./crash/options.ts"
+import { bundle as bundleFile } from "./processes.ts"
 import { startRedis } from "./redisServer.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -39,22 +39,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 interface Worker {
   readonly child: ChildProcess
   readonly exited: Promise<void>
-}
-
-/**
- * The worker as one bundled file: a process then starts in a fraction of the time it takes to load the
- * sources module by module, which keeps 12 starts on a busy 2-core machine short.
- */
-const bundleWorker = async (dir: string): Promise<string> => {
-  const file = path.join(dir, "worker.mjs")
-  await build({
-    input: path.join(here, "crash", "worker.ts"),
-    platform: "node",
-    resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
-    output: { file, format: "esm", codeSplitting: false },
-    logLevel: "silent"
-  })
-  return file
 }
 
 const startWorker = (bundle: string, env: NodeJS.ProcessEnv): Promise<Worker> =>
@@ -90,7 +74,10 @@ const kill = async (w: Worker) => {
 describe("RedisQueue crash test", () => {
   it("1,000 jobs, 10 SIGKILLs: every job done once or dead with its reason", { timeout: 120_000 }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-crash-"))
-    const [redis, bundle] = await Promise.all([startRedis(), bundleWorker(dir)])
+    const [redis, bundle] = await Promise.all([
+      startRedis(),
+      bundleFile(path.join(here, "crash", "worker.ts"), dir, "worker")
+    ])
     const scope = Scope.makeUnsafe()
     const workers: Array<Worker> = []
     const prefix = "crash:"

@@ -27,7 +27,7 @@ import {
 import { RedisBreakerStore, RedisRetryBudgetStore, RedisSpendStore, RedisTurnStore } from "@llm-resilience/redis"
 import { Clock, Deferred, Effect, Fiber, Layer, Logger, Metric } from "effect"
 import { Redis } from "effect/persistence"
-import { build } from "rolldown"
+import { bundle as bundleFile } from "./processes.ts"
 import { startRedis } from "./redisServer.ts"
 import { prices, request, usage } from "./spend/fixture.ts"
 
@@ -125,16 +125,7 @@ describe("shared state on Redis (acceptance)", () => {
         yield* Effect.addFinalizer(() => Effect.promise(() => redis.stop()))
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-spend-"))
         yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
-        const bundle = path.join(dir, "worker.mjs")
-        yield* Effect.promise(() =>
-          build({
-            input: path.join(here, "spend", "worker.ts"),
-            platform: "node",
-            resolve: { conditionNames: ["@llm-resilience/source", "import", "node", "default"] },
-            output: { file: bundle, format: "esm", codeSplitting: false },
-            logLevel: "silent"
-          })
-        )
+        const bundle = yield* Effect.promise(() => bundleFile(path.join(here, "spend", "worker.ts"), dir, "worker"))
         const LIMIT = 5
         const CONCURRENCY = 8
         const run = (store: "redis" | "memory", prefix: string) =>
