@@ -24,6 +24,8 @@ export interface Client {
   readonly send: (done: Done, keepBody?: boolean) => void
   /** Connections opened so far. */
   readonly connections: () => number
+  /** When each connection was opened (`performance.now()`). */
+  readonly openedAt: () => ReadonlyArray<number>
   /** Closes every connection; requests in flight end with status 0. */
   readonly close: () => void
 }
@@ -186,7 +188,7 @@ export const connect = (target: Target): Client => {
   const busy = new Set<Connection>()
   const waiting: Array<Waiting> = []
   let open = 0
-  let opened = 0
+  const opened: Array<number> = []
   let closed = false
 
   const start = (connection: Connection, done: Done, keepBody: boolean) => {
@@ -218,7 +220,7 @@ export const connect = (target: Target): Client => {
     const socket = net.connect({ host: url.hostname, port: Number(url.port || 80), noDelay: true })
     const connection: Connection = { socket, reader: undefined, done: undefined, since: 0 }
     open++
-    opened++
+    opened.push(performance.now())
     socket.on("data", (data: Buffer) => {
       if (connection.reader === undefined) return void socket.destroy() // bytes no request asked for
       let complete: boolean
@@ -265,7 +267,8 @@ export const connect = (target: Target): Client => {
       if (connection !== undefined) start(connection, done, keepBody)
       else waiting.push({ done, keepBody, since: performance.now() })
     },
-    connections: () => opened,
+    connections: () => opened.length,
+    openedAt: () => opened,
     close: () => {
       closed = true
       clearInterval(sweep)
