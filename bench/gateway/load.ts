@@ -87,12 +87,17 @@ export interface Schedule {
    * so that each meets the same conditions of the machine over the phase.
    */
   readonly sliceSeconds?: number
+  /**
+   * With several targets, the start of each turn that is sent but not measured (default 0.1 s): a backlog
+   * one target left (a server that fell behind) is not counted against the next.
+   */
+  readonly settleSeconds?: number
 }
 
 /**
  * Sends `rate` requests per second, request `n` at `start + n / rate`, for `warmupSeconds` (not measured) then
  * `seconds` per target, and waits for every answer; with several targets, they take turns of `sliceSeconds`
- * (the phase lasts that many times longer). Each target has its own client. Resolves with a phase per target;
+ * (the phase lasts that many times longer), the first `settleSeconds` of each turn not measured. Each target has its own client. Resolves with a phase per target;
  * the generator's CPU time covers the whole phase, per request sent.
  *
  * The schedule is kept by a timer (1 ms, or up to the next due time at low rates) that sends every request
@@ -110,6 +115,8 @@ export const openLoop = async (
   const clients = targets.map((target) => connect(target))
   const perSlice = Math.max(1, Math.round((schedule.sliceSeconds ?? 1) * rate))
   const targetOf = (n: number) => Math.floor(n / perSlice) % targets.length
+  const settle = targets.length === 1 ? 0 : Math.round((schedule.settleSeconds ?? 0.1) * rate)
+  const isMeasured = (n: number) => n >= warmup && n % perSlice >= settle
   const warmup = Math.round(schedule.warmupSeconds * rate)
   const total = warmup + Math.round(schedule.seconds * rate) * targets.length
   // per request sent, measured or not (NaN for an error), preallocated
@@ -139,7 +146,7 @@ export const openLoop = async (
           if (isOk(status)) {
             fromSend[n] = end - sentAt
             fromDue[n] = end - due
-          } else if (n >= warmup) errors[targetOf(n)]++
+          } else if (isMeasured(n)) errors[targetOf(n)]++
           if (answered === total) resolve()
         })
       }
@@ -157,7 +164,7 @@ export const openLoop = async (
     for (let n = 0; n < total; n++) {
       if (targetOf(n) !== k) continue
       sent++
-      if (n >= warmup) mine.push(n)
+      if (isMeasured(n)) mine.push(n)
     }
     const pick = (samples: Float64Array) => Float64Array.from(mine, (n) => samples[n])
     const latencyFromDueMs = latencyOf(pick(fromDue))
