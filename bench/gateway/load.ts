@@ -87,17 +87,14 @@ export interface Schedule {
    * so that each meets the same conditions of the machine over the phase.
    */
   readonly sliceSeconds?: number
-  /**
-   * With several targets, the start of each turn that is sent but not measured (default 0.1 s): a backlog
-   * one target left (a server that fell behind) is not counted against the next.
-   */
-  readonly settleSeconds?: number
 }
 
 /**
  * Sends `rate` requests per second, request `n` at `start + n / rate`, for `warmupSeconds` (not measured) then
  * `seconds` per target, and waits for every answer; with several targets, they take turns of `sliceSeconds`
- * (the phase lasts that many times longer), the first `settleSeconds` of each turn not measured. Each target has its own client. Resolves with a phase per target;
+ * (the phase lasts that many times longer), and a request sent while another target still has requests in
+ * flight is not measured: a backlog one target left (a server that fell behind) is not counted against the
+ * next. Each target has its own client. Resolves with a phase per target;
  * the generator's CPU time covers the whole phase, per request sent.
  *
  * The schedule is kept by a timer (1 ms, or up to the next due time at low rates) that sends every request
@@ -115,10 +112,11 @@ export const openLoop = async (
   const clients = targets.map((target) => connect(target))
   const perSlice = Math.max(1, Math.round((schedule.sliceSeconds ?? 1) * rate))
   const targetOf = (n: number) => Math.floor(n / perSlice) % targets.length
-  const settle = targets.length === 1 ? 0 : Math.round((schedule.settleSeconds ?? 0.1) * rate)
-  const isMeasured = (n: number) => n >= warmup && n % perSlice >= settle
   const warmup = Math.round(schedule.warmupSeconds * rate)
   const total = warmup + Math.round(schedule.seconds * rate) * targets.length
+  const inFlight = targets.map(() => 0)
+  // per request sent: whether it is measured (after the warm-up, no other target's request in flight)
+  const measured = new Uint8Array(total)
   // per request sent, measured or not (NaN for an error), preallocated
   const fromSend = new Float64Array(total).fill(Number.NaN)
   const fromDue = new Float64Array(total).fill(Number.NaN)
@@ -140,13 +138,17 @@ export const openLoop = async (
         const sentAt = performance.now()
         lastSent = sentAt
         lag[n] = sentAt - due
-        clients[targetOf(n)].send((status) => {
+        const k = targetOf(n)
+        measured[n] = n >= warmup && inFlight.every((count, j) => j === k || count === 0) ? 1 : 0
+        inFlight[k]++
+        clients[k].send((status) => {
           answered++
+          inFlight[k]--
           const end = performance.now()
           if (isOk(status)) {
             fromSend[n] = end - sentAt
             fromDue[n] = end - due
-          } else if (isMeasured(n)) errors[targetOf(n)]++
+          } else if (measured[n] === 1) errors[k]++
           if (answered === total) resolve()
         })
       }
@@ -156,7 +158,7 @@ export const openLoop = async (
   })
   const generatorCpuPerRequestUs = cpuPerRequest(cpu, total)
   const epoch = (t: number) => round(performance.timeOrigin + t)
-  // of all targets together, over the measured requests' schedule, from the first one's due time to the last one's send
+  // of all targets together, after the warm-up, from the first due time to the last send
   const achievedRate = round((total - warmup) / ((lastSent - dueAt(warmup)) / 1000 + 1 / rate), 1)
   return targets.map((_, k) => {
     const mine: Array<number> = []
@@ -164,7 +166,7 @@ export const openLoop = async (
     for (let n = 0; n < total; n++) {
       if (targetOf(n) !== k) continue
       sent++
-      if (isMeasured(n)) mine.push(n)
+      if (measured[n] === 1) mine.push(n)
     }
     const pick = (samples: Float64Array) => Float64Array.from(mine, (n) => samples[n])
     const latencyFromDueMs = latencyOf(pick(fromDue))
