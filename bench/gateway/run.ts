@@ -155,7 +155,7 @@ try {
     // the direct calls and the gateway's take turns of 1 s over one phase, so that both meet the same
     // conditions of the machine (its other work, the chaos server's GC); see docs/benchmarks.md
     const to = [target(direct, false), target(viaGateway, false)]
-    await check(to[1], { status: 200, sse: false })
+    for (const t of to) await check(t, { status: 200, sse: false })
     const start = { gateway: processStats(pid), chaos: processStats(chaosPid) }
     const [d, g] = await openLoop(to, { rate, seconds, warmupSeconds, sliceSeconds: 1 })
     const end = { gateway: processStats(pid), chaos: processStats(chaosPid) }
