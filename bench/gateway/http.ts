@@ -1,6 +1,6 @@
 /**
  * The load generator's HTTP/1.1 client: a small pool over `node:net` of keep-alive connections carrying one
- * request at a time (more are opened while all are busy, up to 1,024), the request's bytes encoded once per
+ * request at a time (more are opened while all are busy, up to a limit: 1,024 unless told), the request's bytes encoded once per
  * target, and a response reader (`ResponseReader`) for what the chaos server and the gateway send: a status
  * line, headers, and a body of declared length or in chunks (as SSE streams are), read to its end. A request
  * is an error when its status is not 2xx, its connection fails or closes before the response ends, the response
@@ -30,7 +30,7 @@ export interface Client {
   readonly close: () => void
 }
 
-const maxConnections = 1024
+const defaultMaxConnections = 1024
 const timeoutMs = 30_000
 // the servers close a connection idle for 5 s (Node's default): one idle for longer than this is not reused,
 // so that a request never meets a connection the server is closing
@@ -165,7 +165,7 @@ interface Connection {
   since: number
 }
 
-/** A request waiting for a connection (all 1,024 busy). */
+/** A request waiting for a connection (all busy, and no more allowed). */
 interface Waiting {
   readonly done: Done
   readonly keepBody: boolean
@@ -181,7 +181,7 @@ const encode = (url: URL, target: Target): Buffer => {
 }
 
 /** A pool of keep-alive connections to `target`'s host, each carrying one request at a time (no pipelining). */
-export const connect = (target: Target): Client => {
+export const connect = (target: Target, maxConnections: number = defaultMaxConnections): Client => {
   const url = new URL(target.url)
   const request = encode(url, target)
   const idle: Array<Connection> = []

@@ -22,7 +22,7 @@ export interface Phase {
   /** The rate actually sent (requests/s). */
   readonly achievedRate: number
   /**
-   * From the moment the request was sent (or queued, when all 1,024 connections were busy) to its response's
+   * From the moment the request was sent (or queued, when all the connections allowed were busy) to its response's
    * last byte; answered requests only.
    */
   readonly latencyMs: Latency
@@ -87,6 +87,11 @@ export interface Schedule {
    * so that each meets the same conditions of the machine over the phase.
    */
   readonly sliceSeconds?: number
+  /**
+   * The connections each target's client may open (default 64); a request due while all are busy waits in
+   * the generator, and its latency counts the wait.
+   */
+  readonly connections?: number
 }
 
 /**
@@ -109,7 +114,7 @@ export const openLoop = async (
   schedule: Schedule
 ): Promise<ReadonlyArray<OpenLoopPhase>> => {
   const { rate } = schedule
-  const clients = targets.map((target) => connect(target))
+  const clients = targets.map((target) => connect(target, schedule.connections ?? 64))
   const perSlice = Math.max(1, Math.round((schedule.sliceSeconds ?? 1) * rate))
   const targetOf = (n: number) => Math.floor(n / perSlice) % targets.length
   const warmup = Math.round(schedule.warmupSeconds * rate)
