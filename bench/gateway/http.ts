@@ -1,6 +1,6 @@
 /**
  * The load generator's HTTP/1.1 client: a small pool over `node:net` of keep-alive connections carrying one
- * request at a time (more are opened while all are busy, up to 1,024), the request's bytes encoded once per
+ * request at a time (more are opened while all are busy, up to a limit: 1,024 unless told), the request's bytes encoded once per
  * target, and a response reader (`ResponseReader`) for what the chaos server and the gateway send: a status
  * line, headers, and a body of declared length or in chunks (as SSE streams are), read to its end. A request
  * is an error when its status is not 2xx, its connection fails or closes before the response ends, the response
@@ -24,11 +24,13 @@ export interface Client {
   readonly send: (done: Done, keepBody?: boolean) => void
   /** Connections opened so far. */
   readonly connections: () => number
+  /** When each connection was opened (`performance.now()`). */
+  readonly openedAt: () => ReadonlyArray<number>
   /** Closes every connection; requests in flight end with status 0. */
   readonly close: () => void
 }
 
-const maxConnections = 1024
+const defaultMaxConnections = 1024
 const timeoutMs = 30_000
 // the servers close a connection idle for 5 s (Node's default): one idle for longer than this is not reused,
 // so that a request never meets a connection the server is closing
@@ -163,7 +165,7 @@ interface Connection {
   since: number
 }
 
-/** A request waiting for a connection (all 1,024 busy). */
+/** A request waiting for a connection (all busy, and no more allowed). */
 interface Waiting {
   readonly done: Done
   readonly keepBody: boolean
@@ -179,14 +181,14 @@ const encode = (url: URL, target: Target): Buffer => {
 }
 
 /** A pool of keep-alive connections to `target`'s host, each carrying one request at a time (no pipelining). */
-export const connect = (target: Target): Client => {
+export const connect = (target: Target, maxConnections: number = defaultMaxConnections): Client => {
   const url = new URL(target.url)
   const request = encode(url, target)
   const idle: Array<Connection> = []
   const busy = new Set<Connection>()
   const waiting: Array<Waiting> = []
   let open = 0
-  let opened = 0
+  const opened: Array<number> = []
   let closed = false
 
   const start = (connection: Connection, done: Done, keepBody: boolean) => {
@@ -218,7 +220,7 @@ export const connect = (target: Target): Client => {
     const socket = net.connect({ host: url.hostname, port: Number(url.port || 80), noDelay: true })
     const connection: Connection = { socket, reader: undefined, done: undefined, since: 0 }
     open++
-    opened++
+    opened.push(performance.now())
     socket.on("data", (data: Buffer) => {
       if (connection.reader === undefined) return void socket.destroy() // bytes no request asked for
       let complete: boolean
@@ -265,7 +267,8 @@ export const connect = (target: Target): Client => {
       if (connection !== undefined) start(connection, done, keepBody)
       else waiting.push({ done, keepBody, since: performance.now() })
     },
-    connections: () => opened,
+    connections: () => opened.length,
+    openedAt: () => opened,
     close: () => {
       closed = true
       clearInterval(sweep)

@@ -22,7 +22,7 @@ export interface Phase {
   /** The rate actually sent (requests/s). */
   readonly achievedRate: number
   /**
-   * From the moment the request was sent (or queued, when all 1,024 connections were busy) to its response's
+   * From the moment the request was sent (or queued, when all the connections allowed were busy) to its response's
    * last byte; answered requests only.
    */
   readonly latencyMs: Latency
@@ -38,6 +38,23 @@ export interface OpenLoopPhase extends Phase {
   readonly latencyFromDueMs: Latency
   /** How late each request was sent after its due time: whether the generator kept to its schedule. */
   readonly scheduleLagMs: { readonly p50: number; readonly p99: number; readonly max: number }
+  /** The answered requests at or above the p99 of `latencyFromDueMs`, in the order they were due. */
+  readonly slowest: ReadonlyArray<Slow>
+  /** When the phase's client opened each of its connections (epoch milliseconds). */
+  readonly connectionsOpenedAt: ReadonlyArray<number>
+  /** Requests sent to this target, the warm-up's included. */
+  readonly sent: number
+  /** When the phase's measured requests began and ended being due (epoch milliseconds). */
+  readonly window: { readonly from: number; readonly to: number }
+}
+
+/** One of the slowest requests of an open loop. */
+export interface Slow {
+  /** When it was due (epoch milliseconds). */
+  readonly dueAt: number
+  readonly latencyFromDueMs: number
+  /** How late it was sent. */
+  readonly lagMs: number
 }
 
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits
@@ -60,9 +77,30 @@ const cpuPerRequest = (before: NodeJS.CpuUsage, requests: number) => {
 
 const isOk = (status: number) => status >= 200 && status < 300
 
+/** An open loop's schedule: `rate` requests per second per target, for `warmupSeconds` then `seconds`. */
+export interface Schedule {
+  readonly rate: number
+  readonly seconds: number
+  readonly warmupSeconds: number
+  /**
+   * With several targets, how long each takes its turn (default 1 s): the targets alternate slice by slice,
+   * so that each meets the same conditions of the machine over the phase.
+   */
+  readonly sliceSeconds?: number
+  /**
+   * The connections each target's client may open (default 64); a request due while all are busy waits in
+   * the generator, and its latency counts the wait.
+   */
+  readonly connections?: number
+}
+
 /**
- * Sends `rate` requests per second for `warmupSeconds` (not measured) then `seconds`, request `i` at
- * `start + i / rate`, and waits for every answer. The generator's CPU time covers the whole phase.
+ * Sends `rate` requests per second, request `n` at `start + n / rate`, for `warmupSeconds` (not measured) then
+ * `seconds` per target, and waits for every answer; with several targets, they take turns of `sliceSeconds`
+ * (the phase lasts that many times longer), and a request sent while another target still has requests in
+ * flight is not measured: a backlog one target left (a server that fell behind) is not counted against the
+ * next. Each target has its own client. Resolves with a phase per target;
+ * the generator's CPU time covers the whole phase, per request sent.
  *
  * The schedule is kept by a timer (1 ms, or up to the next due time at low rates) that sends every request
  * then due. Measured against the chaos server at 1,000 and 2,000 requests/s (4 interleaved rounds, the machine
@@ -72,43 +110,50 @@ const isOk = (status: number) => status >= 200 && status < 300
  * machine but spins the event loop, 2 to 5 times the CPU per request, taken from the servers being measured.
  */
 export const openLoop = async (
-  target: Target,
-  schedule: { readonly rate: number; readonly seconds: number; readonly warmupSeconds: number },
-  client: Client = connect(target)
-): Promise<OpenLoopPhase> => {
+  targets: ReadonlyArray<Target>,
+  schedule: Schedule
+): Promise<ReadonlyArray<OpenLoopPhase>> => {
   const { rate } = schedule
+  const clients = targets.map((target) => connect(target, schedule.connections ?? 64))
+  const perSlice = Math.max(1, Math.round((schedule.sliceSeconds ?? 1) * rate))
+  const targetOf = (n: number) => Math.floor(n / perSlice) % targets.length
   const warmup = Math.round(schedule.warmupSeconds * rate)
-  const total = warmup + Math.round(schedule.seconds * rate)
-  // per measured request (NaN for an error), preallocated
-  const fromSend = new Float64Array(total - warmup).fill(Number.NaN)
-  const fromDue = new Float64Array(total - warmup).fill(Number.NaN)
-  const lag = new Float64Array(total - warmup)
+  const total = warmup + Math.round(schedule.seconds * rate) * targets.length
+  const inFlight = targets.map(() => 0)
+  // per request sent: whether it is measured (after the warm-up, no other target's request in flight)
+  const measured = new Uint8Array(total)
+  // per request sent, measured or not (NaN for an error), preallocated
+  const fromSend = new Float64Array(total).fill(Number.NaN)
+  const fromDue = new Float64Array(total).fill(Number.NaN)
+  const lag = new Float64Array(total)
   let next = 0
   let answered = 0
-  let errors = 0
+  const errors = targets.map(() => 0)
   let lastSent = 0
   const cpu = process.cpuUsage()
   const start = performance.now()
-  const dueAt = (i: number) => start + (i * 1000) / rate
+  const dueAt = (n: number) => start + (n * 1000) / rate
   await new Promise<void>((resolve) => {
     // sends every request now due, then sleeps until the next is due (at least 1 ms, Node's timer resolution)
     const tick = () => {
       const now = performance.now()
       for (; next < total && dueAt(next) <= now; next++) {
-        const i = next - warmup
-        const due = dueAt(next)
+        const n = next
+        const due = dueAt(n)
         const sentAt = performance.now()
         lastSent = sentAt
-        if (i >= 0) lag[i] = sentAt - due
-        client.send((status) => {
+        lag[n] = sentAt - due
+        const k = targetOf(n)
+        measured[n] = n >= warmup && inFlight.every((count, j) => j === k || count === 0) ? 1 : 0
+        inFlight[k]++
+        clients[k].send((status) => {
           answered++
-          if (i >= 0) {
-            const end = performance.now()
-            if (isOk(status)) {
-              fromSend[i] = end - sentAt
-              fromDue[i] = end - due
-            } else errors++
-          }
+          inFlight[k]--
+          const end = performance.now()
+          if (isOk(status)) {
+            fromSend[n] = end - sentAt
+            fromDue[n] = end - due
+          } else if (measured[n] === 1) errors[k]++
           if (answered === total) resolve()
         })
       }
@@ -117,20 +162,38 @@ export const openLoop = async (
     tick()
   })
   const generatorCpuPerRequestUs = cpuPerRequest(cpu, total)
-  client.close()
-  const requests = total - warmup
-  const lagMs = latencyOf(lag)
-  return {
-    requests,
-    errors,
-    // over the measured requests' schedule, from the first one's due time to the last one's send
-    achievedRate: round(requests / ((lastSent - dueAt(warmup)) / 1000 + 1 / rate), 1),
-    latencyMs: latencyOf(fromSend),
-    latencyFromDueMs: latencyOf(fromDue),
-    scheduleLagMs: { p50: lagMs.p50, p99: lagMs.p99, max: round(lag.reduce((a, b) => Math.max(a, b), 0)) },
-    generatorCpuPerRequestUs,
-    connections: client.connections()
-  }
+  const epoch = (t: number) => round(performance.timeOrigin + t)
+  // of all targets together, after the warm-up, from the first due time to the last send
+  const achievedRate = round((total - warmup) / ((lastSent - dueAt(warmup)) / 1000 + 1 / rate), 1)
+  return targets.map((_, k) => {
+    const mine: Array<number> = []
+    let sent = 0
+    for (let n = 0; n < total; n++) {
+      if (targetOf(n) !== k) continue
+      sent++
+      if (measured[n] === 1) mine.push(n)
+    }
+    const pick = (samples: Float64Array) => Float64Array.from(mine, (n) => samples[n])
+    const latencyFromDueMs = latencyOf(pick(fromDue))
+    const lagMs = latencyOf(pick(lag))
+    clients[k].close()
+    return {
+      requests: mine.length,
+      sent,
+      errors: errors[k],
+      achievedRate,
+      latencyMs: latencyOf(pick(fromSend)),
+      latencyFromDueMs,
+      scheduleLagMs: { p50: lagMs.p50, p99: lagMs.p99, max: round(pick(lag).reduce((a, b) => Math.max(a, b), 0)) },
+      slowest: mine
+        .filter((n) => fromDue[n] >= latencyFromDueMs.p99)
+        .map((n) => ({ dueAt: epoch(dueAt(n)), latencyFromDueMs: round(fromDue[n]), lagMs: round(lag[n]) })),
+      connectionsOpenedAt: clients[k].openedAt().map(epoch),
+      window: { from: epoch(dueAt(warmup)), to: epoch(dueAt(total - 1)) },
+      generatorCpuPerRequestUs,
+      connections: clients[k].connections()
+    }
+  })
 }
 
 /** `concurrency` clients each sending one request after another (streamed or not) for `seconds`. */

@@ -5,7 +5,10 @@
  * gateway's CPU time per request (also in a closed loop of 20 clients, beside the chaos server's), its
  * resident memory, the errors, and the machine's load average during each phase. The phases run from the
  * lightest load to the heaviest (open loops, then the closed loop, then the streams), so the memory read after
- * each is that of a gateway that has seen no heavier load. The chaos server and the gateway run as child
+ * each is that of a gateway that has seen no heavier load. In an open loop the direct calls and the gateway's
+ * take turns of 1 s, so that both meet the same conditions of the machine; its `tail` tells what the slowest
+ * requests of each waited for (`tail.ts`: GC pauses of either server, recorded by `probe.ts`, the generator's
+ * lateness, and the connections opened meanwhile). The chaos server and the gateway run as child
  * processes (bundled, as `llm-resilience-gateway` runs); the load comes from this process (`load.ts`), whose
  * own CPU time per request every phase reports, beside the chaos server's.
  * Before each phase one request checks that the answer reads as expected (a complete JSON body, or an SSE
@@ -23,6 +26,8 @@ import { Gateway } from "@llm-resilience/gateway"
 import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
 import { fetchOnce, type Target } from "./http.ts"
 import { type Latency, openLoop, type Phase, processStats, streams } from "./load.ts"
+import { readPauses } from "./probe.ts"
+import { tailOf } from "./tail.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({ options: { seconds: { type: "string" }, rates: { type: "string" } } })
@@ -80,7 +85,10 @@ process.once("SIGINT", () => {
 })
 try {
   const [chaosProgram, gatewayProgram] = await Promise.all([bundleChaos(dir), bundleCli(dir)])
-  const chaos = await startProcess(chaosProgram, ["--port", "0"])
+  // both servers record their GC pauses (probe.ts), to tell what the slowest requests waited for
+  const probe = ["--import", path.join(here, "probe.ts")]
+  const gcLog = { chaos: path.join(dir, "chaos-gc.log"), gateway: path.join(dir, "gateway-gc.log") }
+  const chaos = await startProcess(chaosProgram, ["--port", "0"], { BENCH_GC_LOG: gcLog.chaos }, probe)
   children.push(chaos)
   const gateway = await startCli(
     gatewayProgram,
@@ -91,8 +99,9 @@ try {
       routes: { bench: { fallback: [{ provider: "chaos", model: "bench-model" }] } },
       keys: [{ sha256: Gateway.hashKey(key), tenant: "bench" }]
     },
-    { BENCH_UPSTREAM_KEY: "sk-bench" },
-    dir
+    { BENCH_UPSTREAM_KEY: "sk-bench", BENCH_GC_LOG: gcLog.gateway },
+    dir,
+    probe
   )
   children.push(gateway)
   const pid = gateway.child.pid!
@@ -115,7 +124,7 @@ try {
   // highest load a process has seen, so the resident memory read after each phase is that of a gateway that
   // has served no more than that phase's load (phases run from the lightest to the heaviest)
   for (const url of [direct, viaGateway])
-    await openLoop(target(url, false), { rate: Math.min(...rates), seconds: warmupSeconds * 3, warmupSeconds: 0 })
+    await openLoop([target(url, false)], { rate: Math.min(...rates), seconds: warmupSeconds * 3, warmupSeconds: 0 })
 
   /** Runs a phase after checking one answer: the gateway's and the chaos server's CPU per request sent. */
   const measured = async <P extends Phase>(to: Target, run: (to: Target) => Promise<P>, sent: (phase: P) => number) => {
@@ -143,29 +152,35 @@ try {
 
   const loads = []
   for (const rate of rates) {
-    const schedule = { rate, seconds, warmupSeconds }
-    const openPhase = (url: string) =>
-      measured(
-        target(url, false),
-        (to) => openLoop(to, schedule),
-        () => rate * (seconds + warmupSeconds)
-      )
-    const d = await openPhase(direct)
-    const g = await openPhase(viaGateway)
+    // the direct calls and the gateway's take turns of 1 s over one phase, so that both meet the same
+    // conditions of the machine (its other work, the chaos server's GC); see docs/benchmarks.md
+    const to = [target(direct, false), target(viaGateway, false)]
+    for (const t of to) await check(t, { status: 200, sse: false })
+    const start = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const [d, g] = await openLoop(to, { rate, seconds, warmupSeconds, sliceSeconds: 1 })
+    const end = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    // the probes write every 200 ms
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const pauses = { gateway: readPauses(gcLog.gateway), chaos: readPauses(gcLog.chaos) }
+    const { slowest: _d, connectionsOpenedAt: _dc, window: _dw, ...directPhase } = d
+    const { slowest: _g, connectionsOpenedAt: _gc, window: _gw, ...gatewayPhase } = g
     loads.push({
       rate,
-      direct: d.phase,
-      gateway: g.phase,
-      addedLatencyMs: added(g.phase, d.phase),
-      addedLatencyFromDueMs: added(g.phase, d.phase, (phase) => phase.latencyFromDueMs),
-      gatewayCpuPerRequestUs: g.gatewayCpuPerRequestUs,
-      chaosCpuPerRequestUs: { direct: d.chaosCpuPerRequestUs, gateway: g.chaosCpuPerRequestUs },
-      gatewayRssMb: g.gatewayRssMb,
-      gatewayPeakRssMb: g.gatewayPeakRssMb,
-      loadAverage: g.loadAverage
+      direct: directPhase,
+      gateway: gatewayPhase,
+      addedLatencyMs: added(g, d),
+      addedLatencyFromDueMs: added(g, d, (phase) => phase.latencyFromDueMs),
+      tail: { direct: tailOf(d, pauses), gateway: tailOf(g, pauses) },
+      gatewayCpuPerRequestUs: Math.round(((end.gateway.cpuMs - start.gateway.cpuMs) * 1000) / g.sent),
+      // over the requests of both
+      chaosCpuPerRequestUs: Math.round(((end.chaos.cpuMs - start.chaos.cpuMs) * 1000) / (d.sent + g.sent)),
+      gatewayRssMb: end.gateway.rssMb,
+      gatewayPeakRssMb: end.gateway.peakRssMb,
+      loadAverage: os.loadavg()[0]
     })
+    const last = loads.at(-1)!
     console.error(
-      `${rate} req/s: added p50 ${loads.at(-1)!.addedLatencyMs.p50} ms, p99 ${loads.at(-1)!.addedLatencyMs.p99} ms; schedule lag p99 ${d.phase.scheduleLagMs.p99} / ${g.phase.scheduleLagMs.p99} ms; load generator ${d.phase.generatorCpuPerRequestUs} / ${g.phase.generatorCpuPerRequestUs} µs of CPU per request (direct / gateway)`
+      `${rate} req/s: added p50 ${last.addedLatencyMs.p50} ms, p99 ${last.addedLatencyMs.p99} ms; schedule lag p99 ${d.scheduleLagMs.p99} / ${g.scheduleLagMs.p99} ms; load generator ${g.generatorCpuPerRequestUs} µs of CPU per request`
     )
   }
   // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
@@ -201,7 +216,8 @@ try {
     note:
       "load generator, chaos server and gateway share the machine's cores; the generator is an HTTP/1.1 client over node:net " +
       "(keep-alive, one request per connection at a time); open loop with request i due at start + i / rate: " +
-      "latencyMs from the send to the last byte, latencyFromDueMs from the due time, scheduleLagMs the send's delay",
+      "latencyMs from the send to the last byte, latencyFromDueMs from the due time, scheduleLagMs the send's delay; " +
+      "in an open loop the direct and the gateway's requests take turns of 1 s (achievedRate is the two together)",
     secondsPerPhase: seconds,
     loadAverageAtStart: loadAtStart,
     gatewayStartRssMb: startRss,

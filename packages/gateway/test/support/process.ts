@@ -45,17 +45,18 @@ export const tempDir = (): { readonly dir: string; readonly remove: () => void }
 
 /**
  * Starts the bundled CLI with a configuration and the Node flags of its `#!` line, as the installed command
- * runs; resolves once it prints its address (30 s at most).
+ * runs (then `flags`); resolves once it prints its address (30 s at most).
  */
 export const startCli = (
   program: string,
   config: unknown,
   env: Record<string, string>,
-  dir: string
+  dir: string,
+  flags: ReadonlyArray<string> = []
 ): Promise<GatewayProcess> => {
   const file = path.join(dir, `config-${Math.floor(performance.now())}.json`)
   fs.writeFileSync(file, JSON.stringify(config))
-  return startProcess(program, ["--config", file], env, nodeFlags(program))
+  return startProcess(program, ["--config", file], env, [...nodeFlags(program), ...flags])
 }
 
 /** Starts a bundled server program (with Node flags); resolves once it prints `listening on <url>` (30 s at most). */
