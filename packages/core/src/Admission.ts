@@ -310,7 +310,11 @@ export const Config = Schema.Struct({
  */
 export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
   const opts = yield* Schema.decodeUnknownEffect(AdmissionOptions)(options)
-  return Admission.of(internal.make(opts, yield* AdmissionStore.AdmissionStore, yield* Effect.scope))
+  const store = yield* AdmissionStore.AdmissionStore
+  const { admission, reexamine } = internal.make(opts, store, yield* Effect.scope)
+  // a store that switches between shared and local answers: waiters parked on the old answers look again
+  if (store.onSwitch !== undefined) yield* store.onSwitch(reexamine)
+  return Admission.of(admission)
 })
 
 /**

@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { Deque } from "./internal/Deque.ts"
 
 /**
@@ -162,6 +162,13 @@ export interface AdmissionStoreShape {
   ) => Effect.Effect<void>
   /** What is reserved in the key's current window (without debits). */
   readonly usage: (key: string, limits: Limits, nowMs: number) => Effect.Effect<Cost>
+  /**
+   * Only for a store whose answers can change all at once rather than through reservations: a shared store
+   * that falls back to this instance's share when it fails, and back when it recovers. Runs `listener` on
+   * each such switch until the scope closes; admission registers one that re-examines its parked waiters
+   * (a waiter parked until the shared window frees may fit the local share now).
+   */
+  readonly onSwitch?: ((listener: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>) | undefined
 }
 
 /**
