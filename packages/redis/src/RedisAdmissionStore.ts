@@ -11,9 +11,11 @@
  * Every call is bounded by `timeout`. When Redis fails or does not answer in time, `onFailure` says what
  * happens:
  * - `local` (default): the instance admits on its own, in memory, its share of every limit
- *   (`limit / instances`), logs one warning, sets the gauge `llm_shared_store_local` (attribute `store`:
- *   `admission`) to 1 and counts each answer in `llm_shared_store_fallbacks`. It tries Redis again every
- *   `retryInterval`; once Redis answers, shared admission resumes (one log line, gauge back to 0).
+ *   (`limit / instances`), counting what it admitted through Redis in the same window
+ *   (`AdmissionFallback` of the core package says exactly what is guaranteed), logs one warning, sets the
+ *   gauge `llm_shared_store_local` (attribute `store`: `admission`) to 1 and counts each answer in
+ *   `llm_shared_store_fallbacks`. It tries Redis again every `retryInterval`; once Redis answers, shared
+ *   admission resumes (one log line, gauge back to 0). Admission re-examines its waiters at each switch.
  * - `reject`: calls that need a reservation fail at once with `AdmissionRejected` (`store-unavailable`).
  *
  * Nothing leaks: a reservation whose settlement cannot reach Redis counts its estimate until it leaves the
