@@ -129,11 +129,11 @@ export const make = (
   const sharesGroup = (a: KeyState, b: KeyState): boolean =>
     a.limits.groups !== undefined && a.limits.groups.some((g) => b.limits.groups!.some((h) => h.name === g.name))
 
-  const { drain, enqueue } = makeQueue(
-    { tryReserve, settle: settleStore },
-    { maxQueueLength, defaultMaxWait, backfillScan, paths },
-    scope
-  )
+  const {
+    drain,
+    enqueue,
+    reexamine: reexamineAll
+  } = makeQueue({ tryReserve, settle: settleStore }, { maxQueueLength, defaultMaxWait, backfillScan, paths }, scope)
 
   const reserve = (
     ks: KeyState,
@@ -406,21 +406,6 @@ export const make = (
       return Effect.map(store.usage(key, ks.limits, now), (reserved) => ({ ...base, reserved }))
     })
 
-  // Runs in whichever call noticed the switch (a store operation), so the drains are forked, not awaited.
-  const reexamine = Effect.suspend(() => {
-    const drains: Array<Effect.Effect<void>> = []
-    for (const ks of states.values()) {
-      if (ks.queue.size === 0) continue
-      // what the last drain learnt from the store no longer holds
-      ks.blockedUntil = -Infinity
-      ks.slack = ZERO
-      ks.free = ZERO
-      drains.push(drain(ks))
-    }
-    return drains.length === 0
-      ? Effect.void
-      : Effect.asVoid(Effect.forkIn(Effect.all(drains, { discard: true }), scope))
-  })
-
+  const reexamine = Effect.suspend(() => reexamineAll(states.values()))
   return { admission: { run, runStream, observe, observeError, stats, stage }, reexamine }
 }
