@@ -29,36 +29,18 @@
 import { Clock, Effect } from "effect"
 import * as AdmissionStore from "./AdmissionStore.ts"
 
+type Shape = AdmissionStore.AdmissionStoreShape
+
 /**
  * The shared store's operations, each an effect that fails when the store cannot answer.
  *
  * @since 0.1.0
  */
 export interface Remote {
-  readonly tryReserve: (
-    key: string,
-    limits: AdmissionStore.Limits,
-    cost: AdmissionStore.Cost,
-    nowMs: number,
-    within?: AdmissionStore.Cost | undefined
-  ) => Effect.Effect<AdmissionStore.Decision, unknown>
-  readonly settle: (
-    reservation: AdmissionStore.Reservation,
-    actual: AdmissionStore.Cost | undefined,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ) => Effect.Effect<void, unknown>
-  readonly correct: (
-    key: string,
-    limits: AdmissionStore.Limits,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ) => Effect.Effect<void, unknown>
-  readonly usage: (
-    key: string,
-    limits: AdmissionStore.Limits,
-    nowMs: number
-  ) => Effect.Effect<AdmissionStore.Cost, unknown>
+  readonly tryReserve: (...args: Parameters<Shape["tryReserve"]>) => Effect.Effect<AdmissionStore.Decision, unknown>
+  readonly settle: (...args: Parameters<Shape["settle"]>) => Effect.Effect<void, unknown>
+  readonly correct: (...args: Parameters<Shape["correct"]>) => Effect.Effect<void, unknown>
+  readonly usage: (...args: Parameters<Shape["usage"]>) => Effect.Effect<AdmissionStore.Cost, unknown>
 }
 
 /**
@@ -157,13 +139,7 @@ export const make = (remote: Remote, options: Options): AdmissionStore.Admission
         )
     )
 
-  const tryReserve = (
-    key: string,
-    limits: AdmissionStore.Limits,
-    cost: AdmissionStore.Cost,
-    nowMs: number,
-    within?: AdmissionStore.Cost
-  ): Effect.Effect<AdmissionStore.Decision> => {
+  const tryReserve: Shape["tryReserve"] = (key, limits, cost, nowMs, within) => {
     const reserved = (d: AdmissionStore.Decision, now: number): AdmissionStore.Decision => {
       if (d._tag !== "Reserved") return d
       // the copy is taken when the shared store answered, as a local reservation would be
@@ -190,12 +166,7 @@ export const make = (remote: Remote, options: Options): AdmissionStore.Admission
     )
   }
 
-  const settle = (
-    reservation: AdmissionStore.Reservation,
-    actual: AdmissionStore.Cost | undefined,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ): void | Effect.Effect<void> => {
+  const settle: Shape["settle"] = (reservation, actual, corrections, nowMs) => {
     // a reservation made locally is settled where it was made
     if (!(reservation instanceof Shared)) return fallback.settle(reservation, actual, corrections, nowMs)
     if (reservation.copy !== undefined && actual !== undefined) fallback.settle(reservation.copy, actual, [], nowMs)

@@ -140,13 +140,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
   }
   const timeArg = (nowMs: number) => (callerClock ? String(nowMs) : "")
 
-  const tryReserve = (
-    key: string,
-    limits: AdmissionStore.Limits,
-    cost: AdmissionStore.Cost,
-    nowMs: number,
-    within?: AdmissionStore.Cost
-  ) => {
+  const tryReserve: AdmissionFallback.Remote["tryReserve"] = (key, limits, cost, nowMs, within) => {
     const keys = logsOf(key, limits)
     const args: Array<string> = [timeArg(nowMs), num(limits.windowMs), ...four(cost)]
     args.push(within === undefined ? "0" : "1", ...four(within ?? cost), ...four(limits))
@@ -170,12 +164,7 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     })
   }
 
-  const settle = (
-    reservation: AdmissionStore.Reservation,
-    actual: AdmissionStore.Cost | undefined,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ) => {
+  const settle: AdmissionFallback.Remote["settle"] = (reservation, actual, corrections, nowMs) => {
     if (!(reservation instanceof RedisReservation)) return Effect.void
     const counted = reservation.counted
     const delta = actual ?? counted
@@ -193,17 +182,12 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     })
   }
 
-  const correct = (
-    key: string,
-    limits: AdmissionStore.Limits,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ) =>
+  const correct: AdmissionFallback.Remote["correct"] = (key, limits, corrections, nowMs) =>
     Effect.asVoid(
       correctScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs), ...four(limits), ...correctionArgs(corrections)])
     )
 
-  const usage = (key: string, limits: AdmissionStore.Limits, nowMs: number) =>
+  const usage: AdmissionFallback.Remote["usage"] = (key, limits, nowMs) =>
     Effect.map(usageScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs)]), (raw) => toCost(JSON.parse(raw)))
 
   // the failure policy (the local share or a refusal) around the scripts
