@@ -361,34 +361,32 @@ describe("Resilience: one frame per attempt", () => {
     }).pipe(Effect.scoped, isolated)
   )
 
-  it.effect(
-    "interrupting the caller gives back the permit and the breaker's call; the sent request stays counted",
-    () =>
-      Effect.gen(function* () {
-        const counter = { entered: 0, exited: 0 }
-        const fake = yield* FakeProvider.make({ default: { latency: "5 seconds", text: "ok" } })
-        const { provider, stages } = yield* Resilience.make(
-          { models: { "fake/m1": { maxConcurrency: 1, requestsPerMinute: 10 } } },
-          [fake.provider]
-        ).pipe(withCounting(counter))
-        const fiber = yield* Effect.forkChild(provider.complete(chat))
-        yield* TestClock.adjust("1 second")
-        const during = yield* stages.admission.stats("fake/m1")
-        assert.strictEqual(during.availablePermits, 0)
-        assert.strictEqual(during.reserved.requests, 1)
-        yield* Fiber.interrupt(fiber)
-        const after = yield* stages.admission.stats("fake/m1")
-        assert.strictEqual(after.availablePermits, 1)
-        // the request had reached the provider, which counted it
-        assert.strictEqual(after.reserved.requests, 1)
-        const status = yield* stages.breaker.status("fake/m1")
-        assert.strictEqual(status._tag === "Closed" && status.calls, 0)
-        assert.deepStrictEqual(counter, { entered: 1, exited: 1 })
-        // the next call is admitted at once
-        const next = yield* Effect.forkChild(provider.complete(chat))
-        yield* TestClock.adjust("5 seconds")
-        assert.strictEqual((yield* Fiber.join(next)).text, "ok")
-      }).pipe(Effect.scoped, isolated)
+  it.effect("interrupting the caller frees the permit and the breaker's call; the sent request stays counted", () =>
+    Effect.gen(function* () {
+      const counter = { entered: 0, exited: 0 }
+      const fake = yield* FakeProvider.make({ default: { latency: "5 seconds", text: "ok" } })
+      const { provider, stages } = yield* Resilience.make(
+        { models: { "fake/m1": { maxConcurrency: 1, requestsPerMinute: 10 } } },
+        [fake.provider]
+      ).pipe(withCounting(counter))
+      const fiber = yield* Effect.forkChild(provider.complete(chat))
+      yield* TestClock.adjust("1 second")
+      const during = yield* stages.admission.stats("fake/m1")
+      assert.strictEqual(during.availablePermits, 0)
+      assert.strictEqual(during.reserved.requests, 1)
+      yield* Fiber.interrupt(fiber)
+      const after = yield* stages.admission.stats("fake/m1")
+      assert.strictEqual(after.availablePermits, 1)
+      // the request had reached the provider, which counted it
+      assert.strictEqual(after.reserved.requests, 1)
+      const status = yield* stages.breaker.status("fake/m1")
+      assert.strictEqual(status._tag === "Closed" && status.calls, 0)
+      assert.deepStrictEqual(counter, { entered: 1, exited: 1 })
+      // the next call is admitted at once
+      const next = yield* Effect.forkChild(provider.complete(chat))
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* Fiber.join(next)).text, "ok")
+    }).pipe(Effect.scoped, isolated)
   )
 
   it.effect("an uninterruptible caller's attempt runs on a fiber of its own, its deadline still enforced", () =>
