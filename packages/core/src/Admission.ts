@@ -5,8 +5,10 @@
  * A call is admitted only when every budget of its key allows it: requests, tokens (input estimate plus the
  * output cap) and, where configured, separate input- and output-token budgets. The check and the
  * reservation are one atomic {@link AdmissionStore} operation. After the call the reservation is reconciled
- * with the usage the provider reported; a call that fails before reaching the provider (a toolkit rejection,
- * a defect, an interruption) is refunded in full, and every refund admits waiting calls at once.
+ * with the usage the provider reported; a call the provider never saw (a toolkit rejection, an interruption
+ * before the provider was called) is refunded in full, and every refund admits waiting calls at once. A call
+ * that reached the provider keeps its estimate when nothing reports its usage (a provider error, a timeout,
+ * an interruption or a defect once it was sent): the provider counted it.
  *
  * What does not fit waits in a queue:
  * - order: `interactive` before `background`, FIFO within a priority; a background waiter that has waited
@@ -195,8 +197,8 @@ export interface Settlement {
 export interface AdmissionShape {
   /**
    * Reserves for `request` under `key`, runs `self`, then settles: with `settle(a)` on success, in full
-   * (refund) on interruption or a failure that is not a provider error, keeping the estimate (and reading
-   * any 429 or snapshot) on a provider error.
+   * (refund) on a failure that is not a provider error, keeping the estimate on a provider error (reading
+   * any 429 or snapshot), on an interruption or a defect (`self` counts as the provider call).
    */
   readonly run: <A, E, R>(
     request: LlmRequest,
@@ -310,7 +312,11 @@ export const Config = Schema.Struct({
  */
 export const make = Effect.fnUntraced(function* (options: AdmissionOptions) {
   const opts = yield* Schema.decodeUnknownEffect(AdmissionOptions)(options)
-  return Admission.of(internal.make(opts, yield* AdmissionStore.AdmissionStore, yield* Effect.scope))
+  const store = yield* AdmissionStore.AdmissionStore
+  const { admission, reexamine } = internal.make(opts, store, yield* Effect.scope)
+  // a store that switches between shared and local answers: waiters parked on the old answers look again
+  if (store.onSwitch !== undefined) yield* store.onSwitch(reexamine)
+  return Admission.of(admission)
 })
 
 /**

@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { Deque } from "./internal/Deque.ts"
 
 /**
@@ -162,6 +162,13 @@ export interface AdmissionStoreShape {
   ) => Effect.Effect<void>
   /** What is reserved in the key's current window (without debits). */
   readonly usage: (key: string, limits: Limits, nowMs: number) => Effect.Effect<Cost>
+  /**
+   * Only for a store whose answers can change all at once rather than through reservations: a shared store
+   * that falls back to this instance's share when it fails, and back when it recovers. Runs `listener` on
+   * each such switch until the scope closes; admission registers one that re-examines its parked waiters
+   * (a waiter parked until the shared window frees may fit the local share now).
+   */
+  readonly onSwitch?: ((listener: Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>) | undefined
 }
 
 /**
@@ -275,6 +282,9 @@ class Entry implements Reservation {
   }
 }
 
+/** What `room` leaves once `debit` is taken: nothing at all under a drain, even in an unlimited budget. */
+const left = (room: number, debit: number): number => (debit === Infinity ? -Infinity : room - debit)
+
 class KeyLog {
   readonly log = new Deque<Bucket>(64)
   readonly used = [0, 0, 0, 0]
@@ -343,10 +353,16 @@ class KeyLog {
     return Infinity
   }
 
+  /** Whether `x` more in `d` would exceed the budget at `now` (a drain blocks even an unlimited one). */
+  over(limits: Cost, d: number, x: number, now: number): boolean {
+    const debit = this.debitAt(d, now)
+    return debit === Infinity || this.used[d] + debit + x > this.limit(limits, d)
+  }
+
   /** Whether `c` fits at `now` under `limits`. */
   fits(limits: Cost, c: Array<number>, now: number): boolean {
     for (let d = 0; d < 4; d++) {
-      if (c[d] > 0 && this.used[d] + this.debitAt(d, now) + c[d] > this.limit(limits, d)) return false
+      if (c[d] > 0 && this.over(limits, d, c[d], now)) return false
     }
     return true
   }
@@ -356,7 +372,7 @@ class KeyLog {
     let at = now
     for (let d = 0; d < 4; d++) {
       const limit = this.limit(limits, d)
-      if (c[d] === 0 || this.used[d] + this.debitAt(d, now) + c[d] <= limit) continue
+      if (c[d] === 0 || !this.over(limits, d, c[d], now)) continue
       let td: number
       if (this.debitAt(d, now) > 0) {
         const withDebit = this.earliest(d, limit - c[d] - this.debit[d], windowMs, now)
@@ -389,8 +405,8 @@ class KeyLog {
     }
     for (let d = 0; d < 4; d++) {
       const limit = this.limit(limits, d)
-      slack[d] = Math.min(slack[d], limit - c[d] - (this.used[d] - freed[d]) - this.debitAt(d, at))
-      free[d] = Math.min(free[d], limit - this.used[d] - this.debitAt(d, now))
+      slack[d] = Math.min(slack[d], left(limit - c[d] - (this.used[d] - freed[d]), this.debitAt(d, at)))
+      free[d] = Math.min(free[d], left(limit - this.used[d], this.debitAt(d, now)))
     }
   }
 

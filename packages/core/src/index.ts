@@ -28,6 +28,7 @@ export * as RetryBudget from "./RetryBudget.ts"
 export * as TokenEstimator from "./TokenEstimator.ts"
 export * as Admission from "./Admission.ts"
 export * as AdmissionStore from "./AdmissionStore.ts"
+export * as AdmissionFallback from "./AdmissionFallback.ts"
 export * as Bulkhead from "./Bulkhead.ts"
 
 // breakers and guards

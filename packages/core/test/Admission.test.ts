@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Layer, Metric, Stream } from "effect"
+import { Clock, Effect, Exit, Fiber, Latch, Layer, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { FakeProvider } from "@llm-resilience/testing"
 import {
@@ -9,6 +9,7 @@ import {
   type LlmRequest,
   type LlmResponse,
   RateLimitSnapshot,
+  Stage,
   TokenEstimator
 } from "@llm-resilience/core"
 
@@ -207,7 +208,7 @@ describe("Admission", () => {
     }).pipe(provide({ defaults: { tokensPerMinute: 1800 } }, fixed(800, 200)))
   )
 
-  it.effect("interrupting 1,000 waiting and running callers restores permits and reservations exactly", () =>
+  it.effect("interrupting 1,000 waiting and running callers restores permits; running ones keep their estimate", () =>
     Effect.gen(function* () {
       const before = yield* stats
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
@@ -231,12 +232,17 @@ describe("Admission", () => {
       const order = fibers.map((f, i) => [(i * 7919) % 1000, f] as const).sort((x, y) => x[0] - y[0])
       yield* Fiber.interruptAll(order.map(([, f]) => f))
       const after = yield* stats
-      assert.deepStrictEqual(after, before)
+      assert.deepStrictEqual({ ...after, reserved: before.reserved }, before)
       assert.strictEqual(after.availablePermits, 300)
-      assert.deepStrictEqual(after.reserved, { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
-      // and the next call is admitted at once
+      // the 200 that were running had reached the provider, which counted them: their estimates stay until the
+      // window moves on; the 800 that were waiting never reserved anything or were refunded
+      assert.deepStrictEqual(after.reserved, during.reserved)
       const log: Array<Admitted> = []
-      yield* admitted(log, "next")
+      const next = yield* Effect.forkChild(admitted(log, "next"))
+      yield* Effect.yieldNow
+      assert.strictEqual(log.length, 0)
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(next)
       assert.strictEqual(log.length, 1)
     }).pipe(
       provide({
@@ -515,7 +521,33 @@ describe("Admission", () => {
       }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000 } }))
   )
 
-  it.effect("streams reconcile from the Finish chunk and refund when interrupted", () =>
+  it.effect("an interruption refunds a call a stage held back before the provider, not one sent to it", () =>
+    Effect.gen(function* () {
+      const admission = yield* Admission.Admission
+      const held = yield* Latch.make(false)
+      // a stage inside admission that holds the attempt (as a concurrency cap or a remote check would)
+      const hold: Stage.Stage<null> = {
+        name: "hold",
+        enter: () => Effect.as(Effect.interruptible(held.await), null),
+        exit: () => undefined
+      }
+      const body = Effect.never.pipe(Effect.as(response(1, 1)))
+      const before = yield* Effect.forkChild(body.pipe(Stage.protect([admission.stage, hold], request("a"), KEY)))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* stats).reserved.requests, 1)
+      yield* Fiber.interrupt(before)
+      // never reached the provider: refunded
+      assert.strictEqual((yield* stats).reserved.requests, 0)
+      yield* held.open
+      const sent = yield* Effect.forkChild(body.pipe(Stage.protect([admission.stage, hold], request("b"), KEY)))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(sent)
+      // in flight at the provider: it counted the request, the estimate stays
+      assert.deepStrictEqual((yield* stats).reserved, { requests: 1, tokens: 500, inputTokens: 300, outputTokens: 200 })
+    }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000 } }))
+  )
+
+  it.effect("streams reconcile from the Finish chunk; an interrupted one keeps its estimate", () =>
     Effect.gen(function* () {
       const finish = {
         _tag: "Finish" as const,
@@ -536,8 +568,9 @@ describe("Admission", () => {
       assert.strictEqual((yield* stats).reserved.requests, 2)
       assert.strictEqual((yield* stats).availablePermits, 0)
       yield* Fiber.interrupt(stuck)
+      // the stream had started: the provider counted the request, and nothing says what it used
       const s = yield* stats
-      assert.deepStrictEqual(s.reserved, { requests: 1, tokens: 50, inputTokens: 40, outputTokens: 10 })
+      assert.deepStrictEqual(s.reserved, { requests: 2, tokens: 550, inputTokens: 340, outputTokens: 210 })
       assert.strictEqual(s.availablePermits, 1)
     }).pipe(provide({ defaults: { requestsPerMinute: 10, tokensPerMinute: 10_000, maxConcurrency: 1 } }))
   )

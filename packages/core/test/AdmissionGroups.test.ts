@@ -79,7 +79,12 @@ describe("Admission limit groups", () => {
         admission.run(
           request("a"),
           "azure/a",
-          Effect.andThen(gate.await, fail ? Effect.die("bug") : Effect.succeed(answer("a", [90, 10]))),
+          Effect.andThen(
+            gate.await,
+            fail
+              ? Effect.fail(new LlmError.CircuitOpen({ key: "azure/a", retryAfterMs: 1 }))
+              : Effect.succeed(answer("a", [90, 10]))
+          ),
           (r) => r
         )
       yield* Effect.forkChild(hold(false))
@@ -93,7 +98,7 @@ describe("Admission limit groups", () => {
       assert.strictEqual((yield* admission.stats("azure/b")).queued, 1)
       yield* gate.open
       yield* Fiber.join(failing)
-      // the defect refunded a's reservation in the group: b is admitted without waiting for the window
+      // the refusal refunded a's reservation in the group: b is admitted without waiting for the window
       for (let i = 0; i < 5; i++) yield* Effect.yieldNow
       assert.strictEqual((yield* admission.stats("azure/b")).queued, 0)
       const exit = yield* Fiber.await(b)

@@ -290,6 +290,18 @@ export const admissionStoreSuite = (make: MakeStore): void => {
       assert.strictEqual(waitOf(yield* s.reserve("n/m", l, cost(1, 10, 50), 1_000)).availableAtMs, 100_000)
     }))
 
+  test("a drained budget without a configured limit has nothing free either (not NaN, not 0)", (s) =>
+    Effect.gen(function* () {
+      const l = limits({ requests: 1 }) // tokens not limited
+      yield* s.correct("u/m", l, [{ dimension: "tokens", drain: true, resetAfterMs: 100_000 }], 0)
+      // the drain of the unlimited tokens blocks a call that needs tokens until its reset
+      const w = waitOf(yield* s.reserve("u/m", l, cost(1, 10), 1_000))
+      assert.strictEqual(w.availableAtMs, 100_000)
+      assert.strictEqual(w.free.tokens, -Infinity)
+      assert.strictEqual(w.free.requests, 1)
+      assert.strictEqual(w.free.inputTokens, Infinity)
+    }))
+
   test("a backfill attempt reserves only what fits both the store and every budget of its slack", (s) =>
     Effect.gen(function* () {
       const l = limits({ requests: 10, tokens: 1_000, inputTokens: 1_000, outputTokens: 1_000 })

@@ -11,9 +11,11 @@
  * Every call is bounded by `timeout`. When Redis fails or does not answer in time, `onFailure` says what
  * happens:
  * - `local` (default): the instance admits on its own, in memory, its share of every limit
- *   (`limit / instances`), logs one warning, sets the gauge `llm_shared_store_local` (attribute `store`:
- *   `admission`) to 1 and counts each answer in `llm_shared_store_fallbacks`. It tries Redis again every
- *   `retryInterval`; once Redis answers, shared admission resumes (one log line, gauge back to 0).
+ *   (`limit / instances`), counting what it admitted through Redis in the same window
+ *   (`AdmissionFallback` of the core package says exactly what is guaranteed), logs one warning, sets the
+ *   gauge `llm_shared_store_local` (attribute `store`: `admission`) to 1 and counts each answer in
+ *   `llm_shared_store_fallbacks`. It tries Redis again every `retryInterval`; once Redis answers, shared
+ *   admission resumes (one log line, gauge back to 0). Admission re-examines its waiters at each switch.
  * - `reject`: calls that need a reservation fail at once with `AdmissionRejected` (`store-unavailable`).
  *
  * Nothing leaks: a reservation whose settlement cannot reach Redis counts its estimate until it leaves the
@@ -23,7 +25,7 @@
  *
  * @since 0.1.0
  */
-import { AdmissionStore } from "@llm-resilience/core"
+import { AdmissionFallback, AdmissionStore } from "@llm-resilience/core"
 import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
 import * as Scripts from "./internal/admissionScripts.ts"
@@ -124,15 +126,12 @@ class RedisReservation implements AdmissionStore.Reservation {
 export const make = Effect.fnUntraced(function* (options: Options = {}) {
   const redis = yield* Redis.Redis
   const guard = makeGuard("admission", options)
-  const { prefix, instances } = guard
-  const policy = guard.onFailure
+  const { prefix } = guard
   const callerClock = options.clock === "caller"
   const reserveScript = redis.eval(Scripts.reserve)
   const settleScript = redis.eval(Scripts.settle)
   const correctScript = redis.eval(Scripts.correct)
   const usageScript = redis.eval(Scripts.usage)
-  const fallback = AdmissionStore.makeMemory()
-
   const keyOf = (key: string) => `${prefix}adm:k:${key}`
   const logsOf = (key: string, limits: AdmissionStore.Limits): Array<string> => {
     const keys = [keyOf(key)]
@@ -140,21 +139,13 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     return keys
   }
   const timeArg = (nowMs: number) => (callerClock ? String(nowMs) : "")
-  // the failure policy: Redis first; while it fails, the local share (or a refusal), retried periodically
-  const guarded = guard.run
 
-  const tryReserve = (
-    key: string,
-    limits: AdmissionStore.Limits,
-    cost: AdmissionStore.Cost,
-    nowMs: number,
-    within?: AdmissionStore.Cost
-  ): Effect.Effect<AdmissionStore.Decision> => {
+  const tryReserve: AdmissionFallback.Remote["tryReserve"] = (key, limits, cost, nowMs, within) => {
     const keys = logsOf(key, limits)
     const args: Array<string> = [timeArg(nowMs), num(limits.windowMs), ...four(cost)]
     args.push(within === undefined ? "0" : "1", ...four(within ?? cost), ...four(limits))
     for (const g of limits.groups ?? []) args.push(...four(g))
-    const remote = Effect.map(reserveScript(keys, args), (raw): AdmissionStore.Decision => {
+    return Effect.map(reserveScript(keys, args), (raw): AdmissionStore.Decision => {
       const r = JSON.parse(raw) as [number, number, ...Array<unknown>]
       if (r[0] === 1) {
         const ids = r[2] as Array<number>
@@ -171,29 +162,10 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
         free: toCost(r[4] as Array<number>)
       }
     })
-    return guarded(remote, () =>
-      policy === "local"
-        ? Effect.succeed(
-            fallback.tryReserve(
-              key,
-              AdmissionStore.share(limits, instances),
-              cost,
-              nowMs,
-              within
-            ) as AdmissionStore.Decision
-          )
-        : Effect.succeed({ _tag: "Unavailable" } as const)
-    )
   }
 
-  const settle = (
-    reservation: AdmissionStore.Reservation,
-    actual: AdmissionStore.Cost | undefined,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ): void | Effect.Effect<void> => {
-    // a reservation made locally while Redis failed is settled where it was made
-    if (!(reservation instanceof RedisReservation)) return fallback.settle(reservation, actual, corrections, nowMs)
+  const settle: AdmissionFallback.Remote["settle"] = (reservation, actual, corrections, nowMs) => {
+    if (!(reservation instanceof RedisReservation)) return Effect.void
     const counted = reservation.counted
     const delta = actual ?? counted
     const args: Array<string> = [timeArg(nowMs), num(reservation.limits.windowMs), actual === undefined ? "0" : "1"]
@@ -205,38 +177,26 @@ export const make = Effect.fnUntraced(function* (options: Options = {}) {
     )
     for (const id of reservation.ids) args.push(String(id))
     args.push(...four(reservation.limits), ...reservation.usedAfter.map(num), ...correctionArgs(corrections))
-    const remote = Effect.map(settleScript(reservation.keys, args), () => {
+    return Effect.map(settleScript(reservation.keys, args), () => {
       if (actual !== undefined) reservation.counted = actual
     })
-    // what cannot be settled keeps counting its estimate until it leaves the window
-    return guarded(remote, () => Effect.void)
   }
 
-  const correct = (
-    key: string,
-    limits: AdmissionStore.Limits,
-    corrections: ReadonlyArray<AdmissionStore.Correction>,
-    nowMs: number
-  ): Effect.Effect<void> =>
-    guarded(
-      Effect.asVoid(
-        correctScript(keyOf(key), [
-          timeArg(nowMs),
-          num(limits.windowMs),
-          ...four(limits),
-          ...correctionArgs(corrections)
-        ])
-      ),
-      () => fallback.correct(key, AdmissionStore.share(limits, instances), corrections, nowMs)
+  const correct: AdmissionFallback.Remote["correct"] = (key, limits, corrections, nowMs) =>
+    Effect.asVoid(
+      correctScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs), ...four(limits), ...correctionArgs(corrections)])
     )
 
-  const usage = (key: string, limits: AdmissionStore.Limits, nowMs: number): Effect.Effect<AdmissionStore.Cost> =>
-    guarded(
-      Effect.map(usageScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs)]), (raw) => toCost(JSON.parse(raw))),
-      () => fallback.usage(key, AdmissionStore.share(limits, instances), nowMs)
-    )
+  const usage: AdmissionFallback.Remote["usage"] = (key, limits, nowMs) =>
+    Effect.map(usageScript(keyOf(key), [timeArg(nowMs), num(limits.windowMs)]), (raw) => toCost(JSON.parse(raw)))
 
-  return AdmissionStore.AdmissionStore.of({ tryReserve, settle, correct, usage })
+  // the failure policy (the local share or a refusal) around the scripts
+  return AdmissionStore.AdmissionStore.of(
+    AdmissionFallback.make(
+      { tryReserve, settle, correct, usage },
+      { onFailure: guard.onFailure, instances: guard.instances, guard: guard.run }
+    )
+  )
 })
 
 /**

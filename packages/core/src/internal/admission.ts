@@ -38,12 +38,19 @@ import { WaitQueue } from "./WaitQueue.ts"
 
 export { metrics, settleResponse } from "./admissionKeys.ts"
 
-/** Builds the scheduler of decoded `opts` over `store`, its timers forked in `scope`. */
+/** Whether an attempt got past every stage to the provider call (an attempt of another kind: assume so). */
+const reachedProvider = (attempt: Attempt): boolean =>
+  !(attempt instanceof Attempts.Run) || attempt.entered === attempt.stages.length
+
+/**
+ * Builds the scheduler of decoded `opts` over `store`, its timers forked in `scope`; `reexamine` makes every
+ * key with waiters decide again from the store's current answers (for `AdmissionStoreShape.onSwitch`).
+ */
 export const make = (
   opts: AdmissionOptions,
   store: AdmissionStore.AdmissionStoreShape,
   scope: Scope.Scope
-): AdmissionShape => {
+): { readonly admission: AdmissionShape; readonly reexamine: Effect.Effect<void> } => {
   /** Whether the store has answered synchronously so far (an in-process store); a remote one is awaited. */
   let storeSync = true
   const tryReserve = (
@@ -122,11 +129,11 @@ export const make = (
   const sharesGroup = (a: KeyState, b: KeyState): boolean =>
     a.limits.groups !== undefined && a.limits.groups.some((g) => b.limits.groups!.some((h) => h.name === g.name))
 
-  const { drain, enqueue } = makeQueue(
-    { tryReserve, settle: settleStore },
-    { maxQueueLength, defaultMaxWait, backfillScan, paths },
-    scope
-  )
+  const {
+    drain,
+    enqueue,
+    reexamine: reexamineAll
+  } = makeQueue({ tryReserve, settle: settleStore }, { maxQueueLength, defaultMaxWait, backfillScan, paths }, scope)
 
   const reserve = (
     ks: KeyState,
@@ -244,11 +251,20 @@ export const make = (
         : Effect.all(effects, { discard: true })
   }
 
+  /**
+   * Settles an attempt's exit: a success with its reported usage; a provider error (a timeout is one) keeps
+   * the estimate, since the provider counted the request; a refund (all zeros) for a call the provider never
+   * saw: one that a stage inside admission refused or that was interrupted before the provider was called
+   * (`sent` false), or one that failed with a toolkit error (a refusal, not the provider's answer). A call
+   * interrupted or dying once the provider call had started keeps its estimate: the request may have
+   * arrived, and nothing says what it used.
+   */
   const settleExitUnsafe = <A, E>(
     fiber: Fiber.Fiber<unknown, unknown>,
     ticket: Ticket,
     exit: Exit.Exit<A, E>,
     settle: (a: A) => Settlement,
+    sent: boolean,
     at?: number
   ): Effect.Effect<void> | undefined => {
     if (Exit.isSuccess(exit)) {
@@ -261,12 +277,12 @@ export const make = (
         at
       )
     }
-    if (Cause.hasInterrupts(exit.cause)) return settleTicketUnsafe(fiber, ticket, ZERO, undefined, at)
     const found = Cause.findError(exit.cause)
     if (found._tag === "Success" && isProviderError(found.success)) {
       return settleTicketUnsafe(fiber, ticket, undefined, correctionsOfError(ticket.ks, found.success), at)
     }
-    return settleTicketUnsafe(fiber, ticket, ZERO, undefined, at)
+    const refund = !sent || (found._tag === "Success" && !Cause.hasInterrupts(exit.cause))
+    return settleTicketUnsafe(fiber, ticket, refund ? ZERO : undefined, undefined, at)
   }
 
   /**
@@ -336,6 +352,7 @@ export const make = (
             ticket,
             exit as Exit.Exit<unknown, unknown> as Exit.Exit<A, unknown>,
             settle,
+            reachedProvider(attempt),
             attempt.endMs
           )
   })
@@ -389,5 +406,6 @@ export const make = (
       return Effect.map(store.usage(key, ks.limits, now), (reserved) => ({ ...base, reserved }))
     })
 
-  return { run, runStream, observe, observeError, stats, stage }
+  const reexamine = Effect.suspend(() => reexamineAll(states.values()))
+  return { admission: { run, runStream, observe, observeError, stats, stage }, reexamine }
 }

@@ -257,5 +257,24 @@ export const makeQueue = (store: QueueStore, options: QueueOptions, scope: Scope
     )
   }
 
-  return { drain, enqueue }
+  /**
+   * Makes every key of `keys` with waiters decide again from the store's current answers (the store switched,
+   * `AdmissionStoreShape.onSwitch`). It runs in whichever call noticed the switch, so the drains are forked.
+   */
+  const reexamine = (keys: Iterable<KeyState>): Effect.Effect<void> => {
+    const drains: Array<Effect.Effect<void>> = []
+    for (const ks of keys) {
+      if (ks.queue.size === 0) continue
+      // what the last drain learnt from the store no longer holds
+      ks.blockedUntil = -Infinity
+      ks.slack = ZERO
+      ks.free = ZERO
+      drains.push(drain(ks))
+    }
+    return drains.length === 0
+      ? Effect.void
+      : Effect.asVoid(Effect.forkIn(Effect.all(drains, { discard: true }), scope))
+  }
+
+  return { drain, enqueue, reexamine }
 }

@@ -61,6 +61,16 @@ local function debitAt(st, d, t)
   if st.du[d] > t then return st.d[d] end
   return 0
 end
+-- whether x more in d exceeds the budget at t (a drain blocks even an unlimited one)
+local function over(st, u, L, d, x, t)
+  local debit = debitAt(st, d, t)
+  return debit >= INF or u[d] + debit + x > limit(st, L, d)
+end
+-- what room leaves once debit is taken: nothing at all under a drain, even in an unlimited budget
+local function left(room, debit)
+  if debit >= INF then return -INF end
+  return room - debit
+end
 local function earliest(st, u, d, x, W, now)
   if x < 0 then return INF end
   if u[d] <= x then return now end
@@ -124,7 +134,7 @@ for i = 1, n do
   L[i] = four(12 + 4 * (i - 1))
   if fits then
     for d = 1, 4 do
-      if c[d] > 0 and U[i][d] + debitAt(st[i], d, now) + c[d] > limit(st[i], L[i], d) then
+      if c[d] > 0 and over(st[i], U[i], L[i], d, c[d], now) then
         fits = false
         break
       end
@@ -172,12 +182,13 @@ for i = 1, n do
   local s = st[i]
   for d = 1, 4 do
     local lim = limit(s, L[i], d)
-    if c[d] ~= 0 and U[i][d] + debitAt(s, d, now) + c[d] > lim then
+    if c[d] ~= 0 and over(s, U[i], L[i], d, c[d], now) then
       local td
       if debitAt(s, d, now) > 0 then
         local withDebit = earliest(s, U[i], d, lim - c[d] - s.d[d], W, now)
         local afterDebit = math.max(earliest(s, U[i], d, lim - c[d], W, now), s.du[d])
-        if withDebit < s.du[d] then td = math.min(withDebit, afterDebit) else td = afterDebit end
+        -- under a drain nothing fits before its reset (INF - INF is not NaN here: say so)
+        if withDebit < s.du[d] and s.d[d] < INF then td = math.min(withDebit, afterDebit) else td = afterDebit end
       else
         td = earliest(s, U[i], d, lim - c[d], W, now)
       end
@@ -198,8 +209,8 @@ for i = 1, n do
   end
   for d = 1, 4 do
     local lim = limit(s, L[i], d)
-    slack[d] = math.min(slack[d], lim - c[d] - (U[i][d] - freed[d]) - debitAt(s, d, at))
-    free[d] = math.min(free[d], lim - U[i][d] - debitAt(s, d, now))
+    slack[d] = math.min(slack[d], left(lim - c[d] - (U[i][d] - freed[d]), debitAt(s, d, at)))
+    free[d] = math.min(free[d], left(lim - U[i][d], debitAt(s, d, now)))
   end
 end
 return cjson.encode({2, now, at, slack, free})

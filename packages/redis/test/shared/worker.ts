@@ -2,10 +2,12 @@
  * One instance of the shared-limits acceptance test: a resilient OpenAI provider pointed at the chaos
  * server, admission over Redis (`REDIS_URL`) or in memory (no `REDIS_URL`), `CALLERS` concurrent callers
  * calling for `DURATION_MS` once "go" arrives on stdin. Prints "ready", then one JSON line: every call
- * (start, end, outcome) and every moment the raw provider was called (after admission).
+ * (start, end, outcome), every moment the raw provider was called (after admission) and, over Redis, every
+ * moment the admission store admitted a call (its answer, through Redis or its local share; a reservation
+ * refunded later is left out).
  */
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { LlmProvider, Resilience } from "@llm-resilience/core"
+import { AdmissionStore, LlmProvider, Resilience } from "@llm-resilience/core"
 import { OpenAiProvider } from "@llm-resilience/providers"
 import { RedisStore } from "@llm-resilience/redis"
 import { Clock, Deferred, Effect, Exit, Fiber, Layer, Metric, Redacted } from "effect"
@@ -52,9 +54,33 @@ const Counted = Layer.effect(
   }))
 )
 
+/** The admission store in context, recording when each reservation was answered (and forgetting refunds). */
+const admitted = new Map<AdmissionStore.Reservation, number>()
+const Recorded = Layer.effect(
+  AdmissionStore.AdmissionStore,
+  Effect.map(AdmissionStore.AdmissionStore, (store) => {
+    const record = (d: AdmissionStore.Decision) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        if (d._tag === "Reserved") admitted.set(d.reservation, now)
+        return d
+      })
+    return AdmissionStore.AdmissionStore.of({
+      ...store,
+      tryReserve: (key, limits, cost, nowMs, within) => {
+        const d = store.tryReserve(key, limits, cost, nowMs, within)
+        return Effect.isEffect(d) ? Effect.flatMap(d, record) : record(d)
+      },
+      settle: (reservation, actual, corrections, nowMs) => {
+        if (actual !== undefined && actual.requests === 0) admitted.delete(reservation)
+        return store.settle(reservation, actual, corrections, nowMs)
+      }
+    })
+  })
+)
+
 const Live = Resilience.layer(config, Counted).pipe(
   Layer.provide(NodeHttpClient.layerUndici),
-  Layer.provide(redisUrl === undefined ? Layer.empty : RedisStore.layer(config))
+  Layer.provide(redisUrl === undefined ? Layer.empty : Layer.provideMerge(Recorded, RedisStore.layer(config)))
 )
 
 interface Call {
@@ -109,7 +135,7 @@ const program = Effect.gen(function* () {
   const failures = yield* Metric.value(
     Metric.withAttributes(RedisStore.metrics.fallbacks, { store: "admission", policy: "local" })
   )
-  console.log(JSON.stringify({ calls, sent, storeFailures: failures.count }))
+  console.log(JSON.stringify({ calls, sent, admitted: [...admitted.values()], storeFailures: failures.count }))
 })
 
 program.pipe(Effect.provide(Live), NodeRuntime.runMain)
