@@ -40,5 +40,23 @@ export default tseslint.config(
         )
       ]
     }
+  },
+  {
+    // Unless the code runs optimized, V8 allocates a function literal assigned to a property in the old
+    // generation (it takes it for a method). Made per call, each dead closure keeps what it captures through
+    // every scavenge until the next mark-compact, the whole request at times (packages/gateway/src/internal/
+    // upstream.ts). A `const` first, a class field or an object literal's property allocates it young.
+    files: ["packages/*/src/**/*.ts"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector:
+            "AssignmentExpression[left.type='MemberExpression'] > :matches(ArrowFunctionExpression, FunctionExpression).right",
+          message:
+            "a function literal assigned to a property is allocated in the old generation by unoptimized code: assign a const"
+        }
+      ]
+    }
   }
 )

@@ -37,6 +37,7 @@ import { gatewayFailure } from "./internal/failure.ts"
 import { Drain, DrainState } from "./internal/drain.ts"
 import { type Caller, type Context, handle, type Target } from "./internal/handler.ts"
 import { openAi } from "./internal/openai.ts"
+import * as Upstream from "./internal/upstream.ts"
 
 /**
  * The SHA-256 (hex) of a gateway key, as the configuration's `keys[].sha256` stores it.
@@ -311,11 +312,13 @@ export const routes = (
 /**
  * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
  * `NodeHttpClient.layerUndici`, it does not merge the layer's context into every request's: the client needs
- * nothing from it once built, and the merge copied the context on each call.
+ * nothing from it once built, and the merge copied the context on each call. Its dispatcher releases each
+ * request's controller at the request's end (see internal/upstream.ts: otherwise every request outlives
+ * scavenges until the next mark-compact).
  */
 const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClient.HttpClient)(
   NodeHttpClient.makeUndici
-).pipe(Layer.provide(NodeHttpClient.layerDispatcher))
+).pipe(Layer.provide(Upstream.dispatcher))
 
 /**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
