@@ -1,5 +1,5 @@
 /**
- * Loaded into the gateway and the chaos server by the benchmark (`node --import bench/gateway/probe.ts ...`):
+ * Loaded into the gateway and the chaos server by the benchmark (bundled, `node --import probe.mjs ...`):
  * records the process's GC pauses (start as epoch milliseconds, duration, kind) and appends them, a line each,
  * to the file named by `BENCH_GC_LOG` every 200 ms, so that the benchmark can tell which of its slowest
  * requests waited through a pause. It only observes: a `PerformanceObserver` of `gc` entries and one

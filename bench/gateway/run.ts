@@ -24,6 +24,7 @@ import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
 import { Gateway } from "@llm-resilience/gateway"
 import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
+import { bundle } from "../../packages/redis/test/processes.ts"
 import { fetchOnce, type Target } from "./http.ts"
 import { type Latency, openLoop, type Phase, processStats, streams } from "./load.ts"
 import { readPauses } from "./probe.ts"
@@ -84,11 +85,27 @@ process.once("SIGINT", () => {
   process.exit(130)
 })
 try {
-  const [chaosProgram, gatewayProgram] = await Promise.all([bundleChaos(dir), bundleCli(dir)])
-  // both servers record their GC pauses (probe.ts), to tell what the slowest requests waited for
-  const probe = ["--import", path.join(here, "probe.ts")]
+  // both servers record their GC pauses (probe.ts), to tell what the slowest requests waited for; the probe
+  // is bundled to plain JavaScript like the servers: loaded as TypeScript, Node's type stripping would add
+  // about 18 MB to each server's resident memory
+  const [chaosProgram, gatewayProgram, probeProgram] = await Promise.all([
+    bundleChaos(dir),
+    bundleCli(dir),
+    bundle(path.join(here, "probe.ts"), dir, "probe")
+  ])
+  const probe = ["--import", probeProgram]
   const gcLog = { chaos: path.join(dir, "chaos-gc.log"), gateway: path.join(dir, "gateway-gc.log") }
-  const chaos = await startProcess(chaosProgram, ["--port", "0"], { BENCH_GC_LOG: gcLog.chaos }, probe)
+  // the upstream as a real account far above the benchmark's load: its rate-limit headers count down from
+  // limits no phase reaches (the gateway reads them, as it reads a provider's). Without limits the chaos
+  // server sends fixed headers of a 10,000 RPM, 200,000 TPM account; the gateway obeyed them (rightly: they
+  // said so), and about 10,000 requests into the run it held calls for hundreds of milliseconds
+  const account = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000_000 }
+  const chaos = await startProcess(
+    chaosProgram,
+    ["--port", "0", "--rate-limits", JSON.stringify({ bench: account, "bench-model": account })],
+    { BENCH_GC_LOG: gcLog.chaos },
+    probe
+  )
   children.push(chaos)
   const gateway = await startCli(
     gatewayProgram,

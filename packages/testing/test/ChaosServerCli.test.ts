@@ -55,7 +55,9 @@ describe("chaos server command line", () => {
         "--retry-after",
         "7",
         "--partial-chunks",
-        "40"
+        "40",
+        "--rate-limits",
+        `{"m": {"requestsPerMinute": 500}, "n": {"tokensPerMinute": 9000}}`
       ])
       assert.deepStrictEqual(command, {
         _tag: "Serve",
@@ -68,8 +70,16 @@ describe("chaos server command line", () => {
           slowHeadersMs: 250,
           keepAliveIntervalMs: 50,
           retryAfterSeconds: 7,
-          partialChunks: 40
+          partialChunks: 40,
+          rateLimits: { m: { requestsPerMinute: 500 }, n: { tokensPerMinute: 9000 } }
         }
+      })
+      const fromFile = yield* withFile("limits.json", `{"m": {"tokensPerMinute": 100}}`, (file) =>
+        parse(["--rate-limits", file])
+      )
+      assert.deepStrictEqual(fromFile, {
+        _tag: "Serve",
+        options: { host: "127.0.0.1", port: 8787, rateLimits: { m: { tokensPerMinute: 100 } } }
       })
       assert.deepStrictEqual(yield* parse(["-h"]), { _tag: "Help" })
     })
@@ -103,6 +113,11 @@ describe("chaos server command line", () => {
       assert.include(notSteps, "expected a list of steps")
       const unknown = yield* withFile("bad.json", `["meteor"]`, (file) => usageError(["--scenario", file]))
       assert.include(unknown, `"meteor"`)
+      assert.include(yield* usageError(["--rate-limits", `{"m": {"requestsPerMinute": 0}}`]), "--rate-limits")
+      assert.include(yield* usageError(["--rate-limits", `{"m": {"requestsPerMinute": 1.5}}`]), "--rate-limits")
+      assert.include(yield* usageError(["--rate-limits", `{"m": 5}`]), "--rate-limits")
+      assert.include(yield* usageError(["--rate-limits", `{"m": `]), "not JSON")
+      assert.include(yield* usageError(["--rate-limits", "missing.json"]), "cannot read")
     })
   )
 })

@@ -32,7 +32,13 @@ export interface ServeOptions {
   readonly keepAliveIntervalMs?: number
   readonly retryAfterSeconds?: number
   readonly partialChunks?: number
+  readonly rateLimits?: RateLimits
 }
+
+/** Requests and tokens per minute, by model. */
+export type RateLimits = Readonly<
+  Record<string, { readonly requestsPerMinute?: number | undefined; readonly tokensPerMinute?: number | undefined }>
+>
 
 /** What the command line asks for. */
 export type Command = { readonly _tag: "Help" } | { readonly _tag: "Serve"; readonly options: ServeOptions }
@@ -59,6 +65,10 @@ Options:
   --retry-after <s>        the retry-after of a 429, in seconds (default 2)
   --partial-chunks <n>     the chunks stall-mid-stream, truncated-stream and stream-error send first
                            (default half the answer)
+  --rate-limits <json>     requests and tokens per minute by model, inline or in a JSON file, enforced
+                           with the provider's 429 and rate-limit headers counting down, e.g.
+                           '{"gpt-4o":{"requestsPerMinute":500}}' (default none: answers then carry
+                           fixed rate-limit headers, which a client that reads them may obey)
   -h, --help               print this help
 
 A request picks its fault, in order, by the x-chaos-fault header, by a /fault/<fault> path prefix, or by
@@ -111,6 +121,33 @@ const readScenarioFile = (
     return { steps: yield* checkSteps(names, `--scenario ${file}`), ...(loop === undefined ? {} : { loop }) }
   })
 
+const Limit = Schema.Int.check(Schema.isGreaterThan(0))
+const RateLimitsJson = Schema.Record(
+  Schema.String,
+  Schema.Struct({ requestsPerMinute: Schema.optional(Limit), tokensPerMinute: Schema.optional(Limit) })
+)
+
+/** `--rate-limits`: inline JSON, or a file holding it. */
+const readRateLimits = (raw: string): Effect.Effect<RateLimits, UsageError> =>
+  Effect.gen(function* () {
+    const fail = (why: string) => new UsageError({ message: `--rate-limits: ${why}` })
+    const text = raw.trimStart().startsWith("{")
+      ? raw
+      : yield* Effect.try({
+          try: () => fs.readFileSync(raw, "utf8"),
+          catch: (error) => fail(`cannot read the file ${raw} (${String(error)})`)
+        })
+    const json = yield* Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (error) => fail(`not JSON (${String(error)})`)
+    })
+    return yield* Schema.decodeUnknownEffect(RateLimitsJson)(json).pipe(
+      Effect.mapError(() =>
+        fail(`expected {"<model>": {"requestsPerMinute": <n>, "tokensPerMinute": <n>}} with whole numbers above 0`)
+      )
+    )
+  })
+
 const wholeNumber = (flag: string, raw: string | undefined): Effect.Effect<number | undefined, UsageError> =>
   raw === undefined
     ? Effect.succeed(undefined)
@@ -140,6 +177,7 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Usage
             "keep-alive-ms": { type: "string" },
             "retry-after": { type: "string" },
             "partial-chunks": { type: "string" },
+            "rate-limits": { type: "string" },
             help: { type: "boolean", short: "h" }
           }
         }),
@@ -175,12 +213,14 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Usage
     if (numbers.keepAliveIntervalMs === 0) {
       return yield* new UsageError({ message: "--keep-alive-ms: must be at least 1" })
     }
+    const rateLimits = values["rate-limits"] === undefined ? undefined : yield* readRateLimits(values["rate-limits"])
     const options: ServeOptions = {
       host: values.host ?? "127.0.0.1",
       port,
       ...(scenario === undefined ? {} : { scenario: scenario.steps }),
       ...(loop === undefined ? {} : { loopScenario: loop }),
-      ...Object.fromEntries(Object.entries(numbers).filter(([, v]) => v !== undefined))
+      ...Object.fromEntries(Object.entries(numbers).filter(([, v]) => v !== undefined)),
+      ...(rateLimits === undefined ? {} : { rateLimits })
     }
     return { _tag: "Serve", options } as const
   })
