@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=16
+#!/usr/bin/env -S node --max-semi-space-size=16 --v8-pool-size=1
 /**
  * `llm-resilience-gateway --config gateway.yaml` (also `llm-resilience gateway ...`): starts the gateway.
  * `--help` lists the options.

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=16
+#!/usr/bin/env -S node --max-semi-space-size=16 --v8-pool-size=1
 /**
  * `llm-resilience dlq list|show|replay|purge`: the dead-letter queue of a durable queue kept in Redis.
  * `llm-resilience gateway --config <file>`: the gateway (`@llm-resilience/gateway`, when installed).

@@ -169,6 +169,7 @@ describe("llm-resilience gateway", () => {
   it("runs Node with the same flags as llm-resilience-gateway, from its #! line", { timeout: 90_000 }, async () => {
     const own = await execArgvOf(gatewayBin, ["--help"])
     assert.include(own, "--max-semi-space-size=16")
+    assert.include(own, "--v8-pool-size=1")
     assert.deepStrictEqual(await execArgvOf(bin, ["gateway", "--help"]), own)
   })
 })
