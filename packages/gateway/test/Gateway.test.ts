@@ -11,6 +11,15 @@ const anthropicClient = (url: string, apiKey = clientKey) =>
 
 const user = [{ role: "user" as const, content: "Say hello" }]
 
+/** What `call` rejects with (`undefined` if it resolves). */
+const rejection = (call: () => Promise<unknown>) =>
+  Effect.promise(() =>
+    call().then(
+      () => undefined,
+      (e: unknown) => e
+    )
+  )
+
 describe("Gateway with the official clients", () => {
   it.live("OpenAI: whole and streamed answers after a fallback name the model that answered", () =>
     Effect.gen(function* () {
@@ -82,45 +91,23 @@ describe("Gateway with the official clients", () => {
   it.live("errors have the provider's shape, status and Retry-After; 401 without a valid key", () =>
     Effect.gen(function* () {
       const { url } = yield* startGateway((chaos) => baseConfig(chaos, "rate-limit"))
-      const error = yield* Effect.promise(() =>
-        openAiClient(url)
-          .chat.completions.create({ model: "solo", messages: user })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
-      )
+      const error = yield* rejection(() => openAiClient(url).chat.completions.create({ model: "solo", messages: user }))
       assert.instanceOf(error, OpenAI.RateLimitError)
       assert.strictEqual((error as InstanceType<typeof OpenAI.RateLimitError>).code, "rate_limit_exceeded")
       assert.strictEqual((error as InstanceType<typeof OpenAI.RateLimitError>).headers.get("retry-after"), "2")
 
-      const anthropicError = yield* Effect.promise(() =>
-        anthropicClient(url)
-          .messages.create({ model: "solo", max_tokens: 10, messages: user })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const anthropicError = yield* rejection(() =>
+        anthropicClient(url).messages.create({ model: "solo", max_tokens: 10, messages: user })
       )
       assert.instanceOf(anthropicError, Anthropic.RateLimitError)
       assert.strictEqual((anthropicError as InstanceType<typeof Anthropic.APIError>).type, "rate_limit_error")
 
-      const unauthorized = yield* Effect.promise(() =>
-        openAiClient(url, "gw-wrong")
-          .chat.completions.create({ model: "chat", messages: user })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const unauthorized = yield* rejection(() =>
+        openAiClient(url, "gw-wrong").chat.completions.create({ model: "chat", messages: user })
       )
       assert.instanceOf(unauthorized, OpenAI.AuthenticationError)
-      const unknownModel = yield* Effect.promise(() =>
-        anthropicClient(url)
-          .messages.create({ model: "nope", max_tokens: 10, messages: user })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const unknownModel = yield* rejection(() =>
+        anthropicClient(url).messages.create({ model: "nope", max_tokens: 10, messages: user })
       )
       assert.instanceOf(unknownModel, Anthropic.NotFoundError)
       const noContent = yield* Effect.promise(() =>
@@ -141,24 +128,14 @@ describe("Gateway with the official clients", () => {
         return { ...config, server: { ...config.server, maxBodyBytes: 4_096 } }
       })
       const big = [{ role: "user" as const, content: "x".repeat(5_000) }]
-      const openAiError = yield* Effect.promise(() =>
-        openAiClient(url)
-          .chat.completions.create({ model: "gpt-small", messages: big })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const openAiError = yield* rejection(() =>
+        openAiClient(url).chat.completions.create({ model: "gpt-small", messages: big })
       )
       assert.instanceOf(openAiError, OpenAI.APIError)
       assert.strictEqual((openAiError as InstanceType<typeof OpenAI.APIError>).status, 413)
       assert.match((openAiError as InstanceType<typeof OpenAI.APIError>).message, /larger than 4096 bytes/)
-      const anthropicError = yield* Effect.promise(() =>
-        anthropicClient(url)
-          .messages.create({ model: "gpt-small", max_tokens: 10, messages: big })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const anthropicError = yield* rejection(() =>
+        anthropicClient(url).messages.create({ model: "gpt-small", max_tokens: 10, messages: big })
       )
       assert.instanceOf(anthropicError, Anthropic.APIError)
       assert.strictEqual((anthropicError as InstanceType<typeof Anthropic.APIError>).status, 413)
@@ -187,13 +164,8 @@ describe("Gateway with the official clients", () => {
   it.live("an overloaded Anthropic answer is a 529 overloaded_error", () =>
     Effect.gen(function* () {
       const { url } = yield* startGateway((chaos) => baseConfig(chaos, "overloaded"))
-      const error = yield* Effect.promise(() =>
-        anthropicClient(url)
-          .messages.create({ model: "solo", max_tokens: 10, messages: user })
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const error = yield* rejection(() =>
+        anthropicClient(url).messages.create({ model: "solo", max_tokens: 10, messages: user })
       )
       assert.instanceOf(error, Anthropic.APIError)
       assert.strictEqual((error as InstanceType<typeof Anthropic.APIError>).status, 529)
@@ -218,14 +190,8 @@ describe("Gateway with the official clients", () => {
       assert.isAbove(openAiError.received.length, 0)
       assert.isBelow(openAiError.received.length, text.length)
 
-      const anthropicError = yield* Effect.promise(() =>
-        anthropicClient(url)
-          .messages.stream({ model: "solo", max_tokens: 10, messages: user })
-          .finalMessage()
-          .then(
-            () => undefined,
-            (e: unknown) => e
-          )
+      const anthropicError = yield* rejection(() =>
+        anthropicClient(url).messages.stream({ model: "solo", max_tokens: 10, messages: user }).finalMessage()
       )
       assert.instanceOf(anthropicError, Anthropic.APIError)
     })

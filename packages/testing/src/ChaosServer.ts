@@ -34,7 +34,7 @@ import { HttpMiddleware, type HttpServerError, HttpServerRequest, HttpTraceConte
 import { faultDescriptions, faults as allFaults, type Fault as FaultName } from "./internal/chaos/faults.ts"
 import { makeHandler, type Recorded, type State } from "./internal/chaos/handler.ts"
 import { makeHistory } from "./internal/chaos/history.ts"
-import { type LimitEvent as LimitEventShape, makeLimiter } from "./internal/chaos/limits.ts"
+import { type LimitEvent as LimitEventShape, makeLimiter, RateLimits } from "./internal/chaos/limits.ts"
 
 /**
  * The faults the server can inject.
@@ -128,15 +128,7 @@ export const Options = Schema.Struct({
   partialChunks: Schema.optional(NonNegativeInt),
   scenario: Schema.optional(Schema.Array(Step)),
   loopScenario: Schema.optional(Schema.Boolean),
-  rateLimits: Schema.optional(
-    Schema.Record(
-      Schema.String,
-      Schema.Struct({
-        requestsPerMinute: Schema.optional(PositiveInt),
-        tokensPerMinute: Schema.optional(PositiveInt)
-      })
-    )
-  ),
+  rateLimits: Schema.optional(RateLimits),
   rateLimitWindowMs: Schema.optional(PositiveInt),
   historyLimit: Schema.optional(PositiveInt)
 })

@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import { parseArgs } from "node:util"
 import { Data, Effect, Runtime, Schema } from "effect"
 import { type Fault, faultDescriptions, faults, type Step } from "./faults.ts"
+import { RateLimits } from "./limits.ts"
 
 /** A bad command line: the message says what is wrong; the process exits with 2 without a stack trace. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {
@@ -32,13 +33,8 @@ export interface ServeOptions {
   readonly keepAliveIntervalMs?: number
   readonly retryAfterSeconds?: number
   readonly partialChunks?: number
-  readonly rateLimits?: RateLimits
+  readonly rateLimits?: typeof RateLimits.Type
 }
-
-/** Requests and tokens per minute, by model. */
-export type RateLimits = Readonly<
-  Record<string, { readonly requestsPerMinute?: number | undefined; readonly tokensPerMinute?: number | undefined }>
->
 
 /** What the command line asks for. */
 export type Command = { readonly _tag: "Help" } | { readonly _tag: "Serve"; readonly options: ServeOptions }
@@ -121,14 +117,8 @@ const readScenarioFile = (
     return { steps: yield* checkSteps(names, `--scenario ${file}`), ...(loop === undefined ? {} : { loop }) }
   })
 
-const Limit = Schema.Int.check(Schema.isGreaterThan(0))
-const RateLimitsJson = Schema.Record(
-  Schema.String,
-  Schema.Struct({ requestsPerMinute: Schema.optional(Limit), tokensPerMinute: Schema.optional(Limit) })
-)
-
 /** `--rate-limits`: inline JSON, or a file holding it. */
-const readRateLimits = (raw: string): Effect.Effect<RateLimits, UsageError> =>
+const readRateLimits = (raw: string): Effect.Effect<typeof RateLimits.Type, UsageError> =>
   Effect.gen(function* () {
     const fail = (why: string) => new UsageError({ message: `--rate-limits: ${why}` })
     const text = raw.trimStart().startsWith("{")
@@ -141,7 +131,7 @@ const readRateLimits = (raw: string): Effect.Effect<RateLimits, UsageError> =>
       try: (): unknown => JSON.parse(text),
       catch: (error) => fail(`not JSON (${String(error)})`)
     })
-    return yield* Schema.decodeUnknownEffect(RateLimitsJson)(json).pipe(
+    return yield* Schema.decodeUnknownEffect(RateLimits)(json).pipe(
       Effect.mapError(() =>
         fail(`expected {"<model>": {"requestsPerMinute": <n>, "tokensPerMinute": <n>}} with whole numbers above 0`)
       )

@@ -7,14 +7,20 @@
  *
  * @internal
  */
+import { Schema } from "effect"
 import { makeHistory } from "./history.ts"
 import type { Wire } from "./wire.ts"
 
+const PerMinute = Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
+
+/** Requests and tokens per window (a minute by default), by model: the `rateLimits` option. */
+export const RateLimits = Schema.Record(
+  Schema.String,
+  Schema.Struct({ requestsPerMinute: PerMinute, tokensPerMinute: PerMinute })
+)
+
 /** The limits of one model. */
-export interface ModelLimits {
-  readonly requestsPerMinute?: number | undefined
-  readonly tokensPerMinute?: number | undefined
-}
+export type ModelLimits = (typeof RateLimits.Type)[string]
 
 /** One call as the limiter saw it. */
 export interface LimitEvent {
