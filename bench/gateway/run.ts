@@ -2,14 +2,15 @@
  * The gateway in front of the chaos server against the chaos server directly, in one run
  * (`npx node bench/gateway/run.ts`): at 1,000 and 2,000 requests/s (not streamed, open loop) and with 200
  * concurrent streams, the added latency (p50 / p99 of the gateway minus those of the direct calls), the
+ * same for a reference proxy with no policies (`reference.ts`: node:http and undici) in the same phases, the
  * gateway's CPU time per request (also in a closed loop of 20 clients, beside the chaos server's), its
  * resident memory, the errors, and the machine's load average during each phase. The phases run from the
  * lightest load to the heaviest (open loops, then the closed loop, then the streams), so the memory read after
- * each is that of a gateway that has seen no heavier load. In an open loop the direct calls and the gateway's
- * take turns of 1 s, so that both meet the same conditions of the machine; its `tail` tells what the slowest
- * requests of each waited for (`tail.ts`: GC pauses of either server, recorded by `probe.ts`, the generator's
- * lateness, and the connections opened meanwhile). The chaos server and the gateway run as child
- * processes (bundled, as `llm-resilience-gateway` runs); the load comes from this process (`load.ts`), whose
+ * each is that of a gateway that has seen no heavier load. In an open loop the direct calls, the gateway's and
+ * the reference proxy's take turns of 1 s, so that all meet the same conditions of the machine; its `tail` tells
+ * what the slowest requests of each waited for (`tail.ts`: GC pauses of either server, recorded by `probe.ts`,
+ * the generator's lateness, and the connections opened meanwhile). The chaos server, the gateway and the
+ * reference proxy run as child processes (bundled, as `llm-resilience-gateway` runs); the load comes from this process (`load.ts`), whose
  * own CPU time per request every phase reports, beside the chaos server's.
  * Before each phase one request checks that the answer reads as expected (a complete JSON body, or an SSE
  * stream whose last data event is `data: [DONE]`), and at the start a wrong key checks the gateway's 401.
@@ -23,7 +24,14 @@ import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
 import { Gateway } from "@llm-resilience/gateway"
-import { bundleChaos, bundleCli, startCli, startProcess, tempDir } from "../../packages/gateway/test/support/process.ts"
+import {
+  bundleChaos,
+  bundleCli,
+  nodeFlags,
+  startCli,
+  startProcess,
+  tempDir
+} from "../../packages/gateway/test/support/process.ts"
 import { bundle } from "../../packages/redis/test/processes.ts"
 import { fetchOnce, type Target } from "./http.ts"
 import { type Latency, openLoop, type Phase, processStats, streams } from "./load.ts"
@@ -88,10 +96,11 @@ try {
   // both servers record their GC pauses (probe.ts), to tell what the slowest requests waited for; the probe
   // is bundled to plain JavaScript like the servers: loaded as TypeScript, Node's type stripping would add
   // about 18 MB to each server's resident memory
-  const [chaosProgram, gatewayProgram, probeProgram] = await Promise.all([
+  const [chaosProgram, gatewayProgram, probeProgram, referenceProgram] = await Promise.all([
     bundleChaos(dir),
     bundleCli(dir),
-    bundle(path.join(here, "probe.ts"), dir, "probe")
+    bundle(path.join(here, "probe.ts"), dir, "probe"),
+    bundle(path.join(here, "reference.ts"), dir, "reference")
   ])
   const probe = ["--import", probeProgram]
   const gcLog = { chaos: path.join(dir, "chaos-gc.log"), gateway: path.join(dir, "gateway-gc.log") }
@@ -121,6 +130,11 @@ try {
     probe
   )
   children.push(gateway)
+  // the reference proxy (reference.ts), with the Node flags the gateway's command runs with
+  const reference = await startProcess(referenceProgram, [], { UPSTREAM: chaos.url }, nodeFlags(gatewayProgram))
+  children.push(reference)
+  const referencePid = reference.child.pid!
+  const viaReference = `${reference.url}/v1/chat/completions`
   const pid = gateway.child.pid!
   const direct = `${chaos.url}/v1/chat/completions`
   const viaGateway = `${gateway.url}/v1/chat/completions`
@@ -131,6 +145,7 @@ try {
   for (const sse of [false, true]) {
     await check(target(direct, sse), { status: 200, sse })
     await check(target(viaGateway, sse), { status: 200, sse })
+    if (!sse) await check(target(viaReference, sse), { status: 200, sse })
     await check(
       { ...target(viaGateway, sse), headers: { ...headers, authorization: "Bearer wrong-key" } },
       { status: 401, sse }
@@ -140,7 +155,7 @@ try {
   // interpreting and compiling. At the lowest rate measured, not flat out: V8 keeps the heap it grew for the
   // highest load a process has seen, so the resident memory read after each phase is that of a gateway that
   // has served no more than that phase's load (phases run from the lightest to the heaviest)
-  for (const url of [direct, viaGateway])
+  for (const url of [direct, viaGateway, viaReference])
     await openLoop([target(url, false)], { rate: Math.min(...rates), seconds: warmupSeconds * 3, warmupSeconds: 0 })
 
   /** Runs a phase after checking one answer: the gateway's and the chaos server's CPU per request sent. */
@@ -171,16 +186,23 @@ try {
   for (const rate of rates) {
     // the direct calls and the gateway's take turns of 1 s over one phase, so that both meet the same
     // conditions of the machine (its other work, the chaos server's GC); see docs/benchmarks.md
-    const to = [target(direct, false), target(viaGateway, false)]
+    // and the reference proxy takes its turn too: what a proxy with no policies adds on the same machine
+    const to = [target(direct, false), target(viaGateway, false), target(viaReference, false)]
     for (const t of to) await check(t, { status: 200, sse: false })
-    const start = { gateway: processStats(pid), chaos: processStats(chaosPid) }
-    const [d, g] = await openLoop(to, { rate, seconds, warmupSeconds, sliceSeconds: 1 })
-    const end = { gateway: processStats(pid), chaos: processStats(chaosPid) }
+    const stats = () => ({
+      gateway: processStats(pid),
+      chaos: processStats(chaosPid),
+      reference: processStats(referencePid)
+    })
+    const start = stats()
+    const [d, g, r] = await openLoop(to, { rate, seconds, warmupSeconds, sliceSeconds: 1 })
+    const end = stats()
     // the probes write every 200 ms
     await new Promise((resolve) => setTimeout(resolve, 400))
     const pauses = { gateway: readPauses(gcLog.gateway), chaos: readPauses(gcLog.chaos) }
     const { slowest: _d, connectionsOpenedAt: _dc, window: _dw, ...directPhase } = d
     const { slowest: _g, connectionsOpenedAt: _gc, window: _gw, ...gatewayPhase } = g
+    const { slowest: _r, connectionsOpenedAt: _rc, window: _rw, ...referencePhase } = r
     loads.push({
       rate,
       direct: directPhase,
@@ -189,15 +211,20 @@ try {
       addedLatencyFromDueMs: added(g, d, (phase) => phase.latencyFromDueMs),
       tail: { direct: tailOf(d, pauses), gateway: tailOf(g, pauses) },
       gatewayCpuPerRequestUs: Math.round(((end.gateway.cpuMs - start.gateway.cpuMs) * 1000) / g.sent),
-      // over the requests of both
-      chaosCpuPerRequestUs: Math.round(((end.chaos.cpuMs - start.chaos.cpuMs) * 1000) / (d.sent + g.sent)),
+      reference: {
+        ...referencePhase,
+        addedLatencyMs: added(r, d),
+        cpuPerRequestUs: Math.round(((end.reference.cpuMs - start.reference.cpuMs) * 1000) / r.sent)
+      },
+      // over the requests of all three
+      chaosCpuPerRequestUs: Math.round(((end.chaos.cpuMs - start.chaos.cpuMs) * 1000) / (d.sent + g.sent + r.sent)),
       gatewayRssMb: end.gateway.rssMb,
       gatewayPeakRssMb: end.gateway.peakRssMb,
       loadAverage: os.loadavg()[0]
     })
     const last = loads.at(-1)!
     console.error(
-      `${rate} req/s: added p50 ${last.addedLatencyMs.p50} ms, p99 ${last.addedLatencyMs.p99} ms; schedule lag p99 ${d.scheduleLagMs.p99} / ${g.scheduleLagMs.p99} ms; load generator ${g.generatorCpuPerRequestUs} µs of CPU per request`
+      `${rate} req/s: added p50 ${last.addedLatencyMs.p50} ms, p99 ${last.addedLatencyMs.p99} ms (reference proxy ${last.reference.addedLatencyMs.p50} / ${last.reference.addedLatencyMs.p99} ms); schedule lag p99 ${d.scheduleLagMs.p99} / ${g.scheduleLagMs.p99} ms; load generator ${g.generatorCpuPerRequestUs} µs of CPU per request`
     )
   }
   // CPU per request when busy, free of idle time: a closed loop of 20 clients through the gateway, the
@@ -214,10 +241,15 @@ try {
     rate: closed.phase.achievedRate,
     gatewayCpuPerRequestUs: closed.gatewayCpuPerRequestUs,
     chaosCpuPerRequestUs: closed.chaosCpuPerRequestUs,
-    generatorCpuPerRequestUs: closed.phase.generatorCpuPerRequestUs
+    generatorCpuPerRequestUs: closed.phase.generatorCpuPerRequestUs,
+    referenceCpuPerRequestUs: await (async () => {
+      const before = processStats(referencePid).cpuMs
+      const phase = await streams(target(viaReference, false), { concurrency: 20, seconds })
+      return Math.round(((processStats(referencePid).cpuMs - before) * 1000) / Math.max(1, phase.requests))
+    })()
   }
   console.error(
-    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs, chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
+    `closed loop: gateway ${closedLoop.gatewayCpuPerRequestUs} µs (reference proxy ${closedLoop.referenceCpuPerRequestUs} µs), chaos server ${closedLoop.chaosCpuPerRequestUs} µs, load generator ${closedLoop.generatorCpuPerRequestUs} µs of CPU per request`
   )
   const streamPhase = (url: string) =>
     measured(
@@ -234,7 +266,8 @@ try {
       "load generator, chaos server and gateway share the machine's cores; the generator is an HTTP/1.1 client over node:net " +
       "(keep-alive, one request per connection at a time); open loop with request i due at start + i / rate: " +
       "latencyMs from the send to the last byte, latencyFromDueMs from the due time, scheduleLagMs the send's delay; " +
-      "in an open loop the direct and the gateway's requests take turns of 1 s (achievedRate is the two together)",
+      "in an open loop the direct, the gateway's and the reference proxy's requests take turns of 1 s (achievedRate is " +
+      "the three together); the reference proxy (reference.ts) is node:http and undici with no policies",
     secondsPerPhase: seconds,
     loadAverageAtStart: loadAtStart,
     gatewayStartRssMb: startRss,

@@ -18,7 +18,7 @@ const cli = path.resolve(here, "../../bin/llm-resilience-gateway.ts")
 export const bundleCli = (dir: string): Promise<string> => bundle(cli, dir, "gateway")
 
 /** The Node flags of a program's `#!/usr/bin/env -S node <flags>` line (the bundle keeps the entry's). */
-const nodeFlags = (program: string): ReadonlyArray<string> =>
+export const nodeFlags = (program: string): ReadonlyArray<string> =>
   /^#!\/usr\/bin\/env -S node(.*)$/m
     .exec(fs.readFileSync(program, "utf8").split("\n", 1)[0])?.[1]
     .trim()
