@@ -275,8 +275,8 @@ export const routes = (
           const router = yield* HttpRouter.HttpRouter
           const drain = Option.getOrElse(yield* Effect.serviceOption(Drain), () => new DrainState())
           const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
-          yield* router.add("POST", "/v1/chat/completions", drain.track(handle(ctx, openAi)))
-          yield* router.add("POST", "/v1/messages", drain.track(handle(ctx, anthropic)))
+          yield* router.add("POST", "/v1/chat/completions", handle(ctx, openAi))
+          yield* router.add("POST", "/v1/messages", handle(ctx, anthropic))
           yield* router.add(
             "GET",
             "/v1/models",
@@ -349,8 +349,11 @@ export const layer = (
       const graceMs = config.server?.shutdownGraceMs ?? 10_000
       const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
         Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
+        // the server alone: the platform's file system, path, terminal and HTTP file services (which
+        // `NodeHttpServer.layer` adds) serve nothing here, and every service of this context is in each
+        // request's context (copied whenever a request's context is flattened)
         Layer.provideMerge(
-          NodeHttpServer.layer(createServer, {
+          NodeHttpServer.layerServer(() => createServer().on("request", drain.onRequest), {
             port: config.server?.port ?? 8080,
             host: config.server?.host ?? "127.0.0.1",
             // the drain (below) had the grace period: what is still running after it is cut
