@@ -20,23 +20,24 @@
  * @since 0.1.0
  */
 import { hash, randomBytes } from "node:crypto"
-import { createServer, ServerResponse } from "node:http"
+import { createServer } from "node:http"
 // the platform's modules by path: its index loads every module it has (Redis and its client, cluster, SQL,
 // workers ...), which a gateway without those never uses
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
+import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
+import { HttpClient, HttpRouter, HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import { anthropic } from "./internal/anthropic.ts"
 import { gatewayFailure } from "./internal/failure.ts"
-import { Drain, DrainState } from "./internal/drain.ts"
+import { DrainState } from "./internal/drain.ts"
 import { type Caller, type Context, handle, type Target } from "./internal/handler.ts"
 import { openAi } from "./internal/openai.ts"
+import { dispatch, Response } from "./internal/server.ts"
 import * as Upstream from "./internal/upstream.ts"
 
 /**
@@ -254,7 +255,7 @@ const sharedState = (
  * import { Layer } from "effect"
  * import { HttpRouter } from "effect/http"
  * import { Gateway } from "@llm-resilience/gateway"
- * import { createServer, ServerResponse } from "node:http"
+ * import { createServer } from "node:http"
  *
  * const Live = HttpRouter.serve(Gateway.routes(config)).pipe(
  *   Layer.provide(NodeHttpServer.layer(createServer, { port: 8080 })),
@@ -273,41 +274,52 @@ export const routes = (
       Layer.effectDiscard(
         Effect.gen(function* () {
           const router = yield* HttpRouter.HttpRouter
-          const drain = Option.getOrElse(yield* Effect.serviceOption(Drain), () => new DrainState())
-          const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
-          yield* router.add("POST", "/v1/chat/completions", handle(ctx, openAi))
-          yield* router.add("POST", "/v1/messages", handle(ctx, anthropic))
-          yield* router.add(
-            "GET",
-            "/v1/models",
-            HttpServerResponse.text(
-              JSON.stringify({
-                object: "list",
-                data: [...ctx.targets.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: "gateway" }))
-              }),
-              { contentType: "application/json" }
-            )
-          )
-          yield* router.add(
-            "GET",
-            "/metrics",
-            Effect.map(PrometheusMetrics.format(), (text) =>
-              HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
-            )
-          )
-          yield* router.add("GET", "/healthz", HttpServerResponse.text("ok"))
-          // served once every provider, store and stage is built; 503 from the shutdown signal on
-          yield* router.add(
-            "GET",
-            "/readyz",
-            Effect.sync(() =>
-              drain.draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
-            )
-          )
+          // served beside other routes, the gateway does not drain: whoever runs the server does
+          yield* router.addAll(yield* endpoints(config, new DrainState(), options))
         })
       ).pipe(Layer.provide(sharedState(config)))
     )
   )
+
+/** The gateway's routes for a configuration: method, path and handler; `drain` says when it is draining. */
+const endpoints = Effect.fnUntraced(function* (
+  config: GatewayConfig.GatewayConfig,
+  drain: DrainState,
+  options: { readonly env?: Readonly<Record<string, string | undefined>> } | undefined
+) {
+  const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
+  return [
+    HttpRouter.route("POST", "/v1/chat/completions", handle(ctx, openAi)),
+    HttpRouter.route("POST", "/v1/messages", handle(ctx, anthropic)),
+    HttpRouter.route(
+      "GET",
+      "/v1/models",
+      HttpServerResponse.text(
+        JSON.stringify({
+          object: "list",
+          data: [...ctx.targets.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: "gateway" }))
+        }),
+        { contentType: "application/json" }
+      )
+    ),
+    HttpRouter.route(
+      "GET",
+      "/metrics",
+      Effect.map(PrometheusMetrics.format(), (text) =>
+        HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+      )
+    ),
+    HttpRouter.route("GET", "/healthz", HttpServerResponse.text("ok")),
+    // served once every provider, store and stage is built; 503 from the shutdown signal on
+    HttpRouter.route(
+      "GET",
+      "/readyz",
+      Effect.sync(() =>
+        drain.draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
+      )
+    )
+  ]
+})
 
 /**
  * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
@@ -319,17 +331,6 @@ export const routes = (
 const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClient.HttpClient)(
   NodeHttpClient.makeUndici
 ).pipe(Layer.provide(Upstream.dispatcher))
-
-/**
- * The responses of the gateway's server. The platform marks every response `strictContentLength`, and Node
- * then ends a response apart from its body: a second, empty send and a two-buffer `writev` for every
- * answer instead of one write of headers and body (on Node 24, a bare Node server answering the same
- * way: 6.6 against 6.2 KB allocated and 18.5 against 16.8 µs of CPU per request). The check it buys, that
- * a body matches its `content-length`, cannot fail here: the platform sets the length from the body the
- * gateway built, and streams go chunked.
- */
-class Response extends ServerResponse {}
-Object.defineProperty(Response.prototype, "strictContentLength", { get: () => false, set: () => {} })
 
 /**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
@@ -358,8 +359,11 @@ export const layer = (
     Effect.sync(() => {
       const drain = new DrainState()
       const graceMs = config.server?.shutdownGraceMs ?? 10_000
-      const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
+      const served = Layer.unwrap(
+        Effect.map(endpoints(config, drain, options), (all) => HttpServer.serve(dispatch(all)))
+      ).pipe(
+        Layer.provide(sharedState(config)),
+        Layer.provide(upstreamClient),
         // the server alone: the platform's file system, path, terminal and HTTP file services (which
         // `NodeHttpServer.layer` adds) serve nothing here, and every service of this context is in each
         // request's context (copied whenever a request's context is flattened)

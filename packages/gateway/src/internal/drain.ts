@@ -7,7 +7,7 @@
  * @internal
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { Context, Effect } from "effect"
+import { Effect } from "effect"
 
 /** The in-flight requests of one gateway and whether it is draining. */
 export class DrainState {
@@ -45,6 +45,3 @@ export class DrainState {
     })
   }
 }
-
-/** The drain state the gateway's routes use (the server layer provides it and drains it on shutdown). */
-export class Drain extends Context.Service<Drain, DrainState>()("@llm-resilience/gateway/Drain") {}
