@@ -131,7 +131,9 @@ const readJson = (message: IncomingMessage, maxBytes: number): Effect.Effect<unk
       cleanup()
       resume(Effect.succeed(undefined))
     }
-    message.on("data", onData).once("end", onEnd).once("error", onError)
+    // `on` rather than `once`: `cleanup` removes all three at the first of them, and `once` wraps each
+    // listener in a bound function of its own
+    message.on("data", onData).on("end", onEnd).on("error", onError)
     return Effect.sync(cleanup)
   })
 
@@ -195,11 +197,8 @@ export const handle = (ctx: Context, wire: Wire) => {
     }
     const pathHeader = headerOf(h, "x-llm-path")
     const fallbackHeader = headerOf(h, "x-llm-fallbacks")
-    const names = [
-      pathHeader ?? decoded.model,
-      ...decoded.fallbacks,
-      ...(fallbackHeader === undefined ? [] : fallbackHeader.split(",").map((s) => s.trim()))
-    ]
+    const names = [pathHeader ?? decoded.model, ...decoded.fallbacks]
+    if (fallbackHeader !== undefined) for (const name of fallbackHeader.split(",")) names.push(name.trim())
     const targets: Array<Target> = []
     for (const name of names) {
       const target = ctx.targets.get(name)
@@ -219,27 +218,25 @@ export const handle = (ctx: Context, wire: Wire) => {
     const limited = yield* ctx.admitTenant(caller)
     if (limited !== undefined) return yield* fail(limited)
 
-    const request: LlmRequest.LlmRequest = {
-      model: decoded.model,
+    const passThrough =
+      decoded.foreign === undefined
+        ? { [wire.name]: decoded.passThrough }
+        : { ...decoded.foreign, [wire.name]: decoded.passThrough }
+    const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+    /** The request for one target, built whole (once for a request without fallbacks). */
+    const at = (target: Target): LlmRequest.LlmRequest => ({
+      model: target.model,
       messages: decoded.messages,
       ...(decoded.maxOutputTokens === undefined ? {} : { maxOutputTokens: decoded.maxOutputTokens }),
       ...(decoded.temperature === undefined ? {} : { temperature: decoded.temperature }),
       ...(decoded.responseFormat === undefined ? {} : { responseFormat: decoded.responseFormat }),
-      passThrough:
-        decoded.foreign === undefined
-          ? { [wire.name]: decoded.passThrough }
-          : { ...decoded.foreign, [wire.name]: decoded.passThrough },
+      passThrough,
       metadata: {
         ...(tenant === undefined ? {} : { tenant }),
         ...(conversationId === undefined ? {} : { conversationId }),
-        ...(priority === undefined ? {} : { priority })
+        ...(priority === undefined ? {} : { priority }),
+        path: target.path
       }
-    }
-    const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-    const at = (target: Target): LlmRequest.LlmRequest => ({
-      ...request,
-      model: target.model,
-      metadata: { ...request.metadata, path: target.path }
     })
 
     if (!decoded.stream) {
