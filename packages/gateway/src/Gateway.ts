@@ -247,7 +247,8 @@ const sharedState = (
 }
 
 /**
- * The gateway's routes on the `HttpRouter` in context.
+ * The gateway's routes on the `HttpRouter` in context, to serve beside other routes (`layer` serves the same
+ * routes on a server of its own, without a router, and drains them on shutdown).
  *
  * @example
  * ```ts
