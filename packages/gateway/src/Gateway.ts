@@ -369,12 +369,19 @@ export const layer = (
         // `NodeHttpServer.layer` adds) serve nothing here, and every service of this context is in each
         // request's context (copied whenever a request's context is flattened)
         Layer.provideMerge(
-          NodeHttpServer.layerServer(() => createServer({ ServerResponse: Response }).on("request", drain.onRequest), {
-            port: config.server?.port ?? 8080,
-            host: config.server?.host ?? "127.0.0.1",
-            // the drain (below) had the grace period: what is still running after it is cut
-            gracefulShutdownTimeout: Duration.zero
-          })
+          NodeHttpServer.layerServer(
+            () =>
+              createServer({ ServerResponse: Response })
+                .on("request", drain.onRequest)
+                // a request with `expect: 100-continue` comes as this event instead
+                .on("checkContinue", drain.onRequest),
+            {
+              port: config.server?.port ?? 8080,
+              host: config.server?.host ?? "127.0.0.1",
+              // the drain (below) had the grace period: what is still running after it is cut
+              gracefulShutdownTimeout: Duration.zero
+            }
+          )
         )
       )
       // built after the server, so released before it: the drain runs while the server still answers
