@@ -27,16 +27,17 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
-import { Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import { HttpClient, HttpRouter, type HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
+import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
+import { HttpClient, HttpRouter, HttpServer, type HttpServerError, HttpServerResponse } from "effect/http"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { RateLimiter } from "effect/persistence"
 import * as GatewayConfig from "./GatewayConfig.ts"
 import { anthropic } from "./internal/anthropic.ts"
 import { gatewayFailure } from "./internal/failure.ts"
-import { Drain, DrainState } from "./internal/drain.ts"
+import { DrainState } from "./internal/drain.ts"
 import { type Caller, type Context, handle, type Target } from "./internal/handler.ts"
 import { openAi } from "./internal/openai.ts"
+import { dispatch, Response } from "./internal/server.ts"
 import * as Upstream from "./internal/upstream.ts"
 
 /**
@@ -246,7 +247,8 @@ const sharedState = (
 }
 
 /**
- * The gateway's routes on the `HttpRouter` in context.
+ * The gateway's routes on the `HttpRouter` in context, to serve beside other routes (`layer` serves the same
+ * routes on a server of its own, without a router, and drains them on shutdown).
  *
  * @example
  * ```ts
@@ -273,41 +275,52 @@ export const routes = (
       Layer.effectDiscard(
         Effect.gen(function* () {
           const router = yield* HttpRouter.HttpRouter
-          const drain = Option.getOrElse(yield* Effect.serviceOption(Drain), () => new DrainState())
-          const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
-          yield* router.add("POST", "/v1/chat/completions", drain.track(handle(ctx, openAi)))
-          yield* router.add("POST", "/v1/messages", drain.track(handle(ctx, anthropic)))
-          yield* router.add(
-            "GET",
-            "/v1/models",
-            HttpServerResponse.text(
-              JSON.stringify({
-                object: "list",
-                data: [...ctx.targets.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: "gateway" }))
-              }),
-              { contentType: "application/json" }
-            )
-          )
-          yield* router.add(
-            "GET",
-            "/metrics",
-            Effect.map(PrometheusMetrics.format(), (text) =>
-              HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
-            )
-          )
-          yield* router.add("GET", "/healthz", HttpServerResponse.text("ok"))
-          // served once every provider, store and stage is built; 503 from the shutdown signal on
-          yield* router.add(
-            "GET",
-            "/readyz",
-            Effect.sync(() =>
-              drain.draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
-            )
-          )
+          // served beside other routes, the gateway does not drain: whoever runs the server does
+          yield* router.addAll(yield* endpoints(config, new DrainState(), options))
         })
       ).pipe(Layer.provide(sharedState(config)))
     )
   )
+
+/** The gateway's routes for a configuration: method, path and handler; `drain` says when it is draining. */
+const endpoints = Effect.fnUntraced(function* (
+  config: GatewayConfig.GatewayConfig,
+  drain: DrainState,
+  options: { readonly env?: Readonly<Record<string, string | undefined>> } | undefined
+) {
+  const ctx: Context = { ...(yield* make(config, options)), draining: () => drain.draining }
+  return [
+    HttpRouter.route("POST", "/v1/chat/completions", handle(ctx, openAi)),
+    HttpRouter.route("POST", "/v1/messages", handle(ctx, anthropic)),
+    HttpRouter.route(
+      "GET",
+      "/v1/models",
+      HttpServerResponse.text(
+        JSON.stringify({
+          object: "list",
+          data: [...ctx.targets.keys()].map((id) => ({ id, object: "model", created: 0, owned_by: "gateway" }))
+        }),
+        { contentType: "application/json" }
+      )
+    ),
+    HttpRouter.route(
+      "GET",
+      "/metrics",
+      Effect.map(PrometheusMetrics.format(), (text) =>
+        HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+      )
+    ),
+    HttpRouter.route("GET", "/healthz", HttpServerResponse.text("ok")),
+    // served once every provider, store and stage is built; 503 from the shutdown signal on
+    HttpRouter.route(
+      "GET",
+      "/readyz",
+      Effect.sync(() =>
+        drain.draining ? HttpServerResponse.text("draining", { status: 503 }) : HttpServerResponse.text("ready")
+      )
+    )
+  ]
+})
 
 /**
  * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
@@ -347,15 +360,28 @@ export const layer = (
     Effect.sync(() => {
       const drain = new DrainState()
       const graceMs = config.server?.shutdownGraceMs ?? 10_000
-      const served = HttpRouter.serve(routes(config, options), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provide([upstreamClient, Layer.succeed(Drain, drain)]),
+      const served = Layer.unwrap(
+        Effect.map(endpoints(config, drain, options), (all) => HttpServer.serve(dispatch(all)))
+      ).pipe(
+        Layer.provide(sharedState(config)),
+        Layer.provide(upstreamClient),
+        // the server alone: the platform's file system, path, terminal and HTTP file services (which
+        // `NodeHttpServer.layer` adds) serve nothing here, and every service of this context is in each
+        // request's context (copied whenever a request's context is flattened)
         Layer.provideMerge(
-          NodeHttpServer.layer(createServer, {
-            port: config.server?.port ?? 8080,
-            host: config.server?.host ?? "127.0.0.1",
-            // the drain (below) had the grace period: what is still running after it is cut
-            gracefulShutdownTimeout: Duration.zero
-          })
+          NodeHttpServer.layerServer(
+            () =>
+              createServer({ ServerResponse: Response })
+                .on("request", drain.onRequest)
+                // a request with `expect: 100-continue` comes as this event instead
+                .on("checkContinue", drain.onRequest),
+            {
+              port: config.server?.port ?? 8080,
+              host: config.server?.host ?? "127.0.0.1",
+              // the drain (below) had the grace period: what is still running after it is cut
+              gracefulShutdownTimeout: Duration.zero
+            }
+          )
         )
       )
       // built after the server, so released before it: the drain runs while the server still answers

@@ -32,6 +32,31 @@ const streamed = (url: string) =>
     return { status: res.status, text: deltas.join(""), done: body.includes("data: [DONE]") }
   })
 
+/** The same, sent with `expect: 100-continue` (the body goes once the gateway says to continue). */
+const streamedAfterContinue = (url: string) =>
+  new Promise<{ status: number; text: string; done: boolean }>((resolve, reject) => {
+    const body = JSON.stringify({ model: "slow", stream: true, messages: [{ role: "user", content: "hi" }] })
+    const req = Http.request(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", expect: "100-continue" },
+      timeout: 20_000
+    })
+    req.on("continue", () => req.end(body))
+    req.on("response", (res) => {
+      let text = ""
+      res.setEncoding("utf8").on("data", (chunk: string) => (text += chunk))
+      res.on("end", () => {
+        const deltas = text
+          .split("\n")
+          .filter((line) => line.startsWith("data: {"))
+          .map((line) => JSON.parse(line.slice(6)).choices?.[0]?.delta?.content ?? "")
+        resolve({ status: res.statusCode ?? -1, text: deltas.join(""), done: text.includes("data: [DONE]") })
+      })
+    })
+    req.on("error", reject)
+    req.on("timeout", () => req.destroy(new Error("timeout")))
+  })
+
 describe("Gateway shutdown", () => {
   it.live(
     "on SIGTERM it drains (readyz 503, healthz 200, new requests refused), lets the in-flight stream finish, and exits 0",
@@ -46,7 +71,8 @@ describe("Gateway shutdown", () => {
             startCli(
               bundle,
               {
-                server: { port: 0, shutdownGraceMs: 10_000 },
+                // a grace far longer than the test: the drain must end when the stream does, not at the deadline
+                server: { port: 0, shutdownGraceMs: 600_000 },
                 providers: { slow: { kind: "openai", baseUrl: chaos.openAiBaseUrl("slow-headers"), apiKeyEnv: "K" } },
                 models: { "slow/slow": {} }
               },
@@ -59,8 +85,9 @@ describe("Gateway shutdown", () => {
         assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url)), 200)
         assert.strictEqual(yield* Effect.promise(() => fresh(gateway.url, "/readyz")), 200)
         const inFlight = streamed(gateway.url)
-        // the stream's request is in flight (the provider answers after 1.5 s) when the signal arrives
-        for (let i = 0; (yield* chaos.requests).length === 0; i++) {
+        const continued = streamedAfterContinue(gateway.url)
+        // the streams' requests are in flight (the provider answers after 1.5 s) when the signal arrives
+        for (let i = 0; (yield* chaos.requests).length < 2; i++) {
           assert.isBelow(i, 250, "the request did not reach the provider")
           yield* Effect.sleep("20 millis")
         }
@@ -92,7 +119,11 @@ describe("Gateway shutdown", () => {
         assert.strictEqual(refused.body.error.type, "server_error")
         const result = yield* Effect.promise(() => inFlight)
         assert.deepStrictEqual(result, { status: 200, text, done: true })
-        assert.strictEqual(yield* Effect.promise(() => gateway.exited), 0, gateway.stderr())
+        assert.deepStrictEqual(yield* Effect.promise(() => continued), { status: 200, text, done: true })
+        const exited = yield* Effect.promise(() => gateway.exited).pipe(
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.succeed("still draining") })
+        )
+        assert.strictEqual(exited, 0, gateway.stderr())
         assert.include(["ECONNREFUSED", "ECONNRESET"], yield* Effect.promise(() => fresh(gateway.url)))
       }),
     60_000

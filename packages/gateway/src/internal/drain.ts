@@ -6,9 +6,8 @@
  *
  * @internal
  */
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Context, Effect } from "effect"
-import { HttpServerRequest, type HttpServerResponse } from "effect/http"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { Effect } from "effect"
 
 /** The in-flight requests of one gateway and whether it is draining. */
 export class DrainState {
@@ -21,15 +20,14 @@ export class DrainState {
     if (this.inFlight === 0) for (const wake of this.idle.splice(0)) wake()
   }
 
-  /** `handler`, counted in flight from its start until its response is sent or its connection closes. */
-  track<E, R>(
-    handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
-  ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> {
-    return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      this.inFlight++
-      NodeHttpServerRequest.toServerResponse(request).once("close", this.done)
-      return handler
-    })
+  /**
+   * A listener for the Node server's `request` event: counts the request in flight from its arrival until
+   * its response is sent or its connection closes (`close` comes once, at either). Counted on the server
+   * rather than by wrapping each route's handler: no effect per request, and every route is covered.
+   */
+  readonly onRequest = (_request: IncomingMessage, response: ServerResponse): void => {
+    this.inFlight++
+    response.on("close", this.done)
   }
 
   /** Starts draining; completes once nothing is in flight, or after `graceMs`. */
@@ -47,6 +45,3 @@ export class DrainState {
     })
   }
 }
-
-/** The drain state the gateway's routes use (the server layer provides it and drains it on shutdown). */
-export class Drain extends Context.Service<Drain, DrainState>()("@llm-resilience/gateway/Drain") {}

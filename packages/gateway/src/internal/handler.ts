@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import type { IncomingMessage } from "node:http"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { CallReport, LlmError, type LlmProvider, type LlmRequest, type LlmResponse } from "@llm-resilience/core"
 import { Cause, Clock, Effect, Exit, Metric, Result, Scope, Stream } from "effect"
@@ -87,6 +87,9 @@ const json = (body: unknown, status: number, headers: Record<string, string>) =>
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
+/** An `expect` header asking for `100 Continue` (Node's own test). */
+const continueExpected = /(?:^|\W)100-continue(?:$|\W)/i
+
 /** A body over the gateway's `maxBodyBytes`: not read (what was read is dropped). */
 const tooLarge: unique symbol = Symbol("tooLarge")
 
@@ -97,12 +100,16 @@ const tooLarge: unique symbol = Symbol("tooLarge")
  * itself: the platform's `json` goes through a cached `arrayBuffer` effect run on a fiber of its own and
  * `finished()`, which allocated more than the rest of the handler.
  */
-const readJson = (message: IncomingMessage, maxBytes: number): Effect.Effect<unknown> =>
+const readJson = (message: IncomingMessage, response: ServerResponse, maxBytes: number): Effect.Effect<unknown> =>
   Effect.callback<unknown>((resume) => {
     if (Number(message.headers["content-length"] ?? 0) > maxBytes) {
       message.resume()
       return resume(Effect.succeed(tooLarge))
     }
+    // a client that sent `expect: 100-continue` waits for it before the body: the platform sends it only from
+    // its own body readers, and Node only when nothing listens for such requests (the platform does)
+    const expect = message.headers.expect
+    if (expect !== undefined && continueExpected.test(expect) && !response.headersSent) response.writeContinue()
     const chunks: Array<Buffer> = []
     let size = 0
     const onData = (chunk: Buffer) => {
@@ -131,7 +138,9 @@ const readJson = (message: IncomingMessage, maxBytes: number): Effect.Effect<unk
       cleanup()
       resume(Effect.succeed(undefined))
     }
-    message.on("data", onData).once("end", onEnd).once("error", onError)
+    // `on` rather than `once`: `cleanup` removes all three at the first of them, and `once` wraps each
+    // listener in a bound function of its own
+    message.on("data", onData).on("end", onEnd).on("error", onError)
     return Effect.sync(cleanup)
   })
 
@@ -176,7 +185,11 @@ export const handle = (ctx: Context, wire: Wire) => {
     const h = message.headers as Readonly<Record<string, string | undefined>>
     const caller = ctx.authenticate(h)
     if (caller === undefined) return yield* fail(gatewayFailure(401, "missing or invalid gateway key"))
-    const body = yield* readJson(message, ctx.maxBodyBytes)
+    const body = yield* readJson(
+      message,
+      NodeHttpServerRequest.toServerResponse(http) as ServerResponse,
+      ctx.maxBodyBytes
+    )
     if (body === tooLarge) {
       return yield* fail(gatewayFailure(413, `the request body is larger than ${ctx.maxBodyBytes} bytes`))
     }
@@ -195,11 +208,8 @@ export const handle = (ctx: Context, wire: Wire) => {
     }
     const pathHeader = headerOf(h, "x-llm-path")
     const fallbackHeader = headerOf(h, "x-llm-fallbacks")
-    const names = [
-      pathHeader ?? decoded.model,
-      ...decoded.fallbacks,
-      ...(fallbackHeader === undefined ? [] : fallbackHeader.split(",").map((s) => s.trim()))
-    ]
+    const names = [pathHeader ?? decoded.model, ...decoded.fallbacks]
+    if (fallbackHeader !== undefined) for (const name of fallbackHeader.split(",")) names.push(name.trim())
     const targets: Array<Target> = []
     for (const name of names) {
       const target = ctx.targets.get(name)
@@ -219,27 +229,25 @@ export const handle = (ctx: Context, wire: Wire) => {
     const limited = yield* ctx.admitTenant(caller)
     if (limited !== undefined) return yield* fail(limited)
 
-    const request: LlmRequest.LlmRequest = {
-      model: decoded.model,
+    const passThrough =
+      decoded.foreign === undefined
+        ? { [wire.name]: decoded.passThrough }
+        : { ...decoded.foreign, [wire.name]: decoded.passThrough }
+    const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+    /** The request for one target, built whole (once for a request without fallbacks). */
+    const at = (target: Target): LlmRequest.LlmRequest => ({
+      model: target.model,
       messages: decoded.messages,
       ...(decoded.maxOutputTokens === undefined ? {} : { maxOutputTokens: decoded.maxOutputTokens }),
       ...(decoded.temperature === undefined ? {} : { temperature: decoded.temperature }),
       ...(decoded.responseFormat === undefined ? {} : { responseFormat: decoded.responseFormat }),
-      passThrough:
-        decoded.foreign === undefined
-          ? { [wire.name]: decoded.passThrough }
-          : { ...decoded.foreign, [wire.name]: decoded.passThrough },
+      passThrough,
       metadata: {
         ...(tenant === undefined ? {} : { tenant }),
         ...(conversationId === undefined ? {} : { conversationId }),
-        ...(priority === undefined ? {} : { priority })
+        ...(priority === undefined ? {} : { priority }),
+        path: target.path
       }
-    }
-    const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-    const at = (target: Target): LlmRequest.LlmRequest => ({
-      ...request,
-      model: target.model,
-      metadata: { ...request.metadata, path: target.path }
     })
 
     if (!decoded.stream) {
