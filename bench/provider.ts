@@ -218,9 +218,9 @@ const all: Record<string, (n: number) => Promise<void>> = {
   providerStream: streamLoop(bare),
   resilienceStream: streamLoop(resilient)
 }
-/** `BENCH_ONLY=provider` runs one contender (to profile it: `npx node --cpu-prof bench/provider.ts`). */
-const only = process.env.BENCH_ONLY
-const contenders = only === undefined ? all : { [only]: all[only] }
+/** `BENCH_ONLY=provider,resilience` runs those contenders (to profile one: `npx node --cpu-prof bench/provider.ts`). */
+const only = process.env.BENCH_ONLY?.split(",")
+const contenders = only === undefined ? all : Object.fromEntries(only.map((name) => [name, all[name]]))
 
 // ---------------------------------------------------------------------------------------------------------
 // measurement
