@@ -218,9 +218,9 @@ const all: Record<string, (n: number) => Promise<void>> = {
   providerStream: streamLoop(bare),
   resilienceStream: streamLoop(resilient)
 }
-/** `BENCH_ONLY=provider` runs one contender (to profile it: `npx node --cpu-prof bench/provider.ts`). */
-const only = process.env.BENCH_ONLY
-const contenders = only === undefined ? all : { [only]: all[only] }
+/** `BENCH_ONLY=provider,resilience` runs those contenders (to profile one: `npx node --cpu-prof bench/provider.ts`). */
+const only = process.env.BENCH_ONLY?.split(",")
+const contenders = only === undefined ? all : Object.fromEntries(only.map((name) => [name, all[name]]))
 
 // ---------------------------------------------------------------------------------------------------------
 // measurement
@@ -229,6 +229,7 @@ const contenders = only === undefined ? all : { [only]: all[only] }
 interface Sample {
   readonly cpuUs: number
   readonly heapBytes: number
+  readonly promotedBytes: number
   readonly wallUs: number
 }
 
@@ -244,10 +245,18 @@ const measure = async (run: (n: number) => Promise<void>, n: number): Promise<Sa
   const heapAfter = process.memoryUsage().heapUsed
   const gcs = profiler.stop()?.statistics ?? []
   let collected = 0
-  for (const gc of gcs) collected += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize
+  let promoted = 0
+  const oldSpace = (s: v8.GCProfilerResult["statistics"][number]["afterGC"]) =>
+    s.heapSpaceStatistics.find((x) => x.spaceName === "old_space")?.spaceUsedSize ?? 0
+  for (const gc of gcs) {
+    collected += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize
+    if (gc.gcType === "Scavenge" || gc.gcType === "MinorMarkSweep")
+      promoted += oldSpace(gc.afterGC) - oldSpace(gc.beforeGC)
+  }
   return {
     cpuUs: (cpu.user + cpu.system) / n,
     heapBytes: (heapAfter - heapBefore + collected) / n,
+    promotedBytes: promoted / n,
     wallUs: (wall * 1000) / n
   }
 }
@@ -274,6 +283,7 @@ const figures = Object.fromEntries(
     {
       cpuUsPerCall: Math.round(median(xs.map((s) => s.cpuUs))),
       heapBytesPerCall: Math.round(median(xs.map((s) => s.heapBytes))),
+      promotedBytesPerCall: Math.round(median(xs.map((s) => s.promotedBytes))),
       wallUsPerCall: Math.round(median(xs.map((s) => s.wallUs)))
     }
   ])

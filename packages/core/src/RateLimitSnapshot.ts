@@ -90,16 +90,36 @@ export type HeaderInput = headers.HeaderInput
  */
 export const maxDurationMs: number = headers.MAX_DURATION_MS
 
-const window = (
-  get: headers.Lookup,
-  limit: string,
-  remaining: string,
-  reset: string,
-  nowMillis: number
-): LimitWindow | undefined => {
-  const l = headers.count(get(limit))
-  const r = headers.count(get(remaining))
-  const t = headers.resetAfter(get(reset), nowMillis)
+/** The three header names of one limit window. */
+interface WindowNames {
+  readonly limit: string
+  readonly remaining: string
+  readonly reset: string
+}
+
+// OpenAI: x-ratelimit-{limit,remaining,reset}-<kind>; Anthropic: anthropic-ratelimit-<kind>-{limit,remaining,reset}.
+// Built once: names made per response were new strings that each header lookup had to hash anew.
+const openAiNames = (kind: string): WindowNames => ({
+  limit: `x-ratelimit-limit-${kind}`,
+  remaining: `x-ratelimit-remaining-${kind}`,
+  reset: `x-ratelimit-reset-${kind}`
+})
+const anthropicNames = (kind: string): WindowNames => ({
+  limit: `anthropic-ratelimit-${kind}-limit`,
+  remaining: `anthropic-ratelimit-${kind}-remaining`,
+  reset: `anthropic-ratelimit-${kind}-reset`
+})
+const openAiRequests = openAiNames("requests")
+const openAiTokens = openAiNames("tokens")
+const anthropicRequests = anthropicNames("requests")
+const anthropicTokens = anthropicNames("tokens")
+const anthropicInputTokens = anthropicNames("input-tokens")
+const anthropicOutputTokens = anthropicNames("output-tokens")
+
+const window = (get: headers.Lookup, names: WindowNames, nowMillis: number): LimitWindow | undefined => {
+  const l = headers.count(get(names.limit))
+  const r = headers.count(get(names.remaining))
+  const t = headers.resetAfter(get(names.reset), nowMillis)
   if (l === undefined && r === undefined && t === undefined) return undefined
   const w: { limit?: number; remaining?: number; resetAfterMs?: number } = {}
   if (l !== undefined) w.limit = l
@@ -144,24 +164,13 @@ export const fromHeaders = (input: HeaderInput, nowMillis: number): RateLimitSna
   if (retryAfterMs !== undefined) out.retryAfterMs = retryAfterMs
   const shouldRetry = headers.shouldRetry(get)
   if (shouldRetry !== undefined) out.shouldRetry = shouldRetry
-  // OpenAI: x-ratelimit-{limit,remaining,reset}-<kind>; Anthropic: anthropic-ratelimit-<kind>-{limit,remaining,reset}
-  const openAi = (kind: string) =>
-    window(get, `x-ratelimit-limit-${kind}`, `x-ratelimit-remaining-${kind}`, `x-ratelimit-reset-${kind}`, nowMillis)
-  const anthropic = (kind: string) =>
-    window(
-      get,
-      `anthropic-ratelimit-${kind}-limit`,
-      `anthropic-ratelimit-${kind}-remaining`,
-      `anthropic-ratelimit-${kind}-reset`,
-      nowMillis
-    )
-  const requests = merge(openAi("requests"), anthropic("requests"))
+  const requests = merge(window(get, openAiRequests, nowMillis), window(get, anthropicRequests, nowMillis))
   if (requests !== undefined) out.requests = requests
-  const tokens = merge(openAi("tokens"), anthropic("tokens"))
+  const tokens = merge(window(get, openAiTokens, nowMillis), window(get, anthropicTokens, nowMillis))
   if (tokens !== undefined) out.tokens = tokens
-  const inputTokens = anthropic("input-tokens")
+  const inputTokens = window(get, anthropicInputTokens, nowMillis)
   if (inputTokens !== undefined) out.inputTokens = inputTokens
-  const outputTokens = anthropic("output-tokens")
+  const outputTokens = window(get, anthropicOutputTokens, nowMillis)
   if (outputTokens !== undefined) out.outputTokens = outputTokens
   return out
 }

@@ -201,15 +201,26 @@ export const make = Effect.fnUntraced(function* (
     const timed = timeouts.wrap(raw)
     const attempt = (request: LlmRequest) =>
       Attempts.runStream(streamStages, request, `${raw.name}/${request.model}`, timed.stream(request))
+    type RetryStream = ReturnType<typeof Retrying.retryStreamWith>
+    // the retry of each model's streams, built once per model (as `Pipeline.make` does for calls)
+    const retries = new Map<string, RetryStream>()
+    const retryOf = (key: string): RetryStream => {
+      let retry = retries.get(key)
+      if (retry === undefined) {
+        if (retries.size >= 1_000) retries.clear()
+        retry =
+          profile === undefined
+            ? (self) => self
+            : Retrying.retryStreamWith(
+                Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
+              )
+        retries.set(key, retry)
+      }
+      return retry
+    }
     const stream = (request: LlmRequest): Stream.Stream<StreamChunk, LlmError> => {
       const key = `${raw.name}/${request.model}`
-      const retry =
-        profile === undefined
-          ? (self: Stream.Stream<StreamChunk, LlmError>) => self
-          : Retrying.retryStreamWith(
-              Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
-            )
-      return Resume.withMode(path.midStream, attempt, retry, request, c.models?.[key]?.prefill === true)
+      return Resume.withMode(path.midStream, attempt, retryOf(key), request, c.models?.[key]?.prefill === true)
     }
     return {
       name: raw.name,

@@ -88,6 +88,25 @@ describe("RateLimitSnapshot.parseRetryAfter", () => {
 })
 
 describe("RateLimitSnapshot.fromHeaders", () => {
+  it("reads effect/http Headers (the providers' responses) as it reads a plain record", () => {
+    const raw = {
+      "X-RateLimit-Limit-Requests": "10000",
+      "x-ratelimit-remaining-requests": " 9999 ",
+      "x-ratelimit-reset-requests": "6ms",
+      "anthropic-ratelimit-output-tokens-remaining": "8000",
+      "Retry-After": "3",
+      "x-should-retry": "false"
+    }
+    const snap = RateLimitSnapshot.fromHeaders(Headers.fromInput(raw), now)
+    expect(snap).toEqual({
+      retryAfterMs: 3000,
+      shouldRetry: false,
+      requests: { limit: 10000, remaining: 9999, resetAfterMs: 6 },
+      outputTokens: { remaining: 8000 }
+    })
+    expect(RateLimitSnapshot.fromHeaders(raw, now)).toEqual(snap)
+  })
+
   it("reads OpenAI x-ratelimit-* with Go durations", () => {
     const snap = RateLimitSnapshot.fromHeaders(
       {

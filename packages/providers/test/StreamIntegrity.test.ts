@@ -9,7 +9,10 @@ import { assert, describe, layer } from "@effect/vitest"
 import type { LlmError, LlmRequest, LlmResponse } from "@llm-resilience/core"
 import { ChaosServer } from "@llm-resilience/testing"
 import { Effect, Layer, Metric, Option, Redacted, Stream } from "effect"
+import type * as Sse from "effect/encoding/Sse"
 import { AnthropicProvider, OpenAiProvider, ProviderTelemetry } from "../src/index.ts"
+import { openAiCodec } from "../src/internal/openai.ts"
+import { decodeEvents, makeDecoder } from "../src/internal/stream.ts"
 
 const apiKey = Redacted.make("sk-stream-integrity-0123456789")
 const text = "Alpha beta gamma delta epsilon."
@@ -129,6 +132,45 @@ layer(TestLayer, { excludeTestServices: true })("stream integrity", (it) => {
   })
 
   describe("the end marker", () => {
+    it.effect("reads the events once more after it, so that a body whose end has arrived is read to it", () =>
+      Effect.gen(function* () {
+        // the events of one body read, then its end: what the HTTP client's stream gives once the last bytes came
+        const codec = openAiCodec({ maxTokensField: "max_completion_tokens", includeUsage: true })
+        const meta = { provider: "p", model: "m", requestId: undefined, rateLimit: undefined }
+        const decoder = makeDecoder(codec, meta)
+        const events: ReadonlyArray<Sse.Event> = [
+          {
+            _tag: "Event",
+            event: "message",
+            id: undefined,
+            data: JSON.stringify({ choices: [{ delta: { content: "Hi" } }] })
+          },
+          { _tag: "Event", event: "message", id: undefined, data: "[DONE]" }
+        ]
+        let readToEnd = false
+        const body = Stream.concat(
+          Stream.make(events),
+          Stream.fromEffectDrain(Effect.sync(() => void (readToEnd = true)))
+        )
+        const chunks = yield* Stream.runCollect(
+          decodeEvents(body, decoder, {
+            feed: (batch, out) => {
+              for (const event of batch) decoder.feed(event, out)
+              return undefined
+            },
+            failure: () => assert.fail("no problem expected"),
+            lost: () => assert.fail("nothing lost"),
+            truncated: () => assert.fail("not truncated"),
+            provider: "p",
+            model: "m"
+          })
+        )
+        assert.strictEqual(textOf(chunks), "Hi")
+        assert.strictEqual(finishOf(chunks).finishReason, "unknown")
+        assert.isTrue(readToEnd, "the body was left unread past the end marker (the client then aborts it)")
+      })
+    )
+
     it.effect("ends the stream at once, though the server keeps the body open after it", () =>
       Effect.gen(function* () {
         const openai = yield* openAiOn(

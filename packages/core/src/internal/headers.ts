@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { Headers } from "effect/http"
 
 /** Header maps as Node (`IncomingHttpHeaders`), effect/http `Headers` and plain records give them. */
 export type HeaderInput = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
@@ -42,6 +43,8 @@ const fetchHeadersCtor: unknown = (globalThis as { Headers?: unknown }).Headers
  */
 export const lookup = (headers: unknown): Lookup => {
   if (typeof headers !== "object" || headers === null) return empty
+  // effect/http's headers are lower-case by construction: the providers' responses skip the scan of their names
+  if (Headers.isHeaders(headers)) return lowerCase(headers as unknown as Record<string, unknown>)
   try {
     if (typeof fetchHeadersCtor === "function" && headers instanceof (fetchHeadersCtor as new () => object)) {
       const h = headers as { get(name: string): string | null }
@@ -59,9 +62,7 @@ export const lookup = (headers: unknown): Lookup => {
         break
       }
     }
-    if (allLower) {
-      return (name) => (Object.hasOwn(record, name) ? clip(firstString(record[name])) : undefined)
-    }
+    if (allLower) return lowerCase(record)
     const map = new Map<string, string>()
     for (const key of keys) {
       const lower = key.toLowerCase()
@@ -76,6 +77,11 @@ export const lookup = (headers: unknown): Lookup => {
 }
 
 const empty: Lookup = () => undefined
+
+const lowerCase =
+  (record: Record<string, unknown>): Lookup =>
+  (name) =>
+    Object.hasOwn(record, name) ? clip(firstString(record[name])) : undefined
 
 const clip = (v: string | undefined): string | undefined => {
   if (v === undefined) return undefined
@@ -292,13 +298,15 @@ export const resetAfter = (s: string | undefined, nowMillis: number): number | u
   return at === undefined ? undefined : untilInstant(at, nowMillis)
 }
 
+const millisecondNames = ["retry-after-ms", "x-ms-retry-after-ms"]
+
 /**
  * The wait a response asks for: `retry-after-ms` (float milliseconds, OpenAI and Azure) or Azure's
  * `x-ms-retry-after-ms` wins over `retry-after` (seconds, possibly fractional, or an HTTP date relative to
  * `nowMillis`). Clamped to {@link MAX_DURATION_MS}.
  */
 export const retryAfter = (get: Lookup, nowMillis: number): number | undefined => {
-  for (const name of ["retry-after-ms", "x-ms-retry-after-ms"]) {
+  for (const name of millisecondNames) {
     const ms = get(name)
     const n = ms === undefined ? undefined : nonNegativeNumber(ms)
     if (n !== undefined) return clampDuration(n)

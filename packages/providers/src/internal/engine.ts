@@ -178,13 +178,15 @@ export const makeEngine = (client: HttpClient.HttpClient, o: EngineOptions): Llm
     )
   }
 
-  /** Observes a response: status, request id, span attributes. */
+  /** Observes a response: status, request id, span attributes (when a span could be seen); the time it was seen. */
   const observe = (response: HttpClientResponse.HttpClientResponse, c: CallContext) =>
-    Effect.flatMap(Clock.currentTimeMillis, (nowMillis) => {
+    Effect.withFiber((fiber) => {
+      const nowMillis = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       c.status = response.status
       c.headers = response.headers
       const requestId = Classification.requestIdOf(c.headers)
       if (requestId !== undefined) c.requestId = requestId
+      if (!Telemetry.spanVisible(fiber)) return Effect.succeed(nowMillis)
       return Effect.as(
         Effect.annotateCurrentSpan({
           "http.response.status_code": response.status,
