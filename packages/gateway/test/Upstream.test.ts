@@ -159,6 +159,25 @@ for (const [mode, run] of modes) {
         assert.deepStrictEqual(yield* bounded(pull), ["data: 2\n\n"])
       }))
 
+    test("a stream being read pauses the connection while its reader waits, and reads the rest after", () =>
+      Effect.gen(function* () {
+        const size = 4 * 1024 * 1024
+        const { url } = yield* serve((_req, res) => res.end(Buffer.alloc(size, 7)))
+        const response = yield* execute(HttpClientRequest.post(url))
+        const pull = yield* Stream.toPull(response.stream)
+        let read = (yield* bounded(pull)).reduce((n, chunk) => n + chunk.length, 0)
+        // undici's side of the exchange, through the wrapper of `HttpClient.make` when traced
+        const exchange = (("original" in response ? response.original : response) as { exchange: object }).exchange
+        const paused = () => (exchange as { controller?: { paused: boolean } }).controller?.paused === true
+        yield* bounded(
+          Effect.promise(async () => {
+            while (!paused()) await new Promise((r) => setTimeout(r, 5))
+          })
+        )
+        while (read < size) read += (yield* bounded(pull)).reduce((n, chunk) => n + chunk.length, 0)
+        assert.strictEqual(read, size)
+      }))
+
     test("ending a stream before the body's end aborts the request and closes its connection", () =>
       Effect.gen(function* () {
         const closed = yield* Deferred.make<boolean>()

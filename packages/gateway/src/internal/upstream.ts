@@ -11,18 +11,19 @@
  * effect's. Measured against `makeUndici` on the gateway bundle in the same run: see docs/architecture.md.
  *
  * What it keeps of effect's client: status and headers as undici parses them (a repeated header's values
- * joined with ", "), bodies read incrementally as a `Stream` or whole, request bodies of every kind but
- * `FormData`'s file streams as `makeUndici` sends them, failures before the response head as a
+ * joined with ", "), bodies read incrementally as a `Stream` or whole, request bodies of every kind as
+ * `makeUndici` sends them, failures before the response head as a
  * `TransportError`, failures in the body as a `DecodeError`. Interrupting a call, or ending a body's stream
  * before its end, aborts the request (undici closes the connection). Until a stream reads it, a body is
  * buffered as it arrives (nothing holds the connection for a response nobody reads); a stream being read
  * pauses the connection while more than {@link highWaterMark} bytes wait. Upgrades are not supported
  * (the gateway never asks for one): a request for one fails with a `TransportError`.
  *
- * Per-request objects hold no function created per request: V8 allocates a function literal assigned to a
- * property by unoptimized code in the old generation, and such a dead closure keeps its request (and the
- * caller's continuation) through every scavenge until the next mark-compact (undici's `request` API does
- * `this.abort = (reason) => controller.abort(reason)`).
+ * Nothing of an untraced call outlives it in a way a scavenge cannot see through: its objects hold no
+ * function created per request (V8 allocates a function literal assigned to a property by unoptimized code
+ * in the old generation, and such a dead closure keeps its request and the caller's continuation through
+ * every scavenge until the next mark-compact: undici's `request` API does `this.abort = (reason) => ...`),
+ * and its response is registered in no `FinalizationRegistry` (a scavenge keeps what is registered in one).
  *
  * @internal
  */
@@ -54,7 +55,7 @@ export const highWaterMark = 64 * 1024
 /** One request in flight: undici's handler for it, then its response body's buffer. */
 class Exchange implements Undici.Dispatcher.DispatchHandler {
   readonly request: HttpClientRequest.HttpClientRequest
-  readonly url: string
+  readonly url: URL
   /** The call waiting for the response head, until it comes. */
   private head: Resume<HttpClientResponse.HttpClientResponse> | undefined
   private controller: Controller | undefined = undefined
@@ -74,7 +75,7 @@ class Exchange implements Undici.Dispatcher.DispatchHandler {
 
   constructor(
     request: HttpClientRequest.HttpClientRequest,
-    url: string,
+    url: URL,
     head: Resume<HttpClientResponse.HttpClientResponse>
   ) {
     this.request = request
@@ -211,7 +212,7 @@ const dispatch = (
   headers: Headers.Headers
 ) =>
   Effect.callback<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>((resume) => {
-    const exchange = new Exchange(request, url.href.split("#")[0], resume)
+    const exchange = new Exchange(request, url, resume)
     if (request.headers.upgrade !== undefined) {
       exchange.onResponseError(null, new Error("this client does not support upgrades"))
       return
@@ -300,7 +301,8 @@ class UpstreamResponse extends Inspectable.Class implements HttpClientResponse.H
     return this.exchange.request
   }
   get url(): string {
-    return this.exchange.url
+    const { hash, href } = this.exchange.url
+    return hash === "" ? href : href.slice(0, -hash.length)
   }
   get headers(): Headers.Headers {
     return (this.parsed ??= Headers.fromInput(this.source))
