@@ -5,7 +5,7 @@ import { runInNewContext } from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import { constTrue } from "effect/Function"
-import { HttpClient, HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Headers, HttpClient, HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import * as Upstream from "../src/internal/upstream.ts"
 
 /** What the test server saw of a request. */
@@ -104,6 +104,7 @@ for (const [mode, run] of modes) {
         })
         const response = yield* execute(HttpClientRequest.get(`${url}/v1/x`))
         assert.strictEqual(response.status, 201)
+        assert.isTrue(Headers.isHeaders(response.headers))
         assert.strictEqual(response.headers["x-multi"], "a, b")
         assert.strictEqual(response.headers["content-type"], "application/json")
         assert.deepStrictEqual(
