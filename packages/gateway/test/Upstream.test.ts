@@ -63,10 +63,17 @@ const serveRaw = (reply: string) =>
 /** Every wait on the other side is bounded. */
 const bounded = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.timeout(effect, "5 seconds")
 
-const whenClosed = (res: ServerResponse) =>
-  Effect.callback<boolean>((resume) => {
-    res.on("close", () => resume(Effect.succeed(res.writableFinished)))
-  })
+/** Waits (bounded) until `done` holds, looking every 5 ms. */
+const eventually = (done: () => boolean | Promise<boolean>) =>
+  bounded(
+    Effect.promise(async () => {
+      while (!(await done())) await new Promise((r) => setTimeout(r, 5))
+    })
+  )
+
+/** Completes `closed` when the server's response closes: with whether it was sent whole. */
+const reportClose = (res: ServerResponse, closed: Deferred.Deferred<boolean>) =>
+  res.on("close", () => Deferred.doneUnsafe(closed, Exit.succeed(res.writableFinished)))
 
 const reasonOf = (exit: Exit.Exit<unknown, unknown>) => {
   assert.isTrue(Exit.isFailure(exit))
@@ -170,11 +177,7 @@ for (const [mode, run] of modes) {
         // undici's side of the exchange, through the wrapper of `HttpClient.make` when traced
         const exchange = (("original" in response ? response.original : response) as { exchange: object }).exchange
         const paused = () => (exchange as { controller?: { paused: boolean } }).controller?.paused === true
-        yield* bounded(
-          Effect.promise(async () => {
-            while (!paused()) await new Promise((r) => setTimeout(r, 5))
-          })
-        )
+        yield* eventually(paused)
         while (read < size) read += (yield* bounded(pull)).reduce((n, chunk) => n + chunk.length, 0)
         assert.strictEqual(read, size)
       }))
@@ -185,17 +188,13 @@ for (const [mode, run] of modes) {
         const { connections, url } = yield* serve((_req, res) => {
           res.writeHead(200, { "content-type": "text/event-stream" })
           res.write("data: 1\n\n")
-          Effect.runFork(Effect.flatMap(whenClosed(res), (finished) => Deferred.succeed(closed, finished)))
+          reportClose(res, closed)
         })
         const response = yield* execute(HttpClientRequest.post(url))
         const first = yield* bounded(Stream.runCollect(Stream.take(Stream.decodeText(response.stream), 1)))
         assert.deepStrictEqual(first, ["data: 1\n\n"])
         assert.isFalse(yield* bounded(Deferred.await(closed)), "the server's response was cut, not finished")
-        yield* bounded(
-          Effect.promise(async () => {
-            while ((await connections()) > 0) await new Promise((r) => setTimeout(r, 5))
-          })
-        )
+        yield* eventually(async () => (await connections()) === 0)
       }))
 
     test("interrupting a call before the response aborts the request at the server", () =>
@@ -203,18 +202,14 @@ for (const [mode, run] of modes) {
         const received = yield* Deferred.make<void>()
         const closed = yield* Deferred.make<boolean>()
         const { connections, url } = yield* serve((_req, res) => {
-          Effect.runFork(Effect.flatMap(whenClosed(res), (finished) => Deferred.succeed(closed, finished)))
+          reportClose(res, closed)
           Deferred.doneUnsafe(received, Exit.void)
         })
         const fiber = yield* Effect.forkChild(execute(HttpClientRequest.post(url)))
         yield* bounded(Deferred.await(received))
         yield* Fiber.interrupt(fiber)
         assert.isFalse(yield* bounded(Deferred.await(closed)))
-        yield* bounded(
-          Effect.promise(async () => {
-            while ((await connections()) > 0) await new Promise((r) => setTimeout(r, 5))
-          })
-        )
+        yield* eventually(async () => (await connections()) === 0)
       }))
 
     test("interrupting a read of the whole body aborts the request", () =>
@@ -223,7 +218,7 @@ for (const [mode, run] of modes) {
         const { url } = yield* serve((_req, res) => {
           res.writeHead(200, { "content-length": "100" })
           res.write("0123456789")
-          Effect.runFork(Effect.flatMap(whenClosed(res), (finished) => Deferred.succeed(closed, finished)))
+          reportClose(res, closed)
         })
         const response = yield* execute(HttpClientRequest.post(url))
         const fiber = yield* Effect.forkChild(response.arrayBuffer)
@@ -276,14 +271,10 @@ describe("the upstream client's per-request objects", () => {
       yield* call("read", true)
       yield* call("unread", false)
       yield* call("last", true)
-      yield* bounded(
-        Effect.promise(async () => {
-          while (!collected.has("read") || !collected.has("unread")) {
-            gc()
-            await new Promise((r) => setTimeout(r, 5))
-          }
-        })
-      )
+      yield* eventually(() => {
+        gc()
+        return collected.has("read") && collected.has("unread")
+      })
     }).pipe(
       Effect.scoped,
       Effect.provideService(HttpClient.TracerDisabledWhen, constTrue),
