@@ -227,6 +227,29 @@ for (const [mode, run] of modes) {
         assert.isFalse(yield* bounded(Deferred.await(closed)))
       }))
 
+    test("a body has one reader at a time: a second one waiting beside it dies instead of hanging", () =>
+      Effect.gen(function* () {
+        const more = yield* Deferred.make<void>()
+        const { url } = yield* serve((_req, res) => {
+          res.writeHead(200, { "content-length": "4" })
+          res.write("ab")
+          Effect.runFork(
+            Effect.andThen(
+              Deferred.await(more),
+              Effect.sync(() => res.end("cd"))
+            )
+          )
+        })
+        const response = yield* execute(HttpClientRequest.post(url))
+        const first = yield* Effect.forkChild(response.text)
+        yield* Effect.yieldNow
+        const second = yield* bounded(Effect.exit(response.text))
+        assert.isTrue(Exit.hasDies(second))
+        yield* Deferred.succeed(more, undefined)
+        assert.strictEqual(yield* bounded(Fiber.join(first)), "abcd")
+        assert.strictEqual(yield* response.text, "abcd")
+      }))
+
     test("a connection reset mid-body fails the body with a DecodeError, read whole or streamed", () =>
       Effect.gen(function* () {
         const { url } = yield* serve((_req, res) => {

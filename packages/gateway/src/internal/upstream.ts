@@ -52,6 +52,9 @@ type Resume<A> = (effect: Effect.Effect<A, HttpClientError.HttpClientError>) => 
 /** Bytes a stream being read lets wait before the connection is paused. */
 export const highWaterMark = 64 * 1024
 
+/** The empty list of chunks: never added to (`onResponseData` replaces an empty list). */
+const noChunks: Array<Uint8Array> = []
+
 /** One request in flight: undici's handler for it, then its response body's buffer. */
 class Exchange implements Undici.Dispatcher.DispatchHandler {
   readonly request: HttpClientRequest.HttpClientRequest
@@ -62,7 +65,7 @@ class Exchange implements Undici.Dispatcher.DispatchHandler {
   /** Why the request was aborted before undici started it. */
   private aborted: Error | undefined = undefined
   /** Body chunks not read yet, and their size. */
-  private chunks: Array<Uint8Array> = []
+  private chunks: Array<Uint8Array> = noChunks
   private size = 0
   /** The whole body once `whole` has read it. */
   private bytes: ArrayBuffer | undefined = undefined
@@ -95,7 +98,10 @@ class Exchange implements Undici.Dispatcher.DispatchHandler {
     head?.(Effect.succeed(new UpstreamResponse(this, status, headers)))
   }
   onResponseData(controller: Controller, chunk: Buffer): void {
-    this.chunks.push(chunk)
+    // a one-element list rather than a push onto an empty one, which makes room for 17 (a stream reads
+    // most chunks one by one)
+    if (this.chunks.length === 0) this.chunks = [chunk]
+    else this.chunks.push(chunk)
     this.size += chunk.length
     if (this.streaming && this.size > highWaterMark) controller.pause()
     this.notify()
@@ -137,7 +143,8 @@ class Exchange implements Undici.Dispatcher.DispatchHandler {
   /** The chunks read so far, taken; resumes a paused connection. */
   take(): Array<Uint8Array> {
     const chunks = this.chunks
-    this.chunks = []
+    if (chunks.length === 0) return chunks
+    this.chunks = noChunks
     this.size = 0
     if (this.controller?.paused === true) this.controller.resume()
     return chunks
@@ -156,15 +163,18 @@ class Exchange implements Undici.Dispatcher.DispatchHandler {
     return (this.bytes = out.buffer)
   }
 
-  /** Waits until undici brings more of the body (or its end). */
-  more(): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      this.wake = resume
-      return Effect.sync(() => {
-        this.wake = undefined
-      })
-    })
-  }
+  /**
+   * Waits until undici brings more of the body (or its end); one effect for all the waits of a body. A body
+   * has one reader at a time: a second one waiting beside it dies.
+   */
+  readonly more: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.wake !== undefined) return resume(Effect.die(new Error("The response body is already being read")))
+    this.wake = resume
+    return this.unwait
+  })
+  private readonly unwait: Effect.Effect<void> = Effect.sync(() => {
+    this.wake = undefined
+  })
 
   private notify(): void {
     const wake = this.wake
@@ -250,14 +260,15 @@ const bodyStream = (response: UpstreamResponse): Stream.Stream<Uint8Array, HttpC
       const exchange = response.exchange
       exchange.streaming = true
       const pull: Effect.Effect<Array<Uint8Array>, HttpClientError.HttpClientError | Cause.Done> = Effect.suspend(
-        function loop(): Effect.Effect<Array<Uint8Array>, HttpClientError.HttpClientError | Cause.Done> {
+        () => {
           const chunks = exchange.take()
           if (chunks.length > 0) return Effect.succeed(chunks)
           if (exchange.done === true) return Cause.done()
           if (exchange.done !== undefined) return Effect.fail(decodeError(response, exchange.done))
-          return Effect.flatMap(exchange.more(), loop)
+          return next
         }
       )
+      const next = Effect.flatMap(exchange.more, () => pull)
       return Effect.as(
         Scope.addFinalizer(
           scope,
@@ -274,8 +285,9 @@ const bodyBytes = (response: UpstreamResponse): Effect.Effect<ArrayBuffer, HttpC
   const loop: Effect.Effect<ArrayBuffer, HttpClientError.HttpClientError> = Effect.suspend(() => {
     if (exchange.done === true) return Effect.succeed(exchange.whole())
     if (exchange.done !== undefined) return Effect.fail(decodeError(response, exchange.done))
-    return Effect.flatMap(exchange.more(), () => loop)
+    return next
   })
+  const next = Effect.flatMap(exchange.more, () => loop)
   return Effect.onInterrupt(loop, () => Effect.sync(() => exchange.abort(new Error("The request was interrupted"))))
 }
 
