@@ -12,12 +12,13 @@
  *
  * What it keeps of effect's client: status and headers as undici parses them (a repeated header's values
  * joined with ", "), bodies read incrementally as a `Stream` or whole, request bodies of every kind as
- * `makeUndici` sends them, failures before the response head as a
- * `TransportError`, failures in the body as a `DecodeError`. Interrupting a call, or ending a body's stream
- * before its end, aborts the request (undici closes the connection). Until a stream reads it, a body is
- * buffered as it arrives (nothing holds the connection for a response nobody reads); a stream being read
- * pauses the connection while more than {@link highWaterMark} bytes wait. Upgrades are not supported
- * (the gateway never asks for one): a request for one fails with a `TransportError`.
+ * `makeUndici` sends them, failures before the response head as a `TransportError`, failures in the body as a
+ * `DecodeError`. Interrupting a call, or ending a body's stream before its end, aborts the request (undici
+ * closes the connection). Until a stream reads it, a body is buffered as it arrives (nothing holds the
+ * connection for a response nobody reads); a stream being read pauses the connection while more than
+ * `highWaterMark` bytes wait. A body has one reader at a time (a second reader waiting beside the first dies).
+ * Upgrades are not supported (the gateway never asks for one): a request for one fails with a
+ * `TransportError`.
  *
  * Nothing of an untraced call outlives it in a way a scavenge cannot see through: its objects hold no
  * function created per request (V8 allocates a function literal assigned to a property by unoptimized code
