@@ -23,7 +23,6 @@ import { hash, randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 // the platform's modules by path: its index loads every module it has (Redis and its client, cluster, SQL,
 // workers ...), which a gateway without those never uses
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type LlmProvider, Resilience } from "@llm-resilience/core"
 import { AnthropicProvider, GeminiProvider, OpenAiProvider } from "@llm-resilience/providers"
@@ -323,15 +322,10 @@ const endpoints = Effect.fnUntraced(function* (
 })
 
 /**
- * The client the providers call upstream with: undici's, built once on one `Agent`. Unlike
- * `NodeHttpClient.layerUndici`, it does not merge the layer's context into every request's: the client needs
- * nothing from it once built, and the merge copied the context on each call. Its dispatcher releases each
- * request's controller at the request's end (see internal/upstream.ts: otherwise every request outlives
- * scavenges until the next mark-compact).
+ * The client the providers call upstream with: effect's `HttpClient` over undici's dispatcher with a lean
+ * handler per request, on one `Agent` (see internal/upstream.ts for why and what it costs).
  */
-const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Layer.effect(HttpClient.HttpClient)(
-  NodeHttpClient.makeUndici
-).pipe(Layer.provide(Upstream.dispatcher))
+const upstreamClient: Layer.Layer<HttpClient.HttpClient> = Upstream.layer
 
 /**
  * The whole gateway: its routes served on Node's HTTP server at the configuration's `server.host` /
