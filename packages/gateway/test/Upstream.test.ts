@@ -45,6 +45,23 @@ const serve = (handle: (req: IncomingMessage, res: ServerResponse, body: string)
       })
   )
 
+/** A server that answers `head` and `first`, then ends with `rest` once `release` ran. */
+const inTwoParts = (head: Record<string, string>, first: string, rest: string) =>
+  Effect.gen(function* () {
+    const more = yield* Deferred.make<void>()
+    const { url } = yield* serve((_req, res) => {
+      res.writeHead(200, head)
+      res.write(first)
+      Effect.runFork(
+        Effect.andThen(
+          Deferred.await(more),
+          Effect.sync(() => res.end(rest))
+        )
+      )
+    })
+    return { url, release: Deferred.succeed(more, undefined) }
+  })
+
 /** A raw TCP server that answers every connection with `reply` (for malformed responses). */
 const serveRaw = (reply: string) =>
   Effect.acquireRelease(
@@ -148,22 +165,16 @@ for (const [mode, run] of modes) {
 
     test("reads a streamed body as it arrives", () =>
       Effect.gen(function* () {
-        const more = yield* Deferred.make<void>()
-        const { url } = yield* serve((_req, res) => {
-          res.writeHead(200, { "content-type": "text/event-stream" })
-          res.write("data: 1\n\n")
-          Effect.runFork(
-            Effect.andThen(
-              Deferred.await(more),
-              Effect.sync(() => res.end("data: 2\n\n"))
-            )
-          )
-        })
+        const { release, url } = yield* inTwoParts(
+          { "content-type": "text/event-stream" },
+          "data: 1\n\n",
+          "data: 2\n\n"
+        )
         const response = yield* execute(HttpClientRequest.post(url))
         const pull = yield* Stream.toPull(Stream.decodeText(response.stream))
         // the second event is sent only once the first was read
         assert.deepStrictEqual(yield* bounded(pull), ["data: 1\n\n"])
-        yield* Deferred.succeed(more, undefined)
+        yield* release
         assert.deepStrictEqual(yield* bounded(pull), ["data: 2\n\n"])
       }))
 
@@ -229,23 +240,13 @@ for (const [mode, run] of modes) {
 
     test("a body has one reader at a time: a second one waiting beside it dies instead of hanging", () =>
       Effect.gen(function* () {
-        const more = yield* Deferred.make<void>()
-        const { url } = yield* serve((_req, res) => {
-          res.writeHead(200, { "content-length": "4" })
-          res.write("ab")
-          Effect.runFork(
-            Effect.andThen(
-              Deferred.await(more),
-              Effect.sync(() => res.end("cd"))
-            )
-          )
-        })
+        const { release, url } = yield* inTwoParts({ "content-length": "4" }, "ab", "cd")
         const response = yield* execute(HttpClientRequest.post(url))
         const first = yield* Effect.forkChild(response.text)
         yield* Effect.yieldNow
         const second = yield* bounded(Effect.exit(response.text))
         assert.isTrue(Exit.hasDies(second))
-        yield* Deferred.succeed(more, undefined)
+        yield* release
         assert.strictEqual(yield* bounded(Fiber.join(first)), "abcd")
         assert.strictEqual(yield* response.text, "abcd")
       }))
