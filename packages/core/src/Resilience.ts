@@ -50,6 +50,7 @@ import * as Telemetry from "./Telemetry.ts"
 import type { Stage } from "./Stage.ts"
 import * as config from "./internal/config.ts"
 import * as Attempts from "./internal/attempt.ts"
+import { memo } from "./internal/keyedState.ts"
 import { keyLabel, SeriesCache } from "./internal/metrics.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import * as Resume from "./internal/resume.ts"
@@ -201,23 +202,12 @@ export const make = Effect.fnUntraced(function* (
     const timed = timeouts.wrap(raw)
     const attempt = (request: LlmRequest) =>
       Attempts.runStream(streamStages, request, `${raw.name}/${request.model}`, timed.stream(request))
-    type RetryStream = ReturnType<typeof Retrying.retryStreamWith>
     // the retry of each model's streams, built once per model (as `Pipeline.make` does for calls)
-    const retries = new Map<string, RetryStream>()
-    const retryOf = (key: string): RetryStream => {
-      let retry = retries.get(key)
-      if (retry === undefined) {
-        if (retries.size >= 1_000) retries.clear()
-        retry =
-          profile === undefined
-            ? (self) => self
-            : Retrying.retryStreamWith(
-                Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver)
-              )
-        retries.set(key, retry)
-      }
-      return retry
-    }
+    const retryOf = memo((key): ReturnType<typeof Retrying.retryStreamWith> =>
+      profile === undefined
+        ? (self) => self
+        : Retrying.retryStreamWith(Retrying.configFor(profile, budget, key, keyLabel(knownModels, key), path.failOver))
+    )
     const stream = (request: LlmRequest): Stream.Stream<StreamChunk, LlmError> => {
       const key = `${raw.name}/${request.model}`
       return Resume.withMode(path.midStream, attempt, retryOf(key), request, c.models?.[key]?.prefill === true)

@@ -93,3 +93,23 @@ export class KeyedState<V> {
     }
   }
 }
+
+/**
+ * `make(key)`, built once per key: for what is derived from configuration alone (a model's retry plan), which
+ * can be rebuilt at no cost but the work. The caller chooses the model strings, so at `max` keys the memo
+ * starts again empty.
+ *
+ * @internal
+ */
+export const memo = <V>(make: (key: string) => V, max: number = 1_000): ((key: string) => V) => {
+  const kept = new Map<string, V>()
+  return (key) => {
+    let value = kept.get(key)
+    if (value === undefined) {
+      if (kept.size >= max) kept.clear()
+      value = make(key)
+      kept.set(key, value)
+    }
+    return value
+  }
+}

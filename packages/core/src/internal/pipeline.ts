@@ -23,6 +23,7 @@ import type * as Retry from "../Retry.ts"
 import type { Stage } from "../Stage.ts"
 import * as Telemetry from "../Telemetry.ts"
 import * as Attempts from "./attempt.ts"
+import { memo } from "./keyedState.ts"
 import { keyLabel } from "./metrics.ts"
 import * as Report from "./report.ts"
 import * as Retrying from "./retry.ts"
@@ -119,22 +120,15 @@ export const make = (o: Options): Call => {
       )
     )
 
-  const models = new Map<string, Model>()
-  const modelOf = (model: string): Model => {
-    let m = models.get(model)
-    if (m === undefined) {
-      if (models.size >= 1_000) models.clear()
-      const key = `${provider.name}/${model}`
-      const label = keyLabel(o.models, key)
-      const retry =
-        o.profile === undefined
-          ? undefined
-          : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label, o.failOverOnSilence))
-      m = { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
-      models.set(model, m)
-    }
-    return m
-  }
+  const modelOf = memo((model): Model => {
+    const key = `${provider.name}/${model}`
+    const label = keyLabel(o.models, key)
+    const retry =
+      o.profile === undefined
+        ? undefined
+        : Retrying.stage(Retrying.configFor(o.profile, o.budget, key, label, o.failOverOnSilence))
+    return { key, retry, then: continuation(retry, observe), quiet: continuation(retry, undefined) }
+  })
 
   const call = (request: LlmRequest, span: boolean): Effect.Effect<LlmResponse, LlmError> =>
     Effect.withFiber((fiber) => {
